@@ -1,0 +1,121 @@
+"""The `crossview` command. Configuration is read here and nowhere else."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from crossview.config import load_config
+from models.errors import CrossviewError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Find the same person across cameras.")
+models_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
+app.add_typer(models_app, name="models")
+
+
+@dataclass
+class DemoConfig:
+    """`crossview demo`: for now the edge's detector and tracker on a sample video."""
+
+    video: str = "one-by-one-person-detection.mp4"
+    camera_id: str = "cam-a"
+    detector: str = "detect/yolov8n-int8-openvino"
+    tracker: Literal["bytetrack", "botsort"] = "bytetrack"
+    stride: int = 2
+    max_frames: int = 300
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise ValueError(f"stride: expected >= 1, got {self.stride}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames: expected >= 1, got {self.max_frames}")
+
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of settings.")]
+OverridesArg = Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. stride=1")]
+
+
+@models_app.command("list")
+def models_list(
+    download: Annotated[bool, typer.Option(help="Download models that are not found locally.")] = False,
+) -> None:
+    """Print every model in the zoo, where it resolved (checksum verified) and its size."""
+    from models.zoo import get_spec, model_names, resolve_model
+
+    rows = []
+    failures = 0
+    for name in model_names():
+        spec = get_spec(name)
+        try:
+            resolved = resolve_model(name, allow_download=download)
+            where, status = str(resolved.path), f"ok ({resolved.source})"
+        except CrossviewError as exc:
+            where, status = str(exc), "missing"
+            failures += 1
+        rows.append((name, spec.format, f"{spec.total_size / 1e6:.2f} MB", status, where))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    header = ("model", "format", "size", "status")
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  path")
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(config: ConfigOption = None, overrides: OverridesArg = None) -> None:
+    """Run the edge's detector and tracker on a sample video and print what it saw."""
+    cfg = load_config(DemoConfig, config, overrides or [])
+    from edge.run_detect import print_summary, summarise_video
+    from models.zoo import resolve_sample
+
+    video = Path(cfg.video) if Path(cfg.video).exists() else resolve_sample(cfg.video)
+    summary = summarise_video(video, camera_id=cfg.camera_id, max_frames=cfg.max_frames, stride=cfg.stride,
+                              model=cfg.detector, tracker=cfg.tracker)
+    print_summary(summary)
+
+
+@app.command("eval")
+def eval_(
+    data: Annotated[Path, typer.Option(help="Dataset folder.")],
+    format: Annotated[str, typer.Option("--format", help="market1501 | cuhk03 | mars")],
+    model: Annotated[str, typer.Option(help="Stage-one Re-ID model name from the zoo.")] = "reid/intel-0288",
+    rerank: Annotated[bool, typer.Option(help="k-reciprocal re-ranking.")] = False,
+    stage2: Annotated[str | None, typer.Option(help="Stage-two model(s), comma-separated.")] = None,
+    shortlist: Annotated[int, typer.Option(help="Short-list size K for two-stage.")] = 10,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    png: Annotated[Path | None, typer.Option(help="Where to write the CMC curve PNG.")] = None,
+) -> None:
+    """Rank-1/5/10, mAP and mINP of a Re-ID model (optionally two-stage) on a dataset."""
+    from crossview.eval_command import eval_command
+
+    stage2_models = [s.strip() for s in stage2.split(",") if s.strip()] if stage2 else None
+    code = eval_command(data, format, model, rerank, stage2_models, shortlist, json_out, png)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point: every crossview error is one clear line on stderr, not a traceback."""
+    try:
+        app(standalone_mode=False)
+    except CrossviewError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:
+        # usage errors from typer's click (shown the way click shows them)
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""What a model in the zoo is: its files, how to feed it, where it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a model (or a data sample): its path under the models/data folder, checksum, URL."""
+
+    relpath: str
+    sha256: str
+    size: int
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model: files plus everything a runtime needs to preprocess its input.
+
+    Preprocessing is `x = (image[..., channels] * scale - mean) / std`, NCHW, at `input_hw`.
+    """
+
+    name: str
+    task: str  # "reid" | "detect" | "attributes"
+    format: str  # "openvino" | "onnx" | "ultralytics-openvino"
+    files: tuple[RemoteFile, ...]
+    primary: str  # relpath of the file a runtime opens (xml, onnx, or folder for ultralytics)
+    input_hw: tuple[int, int]
+    channel_order: str  # "BGR" | "RGB"
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    output_dim: int
+    licence: str
+    precision: str = "FP32"
+    input_name: str | None = None
+    output_name: str | None = None
+    notes: str = ""
+
+    @property
+    def weights(self) -> RemoteFile:
+        """The file whose checksum identifies the model (the .bin of an IR, the .onnx, ...)."""
+        for suffix in (".bin", ".onnx", ".engine"):
+            for f in self.files:
+                if f.relpath.endswith(suffix):
+                    return f
+        return self.files[0]
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the exact weights: `<name>@<first 12 hex of the weights' SHA-256>`."""
+        return f"{self.name}@{self.weights.sha256[:12]}"
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
