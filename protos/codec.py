@@ -51,7 +51,8 @@ def vector_to_proto(array: np.ndarray, fingerprint: str, *, dtype: str = "float3
         raise InvalidInputError(f"vector: expected wire dtype one of {known}, got {dtype!r}")
     _check_shape(array.shape)
     _check_fingerprint_present(fingerprint)
-    wire = np.ascontiguousarray(array, dtype=_WIRE_NUMPY_DTYPES[dtype])
+    with np.errstate(over="ignore"):
+        wire = np.ascontiguousarray(array, dtype=_WIRE_NUMPY_DTYPES[dtype])
     _check_finite(wire)  # after the cast: float16 overflows to inf above 65504
     return common_pb2.Vector(
         data=wire.tobytes(order="C"), dtype=dtype, shape=list(wire.shape), model_fingerprint=fingerprint
