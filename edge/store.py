@@ -1,0 +1,660 @@
+"""The edge's local store: cameras, tracklets, vectors and sightings in SQLite; best crops as JPEG files.
+
+Durability: WAL with ``synchronous=FULL`` — every commit fsyncs the WAL before returning, so what a
+call acknowledged (by returning) survives a killed process *and* a power cut. ``NORMAL`` survives only
+the former, and edge boxes (a Jetson on a pole) lose power far more often than servers; a commit is
+one tracklet, a few per second, so the extra fsync is cheap.
+
+Crops and rows: a crop goes to a temporary file, is fsynced, renamed into place and its folder fsynced
+*before* the row naming it commits; files are unlinked only *after* their rows are gone. A crash thus
+never leaves a row pointing at a missing file, only unreferenced files, which the sweep run on every
+open deletes (with leftover ``.part`` files); it also drops rows whose file vanished behind our back.
+Database and crops folder carry the same store id (``meta`` table, ``.store-id`` file), so a wrong
+pairing is refused instead of swept, and an exclusive ``flock`` on ``<crops_dir>/.lock`` (released by
+the kernel if the process dies) makes this the only open store on that folder.
+
+Threads: one connection behind one re-entrant lock held by every public method; share a store freely.
+
+Layout: crop paths have their own table (one row per file) so orphan checks and byte counts are
+exact; ``tracklets.bytes`` caches each tracklet's crop + vector bytes for retention.
+``schema_version`` has a row per component (``store``, ``outbox``), so the outbox may share the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import CrossviewError, InvalidInputError
+from models.types import Crop, Embeddings, Tracklet
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+
+class UnknownIdError(CrossviewError, LookupError):
+    """A camera, tracklet or outbox entry that the store does not hold."""
+
+
+class FingerprintMismatchError(InvalidInputError):
+    """Vectors of one model were asked to meet vectors of another; refused, never compared."""
+
+
+class StoreLockedError(CrossviewError):
+    """The crops folder is already owned by another open store."""
+
+
+class CropsFolderMismatchError(CrossviewError):
+    """A database opened with a crops folder that is not its own (the sweep would wreck both)."""
+
+
+class SchemaVersionError(CrossviewError):
+    """The database was written by a newer crossview than this one."""
+
+
+# ---------------------------------------------------------------- SQLite helpers (shared with the outbox)
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """Open `path` in WAL mode with synchronous=FULL and foreign keys on; autocommit, explicit BEGINs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise CrossviewError(f"{path}: expected journal mode wal, got {mode} (is it on a network share?)")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[Sequence[str]]) -> int:
+    """Bring `component` up to version len(migrations); step i (1-based) is migrations[i-1]."""
+    with write_transaction(conn):
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                     "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version WHERE component = ?", (component,)).fetchone()
+        current = int(row[0]) if row else 0
+        if current > len(migrations):
+            raise SchemaVersionError(f"{component} schema is version {current}; this crossview knows up to "
+                                     f"{len(migrations)}: upgrade crossview")
+        for steps in migrations[current:]:
+            for sql in steps:
+                conn.execute(sql)
+        conn.execute("INSERT INTO schema_version (component, version) VALUES (?, ?) "
+                     "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                     (component, len(migrations)))
+    return len(migrations)
+
+
+_MIGRATIONS: list[list[str]] = [
+    [  # 1
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE cameras (id TEXT PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL, "
+        "added REAL NOT NULL)",
+        "CREATE TABLE tracklets (id TEXT PRIMARY KEY, camera TEXT NOT NULL REFERENCES cameras (id), "
+        "track_id INTEGER NOT NULL, start_s REAL NOT NULL, end_s REAL NOT NULL, "
+        "closed INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL)",
+        "CREATE INDEX tracklets_by_end ON tracklets (end_s, id)",
+        "CREATE INDEX tracklets_by_camera ON tracklets (camera, end_s)",
+        "CREATE TABLE crops (tracklet TEXT NOT NULL REFERENCES tracklets (id) ON DELETE CASCADE, "
+        "rank INTEGER NOT NULL, path TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL, "
+        "PRIMARY KEY (tracklet, rank))",
+        "CREATE TABLE vectors (tracklet TEXT NOT NULL REFERENCES tracklets (id) ON DELETE CASCADE, "
+        "fingerprint TEXT NOT NULL, dim INTEGER NOT NULL, dtype TEXT NOT NULL, data BLOB NOT NULL, "
+        "stored REAL NOT NULL, PRIMARY KEY (tracklet, fingerprint))",
+        "CREATE INDEX vectors_by_fingerprint ON vectors (fingerprint, stored)",
+        "CREATE TABLE sightings (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "tracklet TEXT NOT NULL REFERENCES tracklets (id) ON DELETE CASCADE, identity TEXT NOT NULL, "
+        "distance REAL NOT NULL, time REAL NOT NULL, source TEXT NOT NULL)",
+        "CREATE INDEX sightings_by_tracklet ON sightings (tracklet)",
+        "CREATE INDEX sightings_by_identity ON sightings (identity, time)",
+    ],
+]
+
+_SHARD = re.compile(r"[0-9a-f]{2}")
+
+
+# ---------------------------------------------------------------- records
+
+@dataclass(frozen=True)
+class TrackletRecord:
+    """A stored tracklet: its row, its crop files (absolute, best first) and the models with a vector."""
+
+    tracklet_id: str
+    camera_id: str
+    track_id: int
+    start_s: float
+    end_s: float
+    closed: bool
+    crop_paths: tuple[Path, ...]
+    fingerprints: tuple[str, ...]
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Sighting:
+    sighting_id: int
+    tracklet_id: str
+    identity_id: str
+    distance: float
+    time_s: float
+    source: str
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """What `apply_retention` removed; `over_budget` when open tracklets alone exceed max_total_bytes."""
+
+    tracklets_removed: int
+    crop_files_removed: int
+    bytes_freed: int
+    bytes_remaining: int
+    over_budget: bool = False
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    orphan_files_removed: int
+    temp_files_removed: int
+    missing_crops_dropped: int
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    cameras: int
+    tracklets: int
+    open_tracklets: int
+    crop_files: int
+    crop_bytes: int
+    vector_bytes: int
+    sightings: int
+    vectors_by_fingerprint: dict[str, int] = field(default_factory=dict)
+    db_bytes: int = 0
+
+
+CropLike = bytes | bytearray | memoryview | np.ndarray | Crop
+
+
+# ---------------------------------------------------------------- the store
+
+class TrackletStore:
+    """SQLite (WAL) store of an edge's tracklets with their best crops as JPEG files under `crops_dir`.
+
+    `crops_dir` defaults to ``<path>.crops`` next to the database. See the module docstring for the
+    durability, crash and threading guarantees.
+    """
+
+    def __init__(self, path: Path, crops_dir: Path | None = None, *, jpeg_quality: int = 90,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self.crops_dir = Path(crops_dir) if crops_dir is not None else self.path.with_name(self.path.name + ".crops")
+        if not 1 <= jpeg_quality <= 100:
+            raise InvalidInputError(f"jpeg_quality: expected 1..100, got {jpeg_quality}")
+        self.jpeg_quality = jpeg_quality
+        self._lock = threading.RLock()
+        self.crops_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock_folder(self.crops_dir)
+        try:
+            self._conn = open_database(self.path)
+            migrate(self._conn, "store", _MIGRATIONS)
+            self._bind_crops_dir()
+            self.last_sweep = self.sweep()
+        except BaseException:
+            if hasattr(self, "_conn"):
+                self._conn.close()
+            _unlock_folder(self._lock_fd)
+            raise
+        self._closed = False
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._conn.close()
+            _unlock_folder(self._lock_fd)
+
+    def __enter__(self) -> TrackletStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- cameras
+
+    def add_camera(self, camera_id: str, name: str | None = None, source: str = "",
+                   added: float | None = None) -> None:
+        """Register a camera, or update its name and source; calling it again on restart is harmless."""
+        _require_text("camera_id", camera_id)
+        with self._lock, write_transaction(self._conn) as conn:
+            conn.execute("INSERT INTO cameras (id, name, source, added) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (id) DO UPDATE SET name = excluded.name, source = excluded.source",
+                         (camera_id, name or camera_id, str(source), self._clock() if added is None else added))
+
+    def cameras(self) -> list[tuple[str, str, str, float]]:
+        """(id, name, source, added) of every camera, in id order."""
+        with self._lock:
+            return [tuple(r) for r in self._conn.execute("SELECT id, name, source, added FROM cameras ORDER BY id")]
+
+    # -- tracklets
+
+    def upsert_tracklet(self, tracklet: Tracklet, crops: Sequence[CropLike] | None = None, *,
+                        closed: bool = False) -> TrackletRecord:
+        """Insert or update a tracklet; `crops` (JPEG bytes, BGR images or `Crop`s, best first) replace
+        its crop files. With `crops=None` the tracklet's own `crops` are used, or, when it has none,
+        the stored files are kept. A tracklet's `embedding` is stored as with `put_vector`.
+        """
+        if not isinstance(tracklet, Tracklet):
+            raise InvalidInputError(f"tracklet: expected a Tracklet, got {type(tracklet).__name__}")
+        if crops is None and tracklet.crops:
+            crops = tracklet.crops
+        blobs = None if crops is None else [_to_jpeg(c, self.jpeg_quality) for c in crops]
+        tid = tracklet.tracklet_id
+        with self._lock:
+            written = self._write_crop_files(tid, blobs) if blobs else []
+            old: list[str] = []
+            try:
+                with write_transaction(self._conn) as conn:
+                    self._require_camera(tracklet.camera_id)
+                    row = conn.execute("SELECT camera FROM tracklets WHERE id = ?", (tid,)).fetchone()
+                    if row is not None and row[0] != tracklet.camera_id:
+                        raise InvalidInputError(f"tracklet {tid!r}: expected camera {row[0]!r} (as stored), "
+                                                f"got {tracklet.camera_id!r}")
+                    conn.execute(
+                        "INSERT INTO tracklets (id, camera, track_id, start_s, end_s, closed, updated) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                        "track_id = excluded.track_id, start_s = excluded.start_s, end_s = excluded.end_s, "
+                        "closed = excluded.closed, updated = excluded.updated",
+                        (tid, tracklet.camera_id, int(tracklet.track_id), float(tracklet.start_s),
+                         float(tracklet.end_s), int(bool(closed)), self._clock()))
+                    if blobs is not None:
+                        old = [r[0] for r in conn.execute("SELECT path FROM crops WHERE tracklet = ?", (tid,))]
+                        conn.execute("DELETE FROM crops WHERE tracklet = ?", (tid,))
+                        conn.executemany("INSERT INTO crops (tracklet, rank, path, bytes) VALUES (?, ?, ?, ?)",
+                                         [(tid, rank, rel, size) for rank, (rel, size) in enumerate(written)])
+                    if tracklet.embedding is not None:
+                        self._put_vector_row(tid, tracklet.embedding)
+                    self._refresh_bytes(tid)
+            except BaseException:
+                self._unlink(rel for rel, _ in written)
+                raise
+            self._unlink(old)
+            return self.get_tracklet(tid)
+
+    def get_tracklet(self, tracklet_id: str) -> TrackletRecord:
+        with self._lock:
+            row = self._conn.execute("SELECT id, camera, track_id, start_s, end_s, closed, bytes FROM tracklets "
+                                     "WHERE id = ?", (tracklet_id,)).fetchone()
+            if row is None:
+                raise UnknownIdError(f"unknown tracklet {tracklet_id!r}")
+            fingerprints = tuple(r[0] for r in self._conn.execute(
+                "SELECT fingerprint FROM vectors WHERE tracklet = ? ORDER BY fingerprint", (tracklet_id,)))
+            return TrackletRecord(row[0], row[1], int(row[2]), float(row[3]), float(row[4]), bool(row[5]),
+                                  tuple(self._crop_paths(tracklet_id)), fingerprints, int(row[6]))
+
+    def crop_paths(self, tracklet_id: str) -> list[Path]:
+        """Absolute paths of a tracklet's crop files, best first."""
+        with self._lock:
+            self._require_tracklet(tracklet_id)
+            return self._crop_paths(tracklet_id)
+
+    # -- vectors
+
+    def put_vector(self, tracklet_id: str, embedding: Embeddings) -> None:
+        """Store a tracklet's one aggregated vector for `embedding.model_fingerprint` (replacing it)."""
+        with self._lock, write_transaction(self._conn):
+            self._require_tracklet(tracklet_id)
+            self._put_vector_row(tracklet_id, embedding)
+            self._refresh_bytes(tracklet_id)
+
+    def vector(self, tracklet_id: str, fingerprint: str) -> Embeddings:
+        with self._lock:
+            self._require_tracklet(tracklet_id)
+            row = self._conn.execute("SELECT dim, dtype, data FROM vectors WHERE tracklet = ? AND fingerprint = ?",
+                                     (tracklet_id, fingerprint)).fetchone()
+            if row is None:
+                held = self.get_tracklet(tracklet_id).fingerprints
+                raise UnknownIdError(f"tracklet {tracklet_id!r} has no vector of model {fingerprint!r}; "
+                                     f"it has {list(held)}")
+            return Embeddings(np.frombuffer(row[2], np.dtype(row[1])).reshape(1, row[0]).copy(), fingerprint)
+
+    def vectors(self, fingerprint: str | Embeddings, since: float | None = None, camera: str | None = None,
+                start_s: float | None = None, end_s: float | None = None) -> tuple[list[str], np.ndarray]:
+        """Tracklet ids and their (N, D) vectors made by model `fingerprint`, oldest tracklet first.
+
+        since: only vectors stored at or after this wall-clock time (incremental pulls).
+        camera: only this camera's tracklets. start_s/end_s: only tracklets overlapping that span.
+        Raises FingerprintMismatchError when the store holds vectors but none of this model: a search
+        with a query of another model is refused rather than answered with nothing.
+        """
+        fp = fingerprint.model_fingerprint if isinstance(fingerprint, Embeddings) else fingerprint
+        _require_text("fingerprint", fp)
+        with self._lock:
+            spec = self._conn.execute("SELECT dim, dtype FROM vectors WHERE fingerprint = ? LIMIT 1",
+                                      (fp,)).fetchone()
+            if spec is None:
+                held = [r[0] for r in self._conn.execute("SELECT DISTINCT fingerprint FROM vectors LIMIT 5")]
+                if held:
+                    raise FingerprintMismatchError(f"model fingerprint mismatch: this store holds no vectors of "
+                                                   f"{fp!r}, only of {held}; refusing to compare across models")
+                return [], np.zeros((0, 0), np.float32)
+            if camera is not None:
+                self._require_camera(camera)
+            sql = ("SELECT t.id, v.data FROM vectors v JOIN tracklets t ON t.id = v.tracklet "
+                   "WHERE v.fingerprint = ?")
+            args: list[object] = [fp]
+            for clause, value in (("v.stored >= ?", since), ("t.camera = ?", camera),
+                                  ("t.end_s >= ?", start_s), ("t.start_s <= ?", end_s)):
+                if value is not None:
+                    sql += f" AND {clause}"
+                    args.append(value)
+            rows = self._conn.execute(sql + " ORDER BY t.end_s, t.id", args).fetchall()
+        dim, dtype = int(spec[0]), np.dtype(spec[1])
+        data = np.frombuffer(b"".join(r[1] for r in rows), dtype).reshape(len(rows), dim).copy()
+        return [r[0] for r in rows], data
+
+    # -- sightings
+
+    def add_sighting(self, tracklet_id: str, identity_id: str, distance: float, time_s: float | None = None,
+                     source: str = "edge") -> int:
+        """Record that a tracklet was matched to an identity; returns the sighting id."""
+        _require_text("identity_id", identity_id)
+        if not math.isfinite(float(distance)):
+            raise InvalidInputError(f"distance: expected a finite number, got {distance}")
+        with self._lock, write_transaction(self._conn) as conn:
+            self._require_tracklet(tracklet_id)
+            cur = conn.execute("INSERT INTO sightings (tracklet, identity, distance, time, source) "
+                               "VALUES (?, ?, ?, ?, ?)", (tracklet_id, identity_id, float(distance),
+                                                          self._clock() if time_s is None else float(time_s),
+                                                          str(source)))
+            return int(cur.lastrowid)
+
+    def sightings(self, tracklet_id: str | None = None, identity_id: str | None = None) -> list[Sighting]:
+        """Sightings in time order, optionally of one tracklet and/or one identity."""
+        sql, args = "SELECT id, tracklet, identity, distance, time, source FROM sightings WHERE 1", []
+        if tracklet_id is not None:
+            sql, args = sql + " AND tracklet = ?", [*args, tracklet_id]
+        if identity_id is not None:
+            sql, args = sql + " AND identity = ?", [*args, identity_id]
+        with self._lock:
+            return [Sighting(int(r[0]), r[1], r[2], float(r[3]), float(r[4]), r[5])
+                    for r in self._conn.execute(sql + " ORDER BY time, id", args)]
+
+    # -- retention and housekeeping
+
+    def apply_retention(self, max_age_s: float | None = None, max_total_bytes: int | None = None,
+                        now: float | None = None) -> RetentionReport:
+        """Delete tracklets (rows, vectors, sightings and crop files together), oldest `end_s` first.
+
+        max_age_s: every tracklet last seen more than this long before `now` goes, open or closed
+        (an open tracklet that old was abandoned). max_total_bytes: closed tracklets go until the
+        crop + vector bytes of all tracklets fit; open ones are still being written and stay, and
+        `over_budget` says when they alone exceed the budget. Rows go first, files after: a crash in
+        between leaves only orphan files, which the next open sweeps.
+        """
+        for name, value in (("max_age_s", max_age_s), ("max_total_bytes", max_total_bytes)):
+            if value is not None and not value >= 0:
+                raise InvalidInputError(f"{name}: expected a non-negative number or None, got {value}")
+        now = self._clock() if now is None else float(now)
+        with self._lock:
+            with write_transaction(self._conn) as conn:
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY)")
+                conn.execute("DELETE FROM temp.doomed")
+                if max_age_s is not None:
+                    conn.execute("INSERT INTO temp.doomed SELECT id FROM tracklets WHERE end_s < ?",
+                                 (now - max_age_s,))
+                total = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM tracklets").fetchone()[0]
+                freed = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM tracklets "
+                                     "WHERE id IN (SELECT id FROM temp.doomed)").fetchone()[0]
+                if max_total_bytes is not None and total - freed > max_total_bytes:
+                    extra: list[tuple[str]] = []
+                    oldest = conn.execute("SELECT id, bytes FROM tracklets WHERE closed = 1 AND id NOT IN "
+                                          "(SELECT id FROM temp.doomed) ORDER BY end_s, id")
+                    for tid, size in oldest:
+                        if total - freed <= max_total_bytes:
+                            break
+                        extra.append((tid,))
+                        freed += size
+                    oldest.close()
+                    conn.executemany("INSERT INTO temp.doomed (id) VALUES (?)", extra)
+                paths = [r[0] for r in conn.execute("SELECT path FROM crops WHERE tracklet IN "
+                                                    "(SELECT id FROM temp.doomed)")]
+                removed = conn.execute("DELETE FROM tracklets WHERE id IN (SELECT id FROM temp.doomed)").rowcount
+                conn.execute("DELETE FROM temp.doomed")
+            self._unlink(paths)
+        remaining = int(total - freed)
+        return RetentionReport(int(removed), len(paths), int(freed), remaining,
+                               max_total_bytes is not None and remaining > max_total_bytes)
+
+    def sweep(self) -> SweepReport:
+        """Delete crop files no row names (and temporary files); drop crop rows whose file is gone."""
+        with self._lock:
+            on_disk: set[str] = set()
+            temps = 0
+            for shard in sorted(self.crops_dir.iterdir()):
+                if not (shard.is_dir() and _SHARD.fullmatch(shard.name)):
+                    continue
+                for entry in shard.iterdir():
+                    if entry.name.endswith(".part"):
+                        entry.unlink(missing_ok=True)
+                        temps += 1
+                    elif entry.name.endswith(".jpg"):
+                        on_disk.add(f"{shard.name}/{entry.name}")
+            known = {r[0] for r in self._conn.execute("SELECT path FROM crops")}
+            orphans = on_disk - known
+            self._unlink(orphans)
+            missing = sorted(known - on_disk)
+            if missing:
+                log.warning("%d crop files named by %s are missing; dropping their rows", len(missing), self.path)
+                with write_transaction(self._conn) as conn:
+                    owners: set[str] = set()
+                    for rel in missing:
+                        owners.update(r[0] for r in conn.execute("SELECT tracklet FROM crops WHERE path = ?",
+                                                                 (rel,)))
+                        conn.execute("DELETE FROM crops WHERE path = ?", (rel,))
+                    for tid in owners:
+                        self._refresh_bytes(tid)
+            return SweepReport(len(orphans), temps, len(missing))
+
+    def stats(self) -> StoreStats:
+        with self._lock:
+            def one(sql: str) -> int:
+                return int(self._conn.execute(sql).fetchone()[0])
+
+            by_fp = {r[0]: int(r[1]) for r in self._conn.execute(
+                "SELECT fingerprint, COUNT(*) FROM vectors GROUP BY fingerprint ORDER BY fingerprint")}
+            db_bytes = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+            return StoreStats(
+                cameras=one("SELECT COUNT(*) FROM cameras"),
+                tracklets=one("SELECT COUNT(*) FROM tracklets"),
+                open_tracklets=one("SELECT COUNT(*) FROM tracklets WHERE closed = 0"),
+                crop_files=one("SELECT COUNT(*) FROM crops"),
+                crop_bytes=one("SELECT COALESCE(SUM(bytes), 0) FROM crops"),
+                vector_bytes=one("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM vectors"),
+                sightings=one("SELECT COUNT(*) FROM sightings"),
+                vectors_by_fingerprint=by_fp, db_bytes=db_bytes)
+
+    # -- internals (call with self._lock held)
+
+    def _bind_crops_dir(self) -> None:
+        """Tie database and crops folder by an id in both, so a wrong pairing is refused, not swept."""
+        marker = self.crops_dir / ".store-id"
+        folder_id = marker.read_text().strip() if marker.exists() else None
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        if row is None and folder_id is None:  # a new store: the row first, so a crash leaves no foreign marker
+            with write_transaction(self._conn) as conn:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        has_crops = self._conn.execute("SELECT 1 FROM crops LIMIT 1").fetchone() is not None
+        if row is not None and folder_id is None and not has_crops:
+            _write_durably(marker, row[0].encode())
+            _fsync_dir(self.crops_dir)
+        elif row is None or row[0] != folder_id:
+            raise CropsFolderMismatchError(
+                f"{self.crops_dir} is not the crops folder of {self.path} (store ids: folder {folder_id}, "
+                f"database {row[0] if row else None}); pass the crops_dir this database was created with, "
+                f"or delete that folder if its crops are no longer wanted")
+
+    def _require_camera(self, camera_id: str) -> None:
+        if self._conn.execute("SELECT 1 FROM cameras WHERE id = ?", (camera_id,)).fetchone() is None:
+            raise UnknownIdError(f"unknown camera {camera_id!r}: add it with add_camera() first")
+
+    def _require_tracklet(self, tracklet_id: str) -> None:
+        if self._conn.execute("SELECT 1 FROM tracklets WHERE id = ?", (tracklet_id,)).fetchone() is None:
+            raise UnknownIdError(f"unknown tracklet {tracklet_id!r}")
+
+    def _crop_paths(self, tracklet_id: str) -> list[Path]:
+        return [self.crops_dir / r[0] for r in self._conn.execute(
+            "SELECT path FROM crops WHERE tracklet = ? ORDER BY rank", (tracklet_id,))]
+
+    def _put_vector_row(self, tracklet_id: str, embedding: Embeddings) -> None:
+        if not isinstance(embedding, Embeddings):
+            raise InvalidInputError(f"embedding: expected Embeddings, got {type(embedding).__name__}")
+        if len(embedding) != 1:
+            raise InvalidInputError(f"embedding: expected one aggregated vector (1, D), "
+                                    f"got shape {embedding.vectors.shape}")
+        fp, vec = embedding.model_fingerprint, np.ascontiguousarray(embedding.vectors[0])
+        spec = self._conn.execute("SELECT dim, dtype FROM vectors WHERE fingerprint = ? AND tracklet != ? LIMIT 1",
+                                  (fp, tracklet_id)).fetchone()
+        if spec is not None and (int(spec[0]), spec[1]) != (vec.shape[0], vec.dtype.str):
+            raise InvalidInputError(f"vector of model {fp!r}: expected dim {spec[0]} dtype {np.dtype(spec[1])}, "
+                                    f"got dim {vec.shape[0]} dtype {vec.dtype}")
+        self._conn.execute(
+            "INSERT INTO vectors (tracklet, fingerprint, dim, dtype, data, stored) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (tracklet, fingerprint) DO UPDATE SET dim = excluded.dim, dtype = excluded.dtype, "
+            "data = excluded.data, stored = excluded.stored",
+            (tracklet_id, fp, int(vec.shape[0]), vec.dtype.str, vec.tobytes(), self._clock()))
+
+    def _refresh_bytes(self, tracklet_id: str) -> None:
+        self._conn.execute(
+            "UPDATE tracklets SET bytes = (SELECT COALESCE(SUM(bytes), 0) FROM crops WHERE tracklet = ?1) "
+            "+ (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM vectors WHERE tracklet = ?1) WHERE id = ?1",
+            (tracklet_id,))
+
+    def _write_crop_files(self, tracklet_id: str, blobs: list[bytes]) -> list[tuple[str, int]]:
+        """Write each blob durably under a fresh name; returns (relative path, size) per blob."""
+        digest = hashlib.sha256(tracklet_id.encode()).hexdigest()
+        shard = self.crops_dir / digest[:2]
+        if not shard.is_dir():
+            shard.mkdir(exist_ok=True)
+            _fsync_dir(self.crops_dir)
+        token = uuid.uuid4().hex[:12]
+        written: list[tuple[str, int]] = []
+        try:
+            for rank, blob in enumerate(blobs):
+                name = f"{digest[:16]}-{token}-{rank}.jpg"
+                _write_durably(shard / name, blob)
+                written.append((f"{shard.name}/{name}", len(blob)))
+            _fsync_dir(shard)
+        except BaseException:
+            self._unlink(rel for rel, _ in written)
+            raise
+        return written
+
+    def _unlink(self, relative_paths: Iterator[str] | Sequence[str] | set[str]) -> None:
+        for rel in relative_paths:
+            try:
+                (self.crops_dir / rel).unlink(missing_ok=True)
+            except OSError as exc:  # left for the next sweep
+                log.warning("could not delete crop %s: %s", rel, exc)
+
+
+# ---------------------------------------------------------------- files
+
+def _to_jpeg(item: CropLike, quality: int) -> bytes:
+    if isinstance(item, bytes | bytearray | memoryview):
+        blob = bytes(item)
+        if not blob.startswith(b"\xff\xd8\xff"):
+            raise InvalidInputError(f"crop: expected JPEG bytes (starting FF D8 FF), got {blob[:4]!r}…")
+        return blob
+    if isinstance(item, Crop):
+        item = item.image
+    if not isinstance(item, np.ndarray):
+        raise InvalidInputError(f"crop: expected JPEG bytes, a BGR image or a Crop, got {type(item).__name__}")
+    if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (1, 3)):
+        raise InvalidInputError(f"crop: expected a uint8 (H, W, 3) image, got {item.dtype} {item.shape}")
+    if item.shape[0] == 0 or item.shape[1] == 0:
+        raise InvalidInputError(f"crop: expected a non-empty image, got shape {item.shape}")
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", item, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+    if not ok:
+        raise InvalidInputError(f"crop: could not encode image of shape {item.shape} as JPEG")
+    return buf.tobytes()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write via a fsynced `.<name>.part` file renamed over `path`; the caller fsyncs the folder."""
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_folder(folder: Path) -> int | None:
+    if fcntl is None:  # pragma: no cover - not POSIX: no guard against a second store
+        return None
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreLockedError(f"{folder} is in use by another open TrackletStore; close that one first") from None
+    return fd
+
+
+def _unlock_folder(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def _require_text(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{name}: expected a non-empty string, got {value!r}")
