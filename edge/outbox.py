@@ -30,7 +30,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.store import UnknownIdError, migrate, open_database, write_transaction
+from edge.sqlite_util import migrate, open_database, write_transaction
+from edge.store import UnknownIdError
 from models.errors import InvalidInputError
 
 log = logging.getLogger(__name__)

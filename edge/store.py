@@ -15,6 +15,10 @@ the kernel if the process dies) makes this the only open store on that folder.
 
 Threads: one connection behind one re-entrant lock held by every public method; share a store freely.
 
+Modules: the SQLite plumbing (``open_database``, ``write_transaction``, ``migrate``), shared with the
+outbox, lives in `edge.sqlite_util`; the crop files (durable writes, the sweep's scan, the folder lock,
+store-id pairing, JPEG encoding) in `edge.crop_files`. Their errors are importable from here too.
+
 Layout: crop paths have their own table (one row per file) so orphan checks and byte counts are
 exact; ``tracklets.bytes`` caches each tracklet's crop + vector bytes for retention.
 ``schema_version`` has a row per component (``store``, ``outbox``), so the outbox may share the file.
@@ -22,29 +26,32 @@ exact; ``tracklets.bytes`` caches each tracklet's crop + vector bytes for retent
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import math
-import os
-import re
-import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edge.crop_files import (
+    CropLike,
+    bind_store_id,
+    lock_folder,
+    scan_crops_dir,
+    to_jpeg,
+    unlink_crops,
+    unlock_folder,
+    write_crop_files,
+)
+from edge.crop_files import CropsFolderMismatchError as CropsFolderMismatchError  # re-exported (API)
+from edge.crop_files import StoreLockedError as StoreLockedError  # re-exported (API)
+from edge.sqlite_util import SchemaVersionError as SchemaVersionError  # re-exported (API)
+from edge.sqlite_util import migrate, open_database, write_transaction
 from models.errors import CrossviewError, InvalidInputError
-from models.types import Crop, Embeddings, Tracklet
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None  # type: ignore[assignment]
+from models.types import Embeddings, Tracklet
 
 log = logging.getLogger(__name__)
 
@@ -55,69 +62,6 @@ class UnknownIdError(CrossviewError, LookupError):
 
 class FingerprintMismatchError(InvalidInputError):
     """Vectors of one model were asked to meet vectors of another; refused, never compared."""
-
-
-class StoreLockedError(CrossviewError):
-    """The crops folder is already owned by another open store."""
-
-
-class CropsFolderMismatchError(CrossviewError):
-    """A database opened with a crops folder that is not its own (the sweep would wreck both)."""
-
-
-class SchemaVersionError(CrossviewError):
-    """The database was written by a newer crossview than this one."""
-
-
-# ---------------------------------------------------------------- SQLite helpers (shared with the outbox)
-
-def open_database(path: Path) -> sqlite3.Connection:
-    """Open `path` in WAL mode with synchronous=FULL and foreign keys on; autocommit, explicit BEGINs."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-    try:
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise CrossviewError(f"{path}: expected journal mode wal, got {mode} (is it on a network share?)")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-@contextlib.contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[Sequence[str]]) -> int:
-    """Bring `component` up to version len(migrations); step i (1-based) is migrations[i-1]."""
-    with write_transaction(conn):
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
-                     "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-        row = conn.execute("SELECT version FROM schema_version WHERE component = ?", (component,)).fetchone()
-        current = int(row[0]) if row else 0
-        if current > len(migrations):
-            raise SchemaVersionError(f"{component} schema is version {current}; this crossview knows up to "
-                                     f"{len(migrations)}: upgrade crossview")
-        for steps in migrations[current:]:
-            for sql in steps:
-                conn.execute(sql)
-        conn.execute("INSERT INTO schema_version (component, version) VALUES (?, ?) "
-                     "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                     (component, len(migrations)))
-    return len(migrations)
 
 
 _MIGRATIONS: list[list[str]] = [
@@ -144,8 +88,6 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE INDEX sightings_by_identity ON sightings (identity, time)",
     ],
 ]
-
-_SHARD = re.compile(r"[0-9a-f]{2}")
 
 
 # ---------------------------------------------------------------- records
@@ -206,9 +148,6 @@ class StoreStats:
     db_bytes: int = 0
 
 
-CropLike = bytes | bytearray | memoryview | np.ndarray | Crop
-
-
 # ---------------------------------------------------------------- the store
 
 class TrackletStore:
@@ -228,16 +167,16 @@ class TrackletStore:
         self.jpeg_quality = jpeg_quality
         self._lock = threading.RLock()
         self.crops_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock_folder(self.crops_dir)
+        self._lock_fd = lock_folder(self.crops_dir)
         try:
             self._conn = open_database(self.path)
             migrate(self._conn, "store", _MIGRATIONS)
-            self._bind_crops_dir()
+            bind_store_id(self._conn, self.crops_dir, self.path)
             self.last_sweep = self.sweep()
         except BaseException:
             if hasattr(self, "_conn"):
                 self._conn.close()
-            _unlock_folder(self._lock_fd)
+            unlock_folder(self._lock_fd)
             raise
         self._closed = False
 
@@ -249,7 +188,7 @@ class TrackletStore:
                 return
             self._closed = True
             self._conn.close()
-            _unlock_folder(self._lock_fd)
+            unlock_folder(self._lock_fd)
 
     def __enter__(self) -> TrackletStore:
         return self
@@ -285,10 +224,10 @@ class TrackletStore:
             raise InvalidInputError(f"tracklet: expected a Tracklet, got {type(tracklet).__name__}")
         if crops is None and tracklet.crops:
             crops = tracklet.crops
-        blobs = None if crops is None else [_to_jpeg(c, self.jpeg_quality) for c in crops]
+        blobs = None if crops is None else [to_jpeg(c, self.jpeg_quality) for c in crops]
         tid = tracklet.tracklet_id
         with self._lock:
-            written = self._write_crop_files(tid, blobs) if blobs else []
+            written = write_crop_files(self.crops_dir, tid, blobs) if blobs else []
             old: list[str] = []
             try:
                 with write_transaction(self._conn) as conn:
@@ -466,17 +405,7 @@ class TrackletStore:
     def sweep(self) -> SweepReport:
         """Delete crop files no row names (and temporary files); drop crop rows whose file is gone."""
         with self._lock:
-            on_disk: set[str] = set()
-            temps = 0
-            for shard in sorted(self.crops_dir.iterdir()):
-                if not (shard.is_dir() and _SHARD.fullmatch(shard.name)):
-                    continue
-                for entry in shard.iterdir():
-                    if entry.name.endswith(".part"):
-                        entry.unlink(missing_ok=True)
-                        temps += 1
-                    elif entry.name.endswith(".jpg"):
-                        on_disk.add(f"{shard.name}/{entry.name}")
+            on_disk, temps = scan_crops_dir(self.crops_dir)
             known = {r[0] for r in self._conn.execute("SELECT path FROM crops")}
             orphans = on_disk - known
             self._unlink(orphans)
@@ -512,25 +441,6 @@ class TrackletStore:
                 vectors_by_fingerprint=by_fp, db_bytes=db_bytes)
 
     # -- internals (call with self._lock held)
-
-    def _bind_crops_dir(self) -> None:
-        """Tie database and crops folder by an id in both, so a wrong pairing is refused, not swept."""
-        marker = self.crops_dir / ".store-id"
-        folder_id = marker.read_text().strip() if marker.exists() else None
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-        if row is None and folder_id is None:  # a new store: the row first, so a crash leaves no foreign marker
-            with write_transaction(self._conn) as conn:
-                conn.execute("INSERT INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-        has_crops = self._conn.execute("SELECT 1 FROM crops LIMIT 1").fetchone() is not None
-        if row is not None and folder_id is None and not has_crops:
-            _write_durably(marker, row[0].encode())
-            _fsync_dir(self.crops_dir)
-        elif row is None or row[0] != folder_id:
-            raise CropsFolderMismatchError(
-                f"{self.crops_dir} is not the crops folder of {self.path} (store ids: folder {folder_id}, "
-                f"database {row[0] if row else None}); pass the crops_dir this database was created with, "
-                f"or delete that folder if its crops are no longer wanted")
 
     def _require_camera(self, camera_id: str) -> None:
         if self._conn.execute("SELECT 1 FROM cameras WHERE id = ?", (camera_id,)).fetchone() is None:
@@ -568,92 +478,11 @@ class TrackletStore:
             "+ (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM vectors WHERE tracklet = ?1) WHERE id = ?1",
             (tracklet_id,))
 
-    def _write_crop_files(self, tracklet_id: str, blobs: list[bytes]) -> list[tuple[str, int]]:
-        """Write each blob durably under a fresh name; returns (relative path, size) per blob."""
-        digest = hashlib.sha256(tracklet_id.encode()).hexdigest()
-        shard = self.crops_dir / digest[:2]
-        if not shard.is_dir():
-            shard.mkdir(exist_ok=True)
-            _fsync_dir(self.crops_dir)
-        token = uuid.uuid4().hex[:12]
-        written: list[tuple[str, int]] = []
-        try:
-            for rank, blob in enumerate(blobs):
-                name = f"{digest[:16]}-{token}-{rank}.jpg"
-                _write_durably(shard / name, blob)
-                written.append((f"{shard.name}/{name}", len(blob)))
-            _fsync_dir(shard)
-        except BaseException:
-            self._unlink(rel for rel, _ in written)
-            raise
-        return written
-
     def _unlink(self, relative_paths: Iterator[str] | Sequence[str] | set[str]) -> None:
-        for rel in relative_paths:
-            try:
-                (self.crops_dir / rel).unlink(missing_ok=True)
-            except OSError as exc:  # left for the next sweep
-                log.warning("could not delete crop %s: %s", rel, exc)
+        unlink_crops(self.crops_dir, relative_paths)
 
 
-# ---------------------------------------------------------------- files
-
-def _to_jpeg(item: CropLike, quality: int) -> bytes:
-    if isinstance(item, bytes | bytearray | memoryview):
-        blob = bytes(item)
-        if not blob.startswith(b"\xff\xd8\xff"):
-            raise InvalidInputError(f"crop: expected JPEG bytes (starting FF D8 FF), got {blob[:4]!r}…")
-        return blob
-    if isinstance(item, Crop):
-        item = item.image
-    if not isinstance(item, np.ndarray):
-        raise InvalidInputError(f"crop: expected JPEG bytes, a BGR image or a Crop, got {type(item).__name__}")
-    if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (1, 3)):
-        raise InvalidInputError(f"crop: expected a uint8 (H, W, 3) image, got {item.dtype} {item.shape}")
-    if item.shape[0] == 0 or item.shape[1] == 0:
-        raise InvalidInputError(f"crop: expected a non-empty image, got shape {item.shape}")
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", item, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
-    if not ok:
-        raise InvalidInputError(f"crop: could not encode image of shape {item.shape} as JPEG")
-    return buf.tobytes()
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write via a fsynced `.<name>.part` file renamed over `path`; the caller fsyncs the folder."""
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _lock_folder(folder: Path) -> int | None:
-    if fcntl is None:  # pragma: no cover - not POSIX: no guard against a second store
-        return None
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreLockedError(f"{folder} is in use by another open TrackletStore; close that one first") from None
-    return fd
-
-
-def _unlock_folder(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)
-
+# ---------------------------------------------------------------- helpers
 
 def _require_text(name: str, value: object) -> None:
     if not isinstance(value, str) or not value:
