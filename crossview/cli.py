@@ -71,6 +71,7 @@ def demo(config: ConfigOption = None, overrides: OverridesArg = None) -> None:
     """Run the edge's detector and tracker on a sample video and print what it saw."""
     cfg = load_config(DemoConfig, config, overrides or [])
     from edge.run_detect import print_summary, summarise_video
+
     from models.zoo import resolve_sample
 
     video = Path(cfg.video) if Path(cfg.video).exists() else resolve_sample(cfg.video)
@@ -101,7 +102,8 @@ def eval_(
 def main() -> None:
     """Entry point: every crossview error is one clear line on stderr, not a traceback."""
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+        sys.exit(result if isinstance(result, int) else 0)
     except CrossviewError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

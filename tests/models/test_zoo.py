@@ -28,7 +28,7 @@ PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         if self.path == "/good.bin":
             self._send(PAYLOAD, len(PAYLOAD))
         elif self.path == "/dropped.bin":
