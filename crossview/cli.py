@@ -70,14 +70,16 @@ def models_list(
 def demo(config: ConfigOption = None, overrides: OverridesArg = None) -> None:
     """Run the edge's detector and tracker on a sample video and print what it saw."""
     cfg = load_config(DemoConfig, config, overrides or [])
-    from edge.run_detect import print_summary, summarise_video
+    from tqdm import tqdm
 
+    from edge.run_detect import format_frame, format_summary, summarise_video
     from models.zoo import resolve_sample
 
     video = Path(cfg.video) if Path(cfg.video).exists() else resolve_sample(cfg.video)
     summary = summarise_video(video, camera_id=cfg.camera_id, max_frames=cfg.max_frames, stride=cfg.stride,
-                              model=cfg.detector, tracker=cfg.tracker)
-    print_summary(summary)
+                              model=cfg.detector, tracker_type=cfg.tracker,
+                              on_frame=lambda record: tqdm.write(format_frame(record)))
+    typer.echo(format_summary(summary, per_frame=False))
 
 
 @app.command("eval")

@@ -47,3 +47,11 @@ def test_bad_input_is_one_clear_line(args: list[str], message: str, models_dir: 
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_prints_detections_and_track_ids(models_dir: Path, data_dir: Path) -> None:
+    result = _run("demo", "max_frames=60", "stride=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "1 person: #" in out  # a frame line with a track id
+    assert "unique track ids" in out and "frames with people" in out
