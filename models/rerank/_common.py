@@ -83,3 +83,36 @@ def _lexsort_rows(vals: np.ndarray, idx: np.ndarray) -> np.ndarray:
     vals_by_idx = np.take_along_axis(vals, order, axis=1)
     second = np.argsort(vals_by_idx, axis=1, kind="stable")
     return np.take_along_axis(order, second, axis=1)
+
+
+def check_vectors(vectors: np.ndarray, dim: int | None, name: str = "vectors") -> np.ndarray:
+    """(N, d) finite non-zero vectors → L2-normalised float32 copy; a single (d,) vector is (1, d)."""
+    if not isinstance(vectors, np.ndarray):
+        raise InvalidInputError(f"{name}: expected a numpy array, got {type(vectors).__name__}")
+    if vectors.ndim == 1:
+        vectors = vectors[None, :]
+    if vectors.ndim != 2:
+        raise InvalidInputError(f"{name}: expected shape (N, d), got {vectors.shape}")
+    if not (np.issubdtype(vectors.dtype, np.floating) or np.issubdtype(vectors.dtype, np.integer)):
+        raise InvalidInputError(f"{name}: expected a numeric dtype, got {vectors.dtype}")
+    if dim is not None and vectors.shape[1] != dim:
+        raise InvalidInputError(f"{name}: expected dimension {dim}, got shape {vectors.shape}")
+    if vectors.shape[1] == 0:
+        raise InvalidInputError(f"{name}: expected a dimension of at least 1, got shape {vectors.shape}")
+    out = vectors.astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise InvalidInputError(f"{name}: expected finite values, got NaN or inf")
+    norms = np.linalg.norm(out, axis=1)
+    if np.any(norms == 0):
+        raise InvalidInputError(f"{name}: expected non-zero vectors, got {int((norms == 0).sum())} zero rows")
+    return out / norms[:, None]
+
+
+def unit_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B) float32 squared Euclidean distances of L2-normalised rows: 2 − 2·a·b, at least 0."""
+    return np.maximum(2.0 - 2.0 * (a @ b.T), 0.0, dtype=np.float32)
+
+
+def unit_pair_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M,) float32 squared Euclidean distances of the row pairs (a[i], b[i])."""
+    return np.maximum(2.0 - 2.0 * np.einsum("ij,ij->i", a, b), 0.0, dtype=np.float32)
