@@ -18,5 +18,5 @@ fi
 # torch first: pinned to the releases this machine kind keeps on local disk (Ultralytics needs torch).
 .venv/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 # lap up front, or Ultralytics pip-installs it at run time.
-.venv/bin/python -m pip install --quiet -e ".[dev,detect,openvino,torch,ann,postgres]"
+.venv/bin/python -m pip install --quiet -e ".[dev,detect,openvino,torch,ann,postgres,mllm]"
 echo "$want" > "$stamp"

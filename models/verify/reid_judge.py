@@ -1,0 +1,96 @@
+"""Judge without an MLLM: re-score pairs with a larger Re-ID model, or an ensemble of them.
+
+This keeps every machine two-stage (DESIGN §2): where no MLLM is available the hub re-scores the
+edge's short list with stronger Re-ID models than the edge runs (default Intel 0277 + 0286, against
+0288 at the edge).
+
+Mapping: for each model, the cosine distance of the two L2-normalised embeddings is
+``d = 1 - cos ∈ [0, 2]``; μ = d / 2 ∈ [0, 1] (equivalently ``‖a - b‖² / 4``), averaged over the models
+and clipped to [0, 1]. μ = 0 for identical embeddings, 0.5 for orthogonal ones. It is a monotone
+distance, not a calibrated probability: on CUHK03 val crops (top-10 short lists of the edge model
+0288) same-identity pairs had μ ≈ 0.25 (5–95%: 0.18–0.33) and different identities μ ≈ 0.39
+(0.31–0.45), so μ = 0.5 is not the same/different line; decide on the fused, re-ranked distance
+(`models.verify.fusion.decide`). Note that ``2μ`` in the fusion formula is exactly the
+ensemble's mean cosine distance, on the same scale as the edge's cosine distance ``d``.
+
+Each distinct image (by content) is embedded once per call, so a query shared by ten candidates,
+or the swapped order, costs no extra inference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from models.verify.base import Judge, JudgeConfigError, Pair
+
+DEFAULT_MODELS: tuple[str, ...] = ("reid/intel-0277", "reid/intel-0286")
+
+
+class ReidJudge(Judge):
+    """μ = mean over Re-ID models of (cosine distance / 2), clipped to [0, 1].
+
+    Args:
+        models: zoo names of the Re-ID models in the ensemble (one is fine).
+        runtime: embedding runtime for every model (None: each model's default, e.g. openvino for IR).
+        batch_size: crops per inference batch.
+        embedders: already opened `models.embed.Embedder` objects to use instead of `models`.
+        runtime_kwargs: passed to every embedder (e.g. device="GPU", num_threads=4).
+    """
+
+    name: ClassVar[str] = "reid"
+
+    def __init__(
+        self,
+        models: Sequence[str] = DEFAULT_MODELS,
+        *,
+        runtime: str | None = None,
+        batch_size: int = 32,
+        swap: bool = False,
+        embedders: Sequence[Any] | None = None,
+        **runtime_kwargs: Any,
+    ) -> None:
+        super().__init__(swap=swap)
+        if embedders is None:
+            if isinstance(models, str):
+                models = (models,)
+            if not models:
+                raise JudgeConfigError("models: expected at least one Re-ID model name")
+            from models.embed import create_embedder
+
+            embedders = [create_embedder(name, runtime=runtime, batch_size=batch_size, **runtime_kwargs)
+                         for name in models]
+        if not embedders:
+            raise JudgeConfigError("embedders: expected at least one embedder")
+        self.embedders = list(embedders)
+        self.models = tuple(getattr(e, "fingerprint", type(e).__name__) for e in self.embedders)
+
+    def _score(self, pairs: Sequence[Pair]) -> np.ndarray:
+        keys: dict[bytes, int] = {}
+        images: list[np.ndarray] = []
+        index = np.empty((len(pairs), 2), dtype=np.int64)
+        for row, pair in enumerate(pairs):
+            for side, image in enumerate(pair):
+                key = _content_key(image)
+                if key not in keys:
+                    keys[key] = len(images)
+                    images.append(image)
+                index[row, side] = keys[key]
+        total = np.zeros(len(pairs), dtype=np.float64)
+        for embedder in self.embedders:
+            vectors = embedder.embed(images).vectors.astype(np.float64)
+            cosine = np.einsum("nd,nd->n", vectors[index[:, 0]], vectors[index[:, 1]])
+            total += (1.0 - cosine) / 2.0
+        return np.clip(total / len(self.embedders), 0.0, 1.0)
+
+    def __repr__(self) -> str:
+        return f"ReidJudge(models={list(self.models)!r})"
+
+
+def _content_key(image: np.ndarray) -> bytes:
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16)
+    digest.update(repr(image.shape).encode())
+    return digest.digest()

@@ -1,0 +1,179 @@
+"""Benchmark the judges: pairs per second and latency per short list (query + K candidates).
+
+    python tools/bench_judge.py --device cuda                         # Qwen2-VL-2B dims, random weights
+    python tools/bench_judge.py --device cuda --model-config qwen2-vl-7b --batch-size 10 --json
+    python tools/bench_judge.py --model-config tiny                   # CPU smoke run of the plumbing
+
+The `transformers` judge runs a Qwen2-VL built from a config with the published 2B (or 7B) sizes
+and RANDOM weights (no MLLM weights exist on these machines): the figures are throughput only and
+say nothing about accuracy. Its prompt has the real judge's length (two 280×140 images = 100 image
+tokens, plus the text). The `reid` judge (Intel 0277 + 0286, `$CROSSVIEW_MODELS`) is measured in the
+same run as the reference. Each short list is one `score_shortlist` call: one query against
+`--candidates` crops; latency is per short list, pairs/s is over all of them. Crops are real
+(CUHK03 val from `$CROSSVIEW_DATA`) when available, else random images of person-crop sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from models.errors import CrossviewError  # noqa: E402
+from models.verify import create_judge  # noqa: E402
+from models.verify.random_qwen2vl import QWEN2_VL_CONFIGS  # noqa: E402
+
+
+def load_crops(count: int, seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """`count` BGR crops: real CUHK03 ones from $CROSSVIEW_DATA when present, else random ones."""
+    root = Path(os.environ.get("CROSSVIEW_DATA", "/nonexistent"))
+    files = sorted((root / "cuhk03_labeled" / "val").glob("*.jpg"))
+    if files:
+        step = max(1, len(files) // count)
+        crops = [c for c in (cv2.imread(str(f)) for f in files[::step][:count]) if c is not None]
+        if crops:
+            while len(crops) < count:
+                crops += crops[: count - len(crops)]
+            return crops, f"{count} real crops (CUHK03 val)"
+    rng = np.random.default_rng(seed)
+    crops = [rng.integers(0, 256, (int(rng.integers(120, 320)), int(rng.integers(50, 140)), 3), np.uint8)
+             for _ in range(count)]
+    return crops, f"{count} random crops (CROSSVIEW_DATA not set)"
+
+
+def shortlists(crops: Sequence[np.ndarray], queries: int, candidates: int) -> list[tuple[np.ndarray, list]]:
+    """`queries` short lists, each one crop against the next `candidates` crops (wrapping around)."""
+    n = len(crops)
+    return [(crops[q % n], [crops[(q + 1 + j) % n] for j in range(candidates)]) for q in range(queries)]
+
+
+def measure(score: Callable[[np.ndarray, list], Any], lists: Sequence[tuple[np.ndarray, list]],
+            sync: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Latency per short list (after one warm-up list) and pairs per second over all lists."""
+    score(*lists[0])
+    sync()
+    latencies = []
+    for query, candidates in lists:
+        start = time.perf_counter()
+        score(query, candidates)
+        sync()
+        latencies.append(time.perf_counter() - start)
+    pairs = sum(len(c) for _, c in lists)
+    return {
+        "pairs_per_s": round(pairs / sum(latencies), 2),
+        "p50_ms_per_query": round(1000 * statistics.median(latencies), 2),
+        "p90_ms_per_query": round(1000 * float(np.percentile(latencies, 90)), 2),
+        "queries": len(lists),
+    }
+
+
+def bench_transformers(args: argparse.Namespace, lists: Sequence[tuple[np.ndarray, list]]) -> dict[str, Any]:
+    import torch
+
+    from models.verify.random_qwen2vl import build_offline_processor, build_random_qwen2vl
+    from models.verify.transformers_judge import TransformersJudge
+
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        return {"judge": "transformers", "skipped": "--device cuda but torch sees no CUDA device"}
+    dtype = {"auto": torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported()
+             else (torch.float16 if device == "cuda" else torch.float32),
+             "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    started = time.perf_counter()
+    model, processor = build_random_qwen2vl(args.model_config, build_offline_processor(), dtype=dtype, device=device)
+    build_s = time.perf_counter() - started
+    judge = TransformersJudge(model, processor=processor, batch_size=args.batch_size, swap=args.swap)
+    query, candidates = lists[0]
+    tokens = judge.processor(text=[judge.prompt], images=[[judge.model_image(query), judge.model_image(candidates[0])]],
+                             return_tensors="pt")["input_ids"].shape[1]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    row = {
+        "judge": "transformers",
+        "model_config": args.model_config,
+        "weights": "random",
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "dtype": str(dtype).replace("torch.", ""),
+        "batch_size": args.batch_size,
+        "swap": args.swap,
+        "prompt_tokens": int(tokens),
+        "build_s": round(build_s, 1),
+        **measure(judge.score_shortlist, lists, sync),
+    }
+    if device == "cuda":
+        row["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return row
+
+
+def bench_reid(lists: Sequence[tuple[np.ndarray, list]]) -> dict[str, Any]:
+    try:
+        judge = create_judge("reid")
+    except CrossviewError as exc:
+        return {"judge": "reid", "skipped": str(exc).splitlines()[0]}
+    return {"judge": "reid", "models": list(judge.models), "device": f"cpu ({os.cpu_count()} cores)",
+            **measure(judge.score_shortlist, lists)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--model-config", default="qwen2-vl-2b", choices=sorted(QWEN2_VL_CONFIGS),
+                        help="Qwen2-VL sizes of the random model (default: qwen2-vl-2b)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                        help="auto: bf16 (or fp16) on CUDA, fp32 on CPU")
+    parser.add_argument("--queries", type=int, default=20, help="short lists timed (after one warm-up)")
+    parser.add_argument("--candidates", type=int, default=10, help="candidates per short list")
+    parser.add_argument("--batch-size", type=int, default=10, help="pairs per forward pass")
+    parser.add_argument("--swap", action="store_true", help="also score the swapped order (2× the pairs)")
+    parser.add_argument("--no-reid", action="store_true", help="skip the reid reference")
+    args = parser.parse_args(argv)
+    if args.queries < 1 or args.candidates < 1 or args.batch_size < 1:
+        parser.error("--queries, --candidates and --batch-size must be >= 1")
+
+    crops, source = load_crops(max(args.queries + args.candidates, 32))
+    lists = shortlists(crops, args.queries, args.candidates)
+    rows = [bench_transformers(args, lists)]
+    if not args.no_reid:
+        rows.append(bench_reid(lists))
+    report = {
+        "host": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "crops": source,
+        "candidates_per_query": args.candidates,
+        "note": "transformers judge: random weights, throughput only (accuracy not measurable here)",
+        "rows": rows,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['crops']}; {args.candidates} candidates per query; {report['note']}")
+    for row in rows:
+        if "skipped" in row:
+            print(f"  {row['judge']:<12} skipped: {row['skipped']}")
+            continue
+        what = (f"{row['model_config']} {row['dtype']} bs={row['batch_size']} {row['prompt_tokens']} tok"
+                if row["judge"] == "transformers" else "+".join(row["models"]))
+        print(f"  {row['judge']:<12} {what:<40} {row['device']:<24} {row['pairs_per_s']:>9.1f} pairs/s  "
+              f"p50 {row['p50_ms_per_query']:>8.1f} ms/query  p90 {row['p90_ms_per_query']:>8.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
