@@ -1,0 +1,361 @@
+"""The edge's copy of the hub's gallery: identities and their reference vectors, kept in SQLite (WAL)
+and served for recall through an incremental k-reciprocal `GalleryIndex`.
+
+Versions: the hub numbers gallery states; a `GalleryDelta` moves the edge from `from_version` to
+`to_version`. A delta is applied whole or not at all: it is decoded and checked first (versions,
+each vector's model fingerprint and dimension, ids), then written in one transaction, and only after
+the commit is the in-memory index changed (``remove`` then ``add``, a batch each). A refused delta
+raises `GalleryDeltaError` and changes nothing; the hub answers a refusal with a full snapshot.
+
+Model: a gallery holds vectors of exactly one model (`model_fingerprint`, `dim`). Opened with
+another model than the one it was written with, the gallery is emptied and reset to version 0: its
+vectors cannot be compared with the new model's, and version 0 in the next Hello makes the hub send
+a full snapshot made with the model the edge now runs.
+
+Index ids are the rows of ``gallery_vectors`` (never reused), so an identity with several reference
+vectors has several index items; `recall` returns one identity id per item and
+`edge.shortlist.ShortListPolicy` counts each identity once, at its nearest item.
+
+Threads: one connection and one re-entrant lock held by every public method.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.sqlite_util import migrate, open_database, write_transaction
+from models.errors import InvalidInputError
+from models.rerank import GalleryIndex
+from models.types import Embeddings
+from protos.codec import vector_from_proto
+from protos.crossview.v1 import hub_to_edge_pb2
+
+log = logging.getLogger(__name__)
+
+
+class GalleryDeltaError(InvalidInputError):
+    """A delta that does not apply to this gallery (version, model, dimension or ids); nothing changed."""
+
+
+_MIGRATIONS: list[list[str]] = [
+    [  # 1
+        "CREATE TABLE gallery_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE gallery_identities (id TEXT PRIMARY KEY, display_name TEXT NOT NULL, "
+        "watchlist_threshold REAL)",
+        "CREATE TABLE gallery_vectors (item INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "identity TEXT NOT NULL REFERENCES gallery_identities (id) ON DELETE CASCADE, data BLOB NOT NULL)",
+        "CREATE INDEX gallery_vectors_by_identity ON gallery_vectors (identity)",
+    ],
+]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A gallery identity: reference vectors (N, D) float32 (N may be 0) and an optional watchlist threshold."""
+
+    identity_id: str
+    vectors: np.ndarray
+    display_name: str = ""
+    watchlist_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.identity_id, str) or not self.identity_id:
+            raise GalleryDeltaError(f"identity_id: expected a non-empty string, got {self.identity_id!r}")
+        v = self.vectors
+        if not isinstance(v, np.ndarray) or v.ndim != 2 or v.dtype != np.float32:
+            got = f"{v.dtype} {v.shape}" if isinstance(v, np.ndarray) else type(v).__name__
+            raise GalleryDeltaError(f"identity {self.identity_id!r}: expected float32 vectors (N, D), got {got}")
+        if not np.all(np.isfinite(v)) or (len(v) and np.any(np.linalg.norm(v, axis=1) == 0)):
+            raise GalleryDeltaError(f"identity {self.identity_id!r}: expected finite non-zero vectors")
+        t = self.watchlist_threshold
+        if t is not None and not (isinstance(t, int | float) and math.isfinite(t)):
+            raise GalleryDeltaError(f"identity {self.identity_id!r}: expected a finite watchlist threshold, got {t!r}")
+
+
+@dataclass(frozen=True)
+class GalleryChange:
+    """A decoded `GalleryDelta`: every vector in `upserts` is of the model `model_fingerprint`."""
+
+    from_version: int
+    to_version: int
+    model_fingerprint: str
+    upserts: tuple[Identity, ...] = ()
+    removals: tuple[str, ...] = ()
+    full_snapshot: bool = False
+
+    def __post_init__(self) -> None:
+        if self.from_version < 0 or self.to_version <= self.from_version:
+            raise GalleryDeltaError(f"delta: expected 0 <= from_version < to_version, "
+                                    f"got {self.from_version} -> {self.to_version}")
+        ids = [u.identity_id for u in self.upserts]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise GalleryDeltaError(f"delta: expected each identity upserted once, got repeats {repeated[:5]}")
+        both = sorted(set(ids) & set(self.removals))
+        if both:
+            raise GalleryDeltaError(f"delta: expected an identity to be upserted or removed, not both: {both[:5]}")
+        if any(not isinstance(r, str) or not r for r in self.removals):
+            raise GalleryDeltaError("delta: expected removals to be non-empty identity ids")
+
+
+@dataclass(frozen=True)
+class IdentityInfo:
+    identity_id: str
+    display_name: str
+    watchlist_threshold: float | None
+    vectors: int
+
+
+def decode_delta(msg: hub_to_edge_pb2.GalleryDelta, model_fingerprint: str, dim: int) -> GalleryChange:
+    """Decode and check a wire delta; every vector must be of `model_fingerprint` with dimension `dim`."""
+    if not isinstance(msg, hub_to_edge_pb2.GalleryDelta):
+        raise GalleryDeltaError(f"delta: expected a crossview.v1.GalleryDelta, got {type(msg).__name__}")
+    upserts = []
+    for u in msg.upserts:
+        try:
+            parts = [vector_from_proto(v, dim, model_fingerprint).reshape(-1, dim) for v in u.vectors]
+        except InvalidInputError as exc:
+            raise GalleryDeltaError(f"identity {u.identity_id!r}: {exc}") from None
+        vectors = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+        threshold = float(u.watchlist_threshold) if u.HasField("watchlist_threshold") else None
+        upserts.append(Identity(u.identity_id, vectors, u.display_name, threshold))
+    return GalleryChange(int(msg.from_version), int(msg.to_version), model_fingerprint, tuple(upserts),
+                         tuple(msg.removals), bool(msg.full_snapshot))
+
+
+class EdgeGallery:
+    """The gallery synced from the hub, persisted at `path`; see the module docstring.
+
+    Args:
+        path: SQLite file (its own, or shared with the store: the tables are ``gallery_*``).
+        model_fingerprint, dim: the edge's Re-ID model; every vector in the gallery is of it.
+        **rerank_kwargs: passed to `GalleryIndex` (k1, k2, lambda_value, neighbours, ...).
+    """
+
+    def __init__(self, path: Path, model_fingerprint: str, dim: int, **rerank_kwargs: object) -> None:
+        if not isinstance(model_fingerprint, str) or not model_fingerprint.strip():
+            raise InvalidInputError(f"model_fingerprint: expected a non-empty string, got {model_fingerprint!r}")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise InvalidInputError(f"dim: expected a positive int, got {dim!r}")
+        self.path = Path(path)
+        self.model_fingerprint = model_fingerprint
+        self.dim = dim
+        self._rerank_kwargs = dict(rerank_kwargs)
+        GalleryIndex(**self._rerank_kwargs)  # reject bad parameters before touching the file
+        self._lock = threading.RLock()
+        self._conn = open_database(self.path)
+        try:
+            migrate(self._conn, "gallery", _MIGRATIONS)
+            self._adopt_model()
+            self._version = int(self._meta("version") or 0)
+            self._rebuild_index()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> EdgeGallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading
+
+    @property
+    def version(self) -> int:
+        """The gallery version held (0 = empty, never synced)."""
+        with self._lock:
+            return self._version
+
+    @property
+    def size(self) -> int:
+        """Reference vectors in the index (an identity may have several)."""
+        with self._lock:
+            return self._index.size
+
+    def identities(self) -> list[IdentityInfo]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT i.id, i.display_name, i.watchlist_threshold, COUNT(v.item) FROM gallery_identities i "
+                "LEFT JOIN gallery_vectors v ON v.identity = i.id GROUP BY i.id ORDER BY i.id").fetchall()
+        return [IdentityInfo(r[0], r[1], None if r[2] is None else float(r[2]), int(r[3])) for r in rows]
+
+    def watchlist_thresholds(self) -> dict[str, float]:
+        """identity id → its watchlist threshold, for identities on the watchlist (for `ShortListPolicy`)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT id, watchlist_threshold FROM gallery_identities "
+                                      "WHERE watchlist_threshold IS NOT NULL ORDER BY id").fetchall()
+        return {r[0]: float(r[1]) for r in rows}
+
+    def recall(self, vector: np.ndarray | Embeddings, top_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Re-ranked distances of one tracklet vector to the gallery.
+
+        Args:
+            vector: (D,) or (1, D) of this gallery's model; `Embeddings` are checked for the fingerprint.
+            top_k: None for every item, else the `top_k` nearest items.
+
+        Returns:
+            identity ids (M,) as a numpy string array (one per item; an identity can repeat) and
+            k-reciprocal distances (M,) float32, lower is closer; M = 0 for an empty gallery.
+            With `top_k`, nearest first; without, in index order.
+        """
+        x = self._query_vector(vector)
+        with self._lock:
+            if self._index.size == 0:
+                return np.zeros(0, dtype="<U1"), np.zeros(0, np.float32)
+            if top_k is None:
+                return self._column_ids.copy(), self._index.query(x)[0]
+            items, distances = self._index.query(x, int(top_k))
+            return np.array([self._item_identity[int(i)] for i in items[0]], dtype=str), distances[0]
+
+    # -- changing
+
+    def apply_delta(self, delta: hub_to_edge_pb2.GalleryDelta | GalleryChange) -> int:
+        """Apply a delta atomically; returns the new version. Raises GalleryDeltaError (nothing changed)."""
+        change = delta if isinstance(delta, GalleryChange) else decode_delta(delta, self.model_fingerprint, self.dim)
+        with self._lock:
+            self._check(change)
+            removed, added = self._write(change)
+            self._version = change.to_version
+            try:
+                self._update_index(change.full_snapshot, removed, added)
+            except Exception:  # the database is right; rebuild the index from it rather than serve a wrong one
+                log.exception("incremental gallery index update failed; rebuilding it from %s", self.path)
+                self._rebuild_index()
+            log.info("gallery %s: version %d, %d vectors in the index", self.path, self._version, self._index.size)
+            return self._version
+
+    # -- internals (call with self._lock held)
+
+    def _check(self, change: GalleryChange) -> None:
+        if change.model_fingerprint != self.model_fingerprint:
+            raise GalleryDeltaError(f"delta: expected vectors of model {self.model_fingerprint!r}, "
+                                    f"got {change.model_fingerprint!r}")
+        if not change.full_snapshot and change.from_version != self._version:
+            raise GalleryDeltaError(f"delta {change.from_version} -> {change.to_version} does not apply to gallery "
+                                    f"version {self._version}: expected from_version {self._version} "
+                                    f"(or a full snapshot)")
+        for u in change.upserts:
+            if u.vectors.shape[1] != self.dim:
+                raise GalleryDeltaError(f"identity {u.identity_id!r}: expected vectors of dimension {self.dim}, "
+                                        f"got shape {u.vectors.shape}")
+
+    def _write(self, change: GalleryChange) -> tuple[list[int], list[tuple[int, str, np.ndarray]]]:
+        """One transaction; returns (removed items, added (item, identity, vector))."""
+        added: list[tuple[int, str, np.ndarray]] = []
+        with write_transaction(self._conn) as conn:
+            if change.full_snapshot:
+                removed = [r[0] for r in conn.execute("SELECT item FROM gallery_vectors")]
+                conn.execute("DELETE FROM gallery_identities")
+            else:
+                touched = [*change.removals, *(u.identity_id for u in change.upserts)]
+                removed = self._items_of(touched)
+                unknown = set(change.removals) - self._known(change.removals)
+                if unknown:  # already gone: the end state is the one the hub wants
+                    log.debug("gallery delta removes unknown identities %s", sorted(unknown)[:5])
+                conn.executemany("DELETE FROM gallery_identities WHERE id = ?", [(r,) for r in change.removals])
+            for u in change.upserts:
+                conn.execute(
+                    "INSERT INTO gallery_identities (id, display_name, watchlist_threshold) VALUES (?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, "
+                    "watchlist_threshold = excluded.watchlist_threshold",
+                    (u.identity_id, u.display_name, u.watchlist_threshold))
+                conn.execute("DELETE FROM gallery_vectors WHERE identity = ?", (u.identity_id,))
+                added += self._insert_vectors(u)
+            self._set_meta("version", str(change.to_version))
+        return removed, added
+
+    def _insert_vectors(self, identity: Identity) -> list[tuple[int, str, np.ndarray]]:
+        out = []
+        for row in np.ascontiguousarray(identity.vectors, dtype="<f4"):
+            cur = self._conn.execute("INSERT INTO gallery_vectors (identity, data) VALUES (?, ?)",
+                                     (identity.identity_id, row.tobytes()))
+            out.append((int(cur.lastrowid), identity.identity_id, row.astype(np.float32)))
+        return out
+
+    def _update_index(self, full: bool, removed: Sequence[int], added: Sequence[tuple[int, str, np.ndarray]]) -> None:
+        if full:
+            self._index = GalleryIndex(**self._rerank_kwargs)
+            self._item_identity = {}
+        elif removed:
+            self._index.remove(np.asarray(removed, np.int64))
+            for item in removed:
+                self._item_identity.pop(int(item), None)
+        if added:
+            self._index.add(np.array([a[0] for a in added], np.int64), np.stack([a[2] for a in added]))
+            self._item_identity.update((a[0], a[1]) for a in added)
+        self._refresh_columns()
+
+    def _rebuild_index(self) -> None:
+        rows = self._conn.execute("SELECT item, identity, data FROM gallery_vectors ORDER BY item").fetchall()
+        self._index = GalleryIndex(**self._rerank_kwargs)
+        self._item_identity = {int(r[0]): r[1] for r in rows}
+        if rows:
+            vectors = np.frombuffer(b"".join(r[2] for r in rows), "<f4").reshape(len(rows), self.dim)
+            self._index.add(np.array([r[0] for r in rows], np.int64), vectors.astype(np.float32))
+        self._refresh_columns()
+
+    def _refresh_columns(self) -> None:
+        ids = [self._item_identity[int(i)] for i in self._index.ids]
+        self._column_ids = np.array(ids, dtype=str) if ids else np.zeros(0, dtype="<U1")
+
+    def _adopt_model(self) -> None:
+        """Record the model on a new gallery; empty a gallery written with another model."""
+        fingerprint, dim = self._meta("fingerprint"), self._meta("dim")
+        if fingerprint == self.model_fingerprint and dim == str(self.dim):
+            return
+        with write_transaction(self._conn) as conn:
+            if fingerprint is not None:
+                log.warning("gallery %s holds vectors of model %r (dim %s); this edge runs %r (dim %d): emptying it "
+                            "so the hub sends a full snapshot", self.path, fingerprint, dim, self.model_fingerprint,
+                            self.dim)
+                conn.execute("DELETE FROM gallery_identities")
+            self._set_meta("fingerprint", self.model_fingerprint)
+            self._set_meta("dim", str(self.dim))
+            self._set_meta("version", "0")
+
+    def _query_vector(self, vector: np.ndarray | Embeddings) -> np.ndarray:
+        if isinstance(vector, Embeddings):
+            if vector.model_fingerprint != self.model_fingerprint:
+                raise InvalidInputError(f"recall: expected a vector of model {self.model_fingerprint!r}, "
+                                        f"got {vector.model_fingerprint!r}")
+            vector = vector.vectors
+        if not isinstance(vector, np.ndarray):
+            raise InvalidInputError(f"recall: expected a numpy array, got {type(vector).__name__}")
+        if vector.ndim == 2 and vector.shape[0] == 1:
+            vector = vector[0]
+        if vector.shape != (self.dim,):
+            raise InvalidInputError(f"recall: expected one vector of shape ({self.dim},), got {vector.shape}")
+        return vector
+
+    def _items_of(self, identity_ids: Sequence[str]) -> list[int]:
+        items: list[int] = []
+        for identity in identity_ids:
+            items += [int(r[0]) for r in self._conn.execute("SELECT item FROM gallery_vectors WHERE identity = ?",
+                                                            (identity,))]
+        return items
+
+    def _known(self, identity_ids: Sequence[str]) -> set[str]:
+        return {i for i in identity_ids
+                if self._conn.execute("SELECT 1 FROM gallery_identities WHERE id = ?", (i,)).fetchone()}
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM gallery_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT INTO gallery_meta (key, value) VALUES (?, ?) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))

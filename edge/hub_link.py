@@ -1,0 +1,580 @@
+"""The edge's one gRPC session with the hub (DESIGN §4; the protocol is at the top of session.proto).
+
+Threads (sync gRPC, no asyncio): `start()` runs a link thread that dials, sends Hello, waits for
+Welcome and then reads hub messages, handling each in arrival order; per session a pump thread sends
+outbox entries (at most `max_inflight` unacknowledged) and heartbeats. Everything the edge sends goes
+through one queue that gRPC drains. Hub messages are handled inline, in order, so the cumulative
+``EdgeAck.hub_sequence`` is always true; a search job therefore delays the acks read after it, by
+the time it takes to rank the local store (milliseconds to a few seconds).
+
+Outbox: every entry is sent once per session (``mark_sent``). HubAck OK or DUPLICATE: ``outbox.ack``.
+REJECTED: the entry can never succeed, so it moves to a dead-letter table (``LinkState``: key, kind,
+payload, reason) and is acked in the outbox, so the queue cannot clog; `dead_letters()` lists them.
+RETRY: the entry stays in flight and is sent again after a backoff, in the same session. An entry
+larger than the hub accepts (Welcome.max_message_bytes) stays in the outbox and is skipped, logged.
+On a dropped stream every in-flight entry is requeued; the hub deduplicates by idempotency key.
+
+Hub messages with a sequence are processed once: the last processed sequence is persisted
+(``LinkState``) before it is acked, sent in Hello on reconnect, and a re-sent message at or below it
+is only acked again. What each message does (deltas, verdicts, search jobs, short lists and their
+idempotency keys) is in `edge.hub_messages`.
+
+Fatal (the link stops, `error` says why, nothing is retried): gRPC UNAUTHENTICATED or
+PERMISSION_DENIED, a hub Error with code UNAUTHENTICATED, PERMISSION_DENIED or
+FINGERPRINT_MISMATCH, and a Welcome that accepts another model. Anything else reconnects with
+exponential backoff and jitter (delay × U(0.5, 1)), on a fresh channel each time so gRPC's own
+reconnect backoff never delays a hub that is back; the backoff starts over after a session that
+lasted at least `max_backoff_s`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import ipaddress
+import logging
+import math
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from edge.gallery import EdgeGallery
+from edge.hub_messages import (
+    SEARCH_RESULT_KIND,
+    SHORT_LIST_KIND,
+    SearchJobError,
+    answer_search_job,
+    apply_gallery_delta,
+    blur_message_crops,
+    build_short_list,
+    entry_message,
+    record_verdict,
+)
+from edge.link_state import DeadLetter, LinkState
+from edge.outbox import Entry, Outbox
+from edge.privacy import FaceBlurrer
+from edge.shortlist import Candidate
+from edge.store import TrackletStore, UnknownIdError
+from models.errors import CrossviewError, InvalidInputError
+from models.types import Tracklet
+from protos.codec import seconds_to_timestamp, timestamp_to_seconds
+from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2, session_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+_FATAL_STATUS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+_FATAL_ERRORS = frozenset({common_pb2.ERROR_CODE_UNAUTHENTICATED, common_pb2.ERROR_CODE_PERMISSION_DENIED,
+                           common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH})
+_OK = (common_pb2.ACK_STATUS_OK, common_pb2.ACK_STATUS_DUPLICATE)
+_ENVELOPE_BYTES = 1024  # room for the EdgeMessage wrapper and gRPC framing
+
+
+class HubLinkError(CrossviewError):
+    """The hub refused this edge for good (credentials, model); the link has stopped."""
+
+
+@dataclass(frozen=True)
+class CameraLoad:
+    """One camera's numbers for a heartbeat."""
+
+    camera_id: str
+    fps: float
+    active_tracks: int = 0
+    dropped_frames: int = 0
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    connected: bool
+    sessions: int  # streams that got a Welcome
+    reconnects: int  # attempts after the first
+    sent: int  # outbox entries sent, resends included
+    acked: int  # outbox entries acked OK or DUPLICATE
+    dead_letters: int  # outbox entries the hub REJECTED (this run)
+    outbox_depth: int
+    gallery_version: int
+    last_hub_sequence: int
+    last_error: str | None
+    hub_id: str
+
+
+class _Session:
+    """State of one stream; gone when the stream is."""
+
+    def __init__(self, max_bytes: int, heartbeat_s: float) -> None:
+        self.send_q: queue.Queue[session_pb2.EdgeMessage | None] = queue.Queue()
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.inflight: set[str] = set()
+        self.retry_at: dict[str, float] = {}
+        self.skipped: set[str] = set()
+        self.max_bytes = max_bytes
+        self.heartbeat_s = heartbeat_s
+
+    def send(self, msg: session_pb2.EdgeMessage) -> None:
+        if not self.done.is_set():
+            self.send_q.put(msg)
+
+    def requests(self) -> Iterator[session_pb2.EdgeMessage]:
+        while (msg := self.send_q.get()) is not None:
+            yield msg
+
+
+class HubLink:
+    """The edge's session with the hub; see the module docstring.
+
+    Args:
+        target: the hub's ``host:port``.
+        token: sent as ``authorization: Bearer <token>`` on every stream.
+        cameras: camera ids or `CameraInfo` messages, announced in Hello.
+        gallery, outbox, store: the edge's gallery, outbox and (for search jobs and verdicts) store.
+        root_certificates, certificate_chain, private_key: PEM bytes or file paths; any of them turns
+            TLS on (chain + key: mutual TLS).
+        blur_faces: True (a default `FaceBlurrer`) or a configured one: every crop is blurred as it is
+            sent, whoever put it in the outbox.
+        camera_stats: called for each heartbeat; returns per-camera numbers.
+        on_verdict: called with each new Verdict after it is recorded (e.g. to raise an alert).
+        state_path: the `LinkState` file; default ``<outbox file stem>.link.db`` beside the outbox.
+        keepalive_s: HTTP/2 keepalive pings to notice a dead connection (the hub must permit them).
+    """
+
+    def __init__(self, target: str, edge_id: str, token: str, cameras: Sequence[str | edge_to_hub_pb2.CameraInfo],
+                 model_fingerprint: str, gallery: EdgeGallery, outbox: Outbox, store: TrackletStore | None = None,
+                 *, site: str = "", root_certificates: bytes | str | Path | None = None,
+                 certificate_chain: bytes | str | Path | None = None, private_key: bytes | str | Path | None = None,
+                 heartbeat_s: float = 10.0, initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
+                 blur_faces: bool | FaceBlurrer = False, max_message_bytes: int = 4 * 1024 * 1024,
+                 max_receive_bytes: int = 64 * 1024 * 1024, max_inflight: int = 32, hello_timeout_s: float = 10.0,
+                 search_top_k: int = 50, camera_stats: Callable[[], Iterable[CameraLoad]] | None = None,
+                 on_verdict: Callable[[hub_to_edge_pb2.Verdict], None] | None = None,
+                 state_path: Path | None = None, keepalive_s: float | None = None,
+                 rng: random.Random | None = None) -> None:
+        for name, value in (("target", target), ("edge_id", edge_id), ("token", token)):
+            if not isinstance(value, str) or not value.strip() or "\n" in value:
+                raise InvalidInputError(f"{name}: expected a non-empty one-line string, got {value!r}")
+        if model_fingerprint != gallery.model_fingerprint:
+            raise InvalidInputError(f"model_fingerprint: expected the gallery's {gallery.model_fingerprint!r}, "
+                                    f"got {model_fingerprint!r}")
+        for name, value in (("heartbeat_s", heartbeat_s), ("initial_backoff_s", initial_backoff_s),
+                            ("max_backoff_s", max_backoff_s), ("hello_timeout_s", hello_timeout_s)):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise InvalidInputError(f"{name}: expected a positive number of seconds, got {value!r}")
+        if (certificate_chain is None) != (private_key is None):
+            raise InvalidInputError("certificate_chain and private_key: expected both (mutual TLS) or neither")
+        self.target, self.edge_id, self.site = target, edge_id, site
+        self.model_fingerprint = model_fingerprint
+        self.gallery, self.outbox, self.store = gallery, outbox, store
+        self._token = token
+        self._cameras = [c if isinstance(c, edge_to_hub_pb2.CameraInfo) else edge_to_hub_pb2.CameraInfo(
+            camera_id=c, name=c) for c in cameras]
+        self._tls = tuple(_read_pem(x) for x in (root_certificates, private_key, certificate_chain))
+        self.heartbeat_s, self.hello_timeout_s = float(heartbeat_s), float(hello_timeout_s)
+        self.initial_backoff_s, self.max_backoff_s = float(initial_backoff_s), float(max_backoff_s)
+        self.max_message_bytes, self.max_receive_bytes = int(max_message_bytes), int(max_receive_bytes)
+        self.max_inflight, self.search_top_k = max(1, int(max_inflight)), int(search_top_k)
+        self.keepalive_s = keepalive_s
+        self._blurrer = FaceBlurrer() if blur_faces is True else (blur_faces or None)
+        self._camera_stats, self._verdict_callback = camera_stats, on_verdict
+        self._rng = rng or random.Random()
+        default_state = Path(outbox.path).with_name(Path(outbox.path).stem + ".link.db")
+        self.state = LinkState(state_path or default_state)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._call: grpc.Future | None = None
+        self._connected = False
+        self._error: HubLinkError | None = None
+        self._last_error: str | None = None
+        self._counts = {"sessions": 0, "reconnects": 0, "sent": 0, "acked": 0, "dead_letters": 0}
+        self._hub_id = ""
+        if not any(self._tls) and not _is_loopback(target):
+            log.warning("hub link to %s without TLS: the edge token travels in clear text", target)
+
+    # -- public API
+
+    def start(self) -> None:
+        """Start the link thread (once)."""
+        if self._thread is not None:
+            raise CrossviewError("hub link: already started")
+        self._thread = threading.Thread(target=self._run, name=f"hub-link-{self.edge_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the stream and stop the thread; unacknowledged entries stay in the outbox."""
+        self._stop.set()
+        self._wake.set()
+        with self._cond:
+            if self._call is not None:
+                self._call.cancel()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.state.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def error(self) -> HubLinkError | None:
+        """Why the link stopped by itself, or None."""
+        return self._error
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """True once a session is open (Welcome received); False on timeout. Raises the fatal error, if any."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._connected or self._error is not None or self._stop.is_set(), timeout)
+            if self._error is not None:
+                raise self._error
+            return self._connected
+
+    def stats(self) -> LinkStats:
+        with self._cond:
+            counts, connected, last_error, hub_id = dict(self._counts), self._connected, self._last_error, self._hub_id
+        return LinkStats(connected=connected, outbox_depth=self.outbox.depth(), gallery_version=self.gallery.version,
+                         last_hub_sequence=self.state.last_hub_sequence, last_error=last_error, hub_id=hub_id,
+                         **counts)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.state.dead_letters()
+
+    def enqueue_short_list(self, tracklet: Tracklet, candidates: Sequence[Candidate | tuple[str, float]], *,
+                           gallery_version: int | None = None, created_s: float | None = None) -> str:
+        """Queue a tracklet's short list in the outbox; returns its idempotency key.
+
+        `candidates` best first, as `Candidate`s or (identity id, distance). `created_s` defaults to
+        the tracklet's end, so a replay builds the same message. The worst crops are dropped while the
+        message is larger than `max_message_bytes`; faces are blurred when it is sent.
+        """
+        version = self.gallery.version if gallery_version is None else int(gallery_version)
+        limit = min(self.max_message_bytes, self.outbox.max_payload_bytes) - _ENVELOPE_BYTES
+        msg = build_short_list(tracklet, candidates, edge_id=self.edge_id, model_fingerprint=self.model_fingerprint,
+                               gallery_version=version, created_s=created_s, max_bytes=limit)
+        key = msg.idempotency_key
+        self.outbox.put(SHORT_LIST_KIND, msg.SerializeToString(), key)
+        self._wake.set()
+        return key
+
+    def notify(self) -> None:
+        """Tell the link that entries were put in the outbox directly (it also polls every second)."""
+        self._wake.set()
+
+    # -- the link thread
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            welcomed, began = False, time.monotonic()
+            try:
+                welcomed = self._session()
+            except HubLinkError as exc:
+                log.error("%s", exc)
+                with self._cond:
+                    self._error, self._last_error = exc, str(exc)
+                    self._cond.notify_all()
+                return
+            except Exception as exc:  # a bug must not end the link: log it and reconnect
+                log.exception("hub link session failed")
+                self._note_error(f"{type(exc).__name__}: {exc}")
+            if self._stop.is_set():
+                return
+            attempt = 0 if welcomed and time.monotonic() - began >= self.max_backoff_s else attempt + 1
+            delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** min(attempt, 30))
+            delay *= self._rng.uniform(0.5, 1.0)
+            log.info("hub link: reconnecting to %s in %.2f s", self.target, delay)
+            self._stop.wait(delay)
+            with self._cond:
+                self._counts["reconnects"] += 1
+
+    def _session(self) -> bool:
+        """One stream, from dial to its end; True when it got a Welcome."""
+        self.outbox.requeue_inflight()
+        sess = _Session(self.max_message_bytes, self.heartbeat_s)
+        channel = self._channel()
+        pump: threading.Thread | None = None
+        welcomed, timed_out = False, threading.Event()
+        timer: threading.Timer | None = None
+        try:
+            sess.send(session_pb2.EdgeMessage(hello=self._hello()))
+            call = session_pb2_grpc.EdgeHubStub(channel).Session(
+                sess.requests(), metadata=(("authorization", f"Bearer {self._token}"),))
+            with self._cond:
+                self._call = call
+                if self._stop.is_set():
+                    call.cancel()
+            timer = threading.Timer(self.hello_timeout_s, lambda: (timed_out.set(), call.cancel()))
+            timer.start()
+            first = next(call, None)
+            timer.cancel()
+            if first is None:
+                raise ConnectionError("the hub closed the stream before Welcome")
+            self._welcome(first, sess)
+            welcomed = True
+            pump = threading.Thread(target=self._pump, args=(sess,), name=f"hub-pump-{self.edge_id}", daemon=True)
+            pump.start()
+            for msg in call:
+                self._dispatch(msg, sess)
+            self._note_error("the hub ended the stream")
+        except grpc.RpcError as exc:
+            if self._stop.is_set():
+                return welcomed
+            code = exc.code() if hasattr(exc, "code") else None
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            if code in _FATAL_STATUS:
+                raise HubLinkError(f"hub {self.target} refused edge {self.edge_id!r}: {code.name}: {details} "
+                                   f"(check the edge token); the link has stopped") from None
+            if timed_out.is_set() and not welcomed:
+                details = f"no Welcome within {self.hello_timeout_s} s ({details})"
+            self._note_error(f"{getattr(code, 'name', code)}: {details}")
+        except ConnectionError as exc:
+            self._note_error(str(exc))
+        finally:
+            if timer is not None:
+                timer.cancel()
+            sess.done.set()
+            sess.send_q.put(None)
+            with self._cond:
+                if self._call is not None:
+                    self._call.cancel()
+                self._call, self._connected = None, False
+                self._cond.notify_all()
+            self._wake.set()
+            if pump is not None:
+                pump.join()
+            channel.close()
+            self.outbox.requeue_inflight()
+        return welcomed
+
+    def _welcome(self, msg: session_pb2.HubMessage, sess: _Session) -> None:
+        body = msg.WhichOneof("body")
+        if body == "error":
+            self._on_error(msg.error)
+            raise ConnectionError(f"the hub answered Hello with an error: {msg.error.message}")
+        if body != "welcome":
+            raise ConnectionError(f"expected Welcome from the hub, got {body}")
+        w = msg.welcome
+        if w.accepted_model_fingerprint and w.accepted_model_fingerprint != self.model_fingerprint:
+            raise HubLinkError(f"hub {self.target} accepts model {w.accepted_model_fingerprint!r}, this edge runs "
+                               f"{self.model_fingerprint!r}; the link has stopped")
+        last = self.state.last_hub_sequence
+        if 0 < w.resume_hub_sequence <= last:  # the hub starts over (e.g. restored): so do we
+            log.warning("hub resumes at sequence %d although this edge processed up to %d; starting over",
+                        w.resume_hub_sequence, last)
+            self.state.set_last_hub_sequence(w.resume_hub_sequence - 1)
+        if w.max_message_bytes > 0:
+            sess.max_bytes = min(sess.max_bytes, int(w.max_message_bytes))
+        if w.heartbeat_interval_ms > 0:
+            sess.heartbeat_s = min(sess.heartbeat_s, w.heartbeat_interval_ms / 1000)
+        skew = timestamp_to_seconds(w.server_time) - time.time() if w.HasField("server_time") else 0.0
+        if abs(skew) > 5:
+            log.warning("clock skew to hub %s: %.1f s", w.hub_id, skew)
+        with self._cond:
+            self._connected, self._hub_id = True, w.hub_id
+            self._counts["sessions"] += 1
+            self._cond.notify_all()
+        log.info("hub link: session open with %s (%s), gallery version %d", self.target, w.hub_id,
+                 self.gallery.version)
+
+    # -- sending (the pump thread)
+
+    def _pump(self, sess: _Session) -> None:
+        next_heartbeat = time.monotonic()
+        try:
+            while not sess.done.is_set():
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    sess.send(session_pb2.EdgeMessage(heartbeat=self._heartbeat()))
+                    next_heartbeat = now + sess.heartbeat_s
+                self._send_due(sess, now)
+                self._wake.wait(min(max(next_heartbeat - time.monotonic(), 0.0), 1.0))
+                self._wake.clear()
+        except Exception as exc:  # e.g. the outbox's disk: end the session, the link reconnects
+            log.exception("hub link: sending failed")
+            self._note_error(f"sending failed: {exc}")
+            with self._cond:
+                if self._call is not None:
+                    self._call.cancel()
+
+    def _send_due(self, sess: _Session, now: float) -> None:
+        with sess.lock:
+            due = [k for k, t in sess.retry_at.items() if t <= now]
+            for key in due:
+                del sess.retry_at[key]
+            room = self.max_inflight - len(sess.inflight)
+        entries = [e for e in (self.outbox.get(k) for k in due) if e is not None]
+        if room > len(entries):
+            fresh = self.outbox.pending(room - len(entries) + len(sess.skipped))
+            entries += [e for e in fresh if e.key not in sess.skipped][: room - len(entries)]
+        for entry in entries:
+            self._send_entry(entry, sess)
+
+    def _send_entry(self, entry: Entry, sess: _Session) -> None:
+        try:
+            msg = entry_message(entry)
+            if self._blurrer is not None:  # here, at the one exit, whoever put the entry in the outbox
+                blur_message_crops(msg, self._blurrer)
+        except Exception as exc:  # undecodable, or the blur failed: never send it as it is
+            self._dead_letter(entry, f"cannot be sent: {exc}")
+            return
+        if msg.ByteSize() > sess.max_bytes:
+            sess.skipped.add(entry.key)
+            log.error("outbox entry %s is %d bytes, over the hub's limit of %d: kept, not sent", entry.key,
+                      msg.ByteSize(), sess.max_bytes)
+            return
+        try:
+            self.outbox.mark_sent(entry.key)
+        except UnknownIdError:
+            return
+        with sess.lock:
+            sess.inflight.add(entry.key)
+        with self._cond:
+            self._counts["sent"] += 1
+        sess.send(msg)
+
+    def _dead_letter(self, entry: Entry, reason: str) -> None:
+        log.error("outbox entry %s (%s) dead-lettered: %s", entry.key, entry.kind, reason)
+        self.state.add_dead_letter(entry, reason)
+        self.outbox.ack(entry.key)
+        with self._cond:
+            self._counts["dead_letters"] += 1
+
+    # -- receiving (the link thread)
+
+    def _dispatch(self, msg: session_pb2.HubMessage, sess: _Session) -> None:
+        body = msg.WhichOneof("body")
+        if body == "ack":
+            self._on_ack(msg.ack, sess)
+        elif body == "error":
+            self._on_error(msg.error)
+        elif body in ("gallery_delta", "search_job", "verdict"):
+            seq, last = int(msg.sequence), self.state.last_hub_sequence
+            if seq and seq <= last:  # re-sent after a lost ack: processed already, only ack again
+                ack = edge_to_hub_pb2.EdgeAck(hub_sequence=last, status=common_pb2.ACK_STATUS_OK)
+            else:
+                try:
+                    ack = getattr(self, f"_on_{body}")(getattr(msg, body))
+                except Exception as exc:  # never let one message wedge the session: refuse it, go on
+                    log.exception("hub link: handling %s %d failed", body, seq)
+                    ack = edge_to_hub_pb2.EdgeAck(status=common_pb2.ACK_STATUS_REJECTED, error_message=f"edge: {exc}")
+                if seq:
+                    self.state.set_last_hub_sequence(seq)
+                    ack.hub_sequence = seq
+            sess.send(session_pb2.EdgeMessage(ack=ack))
+        elif body not in ("heartbeat", None):
+            log.warning("hub link: unexpected %s from the hub, ignored", body)
+
+    def _on_ack(self, ack: hub_to_edge_pb2.HubAck, sess: _Session) -> None:
+        key = ack.idempotency_key
+        with sess.lock:
+            sess.inflight.discard(key)
+        if ack.status in _OK:
+            if self.outbox.ack(key):
+                with self._cond:
+                    self._counts["acked"] += 1
+        elif ack.status == common_pb2.ACK_STATUS_REJECTED:
+            entry = self.outbox.get(key)
+            if entry is not None:
+                self._dead_letter(entry, f"rejected by the hub: {ack.error_message}")
+        else:  # RETRY: send again later, in this session
+            entry = self.outbox.get(key)
+            attempts = entry.attempts if entry is not None else 1
+            delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** min(attempts - 1, 30))
+            with sess.lock:
+                sess.retry_at[key] = time.monotonic() + delay * self._rng.uniform(0.5, 1.0)
+            log.info("hub asks to retry %s later: %s", key, ack.error_message)
+        self._wake.set()
+
+    def _on_error(self, error: common_pb2.Error) -> None:
+        name = common_pb2.ErrorCode.Name(error.code) if error.code in common_pb2.ErrorCode.values() else error.code
+        if error.code in _FATAL_ERRORS:
+            raise HubLinkError(f"hub {self.target} refused edge {self.edge_id!r}: {name}: {error.message}; "
+                               f"the link has stopped")
+        log.warning("hub error %s: %s%s", name, error.message, " (closing)" if error.fatal else "")
+        self._note_error(f"hub error {name}: {error.message}")
+
+    def _on_gallery_delta(self, delta: hub_to_edge_pb2.GalleryDelta) -> edge_to_hub_pb2.EdgeAck:
+        return apply_gallery_delta(self.gallery, delta)
+
+    def _on_verdict(self, verdict: hub_to_edge_pb2.Verdict) -> edge_to_hub_pb2.EdgeAck:
+        ack, fresh = record_verdict(self.store, verdict)
+        if fresh and self._verdict_callback is not None:
+            self._verdict_callback(verdict)
+        return ack
+
+    def _on_search_job(self, job: hub_to_edge_pb2.SearchJob) -> edge_to_hub_pb2.EdgeAck:
+        if not job.job_id:
+            return edge_to_hub_pb2.EdgeAck(status=common_pb2.ACK_STATUS_REJECTED, error_message="job without job_id")
+        limit = min(self.max_message_bytes, self.outbox.max_payload_bytes) - _ENVELOPE_BYTES
+        try:
+            results = answer_search_job(job, self.store, edge_id=self.edge_id, model_fingerprint=self.model_fingerprint,
+                                        dim=self.gallery.dim, default_top_k=self.search_top_k, max_bytes=limit)
+        except SearchJobError as exc:
+            results = [exc.result(self.edge_id)]
+        for result in results:
+            self.outbox.put(SEARCH_RESULT_KIND, result.SerializeToString(), result.idempotency_key)
+        self._wake.set()
+        return edge_to_hub_pb2.EdgeAck(status=common_pb2.ACK_STATUS_OK)
+
+    # -- messages and plumbing
+
+    def _hello(self) -> edge_to_hub_pb2.Hello:
+        try:
+            software = importlib.metadata.version("crossview")
+        except importlib.metadata.PackageNotFoundError:
+            software = "unknown"
+        return edge_to_hub_pb2.Hello(
+            edge_id=self.edge_id, site=self.site, cameras=self._cameras, model_fingerprint=self.model_fingerprint,
+            gallery_version=self.gallery.version, last_acked_hub_sequence=self.state.last_hub_sequence,
+            embedding_dim=self.gallery.dim, software_version=software)
+
+    def _heartbeat(self) -> edge_to_hub_pb2.EdgeHeartbeat:
+        cameras = []
+        if self._camera_stats is not None:
+            try:
+                cameras = [edge_to_hub_pb2.CameraStats(camera_id=c.camera_id, fps=c.fps, active_tracks=c.active_tracks,
+                                                       dropped_frames=c.dropped_frames) for c in self._camera_stats()]
+            except Exception:
+                log.exception("hub link: camera_stats callback failed")
+        return edge_to_hub_pb2.EdgeHeartbeat(sent_at=seconds_to_timestamp(time.time()), cameras=cameras,
+                                             outbox_depth=self.outbox.depth(), gallery_version=self.gallery.version)
+
+    def _channel(self) -> grpc.Channel:
+        options = [("grpc.max_send_message_length", self.max_message_bytes),
+                   ("grpc.max_receive_message_length", self.max_receive_bytes),
+                   ("grpc.use_local_subchannel_pool", 1)]
+        if self.keepalive_s:
+            options += [("grpc.keepalive_time_ms", int(self.keepalive_s * 1000)),
+                        ("grpc.keepalive_timeout_ms", int(max(self.keepalive_s, 10) * 1000)),
+                        ("grpc.http2.max_pings_without_data", 0)]
+        if any(self._tls):
+            root, key, chain = self._tls
+            return grpc.secure_channel(self.target, grpc.ssl_channel_credentials(root, key, chain), options)
+        return grpc.insecure_channel(self.target, options)
+
+    def _note_error(self, message: str) -> None:
+        log.warning("hub link: %s", message)
+        with self._cond:
+            self._last_error = message
+
+
+def _read_pem(value: bytes | str | Path | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
+
+
+def _is_loopback(target: str) -> bool:
+    host = target.rsplit(":", 1)[0].strip("[]") if ":" in target else target
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+

@@ -1,0 +1,195 @@
+"""EdgeGallery: deltas applied atomically or refused, full snapshots, recall, persistence across reopen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.gallery import EdgeGallery, GalleryChange, GalleryDeltaError, Identity, decode_delta
+from edge.shortlist import ShortListPolicy
+from models.errors import InvalidInputError
+from models.rerank import GalleryIndex
+from models.types import Embeddings
+from protos.codec import vector_to_proto
+from protos.crossview.v1 import hub_to_edge_pb2
+
+FP, DIM = "test-model@1", 16
+
+
+def vectors(seed: int, n: int = 2, dim: int = DIM) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+
+
+def upsert(identity: str, seed: int, n: int = 2, *, fp: str = FP, dim: int = DIM, name: str = "",
+           threshold: float | None = None) -> hub_to_edge_pb2.IdentityUpsert:
+    msg = hub_to_edge_pb2.IdentityUpsert(identity_id=identity, display_name=name,
+                                         vectors=[vector_to_proto(vectors(seed, n, dim), fp)])
+    if threshold is not None:
+        msg.watchlist_threshold = threshold
+    return msg
+
+
+def delta(frm: int, to: int, upserts=(), removals=(), full: bool = False) -> hub_to_edge_pb2.GalleryDelta:
+    return hub_to_edge_pb2.GalleryDelta(from_version=frm, to_version=to, upserts=list(upserts),
+                                        removals=list(removals), full_snapshot=full)
+
+
+@pytest.fixture
+def gallery(tmp_path: Path) -> EdgeGallery:
+    g = EdgeGallery(tmp_path / "gallery.db", FP, DIM)
+    yield g
+    g.close()
+
+
+def state(g: EdgeGallery) -> tuple:
+    probe = vectors(99, 1)[0]
+    ids, d = g.recall(probe)
+    return g.version, g.identities(), g.watchlist_thresholds(), ids.tolist(), np.round(d, 6).tolist()
+
+
+def test_new_gallery_is_empty(gallery: EdgeGallery) -> None:
+    assert gallery.version == 0 and gallery.size == 0 and gallery.identities() == []
+    ids, d = gallery.recall(vectors(1, 1)[0])
+    assert ids.shape == (0,) and d.shape == (0,)
+
+
+def test_delta_applies_and_recall_names_identities(gallery: EdgeGallery) -> None:
+    assert gallery.apply_delta(delta(0, 1, [upsert("alice", 1, name="Alice", threshold=0.4), upsert("bob", 2, 3)])) == 1
+    assert gallery.version == 1 and gallery.size == 5
+    assert [(i.identity_id, i.display_name, i.vectors) for i in gallery.identities()] == [
+        ("alice", "Alice", 2), ("bob", "", 3)]
+    assert gallery.watchlist_thresholds() == pytest.approx({"alice": 0.4})
+    query = vectors(2, 3)[1] + 0.01  # one of bob's reference vectors
+    ids, d = gallery.recall(query)
+    assert sorted(ids.tolist()) == ["alice"] * 2 + ["bob"] * 3
+    assert ids[np.argmin(d)] == "bob"
+    top_ids, top_d = gallery.recall(Embeddings(query[None], FP), top_k=2)
+    assert top_ids[0] == "bob" and top_d[0] == pytest.approx(d.min()) and top_d[0] <= top_d[1]
+    short = ShortListPolicy(top_k=1, watchlist_thresholds=gallery.watchlist_thresholds()).decide(ids, d)
+    assert short[0].identity_id == "bob"
+
+
+def test_recall_equals_an_index_built_from_scratch(gallery: EdgeGallery) -> None:
+    gallery.apply_delta(delta(0, 1, [upsert(f"p{i}", i, 3) for i in range(8)]))
+    gallery.apply_delta(delta(1, 2, [upsert("p3", 30, 2), upsert("p9", 9)], removals=["p5"]))
+    fresh = GalleryIndex()
+    remaining = [(f"p{i}", i, 3) for i in range(8) if i not in (3, 5)] + [("p3", 30, 2), ("p9", 9, 2)]
+    refs = np.concatenate([vectors(seed, n) for _, seed, n in remaining])
+    fresh.add(np.arange(len(refs)), refs)
+    query = vectors(77, 1)[0]
+    ids, d = gallery.recall(query)
+    expected_ids = np.repeat([name for name, _, n in remaining], [n for _, _, n in remaining])
+    expected = fresh.query(query)[0]
+    order, expected_order = np.lexsort((ids, d)), np.lexsort((expected_ids, expected))
+    assert ids[order].tolist() == expected_ids[expected_order].tolist()
+    np.testing.assert_allclose(d[order], expected[expected_order], atol=1e-5)
+
+
+def test_upsert_replaces_vectors_and_removal_deletes(gallery: EdgeGallery) -> None:
+    gallery.apply_delta(delta(0, 1, [upsert("alice", 1), upsert("bob", 2)]))
+    gallery.apply_delta(delta(1, 2, [upsert("alice", 3, 1, name="A")], removals=["bob", "never-there"]))
+    assert [(i.identity_id, i.display_name, i.vectors) for i in gallery.identities()] == [("alice", "A", 1)]
+    ids, _ = gallery.recall(vectors(5, 1)[0])
+    assert ids.tolist() == ["alice"]
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    (delta(0, 2, [upsert("carol", 5)]), "does not apply to gallery version 1"),
+    (delta(1, 1, [upsert("carol", 5)]), "from_version < to_version"),
+    (delta(1, 2, [upsert("carol", 5), upsert("dave", 6, fp="other-model")]), "expected model fingerprint"),
+    (delta(1, 2, [upsert("carol", 5), upsert("dave", 6, dim=8)]), "expected dimension 16"),
+    (delta(1, 2, [upsert("carol", 5), upsert("carol", 6)]), "upserted once"),
+    (delta(1, 2, [upsert("carol", 5)], removals=["carol"]), "not both"),
+    (delta(1, 2, [upsert("", 5)]), "identity_id"),
+    (delta(1, 2, [upsert("carol", 5, threshold=float("nan"))]), "finite watchlist threshold"),
+])
+def test_refused_delta_changes_nothing(gallery: EdgeGallery, bad: hub_to_edge_pb2.GalleryDelta, message: str) -> None:
+    gallery.apply_delta(delta(0, 1, [upsert("alice", 1), upsert("bob", 2)]))
+    before = state(gallery)
+    with pytest.raises(GalleryDeltaError, match=message):
+        gallery.apply_delta(bad)
+    assert state(gallery) == before
+
+
+def test_failure_inside_the_transaction_rolls_back(gallery: EdgeGallery, monkeypatch: pytest.MonkeyPatch) -> None:
+    gallery.apply_delta(delta(0, 1, [upsert("alice", 1), upsert("bob", 2)]))
+    before = state(gallery)
+    real = EdgeGallery._insert_vectors
+    calls = []
+
+    def failing(self: EdgeGallery, identity: Identity) -> list:
+        calls.append(identity.identity_id)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(self, identity)
+
+    monkeypatch.setattr(EdgeGallery, "_insert_vectors", failing)
+    with pytest.raises(OSError, match="disk full"):
+        gallery.apply_delta(delta(1, 2, [upsert("carol", 5), upsert("dave", 6)], removals=["alice"]))
+    assert calls == ["carol", "dave"]
+    assert state(gallery) == before
+    monkeypatch.undo()
+    assert gallery.apply_delta(delta(1, 2, [upsert("carol", 5)])) == 2
+
+
+def test_full_snapshot_replaces_everything_from_any_version(gallery: EdgeGallery) -> None:
+    gallery.apply_delta(delta(0, 3, [upsert("alice", 1), upsert("bob", 2)]))
+    assert gallery.apply_delta(delta(0, 7, [upsert("zed", 9, 1)], full=True)) == 7
+    assert [i.identity_id for i in gallery.identities()] == ["zed"] and gallery.size == 1
+    assert gallery.apply_delta(delta(7, 8, removals=["zed"])) == 8
+    assert gallery.size == 0 and gallery.recall(vectors(1, 1)[0])[0].shape == (0,)
+
+
+def test_persists_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "gallery.db"
+    with EdgeGallery(path, FP, DIM, k1=4, k2=2) as g:
+        g.apply_delta(delta(0, 1, [upsert(f"p{i}", i, 2, threshold=0.5 if i == 2 else None) for i in range(6)]))
+        g.apply_delta(delta(1, 2, [upsert("p1", 11)], removals=["p4"]))
+        before = state(g)
+    with EdgeGallery(path, FP, DIM, k1=4, k2=2) as g:
+        assert state(g) == before
+        assert g.apply_delta(delta(2, 3, removals=["p0"])) == 3
+
+
+def test_another_model_empties_the_gallery(tmp_path: Path) -> None:
+    path = tmp_path / "gallery.db"
+    with EdgeGallery(path, FP, DIM) as g:
+        g.apply_delta(delta(0, 4, [upsert("alice", 1)]))
+    with EdgeGallery(path, "test-model@2", DIM) as g:
+        assert g.version == 0 and g.identities() == []
+    with EdgeGallery(path, "test-model@2", 8) as g:
+        assert g.version == 0
+
+
+def test_decoded_change_is_accepted_and_checked(gallery: EdgeGallery) -> None:
+    change = GalleryChange(0, 1, FP, (Identity("alice", vectors(1), "Alice", 0.3),))
+    assert gallery.apply_delta(change) == 1
+    with pytest.raises(GalleryDeltaError, match="expected vectors of model"):
+        gallery.apply_delta(GalleryChange(1, 2, "other", (Identity("bob", vectors(2)),)))
+    with pytest.raises(GalleryDeltaError, match="dimension 16"):
+        gallery.apply_delta(GalleryChange(1, 2, FP, (Identity("bob", vectors(2, dim=4)),)))
+    with pytest.raises(GalleryDeltaError, match="non-zero"):
+        Identity("bob", np.zeros((1, DIM), np.float32))
+    assert decode_delta(delta(1, 2, [upsert("bob", 2, 1)]), FP, DIM).upserts[0].vectors.shape == (1, DIM)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda g: g.recall(np.zeros(8, np.float32)), r"shape \(16,\)"),
+    (lambda g: g.recall(Embeddings(vectors(1, 1), "other")), "expected a vector of model"),
+    (lambda g: g.recall([0.0] * DIM), "numpy array"),
+])
+def test_recall_refuses_bad_queries(gallery: EdgeGallery, call, message: str) -> None:
+    gallery.apply_delta(delta(0, 1, [upsert("alice", 1)]))
+    with pytest.raises(InvalidInputError, match=message):
+        call(gallery)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("", DIM), "model_fingerprint"), ((FP, 0), "dim"), ((FP, DIM, {"k1": 0}), "k1"),
+])
+def test_constructor_errors(tmp_path: Path, args: tuple, message: str) -> None:
+    kwargs = args[2] if len(args) > 2 else {}
+    with pytest.raises(InvalidInputError, match=message):
+        EdgeGallery(tmp_path / "g.db", args[0], args[1], **kwargs)
