@@ -15,6 +15,8 @@ from models.errors import CrossviewError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Find the same person across cameras.")
 models_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
 app.add_typer(models_app, name="models")
+edge_app = typer.Typer(no_args_is_help=True, help="The edge node: cameras to short lists.")
+app.add_typer(edge_app, name="edge")
 
 
 @dataclass
@@ -99,6 +101,20 @@ def eval_(
     stage2_models = [s.strip() for s in stage2.split(",") if s.strip()] if stage2 else None
     code = eval_command(data, format, model, rerank, stage2_models, shortlist, json_out, png)
     raise typer.Exit(code)
+
+
+@edge_app.command("replay")
+def edge_replay(
+    files: Annotated[list[Path], typer.Argument(help="Recorded video files.")],
+    camera: Annotated[list[str] | None, typer.Option("--camera", help="Camera name (one, or one per file).")] = None,
+    config: ConfigOption = None,
+    workdir: Annotated[Path | None, typer.Option(help="Where the store, outbox and gallery live.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="key=value override, repeatable.")] = None,
+) -> None:
+    """Run recorded footage through the same pipeline as live cameras, as fast as the machine allows."""
+    from crossview.edge_command import replay_command
+
+    raise typer.Exit(replay_command(files, camera, config=config, overrides=set_ or [], workdir=workdir))
 
 
 def main() -> None:

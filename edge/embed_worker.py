@@ -1,0 +1,460 @@
+"""The edge's embedding worker: closed tracklets in; stored vectors, recall and short lists out.
+
+`EmbedWorker` owns one thread and a queue. The frame loop only hands it closed tracklets
+(`submit`), so embedding never stalls decoding. The thread takes what is queued — tracklets of
+any camera — up to `batch_size` crops, waiting at most `max_wait_s` for company after the first,
+embeds those crops in one call, and for each tracklet, in submission order:
+
+1. aggregates its crop vectors, quality-weighted (`edge.tracklets.aggregate`);
+2. stores tracklet, best crops and vector in the `TrackletStore` (one transaction);
+3. recalls it against the gallery (a `Recaller`: the synced `EdgeGallery`, or `MemoryGallery`);
+4. applies the `ShortListPolicy` (with the gallery's watchlist thresholds);
+5. when candidates remain, puts a `ShortList` in the outbox (kind ``"short_list"``) under the
+   key ``shortlist/<edge id>/<tracklet id>/g<gallery version>`` — the key `edge.hub_messages` gives
+   the same short list — so redoing the work puts nothing twice.
+
+Restart after a crash: a tracklet already stored closed with a vector of this embedder is not
+embedded or written again (`reuse_stored`); its stored vector is recalled and the (idempotent)
+outbox put is redone, which re-creates a short list lost between the store write and the put.
+
+Priority: on Linux the worker thread lowers its own scheduling priority (`nice`, default +10), so it
+mostly runs on CPU time the frame loop leaves idle (Ultralytics' single-threaded pre/post-processing
+and tracking leave one core of two idle for part of every frame) instead of slowing detection; it
+still gets about a tenth of a busy core, so it keeps up and never starves.
+
+Determinism: vectors must not depend on which tracklets share a batch. OpenVINO on the CPU with
+one inference thread gives bit-identical rows for any batch composition (with two threads a
+single-crop batch differs by ~5e-6), so the edge builds its embedder with ``num_threads=1`` —
+which also keeps it from fighting the detector for cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from edge.outbox import Outbox
+from edge.shortlist import Candidate, ShortListPolicy
+from edge.store import TrackletStore, UnknownIdError
+from edge.tracklets import ClosedTracklet, aggregate
+from models.errors import CrossviewError, InvalidInputError
+from models.rerank import GalleryIndex, unit_distances
+from models.types import Crop, Embeddings, Tracklet
+from protos.codec import short_list_to_proto
+
+log = logging.getLogger(__name__)
+
+SHORT_LIST_KIND = "short_list"
+
+
+def short_list_key(edge_id: str, tracklet_id: str, gallery_version: int) -> str:
+    """The outbox idempotency key of a tracklet's short list against one gallery version (the format of
+    `edge.hub_messages.short_list_key`, so either path keys one short list alike)."""
+    return f"shortlist/{edge_id}/{tracklet_id}/g{int(gallery_version)}"
+
+
+@runtime_checkable
+class Recaller(Protocol):
+    """What the worker needs from a gallery: `EdgeGallery` (synced from the hub) or `MemoryGallery`."""
+
+    @property
+    def version(self) -> int: ...
+
+    def recall(self, vector: np.ndarray | Embeddings) -> tuple[Sequence[str], np.ndarray]:
+        """Identity id per gallery entry and its (re-ranked) distance to `vector` (one vector: (D,),
+        (1, D), or `Embeddings` whose fingerprint is checked), lower is closer."""
+        ...
+
+    def watchlist_thresholds(self) -> Mapping[str, float]: ...
+
+
+@runtime_checkable
+class CropEmbedder(Protocol):
+    """`models.embed.Embedder`, as far as the worker uses it."""
+
+    fingerprint: str
+
+    def embed(self, images: Sequence[np.ndarray]) -> Embeddings: ...
+
+
+class MemoryGallery:
+    """An in-memory gallery of identities (several vectors each), recalled with k-reciprocal re-ranking.
+
+    Args:
+        model_fingerprint: vectors of any other model are refused.
+        dim: vector dimension.
+        rerank: k-reciprocal re-ranking (`GalleryIndex`, k1/k2/lambda as in the paper); False gives
+            plain squared Euclidean distances of unit vectors (0..4).
+
+    Every change bumps `version`. Thread-safe.
+    """
+
+    def __init__(self, model_fingerprint: str, dim: int, *, rerank: bool = True, k1: int = 20, k2: int = 6,
+                 lambda_value: float = 0.3) -> None:
+        if not isinstance(model_fingerprint, str) or not model_fingerprint:
+            raise InvalidInputError(f"model_fingerprint: expected a non-empty string, got {model_fingerprint!r}")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise InvalidInputError(f"dim: expected an integer >= 1, got {dim!r}")
+        self.model_fingerprint = model_fingerprint
+        self.dim = dim
+        self.rerank = rerank
+        self._params = (k1, k2, lambda_value)
+        self._lock = threading.Lock()
+        self._identities: list[str] = []  # per entry
+        self._vectors = np.zeros((0, dim), np.float32)
+        self._watchlist: dict[str, float] = {}
+        self._index: GalleryIndex | None = None
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def size(self) -> int:
+        """Gallery entries (vectors), not identities."""
+        return len(self._identities)
+
+    def identities(self) -> list[str]:
+        with self._lock:
+            return sorted(set(self._identities))
+
+    def add(self, identity_id: str, vectors: Embeddings | np.ndarray, *,
+            watchlist_threshold: float | None = None) -> None:
+        """Add (N, D) or (D,) vectors of one identity; Embeddings must be of `model_fingerprint`."""
+        if not isinstance(identity_id, str) or not identity_id:
+            raise InvalidInputError(f"identity_id: expected a non-empty string, got {identity_id!r}")
+        if isinstance(vectors, Embeddings):
+            if vectors.model_fingerprint != self.model_fingerprint:
+                raise InvalidInputError(f"vectors: expected model fingerprint {self.model_fingerprint!r}, "
+                                        f"got {vectors.model_fingerprint!r}")
+            vectors = vectors.vectors
+        rows = np.asarray(vectors, dtype=np.float32)
+        rows = rows[None] if rows.ndim == 1 else rows
+        if rows.ndim != 2 or rows.shape[1] != self.dim or len(rows) == 0:
+            raise InvalidInputError(f"vectors: expected shape (N, {self.dim}) with N >= 1, got {np.shape(vectors)}")
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        if not np.all(np.isfinite(rows)) or np.any(norms == 0):
+            raise InvalidInputError("vectors: expected finite, non-zero vectors")
+        with self._lock:
+            self._identities += [identity_id] * len(rows)
+            self._vectors = np.concatenate([self._vectors, rows / norms])
+            if watchlist_threshold is not None:
+                self._watchlist[identity_id] = float(watchlist_threshold)
+            self._index = None
+            self._version += 1
+
+    def watchlist_thresholds(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._watchlist)
+
+    def recall(self, vector: np.ndarray | Embeddings) -> tuple[list[str], np.ndarray]:
+        if isinstance(vector, Embeddings):
+            if vector.model_fingerprint != self.model_fingerprint:
+                raise InvalidInputError(f"vector: expected model fingerprint {self.model_fingerprint!r}, "
+                                        f"got {vector.model_fingerprint!r}")
+            vector = vector.vectors
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape != (self.dim,):
+            raise InvalidInputError(f"vector: expected shape ({self.dim},), got {np.shape(vector)}")
+        with self._lock:
+            if not self._identities:
+                return [], np.zeros(0, np.float32)
+            if not self.rerank:
+                return list(self._identities), unit_distances(query[None] / np.linalg.norm(query), self._vectors)[0]
+            if self._index is None:  # gallery-only work, once per version
+                k1, k2, lam = self._params
+                self._index = GalleryIndex(k1, k2, lam)
+                self._index.add(np.arange(len(self._identities)), self._vectors)
+            distances = self._index.query(query)[0]
+            return list(self._identities), distances
+
+
+@dataclass(frozen=True)
+class UplinkSettings:
+    """What of a tracklet goes up in a short list besides its vector: its best `crops` crops, scaled
+    down to at most `max_height` pixels, as JPEG at `jpeg_quality`.
+
+    One crop at 256 px (the Re-ID input height; the hub's judge looks at 280x140) is ~6 KB; the vector
+    already pools all of the tracklet's best crops, and the hub can ask the edge for more crops later.
+    """
+
+    crops: int = 1
+    max_height: int = 192
+    jpeg_quality: int = 75
+
+    def __post_init__(self) -> None:
+        if self.crops < 1:
+            raise InvalidInputError(f"uplink crops: expected >= 1, got {self.crops}")
+        if self.max_height < 16:
+            raise InvalidInputError(f"uplink max_height: expected >= 16, got {self.max_height}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise InvalidInputError(f"uplink jpeg_quality: expected 1..100, got {self.jpeg_quality}")
+
+
+@dataclass(frozen=True)
+class TrackletResult:
+    """What became of one closed tracklet (handed to the worker's `on_result`)."""
+
+    tracklet_id: str
+    camera_id: str
+    candidates: tuple[Candidate, ...]
+    short_list_key: str | None  # None: no candidate passed the policy
+    reused: bool  # found stored from an earlier run: not embedded or written again
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    submitted: int = 0
+    embedded: int = 0  # tracklets embedded and stored
+    reused: int = 0  # tracklets found stored by an earlier run
+    crops_embedded: int = 0
+    batches: int = 0
+    short_lists: int = 0
+    uplink_bytes: int = 0  # bytes of short-list payloads put in the outbox
+    failed: int = 0
+    queued: int = 0  # submitted, not finished
+
+
+class WorkerStoppedError(CrossviewError):
+    """A tracklet was submitted to a worker that has been closed."""
+
+
+class EmbedWorker:
+    """Embeds, stores, recalls and short-lists closed tracklets on its own thread; see the module docstring.
+
+    `submit` blocks only when `queue_size` tracklets are waiting (back-pressure, never a drop).
+    `on_result` is called on the worker thread after each tracklet is done (e.g. to wake a hub link).
+    `clock` gives a short list's `created_at`; None (the default) uses the tracklet's end time, as
+    `edge.hub_messages.build_short_list` does, so a replay rebuilds byte-identical short lists.
+    """
+
+    def __init__(self, *, edge_id: str, embedder: CropEmbedder, store: TrackletStore, outbox: Outbox,
+                 gallery: Recaller, policy: ShortListPolicy | None = None, batch_size: int = 32,
+                 max_wait_s: float = 0.05, queue_size: int = 256, uplink: UplinkSettings | None = None,
+                 clock: Callable[[], float] | None = None, reuse_stored: bool = True, nice: int | None = 10,
+                 on_result: Callable[[TrackletResult], None] | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"embed_batch_size: expected an integer >= 1, got {batch_size!r}")
+        if not (max_wait_s >= 0 and math.isfinite(max_wait_s)):
+            raise InvalidInputError(f"max_wait_s: expected a finite number >= 0, got {max_wait_s!r}")
+        if queue_size < 1:
+            raise InvalidInputError(f"queue_size: expected >= 1, got {queue_size!r}")
+        self.edge_id = edge_id
+        self.embedder = embedder
+        self.store = store
+        self.outbox = outbox
+        self.gallery = gallery
+        self.policy = policy if policy is not None else ShortListPolicy()
+        self.batch_size = batch_size
+        self.max_wait_s = float(max_wait_s)
+        self.queue_size = queue_size
+        self.uplink = uplink if uplink is not None else UplinkSettings()
+        self.clock = clock
+        self.reuse_stored = reuse_stored
+        self.on_result = on_result
+        self.nice = nice
+        self._queue: deque[ClosedTracklet] = deque()
+        self._cond = threading.Condition()
+        self._unfinished = 0
+        self._stopping = False
+        self._counts = {name: 0 for name in WorkerStats.__dataclass_fields__ if name != "queued"}
+        self._policy_cache: tuple[int, ShortListPolicy] | None = None
+        self._thread = threading.Thread(target=self._run, name="crossview-embed", daemon=True)
+        self._thread.start()
+
+    @property
+    def stats(self) -> WorkerStats:
+        with self._cond:
+            return WorkerStats(**self._counts, queued=self._unfinished)
+
+    def submit(self, tracklet: ClosedTracklet) -> None:
+        if not isinstance(tracklet, ClosedTracklet):
+            raise InvalidInputError(f"tracklet: expected a ClosedTracklet, got {type(tracklet).__name__}")
+        with self._cond:
+            while len(self._queue) >= self.queue_size and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                raise WorkerStoppedError(f"tracklet {tracklet.tracklet_id}: the embedding worker is closed")
+            self._queue.append(tracklet)
+            self._unfinished += 1
+            self._counts["submitted"] += 1
+            self._cond.notify_all()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted tracklet is done; False if `timeout` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._unfinished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Finish the queued work, then stop the thread; False if it did not finish within `timeout`."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- the thread
+
+    def _next_batch(self) -> list[ClosedTracklet] | None:
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            batch = [self._queue.popleft()]
+            crops = len(batch[0].crops)
+            deadline = time.monotonic() + self.max_wait_s
+            while crops < self.batch_size:
+                if not self._queue:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._stopping:
+                        break
+                    self._cond.wait(remaining)
+                    continue
+                if crops + len(self._queue[0].crops) > self.batch_size:
+                    break
+                batch.append(self._queue.popleft())
+                crops += len(batch[-1].crops)
+            self._cond.notify_all()  # room in the queue for blocked submitters
+            return batch
+
+    def _run(self) -> None:
+        if self.nice and sys.platform.startswith("linux"):  # a thread id names just this thread on Linux
+            try:
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.nice))
+            except OSError as exc:
+                log.debug("embedding worker: cannot lower its priority (%s)", exc)
+        while (batch := self._next_batch()) is not None:
+            try:
+                self._process(batch)
+            except Exception:  # never let the thread die: submitters would block forever
+                log.exception("embedding worker: a batch of %d tracklets failed", len(batch))
+                self._count(failed=len(batch))
+            finally:
+                with self._cond:
+                    self._unfinished -= len(batch)
+                    self._cond.notify_all()
+
+    def _count(self, **deltas: int) -> None:
+        with self._cond:
+            for name, delta in deltas.items():
+                self._counts[name] += delta
+
+    def _process(self, batch: list[ClosedTracklet]) -> None:
+        fingerprint = self.embedder.fingerprint
+        stored = {t.tracklet_id: self._stored_vector(t, fingerprint) for t in batch} if self.reuse_stored else {}
+        todo = [t for t in batch if stored.get(t.tracklet_id) is None]
+        vectors: dict[str, Embeddings] = {}
+        if todo:
+            try:
+                vectors = self._embed(todo)
+            except Exception:  # embed the tracklets one by one, so that only a culprit fails
+                log.warning("embedding worker: a batch of %d tracklets failed; trying them one by one",
+                            len(todo), exc_info=True)
+                for t in todo if len(todo) > 1 else []:
+                    try:
+                        vectors.update(self._embed([t]))
+                    except Exception:
+                        log.exception("embedding worker: tracklet %s of camera %r cannot be embedded",
+                                      t.tracklet_id, t.camera_id)
+        for t in batch:
+            reused = stored.get(t.tracklet_id)
+            vector = reused if reused is not None else vectors.get(t.tracklet_id)
+            if vector is None:
+                self._count(failed=1)
+                continue
+            try:
+                self._finish(t, vector, reused is not None)
+            except Exception:
+                log.exception("embedding worker: tracklet %s of camera %r failed", t.tracklet_id, t.camera_id)
+                self._count(failed=1)
+
+    def _embed(self, tracklets: list[ClosedTracklet]) -> dict[str, Embeddings]:
+        """One embedding call for every crop of `tracklets`; each tracklet's quality-weighted vector."""
+        embeddings = self.embedder.embed([c.image for t in tracklets for c in t.crops])
+        self._count(batches=1, crops_embedded=len(embeddings))
+        vectors, start = {}, 0
+        for t in tracklets:
+            part = Embeddings(embeddings.vectors[start:start + len(t.crops)], embeddings.model_fingerprint)
+            vectors[t.tracklet_id] = aggregate(part, t.qualities)
+            start += len(t.crops)
+        return vectors
+
+    def _stored_vector(self, tracklet: ClosedTracklet, fingerprint: str) -> Embeddings | None:
+        try:
+            record = self.store.get_tracklet(tracklet.tracklet_id)
+        except UnknownIdError:
+            return None
+        if not record.closed or fingerprint not in record.fingerprints or not record.crop_paths:
+            return None
+        return self.store.vector(tracklet.tracklet_id, fingerprint)
+
+    def _finish(self, closed: ClosedTracklet, vector: Embeddings, reused: bool) -> None:
+        tracklet = closed.to_tracklet(vector)
+        if not reused:
+            self.store.upsert_tracklet(tracklet, closed=True)
+        version = int(self.gallery.version)
+        ids, distances = self.gallery.recall(vector)
+        candidates = self._policy(version).decide(ids, distances) if len(ids) else []
+        key = None
+        if candidates:
+            key = short_list_key(self.edge_id, tracklet.tracklet_id, version)
+            payload = self._short_list(tracklet, candidates, key, version)
+            self.outbox.put(SHORT_LIST_KIND, payload, key)
+            self._count(short_lists=1, uplink_bytes=len(payload))
+        self._count(**{"reused" if reused else "embedded": 1})
+        if self.on_result is not None:
+            try:
+                self.on_result(TrackletResult(tracklet.tracklet_id, tracklet.camera_id, tuple(candidates), key,
+                                              reused))
+            except Exception:
+                log.exception("embedding worker: on_result failed for tracklet %s", tracklet.tracklet_id)
+
+    def _policy(self, version: int) -> ShortListPolicy:
+        """The configured policy with the gallery's watchlist thresholds (theirs win), rebuilt per version."""
+        if self._policy_cache is None or self._policy_cache[0] != version:
+            watch = {**self.policy.watchlist_thresholds, **dict(self.gallery.watchlist_thresholds())}
+            policy = ShortListPolicy(self.policy.top_k, self.policy.max_distance, watch)
+            self._policy_cache = (version, policy)
+        return self._policy_cache[1]
+
+    def _short_list(self, tracklet: Tracklet, candidates: list[Candidate], key: str, version: int) -> bytes:
+        up = self.uplink
+        crops = tuple(_scaled(c, up.max_height) for c in tracklet.crops[: up.crops])
+        message = short_list_to_proto(
+            Tracklet(tracklet.tracklet_id, tracklet.camera_id, tracklet.track_id, tracklet.start_s,
+                     tracklet.end_s, crops, tracklet.embedding),
+            [(c.identity_id, c.distance) for c in candidates],
+            idempotency_key=key, edge_id=self.edge_id, gallery_version=version,
+            created_s=tracklet.end_s if self.clock is None else self.clock(),
+            jpeg_quality=up.jpeg_quality,
+        )
+        return message.SerializeToString()
+
+
+def _scaled(crop: Crop, max_height: int) -> Crop:
+    h, w = crop.image.shape[:2]
+    if h <= max_height:
+        return crop
+    size = (max(1, round(w * max_height / h)), max_height)
+    image = cv2.resize(crop.image, size, interpolation=cv2.INTER_AREA)
+    return Crop(image, crop.camera_id, crop.timestamp_s, crop.xyxy, crop.confidence, crop.quality)
