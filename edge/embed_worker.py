@@ -186,8 +186,10 @@ class UplinkSettings:
     """What of a tracklet goes up in a short list besides its vector: its best `crops` crops, scaled
     down to at most `max_height` pixels, as JPEG at `jpeg_quality`.
 
-    One crop at 256 px (the Re-ID input height; the hub's judge looks at 280x140) is ~6 KB; the vector
-    already pools all of the tracklet's best crops, and the hub can ask the edge for more crops later.
+    One crop at 192 px, JPEG q75, is ~4 KB (at 256 px, the Re-ID input height, ~6 KB): small enough to
+    keep the uplink under 1 % of even a low-bitrate camera's stream (docs/benchmarks.md) while the hub's
+    judge (280x140) and Re-ID re-scorer (256x128) still get a usable crop. The vector already pools
+    all of the tracklet's best crops, and the hub can ask the edge for more crops later.
     """
 
     crops: int = 1
