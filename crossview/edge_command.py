@@ -1,9 +1,19 @@
-"""`crossview edge replay FILE... [--camera NAME]`: recorded footage through the edge pipeline.
+"""`crossview edge replay FILE... [--camera NAME]` and `crossview edge run --config edge.yaml`.
 
-Configuration (`ReplayConfig`: YAML file + `key=value` overrides) is read here and nowhere else; the
-library classes get plain arguments. Everything the replay writes lives in the work folder
-(default ``./crossview-edge/``): ``edge.db`` + ``edge.db.crops/`` (the tracklet store), ``outbox.db``
-(short lists waiting for the hub) and ``gallery.db`` (the gallery synced from the hub, `EdgeGallery`).
+Configuration (`ReplayConfig`, `EdgeConfig`: YAML file + `key=value` overrides) is read here and
+nowhere else; the library classes get plain arguments. Both share `PipelineConfig` (models,
+tracklets, recall, uplink) and `HubConfig` (``hub.target=HOST:PORT hub.token=...``; TLS files, face
+blur, timeouts); `EdgeConfig` adds the cameras::
+
+    edge_id: edge-1
+    cameras:
+      - {camera_id: gate, uri: "rtsp://10.0.0.5/live", target_fps: 10}
+      - {camera_id: lobby, uri: recordings/lobby.mp4, stride: 2}
+    hub: {target: "hub.example:7443", root_certificates: ca.pem}   # token: $CROSSVIEW_EDGE_TOKEN
+
+Both run an `edge.node.EdgeNode`. Everything it writes lives in the work folder (default
+``./crossview-edge/``): ``edge.db`` + ``edge.db.crops/`` (the tracklet store), ``outbox.db`` (short
+lists waiting for the hub) and ``gallery.db`` (the gallery synced from the hub, `EdgeGallery`).
 Running the same replay again resumes it: see `edge.replay`.
 
 Gallery: the synced one in the work folder, or with ``gallery_dir=FOLDER`` an in-memory gallery built
@@ -13,11 +23,11 @@ searching footage offline for known people.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -27,19 +37,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKDIR = Path("crossview-edge")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+TOKEN_ENV = "CROSSVIEW_EDGE_TOKEN"
 
 
 @dataclass
-class ReplayConfig:
-    """Settings of `crossview edge replay` (every key can be overridden with key=value)."""
+class PipelineConfig:
+    """The settings live and replay share: work folder, models, tracklets, recall and uplink."""
 
     workdir: str = str(DEFAULT_WORKDIR)
     edge_id: str = "edge"
-    stride: int = 1
-    realtime: bool = False
-    speed: float = 1.0
-    max_frames: int | None = None
-    progress: bool = True
     # detection and tracking
     detector: str = "detect/yolov8n-int8-openvino"
     tracker: Literal["bytetrack", "botsort"] = "bytetrack"
@@ -58,23 +64,92 @@ class ReplayConfig:
     # recall and short lists
     gallery_dir: str | None = None
     top_k: int = 5
-    # k-reciprocal distance (0..1); gallery-relative, so calibrate it per site (see docs/benchmarks_edge.md)
+    # k-reciprocal distance (0..1); gallery-relative, so calibrate it per site (see docs/benchmarks.md)
     max_distance: float = 0.3
     uplink_crops: int = 1
     uplink_max_height: int = 192
     uplink_jpeg_quality: int = 75
 
     def __post_init__(self) -> None:
-        for name in ("stride", "imgsz", "best_k", "min_frames", "embed_threads", "embed_batch_size",
-                     "uplink_crops"):
+        for name in ("imgsz", "best_k", "min_frames", "embed_threads", "embed_batch_size", "uplink_crops"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k: expected >= 0, got {self.top_k}")
+
+
+@dataclass
+class HubConfig:
+    """The hub this edge dials; no `target`: no hub (short lists wait in the outbox)."""
+
+    target: str | None = None  # host:port
+    token: str | None = None  # default: $CROSSVIEW_EDGE_TOKEN
+    root_certificates: str | None = None  # PEM files; any of them turns TLS on
+    certificate_chain: str | None = None  # with private_key: mutual TLS
+    private_key: str | None = None
+    blur_faces: bool = False
+    heartbeat_s: float = 10.0
+    connect_timeout_s: float = 30.0  # how long to wait for a first session before starting (then go on anyway)
+    wait_gallery_s: float = 0.0  # before starting, wait up to this long for a non-empty gallery from the hub
+    drain_timeout_s: float = 60.0  # at the end, how long to wait for the hub to acknowledge the outbox
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_s", "connect_timeout_s", "wait_gallery_s", "drain_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"hub.{name}: expected >= 0, got {getattr(self, name)}")
+        if self.heartbeat_s == 0:
+            raise ValueError("hub.heartbeat_s: expected > 0, got 0")
+        if (self.certificate_chain is None) != (self.private_key is None):
+            raise ValueError("hub.certificate_chain and hub.private_key: expected both (mutual TLS) or neither")
+
+
+@dataclass
+class ReplayConfig(PipelineConfig):
+    """Settings of `crossview edge replay` (every key can be overridden with key=value)."""
+
+    stride: int = 1
+    realtime: bool = False
+    speed: float = 1.0
+    max_frames: int | None = None
+    progress: bool = True
+    hub: HubConfig = field(default_factory=HubConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stride < 1:
+            raise ValueError(f"stride: expected >= 1, got {self.stride}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max_frames: expected >= 1 or null, got {self.max_frames}")
         if self.speed <= 0:
             raise ValueError(f"speed: expected > 0, got {self.speed}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k: expected >= 0, got {self.top_k}")
+
+
+@dataclass
+class CameraConfig:
+    """One camera of `crossview edge run` (see `edge.cameras.CameraSpec` for the URIs)."""
+
+    camera_id: str = ""
+    uri: str = ""
+    stride: int = 1
+    target_fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.camera_id.strip() or not self.uri.strip():
+            raise ValueError(f"camera: expected a camera_id and a uri, got {self.camera_id!r} and {self.uri!r}")
+
+
+@dataclass
+class EdgeConfig(PipelineConfig):
+    """Settings of `crossview edge run`: the cameras, the hub and the pipeline."""
+
+    cameras: list[CameraConfig] = field(default_factory=list)
+    hub: HubConfig = field(default_factory=HubConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ids = [c.camera_id for c in self.cameras]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"cameras: expected unique camera ids, got {ids}")
 
 
 def build_gallery_from_folder(folder: Path, embedder: Any) -> Any:
@@ -97,24 +172,18 @@ def build_gallery_from_folder(folder: Path, embedder: Any) -> Any:
     return gallery
 
 
-def open_synced_gallery(workdir: Path, embedder: Any) -> Any:
-    """The gallery synced from the hub, kept in the work folder (empty, version 0, until a first sync)."""
-    from edge.gallery import EdgeGallery
-
-    gallery = EdgeGallery(workdir / "gallery.db", embedder.fingerprint, embedder.dim)
-    if gallery.size == 0:
-        log.warning("the synced gallery %s is empty (never synced with a hub): no short lists will be made; "
-                    "pass gallery_dir=FOLDER to search for known people offline", gallery.path)
-    return gallery
-
-
 def replay_command(files: Sequence[Path], cameras: Sequence[str] | None = None, *, config: Path | None = None,
                    overrides: Sequence[str] = (), workdir: Path | None = None, progress: bool | None = None,
                    out: TextIO | None = None) -> int:
     """Replay `files` (cameras: one name per file, or None for the file stems); print a summary.
 
-    Exit code: 0 all files played, 1 some file failed (the others played), 2 bad configuration or
-    a setup error (models, store).
+    With ``hub.target`` the replay also runs the hub link: it waits (``hub.connect_timeout_s``) for a
+    session, optionally (``hub.wait_gallery_s``) for a gallery, and at the end up to
+    ``hub.drain_timeout_s`` for the hub to acknowledge every short list in the outbox.
+
+    Exit code: 0 all files played (and, with a hub, everything acknowledged), 1 some file failed (the
+    others played) or short lists are still unacknowledged (they stay in the outbox for the next run),
+    2 bad configuration or a setup error (models, store), 130 interrupted (SIGINT/SIGTERM).
     """
     from crossview.config import load_config
 
@@ -129,21 +198,61 @@ def replay_command(files: Sequence[Path], cameras: Sequence[str] | None = None, 
     except CrossviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same replay again to resume it", file=sys.stderr)
+        return 130
 
 
-def _run_replay(files: list[Path], cameras: list[str] | None, cfg: ReplayConfig, workdir: Path,
-                progress: bool, out: TextIO) -> int:
+def run_command(config: Path | None, overrides: Sequence[str] = (), *, out: TextIO | None = None) -> int:
+    """`crossview edge run`: the configured cameras through the pipeline, with the hub link, until every
+    camera has ended or SIGINT/SIGTERM. Exit code: 0 clean, 1 some camera failed or short lists are
+    still unacknowledged at exit, 2 bad configuration or a setup error."""
+    from crossview.config import ConfigError, load_config
+    from edge.cameras import CameraSpec
+
+    out = out or sys.stdout
+    try:
+        cfg = load_config(EdgeConfig, config, list(overrides))
+        if not cfg.cameras:
+            raise ConfigError("cameras: expected at least one camera ({camera_id: ..., uri: ...})")
+        specs = [CameraSpec(c.camera_id, c.uri, stride=c.stride, target_fps=c.target_fps, tracker=cfg.tracker)
+                 for c in cfg.cameras]
+        node = _open_node(cfg, Path(cfg.workdir), [s.camera_id for s in specs])
+        with node.stop_on_signals():
+            try:
+                _connect(node, cfg.hub)
+                status = node.run_cameras(specs)
+            except BaseException:
+                node.close(flush=False)
+                raise
+            drained = node.close(drain_timeout_s=cfg.hub.drain_timeout_s if node.link is not None else 0.0)
+    except CrossviewError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    failed = False
+    for camera_id, st in status.items():
+        failed |= st.state == "failed"
+        error = f"  {st.last_error}" if st.last_error else ""
+        print(f"{camera_id:<16} {st.state:<9} {st.frames} frames, {st.dropped} dropped, {st.gaps} gaps{error}",
+              file=out)
+    _print_totals(node, out)
+    return 1 if failed or (node.link is not None and not drained) else 0
+
+
+def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[str]) -> Any:
+    """The `EdgeNode` for `cfg`: everything that can be refused is checked before the models load."""
     from edge.detect_track import PersonTracker
     from edge.embed_worker import UplinkSettings
-    from edge.outbox import Outbox
-    from edge.pipeline import EdgePipeline, TrackletSettings
-    from edge.replay import camera_ids_for, replay
+    from edge.node import EdgeNode
+    from edge.pipeline import TrackletSettings
     from edge.shortlist import ShortListPolicy
-    from edge.store import TrackletStore
     from models.embed import create_embedder
 
-    # everything that can be refused is checked before the models load
-    camera_ids = camera_ids_for(files, cameras)
+    hub = cfg.hub
+    hub_options = _hub_options(hub)
     policy = ShortListPolicy(cfg.top_k, cfg.max_distance)
     tracklets = TrackletSettings(cfg.best_k, cfg.close_after_s, cfg.min_frames, cfg.min_quality)
     uplink = UplinkSettings(cfg.uplink_crops, cfg.uplink_max_height, cfg.uplink_jpeg_quality)
@@ -152,27 +261,78 @@ def _run_replay(files: list[Path], cameras: list[str] | None, cfg: ReplayConfig,
         runtime_kwargs["num_threads"] = cfg.embed_threads
     embedder = create_embedder(cfg.embedder, cfg.embed_runtime, **runtime_kwargs)
     tracker = PersonTracker(cfg.detector, tracker=cfg.tracker, conf=cfg.conf, imgsz=cfg.imgsz)
-    workdir.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        gallery = (build_gallery_from_folder(Path(cfg.gallery_dir), embedder) if cfg.gallery_dir
-                   else stack.enter_context(open_synced_gallery(workdir, embedder)))
-        store = stack.enter_context(TrackletStore(workdir / "edge.db"))
-        outbox = stack.enter_context(Outbox(workdir / "outbox.db"))
-        pipeline = EdgePipeline(cfg.edge_id, tracker=tracker, embedder=embedder, store=store, outbox=outbox,
-                                gallery=gallery, policy=policy, tracklets=tracklets,
-                                embed_batch_size=cfg.embed_batch_size, uplink=uplink)
-        with pipeline:
-            report = replay(files, camera_ids, pipeline=pipeline, stride=cfg.stride, realtime=cfg.realtime,
-                            speed=cfg.speed, max_frames=cfg.max_frames, progress=progress)
-        stats = pipeline.stats
-        depth = outbox.depth()
+    gallery = build_gallery_from_folder(Path(cfg.gallery_dir), embedder) if cfg.gallery_dir else None
+    node = EdgeNode(workdir, cfg.edge_id, camera_ids, tracker=tracker, embedder=embedder, gallery=gallery,
+                    policy=policy, tracklets=tracklets, embed_batch_size=cfg.embed_batch_size, uplink=uplink,
+                    **hub_options)
+    if gallery is None and node.gallery.size == 0 and not (node.link is not None and hub.wait_gallery_s > 0):
+        log.warning("the synced gallery %s is empty (never synced with a hub): no short lists will be made; "
+                    "pass gallery_dir=FOLDER to search for known people offline", node.gallery.path)
+    return node
+
+
+def _hub_options(hub: HubConfig) -> dict[str, Any]:
+    if not hub.target:
+        return {}
+    token = hub.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        raise CrossviewError(f"hub.token: expected the edge's token (or ${TOKEN_ENV}) with hub.target={hub.target}")
+    files = {name: getattr(hub, name) for name in ("root_certificates", "certificate_chain", "private_key")}
+    for name, value in files.items():
+        if value is not None and not Path(value).is_file():
+            raise CrossviewError(f"hub.{name}: {value} is not a file")
+    link_options = {name: Path(value) for name, value in files.items() if value is not None}
+    link_options.update(blur_faces=hub.blur_faces, heartbeat_s=hub.heartbeat_s)
+    return {"hub_target": hub.target, "hub_token": token, "link_options": link_options}
+
+
+def _connect(node: Any, hub: HubConfig) -> None:
+    """Start the link; wait (bounded) for a session and, if asked, for a gallery. Never fatal but for a
+    refusal (credentials, model): without a hub the work goes on and the outbox keeps the short lists."""
+    if node.link is None:
+        return
+    node.start()
+    if not node.wait_connected(hub.connect_timeout_s):
+        log.warning("no session with the hub %s after %.0f s: going on; short lists wait in the outbox",
+                    hub.target, hub.connect_timeout_s)
+    if hub.wait_gallery_s > 0 and not node.wait_gallery(hub.wait_gallery_s):
+        log.warning("no gallery from the hub after %.0f s: going on", hub.wait_gallery_s)
+
+
+def _run_replay(files: list[Path], cameras: list[str] | None, cfg: ReplayConfig, workdir: Path,
+                progress: bool, out: TextIO) -> int:
+    from edge.replay import camera_ids_for
+
+    camera_ids = camera_ids_for(files, cameras)
+    node = _open_node(cfg, workdir, list(dict.fromkeys(camera_ids)))
+    with node.stop_on_signals():
+        try:
+            _connect(node, cfg.hub)
+            report = node.replay(files, camera_ids, stride=cfg.stride, realtime=cfg.realtime, speed=cfg.speed,
+                                 max_frames=cfg.max_frames, progress=progress)
+        except BaseException:
+            node.close(flush=False)  # open tracklets are dropped, not stored truncated: a re-run resumes
+            raise
+        drained = node.close(drain_timeout_s=cfg.hub.drain_timeout_s if node.link is not None else 0.0)
     for f in report.files:
         status = "ok" if f.error is None else f"FAILED: {f.error}"
         print(f"{f.camera_id:<16} {f.path}  {f.frames} frames  {status}", file=out)
+    print(f"{report.frames} frames in {report.elapsed_s:.1f} s ({report.fps:.1f} fps), stride {cfg.stride}; ",
+          end="", file=out)
+    _print_totals(node, out)
+    w = node.pipeline.stats.worker
+    return 0 if report.ok and not w.failed and (node.link is None or drained) else 1
+
+
+def _print_totals(node: Any, out: TextIO) -> None:
+    stats = node.pipeline.stats
     w = stats.worker
-    print(f"{report.frames} frames in {report.elapsed_s:.1f} s ({report.fps:.1f} fps), stride {cfg.stride}; "
-          f"{stats.tracklets_closed} tracklets closed, {w.embedded} embedded, {w.reused} already stored, "
+    print(f"{stats.tracklets_closed} tracklets closed, {w.embedded} embedded, {w.reused} already stored, "
           f"{w.failed} failed", file=out)
-    print(f"{w.short_lists} short lists ({w.uplink_bytes} bytes) queued; outbox {workdir / 'outbox.db'} "
-          f"holds {depth} unsent; store {workdir / 'edge.db'}", file=out)
-    return 0 if report.ok and not w.failed else 1
+    print(f"{w.short_lists} short lists ({w.uplink_bytes} bytes) queued; outbox {node.workdir / 'outbox.db'} "
+          f"holds {node.outbox_depth_at_close} unsent; store {node.workdir / 'edge.db'}", file=out)
+    if node.link is not None:
+        link = node.link.stats()
+        error = f"; stopped: {node.link.error}" if node.link.error is not None else ""
+        print(f"hub {node.link.target}: {link.sessions} sessions, {link.sent} sent, {link.acked} acknowledged, "
+              f"gallery version {link.gallery_version}{error}", file=out)

@@ -28,7 +28,7 @@ Threads: `process`, `begin_stream` and `end_stream` may be called from one threa
 serialises detection (a `PersonTracker` is not thread-safe), which costs nothing on a CPU the detector
 already fills. The embedding worker runs at a lower priority (`embed_nice`), on the CPU time that
 detection leaves idle; on the 2-core benchmark machine the whole pipeline keeps ~95-98 % of the
-detector's frame rate (docs/benchmarks_edge.md).
+detector's frame rate (docs/benchmarks.md).
 """
 
 from __future__ import annotations
