@@ -117,6 +117,17 @@ def edge_replay(
     raise typer.Exit(replay_command(files, camera, config=config, overrides=set_ or [], workdir=workdir))
 
 
+@edge_app.command("run")
+def edge_run(
+    config: ConfigOption = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="key=value override, repeatable.")] = None,
+) -> None:
+    """Run the configured cameras through the edge pipeline and send short lists to the hub (Ctrl-C stops)."""
+    from crossview.edge_command import run_command
+
+    raise typer.Exit(run_command(config, set_ or []))
+
+
 def main() -> None:
     """Entry point: every crossview error is one clear line on stderr, not a traceback."""
     try:

@@ -10,8 +10,8 @@ embeds those crops in one call, and for each tracklet, in submission order:
 3. recalls it against the gallery (a `Recaller`: the synced `EdgeGallery`, or `MemoryGallery`);
 4. applies the `ShortListPolicy` (with the gallery's watchlist thresholds);
 5. when candidates remain, puts a `ShortList` in the outbox (kind ``"short_list"``) under the
-   key ``shortlist/<edge id>/<tracklet id>/g<gallery version>`` — the key `edge.hub_messages` gives
-   the same short list — so redoing the work puts nothing twice.
+   key ``shortlist/<edge id>/<tracklet id>/g<gallery version>``, built by `edge.hub_messages` (the
+   key and message the hub link's own short lists get), so redoing the work puts nothing twice.
 
 Restart after a crash: a tracklet already stored closed with a vector of this embedder is not
 embedded or written again (`reuse_stored`); its stored vector is recalled and the (idempotent)
@@ -44,6 +44,9 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from edge.hub_messages import SHORT_LIST_KIND as SHORT_LIST_KIND  # re-exported: the outbox kind
+from edge.hub_messages import build_short_list
+from edge.hub_messages import short_list_key as short_list_key  # re-exported
 from edge.outbox import Outbox
 from edge.shortlist import Candidate, ShortListPolicy
 from edge.store import TrackletStore, UnknownIdError
@@ -51,17 +54,8 @@ from edge.tracklets import ClosedTracklet, aggregate
 from models.errors import CrossviewError, InvalidInputError
 from models.rerank import GalleryIndex, unit_distances
 from models.types import Crop, Embeddings, Tracklet
-from protos.codec import short_list_to_proto
 
 log = logging.getLogger(__name__)
-
-SHORT_LIST_KIND = "short_list"
-
-
-def short_list_key(edge_id: str, tracklet_id: str, gallery_version: int) -> str:
-    """The outbox idempotency key of a tracklet's short list against one gallery version (the format of
-    `edge.hub_messages.short_list_key`, so either path keys one short list alike)."""
-    return f"shortlist/{edge_id}/{tracklet_id}/g{int(gallery_version)}"
 
 
 @runtime_checkable
@@ -419,8 +413,7 @@ class EmbedWorker:
         candidates = self._policy(version).decide(ids, distances) if len(ids) else []
         key = None
         if candidates:
-            key = short_list_key(self.edge_id, tracklet.tracklet_id, version)
-            payload = self._short_list(tracklet, candidates, key, version)
+            key, payload = self._short_list(tracklet, candidates, version)
             self.outbox.put(SHORT_LIST_KIND, payload, key)
             self._count(short_lists=1, uplink_bytes=len(payload))
         self._count(**{"reused" if reused else "embedded": 1})
@@ -439,18 +432,17 @@ class EmbedWorker:
             self._policy_cache = (version, policy)
         return self._policy_cache[1]
 
-    def _short_list(self, tracklet: Tracklet, candidates: list[Candidate], key: str, version: int) -> bytes:
+    def _short_list(self, tracklet: Tracklet, candidates: list[Candidate], version: int) -> tuple[str, bytes]:
         up = self.uplink
         crops = tuple(_scaled(c, up.max_height) for c in tracklet.crops[: up.crops])
-        message = short_list_to_proto(
+        message = build_short_list(
             Tracklet(tracklet.tracklet_id, tracklet.camera_id, tracklet.track_id, tracklet.start_s,
                      tracklet.end_s, crops, tracklet.embedding),
-            [(c.identity_id, c.distance) for c in candidates],
-            idempotency_key=key, edge_id=self.edge_id, gallery_version=version,
-            created_s=tracklet.end_s if self.clock is None else self.clock(),
-            jpeg_quality=up.jpeg_quality,
+            candidates, edge_id=self.edge_id, model_fingerprint=self.embedder.fingerprint,
+            gallery_version=version, created_s=tracklet.end_s if self.clock is None else self.clock(),
+            max_bytes=self.outbox.max_payload_bytes, jpeg_quality=up.jpeg_quality,
         )
-        return message.SerializeToString()
+        return message.idempotency_key, message.SerializeToString()
 
 
 def _scaled(crop: Crop, max_height: int) -> Crop:

@@ -58,13 +58,15 @@ _OK, _DUPLICATE, _REJECTED = common_pb2.ACK_STATUS_OK, common_pb2.ACK_STATUS_DUP
 
 
 def short_list_key(edge_id: str, tracklet_id: str, gallery_version: int) -> str:
-    return f"shortlist/{edge_id}/{tracklet_id}/g{gallery_version}"
+    """The outbox idempotency key of a tracklet's short list against one gallery version."""
+    return f"shortlist/{edge_id}/{tracklet_id}/g{int(gallery_version)}"
 
 
 def build_short_list(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[str, float]], *, edge_id: str,
                      model_fingerprint: str, gallery_version: int, created_s: float | None = None,
-                     max_bytes: int = 4 * 1024 * 1024) -> edge_to_hub_pb2.ShortList:
-    """A tracklet's ShortList; `created_s` defaults to the tracklet's end, so a replay builds the same one."""
+                     max_bytes: int = 4 * 1024 * 1024, jpeg_quality: int = 90) -> edge_to_hub_pb2.ShortList:
+    """A tracklet's ShortList; `created_s` defaults to the tracklet's end, so a replay builds the same one.
+    Crops are encoded as JPEG at `jpeg_quality`; the worst are dropped while the message is over `max_bytes`."""
     if tracklet.embedding is None or tracklet.embedding.model_fingerprint != model_fingerprint:
         got = None if tracklet.embedding is None else tracklet.embedding.model_fingerprint
         raise InvalidInputError(f"short list: expected a tracklet embedding of model {model_fingerprint!r}, "
@@ -74,7 +76,7 @@ def build_short_list(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[
     msg = short_list_to_proto(tracklet, pairs, idempotency_key=short_list_key(edge_id, tracklet.tracklet_id,
                                                                               gallery_version),
                               edge_id=edge_id, created_s=tracklet.end_s if created_s is None else created_s,
-                              gallery_version=gallery_version)
+                              gallery_version=gallery_version, jpeg_quality=jpeg_quality)
     while msg.ByteSize() > max_bytes and len(msg.query_crops) > 1:
         del msg.query_crops[-1]
     return msg
