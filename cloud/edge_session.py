@@ -1,0 +1,466 @@
+"""One edge's session: the crossview.v1 session protocol (session.proto), independent of gRPC.
+
+One `EdgeSession` per open stream, run by `cloud.sessions.SessionManager`. It reads raw EdgeMessage
+bytes (so a malformed message is answered, not fatal to the stream) and writes HubMessages through a
+`send` coroutine:
+
+- **Hello first.** Credentials come from call metadata (checked by the server before the session
+  starts) or, failing that, from Hello.auth_token. Hello must name the token's edge and a model the
+  hub can run (else a fatal Error and the stream ends with the matching status). The hub then
+  computes vectors of that model for any identity lacking them, queues gallery deltas from the
+  edge's version, answers Welcome, re-sends unacknowledged sequenced messages and the new deltas.
+- **Sequenced messages** (GalleryDelta, Verdict) live in the store's `outgoing` table until the edge
+  acks their sequence; the writer streams them in sequence order from there, so their memory is
+  bounded by a page, whatever the backlog, and replicas can queue messages for each other's edges
+  (each writer polls the store every `poll_interval_s`).
+- **Bad input is answered, not fatal**: an unparseable message or one without a body gets Error
+  INVALID_ARGUMENT; an invalid short list (wrong fingerprint or shape, empty, oversized or non-JPEG
+  crop, ...) gets Error INVALID_ARGUMENT plus HubAck REJECTED for its key, so the edge drops it from
+  its outbox. The stream goes on. Messages over `max_message_bytes` are refused by gRPC itself
+  (RESOURCE_EXHAUSTED, stream closed), before any of this code runs.
+- **Backpressure, in two steps.** (1) At most `max_inflight_per_edge` short lists per edge and
+  `max_inflight_total` per hub are verified at a time; one more is answered HubAck RETRY with
+  "retry after N ms", and the edge keeps it in its outbox. (2) Immediate replies (acks, errors) wait
+  in a queue of `send_queue_size`; when the edge does not read them for `send_stall_s`, the session
+  ends with RESOURCE_EXHAUSTED and trailing metadata ``retry-after-ms``. Memory per edge is bounded.
+- **Liveness**: the hub sends HubHeartbeat every `heartbeat_interval_ms`; an edge silent for
+  `missed_heartbeats` intervals is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from google.protobuf.message import DecodeError
+
+from cloud import wire
+from cloud.auth import AuthError
+from models.errors import InvalidInputError
+from protos import codec
+from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
+
+if TYPE_CHECKING:
+    from cloud.sessions import SessionManager
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[session_pb2.HubMessage], Awaitable[None]]
+
+OK, DUPLICATE, REJECTED, RETRY = (common_pb2.ACK_STATUS_OK, common_pb2.ACK_STATUS_DUPLICATE,
+                                  common_pb2.ACK_STATUS_REJECTED, common_pb2.ACK_STATUS_RETRY)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_crop_bytes: int = codec.DEFAULT_MAX_CROP_BYTES
+    max_inflight_per_edge: int = 8
+    max_inflight_total: int = 64
+    send_queue_size: int = 256
+    send_stall_s: float = 10.0
+    retry_after_ms: int = 1000
+    heartbeat_interval_ms: int = 10_000
+    missed_heartbeats: int = 3
+    poll_interval_s: float = 2.0
+    hello_timeout_s: float = 30.0
+    outgoing_page: int = 32
+
+
+class SessionAbort(Exception):
+    """Ends the stream with a status (a gRPC status code name in lower case) and one-line details."""
+
+    def __init__(self, status: str, message: str, *, retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.retry_after_ms = status, message, retry_after_ms
+
+
+_FATAL_STATUS = {
+    common_pb2.ERROR_CODE_INVALID_ARGUMENT: "invalid_argument",
+    common_pb2.ERROR_CODE_FAILED_PRECONDITION: "failed_precondition",
+    common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH: "failed_precondition",
+    common_pb2.ERROR_CODE_UNAVAILABLE: "unavailable",
+    common_pb2.ERROR_CODE_DEADLINE_EXCEEDED: "unavailable",
+}
+
+
+class EdgeSession:
+    """One edge's stream; created and run by `SessionManager.serve`."""
+
+    def __init__(self, manager: SessionManager, token_edge_id: str | None, peer: str) -> None:
+        self.m = manager
+        self.limits: SessionLimits = manager.limits
+        self.token_edge_id = token_edge_id
+        self.peer = peer
+        self.edge_id = ""
+        self.fingerprint = ""
+        self.dim: int | None = None
+        self._loop = asyncio.get_running_loop()
+        self._immediate: collections.deque[session_pb2.HubMessage] = collections.deque()
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._last_sent = 0  # highest sequence written to the stream
+        self._gallery_version = 0  # version the edge holds once it applies what was queued
+        self._gallery_dirty = False
+        self._outgoing_dirty = True
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._closing: SessionAbort | None = None
+        self._resume_gallery_version = 0
+        self._reader_done = False
+        self._writer: asyncio.Task[None] | None = None
+        self._writer_killed = False
+        self._sending = False
+        self._resync_floor = 0  # failed gallery deltas up to this sequence are already being resynced
+        self._last_heard = self._loop.time()
+
+    # ------------------------------------------------------------------ thread-safe notifications
+    def gallery_changed(self) -> None:
+        self._loop.call_soon_threadsafe(self._mark, "_gallery_dirty")
+
+    def outgoing_queued(self) -> None:
+        self._loop.call_soon_threadsafe(self._mark, "_outgoing_dirty")
+
+    def close(self, abort: SessionAbort) -> None:
+        """End the session (call on the loop's thread): the writer tells the edge why in a fatal
+        Error, unless it is stuck sending to an edge that does not read (then it is cancelled: at once
+        for a stall, after `send_stall_s` otherwise)."""
+        if self._closing is None:
+            self._closing = abort
+        self._wake.set()
+        if abort.status == "resource_exhausted":
+            self._kill_stuck_writer()
+        self._loop.call_later(self.limits.send_stall_s, self._kill_stuck_writer)
+
+    def _kill_stuck_writer(self) -> None:
+        if self._sending and self._writer is not None and not self._writer.done():
+            self._writer_killed = True
+            self._writer.cancel()
+
+    async def _write(self, send: Send, message: session_pb2.HubMessage) -> None:
+        self._sending = True
+        try:
+            await send(message)
+        finally:
+            self._sending = False
+
+    def _mark(self, flag: str) -> None:
+        setattr(self, flag, True)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ running
+    async def run(self, requests: AsyncIterator[bytes], send: Send) -> None:
+        """Serve the stream until the edge closes it (returns) or it must end (raises SessionAbort)."""
+        welcome = await self._hello(requests, send)
+        await send(welcome)
+        reader = asyncio.create_task(self._read_loop(requests))
+        self._writer = asyncio.create_task(self._write_loop(send))
+        try:
+            await self._writer
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._writer_killed and self._closing is not None and not (current and current.cancelling()):
+                raise self._closing from None
+            raise
+        finally:
+            reader.cancel()
+            for task in list(self._inflight):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _fatal(self, send: Send, code: int, message: str) -> SessionAbort:
+        with contextlib.suppress(Exception):
+            await send(wire.error(code, message, fatal=True))
+        return SessionAbort(_FATAL_STATUS.get(code, "failed_precondition"), message)
+
+    async def _hello(self, requests: AsyncIterator[bytes], send: Send) -> session_pb2.HubMessage:
+        try:
+            raw = await asyncio.wait_for(anext(requests), self.limits.hello_timeout_s)
+        except StopAsyncIteration:
+            raise SessionAbort("cancelled", "the edge closed the stream before Hello") from None
+        except TimeoutError:
+            raise await self._fatal(send, common_pb2.ERROR_CODE_FAILED_PRECONDITION,
+                                    f"expected Hello within {self.limits.hello_timeout_s:g} s") from None
+        try:
+            msg = session_pb2.EdgeMessage.FromString(raw)
+        except DecodeError as exc:
+            raise await self._fatal(send, common_pb2.ERROR_CODE_INVALID_ARGUMENT,
+                                    f"malformed EdgeMessage: {exc}") from None
+        if msg.WhichOneof("body") != "hello":
+            raise await self._fatal(send, common_pb2.ERROR_CODE_FAILED_PRECONDITION,
+                                    f"expected Hello first, got {msg.WhichOneof('body') or 'an empty message'}")
+        hello = msg.hello
+        log.debug("Hello from %s (edge %r, model %s, gallery version %d)", self.peer, hello.edge_id,
+                  hello.model_fingerprint, hello.gallery_version)
+        try:
+            edge_id = self.token_edge_id
+            if edge_id is None:
+                edge_id = await asyncio.to_thread(self.m.auth.authenticate, hello.auth_token or None)
+            await asyncio.to_thread(self.m.auth.check_hello, edge_id, hello.edge_id)
+        except AuthError as exc:
+            raise SessionAbort(exc.code, str(exc)) from None
+        self.edge_id, self.fingerprint = hello.edge_id, hello.model_fingerprint
+        await self._check_model(hello, send)
+        self.m.register(self)
+        await asyncio.to_thread(self._start, hello)
+        log.debug("edge %s: session open, resuming at gallery version %d", self.edge_id,
+                  self._resume_gallery_version)
+        pending = await asyncio.to_thread(self.m.store.outgoing_after, self.edge_id, self._last_sent, limit=1)
+        edge = await asyncio.to_thread(self.m.store.get_edge, self.edge_id)
+        resume_sequence = pending[0].sequence if pending else (edge.last_sequence if edge else 0) + 1
+        return session_pb2.HubMessage(welcome=hub_to_edge_pb2.Welcome(
+            hub_id=self.m.hub_id, server_time=codec.seconds_to_timestamp(self.m.clock()),
+            accepted_model_fingerprint=self.fingerprint, resume_gallery_version=self._resume_gallery_version,
+            resume_hub_sequence=resume_sequence, heartbeat_interval_ms=self.limits.heartbeat_interval_ms,
+            max_message_bytes=self.limits.max_message_bytes))
+
+    async def _check_model(self, hello: edge_to_hub_pb2.Hello, send: Send) -> None:
+        fp = hello.model_fingerprint
+        if not fp:
+            raise await self._fatal(send, common_pb2.ERROR_CODE_INVALID_ARGUMENT,
+                                    "Hello: expected a model fingerprint, got none")
+        try:
+            wire.check_id("Hello: model fingerprint", fp)
+            wire.check_id("Hello: site", hello.site, required=False)
+            wire.check_int64("Hello: gallery version", hello.gallery_version)
+            wire.check_int64("Hello: last acked hub sequence", hello.last_acked_hub_sequence)
+            for camera in hello.cameras:
+                wire.check_id("Hello: camera id", camera.camera_id)
+        except InvalidInputError as exc:
+            raise await self._fatal(send, common_pb2.ERROR_CODE_INVALID_ARGUMENT, str(exc)) from None
+        accepted = self.m.accepted_fingerprints
+        if (accepted is not None and fp not in accepted) or not await asyncio.to_thread(
+                self.m.gallery.embedders.supports, fp):
+            raise await self._fatal(send, common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH,
+                                    f"Hello: the hub cannot accept vectors of model {fp!r}")
+        self.dim = await asyncio.to_thread(self.m.gallery.embedders.dim, fp)
+        if hello.embedding_dim and self.dim and hello.embedding_dim != self.dim:
+            raise await self._fatal(send, common_pb2.ERROR_CODE_INVALID_ARGUMENT,
+                                    f"Hello: expected embedding dimension {self.dim} for {fp}, "
+                                    f"got {hello.embedding_dim}")
+        self.dim = self.dim or (hello.embedding_dim or None)
+
+    def _start(self, hello: edge_to_hub_pb2.Hello) -> None:
+        """(worker thread) Record Hello, fill missing vectors, queue the first gallery deltas."""
+        store = self.m.store
+        store.record_hello(self.edge_id, site=hello.site, model_fingerprint=self.fingerprint,
+                           embedding_dim=self.dim or 0, cameras=wire.cameras(hello),
+                           gallery_version=hello.gallery_version, acked_sequence=hello.last_acked_hub_sequence,
+                           hub_id=self.m.hub_id, now=self.m.clock())
+        self._last_sent = hello.last_acked_hub_sequence
+        self.m.gallery.ensure_fingerprint(self.fingerprint)
+        self._gallery_version = hello.gallery_version
+        deltas = self._queue_deltas()
+        self._resume_gallery_version = deltas[0].from_version if deltas else hello.gallery_version
+
+    def _queue_deltas(self) -> list[hub_to_edge_pb2.GalleryDelta]:
+        """(worker thread) Queue deltas from the version the edge will hold to the current one."""
+        deltas = self.m.gallery.delta_since(self._gallery_version, self.fingerprint)
+        if deltas:
+            self.m.store.enqueue_outgoing(self.edge_id, "gallery_delta",
+                                          [wire.gallery_delta_payload(d) for d in deltas], now=self.m.clock())
+            self._gallery_version = deltas[-1].to_version
+        return deltas
+
+    async def _send_immediate(self, message: session_pb2.HubMessage) -> None:
+        """Queue an ack or error; when the edge stops reading, end the session instead of growing."""
+        while len(self._immediate) >= self.limits.send_queue_size and self._closing is None:
+            self._space.clear()
+            try:
+                await asyncio.wait_for(self._space.wait(), self.limits.send_stall_s)
+            except TimeoutError:
+                self.close(SessionAbort(
+                    "resource_exhausted", f"edge {self.edge_id} did not read {len(self._immediate)} pending "
+                    f"replies for {self.limits.send_stall_s:g} s; reconnect and retry later",
+                    retry_after_ms=self.limits.retry_after_ms))
+        if self._closing is None:
+            self._immediate.append(message)
+            self._wake.set()
+
+    async def _write_loop(self, send: Send) -> None:
+        limits = self.limits
+        interval_s = limits.heartbeat_interval_ms / 1000
+        next_heartbeat = self._loop.time() + interval_s
+        next_poll = self._loop.time() + limits.poll_interval_s
+        while True:
+            while self._immediate and self._closing is None:
+                message = self._immediate.popleft()
+                self._space.set()
+                await self._write(send, message)
+            if self._closing is not None:
+                with contextlib.suppress(Exception):
+                    code = (common_pb2.ERROR_CODE_RESOURCE_EXHAUSTED if self._closing.status == "resource_exhausted"
+                            else common_pb2.ERROR_CODE_UNAVAILABLE)
+                    await self._write(send, wire.error(code, self._closing.message, fatal=True))
+                raise self._closing
+            now = self._loop.time()
+            if now - self._last_heard > interval_s * limits.missed_heartbeats:
+                raise await self._fatal(send, common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
+                                        f"no message from edge {self.edge_id} for {now - self._last_heard:.0f} s")
+            if now >= next_heartbeat:
+                next_heartbeat = now + interval_s
+                await self._write(send, session_pb2.HubMessage(heartbeat=hub_to_edge_pb2.HubHeartbeat(
+                    sent_at=codec.seconds_to_timestamp(self.m.clock()))))
+            if now >= next_poll:
+                next_poll = now + limits.poll_interval_s
+                self._outgoing_dirty = True
+                if await asyncio.to_thread(self.m.store.gallery_version) > self._gallery_version:
+                    self._gallery_dirty = True
+            if self._gallery_dirty:
+                self._gallery_dirty = False
+                await asyncio.to_thread(self._queue_deltas)
+                self._outgoing_dirty = True
+            if self._outgoing_dirty:
+                self._outgoing_dirty = False
+                rows = await asyncio.to_thread(self.m.store.outgoing_after, self.edge_id, self._last_sent,
+                                               limit=limits.outgoing_page)
+                for row in rows:
+                    await self._write(send, wire.with_sequence(row.payload, row.sequence))
+                    self._last_sent = row.sequence
+                if len(rows) == limits.outgoing_page:
+                    self._outgoing_dirty = True
+                    continue
+            if self._reader_done and not self._inflight and not self._immediate:
+                return  # the edge half-closed and everything it is owed has been written
+            if self._immediate or self._gallery_dirty or self._outgoing_dirty:
+                continue
+            self._wake.clear()
+            timeout = max(0.0, min(next_heartbeat, next_poll) - self._loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    # ------------------------------------------------------------------ reading
+    async def _read_loop(self, requests: AsyncIterator[bytes]) -> None:
+        try:
+            async for raw in requests:
+                self._last_heard = self._loop.time()
+                try:
+                    msg = session_pb2.EdgeMessage.FromString(raw)
+                except DecodeError as exc:
+                    await self._invalid(f"malformed EdgeMessage: {exc}")
+                    continue
+                body = msg.WhichOneof("body")
+                if body == "short_list":
+                    await self._on_short_list(msg.short_list)
+                elif body == "ack":
+                    await self._on_ack(msg.ack)
+                elif body == "heartbeat":
+                    await asyncio.to_thread(self.m.store.touch_edge, self.edge_id, now=self.m.clock(),
+                                            stats=wire.heartbeat_stats(msg.heartbeat))
+                elif body == "search_result":
+                    await self._on_search_result(msg.search_result)
+                elif body == "hello":
+                    await self._send_immediate(wire.error(common_pb2.ERROR_CODE_FAILED_PRECONDITION,
+                                                          "Hello: already received on this stream"))
+                else:
+                    await self._invalid("EdgeMessage: expected exactly one body, got none")
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+        except Exception as exc:  # a store failure, say: end the session, the edge reconnects
+            log.exception("session of edge %s failed", self.edge_id)
+            self.close(SessionAbort("unavailable", f"hub error ({type(exc).__name__}); reconnect later",
+                                    retry_after_ms=self.limits.retry_after_ms))
+        finally:
+            self._reader_done = True
+            self._wake.set()
+
+    async def _invalid(self, message: str) -> None:
+        await self._send_immediate(wire.error(common_pb2.ERROR_CODE_INVALID_ARGUMENT, message))
+
+    async def _on_short_list(self, msg: edge_to_hub_pb2.ShortList) -> None:
+        key = msg.idempotency_key
+        limits = self.limits
+        if len(self._inflight) >= limits.max_inflight_per_edge or self.m.inflight >= limits.max_inflight_total:
+            await self._send_immediate(wire.hub_ack(
+                key, RETRY, f"hub busy: {len(self._inflight)} short lists of this edge and {self.m.inflight} "
+                f"in all being verified; retry after {limits.retry_after_ms} ms"))
+            return
+        try:
+            item = wire.decode_short_list(msg, edge_id=self.edge_id, fingerprint=self.fingerprint, dim=self.dim,
+                                          max_crop_bytes=limits.max_crop_bytes)
+        except InvalidInputError as exc:
+            await self._invalid(f"short list {key!r}: {exc}")
+            if key:
+                await self._send_immediate(wire.hub_ack(key, REJECTED, f"invalid argument: {exc}"))
+            return
+        task = asyncio.create_task(self._process(item))
+        self._inflight.add(task)
+        self.m.inflight += 1
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.m.inflight -= 1
+        self._wake.set()
+
+    async def _process(self, item: wire.ShortListInput) -> None:
+        key = item.idempotency_key
+        try:
+            outcome = await self._loop.run_in_executor(self.m.executor, self.m.shortlists.process, item)
+        except Exception as exc:
+            log.exception("short list %s of edge %s failed", key, self.edge_id)
+            await self._send_immediate(wire.hub_ack(key, RETRY, f"internal error ({type(exc).__name__}); "
+                                                    f"retry after {self.limits.retry_after_ms} ms"))
+            return
+        if outcome.status == "ok":
+            self._outgoing_dirty = True
+            await self._send_immediate(wire.hub_ack(key, OK))
+        elif outcome.status == "duplicate":
+            await self._send_immediate(wire.hub_ack(key, DUPLICATE))
+        else:
+            await self._send_immediate(wire.hub_ack(key, RETRY, outcome.message))
+
+    async def _on_ack(self, ack: edge_to_hub_pb2.EdgeAck) -> None:
+        try:
+            wire.check_int64("ack: hub sequence", ack.hub_sequence)
+            wire.check_int64("ack: gallery version", ack.gallery_version)
+        except InvalidInputError as exc:
+            await self._invalid(str(exc))
+            return
+        failed = ack.status in (REJECTED, RETRY)
+        if failed:
+            log.warning("edge %s could not apply hub message %d (%s): %s", self.edge_id, ack.hub_sequence,
+                        common_pb2.AckStatus.Name(ack.status), ack.error_message)
+        if (failed and not ack.idempotency_key and ack.hub_sequence > self._resync_floor
+                and await self._was_gallery_delta(ack.hub_sequence)):
+            # resync from what the edge holds (0: a snapshot); deltas sent before now fail too: ignore them
+            edge = await asyncio.to_thread(self.m.store.get_edge, self.edge_id)
+            self._resync_floor = edge.last_sequence if edge else ack.hub_sequence
+            self._gallery_version = ack.gallery_version
+            self._gallery_dirty = True
+            self._wake.set()
+        if ack.hub_sequence:
+            await asyncio.to_thread(self.m.store.ack_outgoing, self.edge_id, ack.hub_sequence)
+        if ack.gallery_version:
+            await asyncio.to_thread(self.m.store.touch_edge, self.edge_id, now=self.m.clock(),
+                                    gallery_version=ack.gallery_version)
+
+    async def _was_gallery_delta(self, sequence: int) -> bool:
+        if not sequence:
+            return True  # an edge that names no message: resyncing the gallery is the safe answer
+        rows = await asyncio.to_thread(self.m.store.outgoing_after, self.edge_id, sequence - 1, limit=1)
+        return bool(rows) and rows[0].sequence == sequence and rows[0].kind == "gallery_delta"
+
+    async def _on_search_result(self, msg: edge_to_hub_pb2.SearchResult) -> None:
+        key = msg.idempotency_key or f"{msg.job_id}/{msg.batch_index}"
+        try:
+            for i, hit in enumerate(msg.hits):
+                codec.vector_from_proto(hit.vector, self.dim, self.fingerprint)
+                codec.jpeg_to_image(hit.crop.jpeg, self.limits.max_crop_bytes)
+                if not hit.tracklet_id:
+                    raise InvalidInputError(f"hit {i}: expected a tracklet id, got none")
+        except InvalidInputError as exc:
+            await self._invalid(f"search result {key!r}: {exc}")
+            await self._send_immediate(wire.hub_ack(key, REJECTED, f"invalid argument: {exc}"))
+            return
+        handler = self.m.search_results
+        if handler is None:
+            await self._send_immediate(wire.hub_ack(key, REJECTED, f"no search job {msg.job_id!r} on this hub"))
+            return
+        status, message = await asyncio.to_thread(handler, self.edge_id, msg)
+        await self._send_immediate(wire.hub_ack(key, status, message))

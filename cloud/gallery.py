@@ -1,0 +1,358 @@
+"""The gallery every edge recalls against: identities, reference crops, vectors per model, versions.
+
+An identity is enrolled from photos (JPEG bytes or BGR images), from a sighting's crop, or by the
+short-list service for a new cross-camera identity. Vectors are computed at the hub for every model
+fingerprint in use (the fingerprints of registered edges' models and of stored vectors): a vector
+is only ever compared with vectors of its own model, so each edge gets its own model's vectors.
+
+Versions are gallery change numbers from the store (see `cloud.store.base`). `delta_since` turns
+"the edge holds version v" into GalleryDelta messages, split so none exceeds `max_delta_bytes`:
+each split point is the version of the last identity in the part, and since a delta from v carries
+every identity changed after v in its *current* state, an edge that stops after any part resumes
+correctly from that part's `to_version`. Listeners hear the new version after every change; the
+session manager uses that to push deltas to connected edges.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from cloud.crops import CropFiles
+from cloud.store import HubStore, IdentityRecord, StoreError
+from cloud.verification import GalleryMatrix
+from cloud.wire import identity_upsert
+from models.errors import CrossviewError, InvalidInputError
+from protos import codec
+from protos.crossview.v1 import hub_to_edge_pb2
+
+log = logging.getLogger(__name__)
+
+Photo = bytes | np.ndarray
+DEFAULT_MAX_PHOTO_BYTES = 8 * 1024 * 1024
+
+
+class UnknownFingerprintError(CrossviewError):
+    """The hub cannot run the model an edge's vectors come from."""
+
+
+def zoo_embedder(fingerprint: str) -> Any:
+    """Open the zoo Re-ID model whose fingerprint is `fingerprint` (``<name>@<sha12>``)."""
+    from models.embed import create_embedder
+    from models.zoo import MODELS
+
+    for spec in MODELS:
+        if spec.task == "reid" and spec.fingerprint == fingerprint:
+            return create_embedder(spec.name)
+    raise UnknownFingerprintError(f"no Re-ID model in the zoo has fingerprint {fingerprint!r}")
+
+
+class Embedders:
+    """One embedder per fingerprint, opened on first use by `factory(fingerprint)`.
+
+    An embedder is anything with ``embed(images) -> Embeddings`` (a `models.embed.Embedder`).
+    Each is used by one thread at a time.
+    """
+
+    def __init__(self, factory: Callable[[str], Any] = zoo_embedder) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[Any, threading.Lock]] = {}
+        self._failed: dict[str, str] = {}
+
+    def _get(self, fingerprint: str) -> tuple[Any, threading.Lock]:
+        with self._lock:
+            if fingerprint in self._open:
+                return self._open[fingerprint]
+            if fingerprint in self._failed:
+                raise UnknownFingerprintError(self._failed[fingerprint])
+            try:
+                entry = (self._factory(fingerprint), threading.Lock())
+            except Exception as exc:
+                self._failed[fingerprint] = f"cannot run model {fingerprint!r}: {exc}"
+                raise UnknownFingerprintError(self._failed[fingerprint]) from exc
+            self._open[fingerprint] = entry
+            return entry
+
+    def supports(self, fingerprint: str) -> bool:
+        """Whether the model can be opened (it is, and kept open)."""
+        try:
+            self._get(fingerprint)
+        except UnknownFingerprintError:
+            return False
+        return True
+
+    def dim(self, fingerprint: str) -> int | None:
+        embedder, _ = self._get(fingerprint)
+        dim = getattr(embedder, "dim", None)
+        return int(dim) if dim else None
+
+    def embed(self, fingerprint: str, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, D) float32 vectors of `images` made by the model `fingerprint`."""
+        embedder, lock = self._get(fingerprint)
+        with lock:
+            result = embedder.embed(list(images))
+        vectors = getattr(result, "vectors", result)
+        got = getattr(result, "model_fingerprint", fingerprint)
+        if got != fingerprint:
+            raise UnknownFingerprintError(f"embedder for {fingerprint!r} produced vectors of {got!r}")
+        return np.asarray(vectors, dtype=np.float32).reshape(len(images), -1)
+
+
+class Gallery:
+    """Identities and their reference crops and vectors, versioned in `store`."""
+
+    def __init__(self, store: HubStore, crops: CropFiles, embedders: Embedders, *,
+                 clock: Callable[[], float] = time.time, max_delta_bytes: int = 1 << 20,
+                 max_photo_bytes: int = DEFAULT_MAX_PHOTO_BYTES, page_size: int = 256) -> None:
+        self.store, self.crops, self.embedders = store, crops, embedders
+        self._clock = clock
+        self.max_delta_bytes = max_delta_bytes
+        self.max_photo_bytes = max_photo_bytes
+        self._page_size = page_size
+        self._listeners: list[Callable[[int], None]] = []
+        self._lock = threading.Lock()
+        self._matrices: dict[str, tuple[int, GalleryMatrix]] = {}
+
+    # ------------------------------------------------------------------ change notification
+    def add_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call `listener(version)` after every change this process makes; returns the remover."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _changed(self, version: int) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(version)
+            except Exception:
+                log.exception("gallery listener %r failed", listener)
+
+    def version(self) -> int:
+        return self.store.gallery_version()
+
+    # ------------------------------------------------------------------ enrolment and edits
+    def _photos(self, photos: Sequence[Photo]) -> tuple[list[bytes], list[np.ndarray]]:
+        if not photos:
+            raise InvalidInputError("photos: expected at least one photo, got none")
+        jpegs, images = [], []
+        for i, photo in enumerate(photos):
+            try:
+                if isinstance(photo, np.ndarray):
+                    jpeg = codec.crop_to_jpeg(photo)
+                    image = photo
+                else:
+                    jpeg = bytes(photo)
+                    image = codec.jpeg_to_image(jpeg, self.max_photo_bytes)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"photo {i}: {exc}") from None
+            jpegs.append(jpeg)
+            images.append(image)
+        return jpegs, images
+
+    def _vectors(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for fingerprint in sorted(self.store.fingerprints()):
+            if not self.embedders.supports(fingerprint):
+                continue
+            out[fingerprint] = self.embedders.embed(fingerprint, images)
+        return out
+
+    def _save(self, jpegs: Sequence[bytes]) -> list[str]:
+        return [self.crops.save("references", self.crops.new_name(), jpeg) for jpeg in jpegs]
+
+    def enroll(self, photos: Sequence[Photo], *, identity_id: str | None = None, display_name: str = "",
+               watchlist_threshold: float | None = None, source: str = "photo",
+               sighting_id: int | None = None) -> IdentityRecord:
+        """Create an identity from `photos`; an existing `identity_id` is left as it is and returned."""
+        _check_threshold(watchlist_threshold)
+        jpegs, images = self._photos(photos)
+        identity_id = identity_id or f"id-{uuid.uuid4().hex[:12]}"
+        existing = self.store.get_identity(identity_id)
+        if existing is not None:
+            return existing
+        vectors = self._vectors(images)
+        paths = self._save(jpegs)
+        try:
+            version = self.store.create_identity(identity_id, display_name=display_name,
+                                                 watchlist_threshold=watchlist_threshold, source=source,
+                                                 crop_paths=paths, embeddings=vectors, sighting_id=sighting_id,
+                                                 now=self._clock())
+        except BaseException:
+            for path in paths:
+                self.crops.delete(path)
+            raise
+        if version is None:  # created meanwhile by someone else
+            for path in paths:
+                self.crops.delete(path)
+        else:
+            self._changed(version)
+            self._fill_missing(set(vectors))
+        record = self.store.get_identity(identity_id)
+        assert record is not None
+        return record
+
+    def enroll_from_sighting(self, sighting_id: int, *, identity_id: str | None = None, display_name: str = "",
+                             watchlist_threshold: float | None = None) -> IdentityRecord:
+        """A new identity from a sighting's crop, or (with an existing `identity_id`) one more
+        reference crop for that identity."""
+        sighting = self.store.get_sighting(sighting_id)
+        if sighting is None:
+            raise StoreError(f"unknown sighting {sighting_id}")
+        jpeg = self.crops.read(sighting.crop_path)
+        if identity_id is not None and self.store.get_identity(identity_id) is not None:
+            self.add_photos(identity_id, [jpeg], sighting_id=sighting_id)
+            record = self.store.get_identity(identity_id)
+            assert record is not None
+            return record
+        return self.enroll([jpeg], identity_id=identity_id, display_name=display_name,
+                           watchlist_threshold=watchlist_threshold, source="sighting", sighting_id=sighting_id)
+
+    def add_photos(self, identity_id: str, photos: Sequence[Photo], *, sighting_id: int | None = None) -> int:
+        jpegs, images = self._photos(photos)
+        if self.store.get_identity(identity_id) is None:
+            raise StoreError(f"unknown identity {identity_id!r}")
+        vectors = self._vectors(images)
+        paths = self._save(jpegs)
+        try:
+            version = self.store.add_reference_crops(identity_id, paths, vectors, sighting_id=sighting_id,
+                                                     now=self._clock())
+        except BaseException:
+            for path in paths:
+                self.crops.delete(path)
+            raise
+        self._changed(version)
+        return version
+
+    def set_watchlist(self, identity_id: str, threshold: float | None) -> int:
+        """Put the identity on the watchlist with a stage-1 distance threshold, or take it off (None)."""
+        _check_threshold(threshold)
+        version = self.store.update_identity(identity_id, watchlist_threshold=threshold, now=self._clock())
+        self._changed(version)
+        return version
+
+    def rename(self, identity_id: str, display_name: str) -> int:
+        version = self.store.update_identity(identity_id, display_name=display_name, now=self._clock())
+        self._changed(version)
+        return version
+
+    def remove(self, identity_id: str) -> int:
+        version, paths = self.store.remove_identity(identity_id, now=self._clock())
+        for path in paths:
+            self.crops.delete(path)
+        self._changed(version)
+        return version
+
+    def ensure_fingerprint(self, fingerprint: str) -> int:
+        """Compute vectors of `fingerprint` for every identity lacking them; how many were computed."""
+        count = 0
+        for identity_id in self.store.identities_missing(fingerprint):
+            images = self.reference_images(identity_id)
+            if not images:
+                continue
+            try:
+                version = self.store.set_embeddings(identity_id, fingerprint,
+                                                    self.embedders.embed(fingerprint, images), now=self._clock())
+            except StoreError:  # removed meanwhile
+                continue
+            count += 1
+            self._changed(version)
+        return count
+
+    def _fill_missing(self, done: set[str]) -> None:
+        for fingerprint in self.store.fingerprints() - done:
+            if self.embedders.supports(fingerprint):
+                self.ensure_fingerprint(fingerprint)
+
+    # ------------------------------------------------------------------ reading
+    def reference_images(self, identity_id: str, limit: int | None = None) -> list[np.ndarray]:
+        """The identity's reference crops (BGR), oldest first; unreadable files are skipped."""
+        images = []
+        for ref in self.store.reference_crops(identity_id)[:limit]:
+            try:
+                images.append(codec.jpeg_to_image(self.crops.read(ref.path), self.max_photo_bytes))
+            except (OSError, InvalidInputError) as exc:
+                log.warning("reference crop %s of %s unreadable: %s", ref.path, identity_id, exc)
+        return images
+
+    def matrix(self, fingerprint: str) -> GalleryMatrix:
+        """One L2-normalised mean vector per live identity with vectors of `fingerprint`."""
+        version = self.store.gallery_version()
+        with self._lock:
+            cached = self._matrices.get(fingerprint)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+        ids, rows, after = [], [], 0
+        while True:
+            page = self.store.gallery_entries(fingerprint, after_version=after, up_to_version=version,
+                                              include_deleted=False, limit=self._page_size)
+            for entry in page:
+                if entry.vectors is not None and len(entry.vectors):
+                    mean = entry.vectors.mean(axis=0)
+                    ids.append(entry.identity.identity_id)
+                    rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+            if len(page) < self._page_size:
+                break
+            after = page[-1].identity.version
+        matrix = GalleryMatrix(tuple(ids), np.asarray(rows, np.float32)) if rows else GalleryMatrix.empty()
+        with self._lock:
+            self._matrices[fingerprint] = (version, matrix)
+        return matrix
+
+    def delta_since(self, version: int, fingerprint: str) -> list[hub_to_edge_pb2.GalleryDelta]:
+        """Deltas that bring an edge at `version` to the current version (empty when it is there).
+
+        An unknown version (ahead of the hub, e.g. after a database restore) or one older than the
+        store's floor gets a full snapshot, whose first part has from_version 0.
+        """
+        current = self.store.gallery_version()
+        snapshot = version <= 0 or version > current or version < self.store.gallery_floor()
+        if not snapshot and version == current:
+            return []
+        if snapshot and current == 0:
+            if version <= 0:
+                return []
+            current = self.store.bump_gallery_version()  # a version to reset the edge to
+        deltas: list[hub_to_edge_pb2.GalleryDelta] = []
+        part = hub_to_edge_pb2.GalleryDelta(from_version=0 if snapshot else version, full_snapshot=snapshot)
+        size, after = 0, part.from_version
+        while True:
+            page = self.store.gallery_entries(fingerprint, after_version=after, up_to_version=current,
+                                              include_deleted=not snapshot, limit=self._page_size)
+            for entry in page:
+                if entry.identity.deleted:
+                    item: Any = entry.identity.identity_id
+                    item_size = len(item) + 4
+                else:
+                    item = identity_upsert(entry, fingerprint)
+                    item_size = item.ByteSize() + 8
+                if size and size + item_size > self.max_delta_bytes:
+                    part.to_version = after
+                    deltas.append(part)
+                    part = hub_to_edge_pb2.GalleryDelta(from_version=after)
+                    size = 0
+                if entry.identity.deleted:
+                    part.removals.append(item)
+                else:
+                    part.upserts.append(item)
+                size += item_size
+                after = entry.identity.version
+            if len(page) < self._page_size:
+                break
+        if part.upserts or part.removals or part.from_version < current:
+            part.to_version = current
+            deltas.append(part)
+        return deltas
+
+
+def _check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not (isinstance(threshold, int | float) and 0.0 <= float(threshold) < 1e9):
+        raise InvalidInputError(f"watchlist threshold: expected a number >= 0 or None, got {threshold!r}")
+
+
+__all__ = ["Embedders", "Gallery", "UnknownFingerprintError", "zoo_embedder"]

@@ -1,0 +1,151 @@
+"""The hub, wired: store + crops + gallery + verifier + short lists + sessions + gRPC server.
+
+    >>> hub = Hub.create(data_dir="hub-data")                       # doctest: +SKIP
+    >>> token = hub.auth.create_token("edge-1").token               # give this to the edge once
+    >>> port = await hub.start(port=50051)                          # doctest: +SKIP
+    >>> hub.gallery.enroll([jpeg_bytes], display_name="visitor")    # pushed to connected edges
+    >>> outcome = await hub.search.search(SearchQuery(photos=[jpeg_bytes]), deadline_s=10)  # doctest: +SKIP
+    >>> await hub.stop()                                            # doctest: +SKIP
+
+Plain keyword arguments here; configuration files and the command line belong to the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1.health import aio as health_aio
+
+from cloud.alerts import AlertFeed
+from cloud.auth import EdgeAuth
+from cloud.crops import CropFiles
+from cloud.gallery import Embedders, Gallery, zoo_embedder
+from cloud.search import SearchService
+from cloud.server import TlsConfig, create_server, set_serving
+from cloud.sessions import SessionLimits, SessionManager
+from cloud.shortlists import ShortListService
+from cloud.store import HubStore, open_store
+from cloud.verification import DecisionPolicy, Verifier, create_verifier
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    """Everything one hub replica runs. Build it with `Hub.create`."""
+
+    def __init__(self, *, store: HubStore, crops: CropFiles, gallery: Gallery, shortlists: ShortListService,
+                 auth: EdgeAuth, alerts: AlertFeed, sessions: SessionManager, search: SearchService,
+                 executor: ThreadPoolExecutor, hub_id: str) -> None:
+        self.store, self.crops, self.gallery, self.shortlists = store, crops, gallery, shortlists
+        self.auth, self.alerts, self.sessions, self.search = auth, alerts, sessions, search
+        self.executor = executor
+        self.hub_id = hub_id
+        self.health = health_aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port: int | None = None
+
+    @classmethod
+    def create(cls, *, data_dir: str | Path, database: str | Path | None = None, verifier: Verifier | None = None,
+               judge: str = "reid", judge_kwargs: dict[str, Any] | None = None, policy: DecisionPolicy | None = None,
+               embedder_factory: Callable[[str], Any] = zoo_embedder, limits: SessionLimits | None = None,
+               accepted_fingerprints: Collection[str] | None = None, hub_id: str | None = None,
+               workers: int = 2, lease_s: float = 120.0, max_delta_bytes: int = 1 << 20,
+               clock: Callable[[], float] = time.time,
+               store: HubStore | None = None) -> Hub:
+        """A hub keeping crops under `data_dir` and its tables in `database` (a SQLite path, default
+        ``<data_dir>/hub.db``, or a ``postgresql://`` URL; or pass an open `store`).
+
+        `verifier` defaults to `judge` (a `models.verify` name, with `judge_kwargs`) plus fusion and
+        `policy`; `embedder_factory(fingerprint)` opens the Re-ID model of an edge's fingerprint.
+        """
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = store or open_store(database or data_dir / "hub.db")
+        try:
+            crops = CropFiles(data_dir / "crops")
+            gallery = Gallery(store, crops, Embedders(embedder_factory), clock=clock, max_delta_bytes=max_delta_bytes)
+            verifier = verifier or create_verifier(judge, policy=policy, **(judge_kwargs or {}))
+            alerts = AlertFeed()
+            shortlists = ShortListService(store, gallery, crops, verifier, alerts=alerts, clock=clock, lease_s=lease_s)
+            auth = EdgeAuth(store, clock=clock)
+            executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crossview-hub")
+            hub_id = hub_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+            sessions = SessionManager(store=store, auth=auth, gallery=gallery, shortlists=shortlists,
+                                      executor=executor, hub_id=hub_id, limits=limits,
+                                      accepted_fingerprints=accepted_fingerprints, clock=clock)
+            search = SearchService(store, gallery, crops, sessions, getattr(verifier, "judge", None), clock=clock)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store=store, crops=crops, gallery=gallery, shortlists=shortlists, auth=auth, alerts=alerts,
+                   sessions=sessions, search=search, executor=executor, hub_id=hub_id)
+
+    async def start(self, *, port: int = 0, host: str = "127.0.0.1", tls: TlsConfig | None = None,
+                    max_receive_message_bytes: int | None = None) -> int:
+        """Serve edges and the health service on `host:port` (0: a free port); the bound port."""
+        if self.server is not None:
+            raise RuntimeError("the hub is already started")
+        self.server, self.port = create_server(self, port, host=host, tls=tls,
+                                               max_receive_message_bytes=max_receive_message_bytes)
+        await self.server.start()
+        await set_serving(self.health, True)
+        log.info("hub %s serving edges on %s:%d", self.hub_id, host, self.port)
+        return self.port
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """NOT_SERVING first (load balancers stop sending edges here), then end sessions, then stop."""
+        await self.health.enter_graceful_shutdown()
+        self.sessions.close_all()
+        if self.server is not None:
+            await self.server.stop(grace_s)
+            self.server = None
+        self.sessions.close()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+
+    async def serve_forever(self, **start_kwargs: Any) -> None:
+        await self.start(**start_kwargs)
+        assert self.server is not None
+        try:
+            await self.server.wait_for_termination()
+        finally:
+            await self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cloud.hub``: serve, or issue an edge token (the operator CLI is ``crossview``)."""
+    parser = argparse.ArgumentParser(prog="python -m cloud.hub", description=main.__doc__)
+    parser.add_argument("--data-dir", default="hub-data", help="crops and (by default) hub.db go here")
+    parser.add_argument("--database", default=None, help="SQLite path or postgresql:// URL")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=50051)
+    parser.add_argument("--judge", default="reid", help="models.verify judge name")
+    parser.add_argument("--create-token", metavar="EDGE_ID", help="print a new token for EDGE_ID and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.create_token:
+        store = open_store(args.database or Path(args.data_dir) / "hub.db")
+        try:
+            print(EdgeAuth(store).create_token(args.create_token).token)
+        finally:
+            store.close()
+        return 0
+    hub = Hub.create(data_dir=args.data_dir, database=args.database, judge=args.judge)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(hub.serve_forever(host=args.host, port=args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

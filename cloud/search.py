@@ -1,0 +1,226 @@
+"""Search fan-out: "find this person everywhere" across the edges' local footage.
+
+A query is photos, a sighting or an identity. The hub makes query vectors with each connected
+edge's own model, sends each edge a sequenced SearchJob (durable like a verdict: re-sent after a
+reconnect until acked), gathers the SearchResult batches until every edge said `done` or the
+deadline passed, has the judge score each hit against the query images, and ranks all hits together.
+
+Ranking: ``(1-α)·d + α·2μ`` (as in DESIGN §2) with d the edge's stage-1 distance and μ the judge's
+P(different) for the hit's crop (the smallest over the query images), or d alone without a judge.
+Stage-1 distances of different models are not on one scale, so across edges with different models
+μ carries the comparison. The outcome says which edges answered fully, partly, with an error, or
+not at all: a partial answer is still an answer.
+
+Jobs live in this replica's memory: only edges connected to this replica are asked, and results
+arriving after the deadline are acknowledged and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cloud.crops import CropFiles
+from cloud.gallery import Gallery, Photo
+from cloud.sessions import SessionManager
+from cloud.store import HubStore, StoreError
+from cloud.verification import PairJudge
+from models.errors import InvalidInputError
+from protos import codec
+from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """Exactly one of `photos`, `sighting_id`, `identity_id`; the rest narrows the search."""
+
+    photos: Sequence[Photo] = ()
+    sighting_id: int | None = None
+    identity_id: str | None = None
+    top_k: int = 20  # per edge
+    max_distance: float | None = None
+    time_range: tuple[float, float] | None = None
+    camera_ids: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    edge_id: str
+    camera_id: str
+    tracklet_id: str
+    start_s: float
+    end_s: float
+    stage1_distance: float
+    stage2_score: float | None  # P(same person) from the judge; None without one
+    score: float  # the ranking distance (lower is better)
+    jpeg: bytes
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    job_id: str
+    hits: list[SearchHit]  # best first
+    edges_asked: list[str]
+    edges_answered: list[str]  # sent their last batch
+    edges_partial: list[str]  # sent some batches, not the last, before the deadline
+    edges_failed: dict[str, str]  # edge -> its error
+    edges_silent: list[str]  # nothing before the deadline
+
+    @property
+    def complete(self) -> bool:
+        return set(self.edges_answered) | set(self.edges_failed) == set(self.edges_asked)
+
+
+@dataclass
+class _Job:
+    edges: set[str]
+    loop: asyncio.AbstractEventLoop
+    finished: asyncio.Event
+    max_hits: int
+    hits: dict[str, list[edge_to_hub_pb2.SearchHit]] = field(default_factory=lambda: collections.defaultdict(list))
+    batches: set[tuple[str, str]] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class SearchService:
+    def __init__(self, store: HubStore, gallery: Gallery, crops: CropFiles, sessions: SessionManager,
+                 judge: PairJudge | None = None, *, alpha: float = 0.2, max_query_images: int = 4,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.gallery, self.crops, self.sessions, self.judge = store, gallery, crops, sessions, judge
+        self.alpha, self.max_query_images = alpha, max_query_images
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}
+        self._finished: collections.deque[str] = collections.deque(maxlen=1000)
+        sessions.search_results = self.on_result
+
+    # ------------------------------------------------------------------ the query
+    def _query_images(self, query: SearchQuery) -> list[np.ndarray]:
+        given = sum((bool(query.photos), query.sighting_id is not None, query.identity_id is not None))
+        if given != 1:
+            raise InvalidInputError("search: expected exactly one of photos, sighting_id or identity_id")
+        if query.top_k < 1:
+            raise InvalidInputError(f"search: expected top_k >= 1, got {query.top_k}")
+        if query.photos:
+            return [p if isinstance(p, np.ndarray) else codec.jpeg_to_image(p, self.gallery.max_photo_bytes)
+                    for p in query.photos[: self.max_query_images]]
+        if query.sighting_id is not None:
+            sighting = self.store.get_sighting(query.sighting_id)
+            if sighting is None:
+                raise StoreError(f"unknown sighting {query.sighting_id}")
+            return [codec.jpeg_to_image(self.crops.read(sighting.crop_path), self.gallery.max_photo_bytes)]
+        images = self.gallery.reference_images(str(query.identity_id), self.max_query_images)
+        if not images:
+            raise StoreError(f"identity {query.identity_id!r} has no reference crops")
+        return images
+
+    def _job_payload(self, job_id: str, query: SearchQuery, vectors: np.ndarray, fingerprint: str,
+                     deadline: float) -> bytes:
+        job = hub_to_edge_pb2.SearchJob(job_id=job_id, queries=[codec.vector_to_proto(vectors, fingerprint)],
+                                        top_k=query.top_k, camera_ids=list(query.camera_ids),
+                                        deadline=codec.seconds_to_timestamp(deadline))
+        if query.max_distance is not None:
+            job.max_distance = query.max_distance
+        if query.time_range is not None:
+            job.time_range.CopyFrom(codec.time_range_to_proto(*query.time_range))
+        return session_pb2.HubMessage(search_job=job).SerializeToString()
+
+    def _send_jobs(self, job_id: str, query: SearchQuery, images: list[np.ndarray], deadline: float,
+                   edges: dict[str, str]) -> list[str]:
+        """(worker thread) Queue the job for each edge; the edges it was sent to."""
+        vectors: dict[str, np.ndarray] = {}
+        sent = []
+        for edge_id, fingerprint in edges.items():
+            if fingerprint not in vectors:
+                stored = (self.store.get_embeddings(query.identity_id, fingerprint)
+                          if query.identity_id is not None else None)
+                vectors[fingerprint] = stored if stored is not None else self.gallery.embedders.embed(fingerprint,
+                                                                                                      images)
+            payload = self._job_payload(job_id, query, vectors[fingerprint], fingerprint, deadline)
+            self.store.enqueue_outgoing(edge_id, "search_job", [payload], now=self._clock())
+            sent.append(edge_id)
+        return sent
+
+    # ------------------------------------------------------------------ running a search
+    async def search(self, query: SearchQuery, *, deadline_s: float = 10.0) -> SearchOutcome:
+        """Ask every edge connected to this replica; wait for them all or `deadline_s`."""
+        images = await asyncio.to_thread(self._query_images, query)
+        job_id = f"job-{uuid.uuid4().hex[:16]}"
+        edges = {edge_id: s.fingerprint for edge_id, s in list(self.sessions.sessions.items())}
+        job = _Job(set(edges), asyncio.get_running_loop(), asyncio.Event(), max_hits=2 * query.top_k)
+        with self._lock:
+            self._jobs[job_id] = job
+        try:
+            deadline = self._clock() + deadline_s
+            await asyncio.to_thread(self._send_jobs, job_id, query, images, deadline, edges)
+            for edge_id in edges:
+                self.sessions.notify_outgoing(edge_id)
+            if edges:
+                with contextlib.suppress(TimeoutError):  # a partial answer is an answer
+                    await asyncio.wait_for(job.finished.wait(), deadline_s)
+        finally:
+            with self._lock:
+                self._jobs.pop(job_id, None)
+                self._finished.append(job_id)
+        hits = await asyncio.to_thread(self._rank, images, job)
+        answered = sorted(job.done - set(job.errors))
+        partial = sorted(e for e in job.hits if e not in job.done)
+        silent = sorted(job.edges - job.done - set(job.hits))
+        return SearchOutcome(job_id, hits, sorted(edges), answered, partial, dict(job.errors), silent)
+
+    def on_result(self, edge_id: str, msg: edge_to_hub_pb2.SearchResult) -> tuple[int, str]:
+        """A SearchResult batch from an edge (the session's handler, on a worker thread)."""
+        key = msg.idempotency_key or f"{msg.job_id}/{msg.batch_index}"
+        with self._lock:
+            job = self._jobs.get(msg.job_id)
+            if job is None:
+                if msg.job_id in self._finished:
+                    return common_pb2.ACK_STATUS_OK, "the job had finished; results dropped"
+                return common_pb2.ACK_STATUS_REJECTED, f"no search job {msg.job_id!r} on this hub"
+            if edge_id not in job.edges:
+                return common_pb2.ACK_STATUS_REJECTED, f"search job {msg.job_id!r} was not sent to {edge_id!r}"
+            if (edge_id, key) in job.batches:  # keys ("<job>/<batch>") are unique per edge only
+                return common_pb2.ACK_STATUS_DUPLICATE, ""
+            job.batches.add((edge_id, key))
+            room = job.max_hits - len(job.hits[edge_id])
+            job.hits[edge_id].extend(list(msg.hits)[: max(room, 0)])
+            if msg.HasField("error") and msg.error.message:
+                job.errors[edge_id] = msg.error.message
+            if msg.done or edge_id in job.errors:
+                job.done.add(edge_id)
+            if job.done >= job.edges:
+                job.loop.call_soon_threadsafe(job.finished.set)
+        return common_pb2.ACK_STATUS_OK, ""
+
+    def _rank(self, images: list[np.ndarray], job: _Job) -> list[SearchHit]:
+        entries = []
+        for edge_id, hits in job.hits.items():
+            for hit in hits:
+                start, end = codec.time_range_from_proto(hit.span) if hit.HasField("span") else (0.0, 0.0)
+                entries.append((edge_id, hit, start, end, codec.jpeg_to_image(hit.crop.jpeg)))
+        mu = [math.nan] * len(entries)
+        if self.judge is not None and entries:
+            pairs = [(q, e[4]) for e in entries for q in images]
+            scores = np.asarray(self.judge.score_pairs(pairs), np.float64).reshape(len(entries), len(images))
+            mu = scores.min(axis=1).tolist()
+        ranked = []
+        for (edge_id, hit, start, end, _), m in zip(entries, mu, strict=True):
+            d = float(hit.stage1_distance)
+            score = d if math.isnan(m) else (1 - self.alpha) * d + self.alpha * 2 * m
+            ranked.append(SearchHit(edge_id, hit.camera_id, hit.tracklet_id, start, end, d,
+                                    None if math.isnan(m) else 1.0 - m, score, bytes(hit.crop.jpeg)))
+        ranked.sort(key=lambda h: (h.score, h.edge_id, h.tracklet_id))
+        return ranked

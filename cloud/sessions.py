@@ -1,0 +1,86 @@
+"""The open edge sessions of one hub replica and what they share (see `cloud.edge_session` for
+the protocol one session speaks)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Collection
+from concurrent.futures import Executor
+
+from cloud.auth import EdgeAuth
+from cloud.edge_session import EdgeSession, Send, SessionAbort, SessionLimits
+from cloud.gallery import Gallery
+from cloud.shortlists import ShortListService
+from cloud.store import HubStore
+from protos.crossview.v1 import edge_to_hub_pb2
+
+SearchResultHandler = Callable[[str, edge_to_hub_pb2.SearchResult], tuple[int, str]]
+"""(edge id, result) -> (AckStatus, message); called on a worker thread."""
+
+
+class SessionManager:
+    """The open sessions of this replica, and what they share: services, limits, in-flight count."""
+
+    def __init__(self, *, store: HubStore, auth: EdgeAuth, gallery: Gallery, shortlists: ShortListService,
+                 executor: Executor, hub_id: str, limits: SessionLimits | None = None,
+                 accepted_fingerprints: Collection[str] | None = None,
+                 search_results: SearchResultHandler | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store, self.auth, self.gallery, self.shortlists = store, auth, gallery, shortlists
+        self.executor, self.hub_id = executor, hub_id
+        self.limits = limits or SessionLimits()
+        self.accepted_fingerprints = None if accepted_fingerprints is None else frozenset(accepted_fingerprints)
+        self.search_results = search_results
+        self.clock = clock
+        self.sessions: dict[str, EdgeSession] = {}
+        self.inflight = 0  # short lists being verified, all edges
+        self._closing = False
+        self._unlisten = gallery.add_listener(self._gallery_changed)
+
+    def _gallery_changed(self, version: int) -> None:  # any thread
+        for session in list(self.sessions.values()):
+            session.gallery_changed()
+
+    def notify_outgoing(self, edge_id: str) -> None:
+        """Something was queued for the edge (any thread): wake its writer if it is connected here."""
+        session = self.sessions.get(edge_id)
+        if session is not None:
+            session.outgoing_queued()
+
+    def register(self, session: EdgeSession) -> None:
+        old = self.sessions.get(session.edge_id)
+        if old is not None and old is not session:
+            old.close(SessionAbort("unavailable", "replaced by a newer session of this edge"))
+        self.sessions[session.edge_id] = session
+
+    def connected_edges(self) -> list[str]:
+        return sorted(self.sessions)
+
+    async def serve(self, token_edge_id: str | None, requests: AsyncIterator[bytes], send: Send,
+                    peer: str = "") -> None:
+        """Run one edge's stream; raises SessionAbort when it must end with a non-OK status."""
+        if self._closing:
+            raise SessionAbort("unavailable", "the hub is shutting down", retry_after_ms=self.limits.retry_after_ms)
+        session = EdgeSession(self, token_edge_id, peer)
+        try:
+            await session.run(requests, send)
+        finally:
+            if session.edge_id and self.sessions.get(session.edge_id) is session:
+                del self.sessions[session.edge_id]
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.store.record_disconnect, session.edge_id, hub_id=self.hub_id,
+                                            now=self.clock())
+
+    def close_all(self, message: str = "the hub is shutting down") -> None:
+        """End every session (each edge gets a fatal Error UNAVAILABLE and reconnects elsewhere)."""
+        self._closing = True
+        for session in list(self.sessions.values()):
+            session.close(SessionAbort("unavailable", message, retry_after_ms=self.limits.retry_after_ms))
+
+    def close(self) -> None:
+        self.close_all()
+        self._unlisten()
+
+
+__all__ = ["EdgeSession", "SearchResultHandler", "SessionAbort", "SessionLimits", "SessionManager"]

@@ -1,0 +1,51 @@
+"""The hub's durable state: one interface, SQLite by default, PostgreSQL for several replicas.
+
+    >>> store = open_store("hub-data/hub.db")                         # doctest: +SKIP
+    >>> store = open_store("postgresql://hub@db.example/crossview")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cloud.store.base import (
+    UNCHANGED,
+    AlertRecord,
+    ClaimResult,
+    CompletedShortList,
+    Decision,
+    EdgeRecord,
+    GalleryEntry,
+    HubStore,
+    IdentityRecord,
+    NewSighting,
+    OutgoingMessage,
+    ReferenceCrop,
+    ShortListRecord,
+    ShortListSummary,
+    SightingRecord,
+    StoreError,
+    TokenRecord,
+    VerdictRecord,
+)
+from cloud.store.schema import SchemaVersionError
+
+
+def open_store(database: str | Path, **kwargs: object) -> HubStore:
+    """A PostgreSQL store for a ``postgresql://`` / ``postgres://`` URL, else a SQLite file path."""
+    text = str(database)
+    if text.startswith(("postgresql://", "postgres://")):
+        from cloud.store.postgres import PostgresHubStore
+
+        return PostgresHubStore(text, **kwargs)  # type: ignore[arg-type]
+    from cloud.store.sqlite import SqliteHubStore
+
+    return SqliteHubStore(Path(text), **kwargs)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "UNCHANGED", "AlertRecord", "ClaimResult", "CompletedShortList", "Decision", "EdgeRecord", "GalleryEntry",
+    "HubStore", "IdentityRecord", "NewSighting", "OutgoingMessage", "ReferenceCrop", "SchemaVersionError",
+    "ShortListRecord", "ShortListSummary", "SightingRecord", "StoreError", "TokenRecord", "VerdictRecord",
+    "open_store",
+]

@@ -1,0 +1,194 @@
+"""The hub's tables, written once for both backends.
+
+`{blob}` and `{serial_pk}` are the only spellings SQLite and PostgreSQL disagree on; BIGINT and
+DOUBLE PRECISION mean 64-bit integers and doubles in both. Booleans are 0/1 integers, JSON is text.
+Step i of `MIGRATIONS` brings a database from schema version i to i + 1; never edit a released step,
+append a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from models.errors import CrossviewError
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    blob: str
+    serial_pk: str
+
+    def render(self, ddl: str) -> str:
+        return ddl.format(blob=self.blob, serial_pk=self.serial_pk)
+
+
+SQLITE = Dialect("sqlite", blob="BLOB", serial_pk="INTEGER PRIMARY KEY")
+POSTGRES = Dialect("postgres", blob="BYTEA", serial_pk="BIGSERIAL PRIMARY KEY")
+
+_V1 = (
+    """CREATE TABLE edges (
+        edge_id TEXT PRIMARY KEY,
+        site TEXT NOT NULL DEFAULT '',
+        model_fingerprint TEXT NOT NULL DEFAULT '',
+        embedding_dim BIGINT NOT NULL DEFAULT 0,
+        cameras TEXT NOT NULL DEFAULT '[]',
+        gallery_version BIGINT NOT NULL DEFAULT 0,
+        last_sequence BIGINT NOT NULL DEFAULT 0,
+        last_acked_sequence BIGINT NOT NULL DEFAULT 0,
+        created_s DOUBLE PRECISION NOT NULL,
+        last_seen_s DOUBLE PRECISION,
+        connected_hub_id TEXT,
+        stats TEXT NOT NULL DEFAULT '{{}}'
+    )""",
+    """CREATE TABLE edge_tokens (
+        token_id TEXT PRIMARY KEY,
+        edge_id TEXT NOT NULL REFERENCES edges (edge_id) ON DELETE CASCADE,
+        secret_hash TEXT NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL,
+        expires_s DOUBLE PRECISION,
+        revoked INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX edge_tokens_edge ON edge_tokens (edge_id)",
+    # one row: the gallery's version counter and the oldest version deltas start from
+    """CREATE TABLE gallery_state (
+        id INTEGER PRIMARY KEY,
+        version BIGINT NOT NULL,
+        floor BIGINT NOT NULL
+    )""",
+    "INSERT INTO gallery_state (id, version, floor) VALUES (1, 0, 0)",
+    # an identity's row is also its entry in the change log: `version` is its latest change and a
+    # removal keeps the row as a tombstone (deleted = 1) until pruned
+    """CREATE TABLE identities (
+        identity_id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL DEFAULT '',
+        watchlist_threshold DOUBLE PRECISION,
+        source TEXT NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL,
+        version BIGINT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX identities_version ON identities (version)",
+    """CREATE TABLE reference_crops (
+        crop_id {serial_pk},
+        identity_id TEXT NOT NULL REFERENCES identities (identity_id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL,
+        sighting_id BIGINT
+    )""",
+    "CREATE INDEX reference_crops_identity ON reference_crops (identity_id)",
+    """CREATE TABLE embeddings (
+        identity_id TEXT NOT NULL REFERENCES identities (identity_id) ON DELETE CASCADE,
+        fingerprint TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        dim BIGINT NOT NULL,
+        vectors {blob} NOT NULL,
+        PRIMARY KEY (identity_id, fingerprint)
+    )""",
+    """CREATE TABLE short_lists (
+        idempotency_key TEXT PRIMARY KEY,
+        edge_id TEXT NOT NULL,
+        camera_id TEXT NOT NULL,
+        tracklet_id TEXT NOT NULL,
+        track_id BIGINT NOT NULL,
+        start_s DOUBLE PRECISION NOT NULL,
+        end_s DOUBLE PRECISION NOT NULL,
+        n_crops BIGINT NOT NULL,
+        candidates TEXT NOT NULL,
+        model_fingerprint TEXT NOT NULL,
+        gallery_version BIGINT NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL,
+        received_s DOUBLE PRECISION NOT NULL,
+        claimed_s DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX short_lists_edge ON short_lists (edge_id)",
+    """CREATE TABLE verdicts (
+        idempotency_key TEXT PRIMARY KEY REFERENCES short_lists (idempotency_key) ON DELETE CASCADE,
+        decision TEXT NOT NULL,
+        identity_id TEXT,
+        stage2_score DOUBLE PRECISION NOT NULL,
+        judge TEXT NOT NULL,
+        scores TEXT NOT NULL,
+        decided_s DOUBLE PRECISION NOT NULL
+    )""",
+    # no foreign key to identities: the timeline outlives a removed identity
+    """CREATE TABLE sightings (
+        sighting_id {serial_pk},
+        identity_id TEXT NOT NULL,
+        edge_id TEXT NOT NULL,
+        camera_id TEXT NOT NULL,
+        tracklet_id TEXT NOT NULL,
+        start_s DOUBLE PRECISION NOT NULL,
+        end_s DOUBLE PRECISION NOT NULL,
+        crop_path TEXT NOT NULL,
+        stage1_distance DOUBLE PRECISION,
+        stage2_score DOUBLE PRECISION NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX sightings_identity ON sightings (identity_id, sighting_id)",
+    "CREATE INDEX sightings_edge ON sightings (edge_id, sighting_id)",
+    """CREATE TABLE alerts (
+        alert_id {serial_pk},
+        identity_id TEXT NOT NULL,
+        sighting_id BIGINT NOT NULL,
+        edge_id TEXT NOT NULL,
+        camera_id TEXT NOT NULL,
+        stage2_score DOUBLE PRECISION NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE outgoing (
+        edge_id TEXT NOT NULL REFERENCES edges (edge_id) ON DELETE CASCADE,
+        sequence BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        payload {blob} NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (edge_id, sequence)
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+
+SCHEMA_VERSION_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version BIGINT NOT NULL)"
+)
+COMPONENT = "hub"
+
+
+class SchemaVersionError(CrossviewError):
+    """The database was written by a newer crossview than this one."""
+
+
+class Tx:
+    """One open transaction: `execute` with `?` placeholders, plus fetch helpers."""
+
+    def __init__(self, execute: Callable[[str, Sequence[Any]], Any]) -> None:
+        self._execute = execute
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._execute(sql, params)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        return self._execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return list(self._execute(sql, params).fetchall())
+
+
+def migrate(tx: Tx, dialect: Dialect) -> int:
+    """Bring the hub's tables to the newest schema version inside the caller's transaction."""
+    tx.execute(SCHEMA_VERSION_DDL)
+    row = tx.one("SELECT version FROM schema_version WHERE component = ?", (COMPONENT,))
+    current = int(row[0]) if row else 0
+    if current > len(MIGRATIONS):
+        raise SchemaVersionError(f"hub schema is version {current}; this crossview knows up to "
+                                 f"{len(MIGRATIONS)}: upgrade crossview")
+    for steps in MIGRATIONS[current:]:
+        for ddl in steps:
+            tx.execute(dialect.render(ddl))
+    tx.execute("INSERT INTO schema_version (component, version) VALUES (?, ?) ON CONFLICT (component) "
+               "DO UPDATE SET version = excluded.version", (COMPONENT, len(MIGRATIONS)))
+    return len(MIGRATIONS)

@@ -1,0 +1,150 @@
+"""The hub's side of the crossview.v1 wire: decoded inputs and encoded hub messages.
+
+Decoding goes through `protos.codec` (the wire's gatekeeper: wrong fingerprint, shape or dtype, and
+empty, non-JPEG or oversized crops raise `InvalidInputError`); services get plain dataclasses and
+numpy arrays. The raw JPEG bytes of each crop are kept next to the decoded image so that the hub
+stores exactly what the edge sent, without re-encoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cloud.store import GalleryEntry
+from models.errors import InvalidInputError
+from protos import codec
+from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
+
+
+@dataclass(frozen=True)
+class ShortListInput:
+    """A validated short list."""
+
+    idempotency_key: str
+    edge_id: str
+    camera_id: str
+    tracklet_id: str
+    track_id: int
+    start_s: float
+    end_s: float
+    crops: tuple[np.ndarray, ...]  # BGR uint8, best first
+    jpegs: tuple[bytes, ...]  # the same crops as sent
+    query_vector: np.ndarray  # (D,) float32
+    model_fingerprint: str
+    candidates: tuple[tuple[str, float], ...]  # (identity id, stage-1 distance), best first
+    created_s: float
+    gallery_version: int
+
+
+MAX_ID_CHARS = 256
+MAX_INT64 = 2**63 - 1
+
+
+def check_id(name: str, value: str, *, required: bool = True) -> None:
+    """An id that is stored and shown: at most MAX_ID_CHARS printable characters (no NUL, no newline)."""
+    if not value:
+        if required:
+            raise InvalidInputError(f"{name}: expected a non-empty id, got none")
+        return
+    if len(value) > MAX_ID_CHARS or not value.isprintable():
+        raise InvalidInputError(f"{name}: expected at most {MAX_ID_CHARS} printable characters, "
+                                f"got {value[:40]!r}{'...' if len(value) > 40 else ''}")
+
+
+def check_int64(name: str, value: int) -> None:
+    if not 0 <= value <= MAX_INT64:
+        raise InvalidInputError(f"{name}: expected 0..{MAX_INT64}, got {value}")
+
+
+def decode_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, fingerprint: str, dim: int | None,
+                      max_crop_bytes: int = codec.DEFAULT_MAX_CROP_BYTES, max_crops: int = 16,
+                      max_candidates: int = 100) -> ShortListInput:
+    """Validate and decode; InvalidInputError says what is wrong."""
+    check_id("short list: idempotency key", msg.idempotency_key)
+    check_id("short list: camera id", msg.camera_id)
+    check_id("short list: tracklet id", msg.tracklet_id)
+    check_int64("short list: gallery version", msg.gallery_version)
+    for candidate in msg.candidates:
+        check_id("short list: candidate identity id", candidate.identity_id)
+    if msg.edge_id and msg.edge_id != edge_id:
+        raise InvalidInputError(f"short list: expected edge id {edge_id!r} (this session's), got {msg.edge_id!r}")
+    if len(msg.query_crops) == 0:
+        raise InvalidInputError("short list: expected at least one query crop, got none")
+    if len(msg.query_crops) > max_crops:
+        raise InvalidInputError(f"short list: expected at most {max_crops} query crops, got {len(msg.query_crops)}")
+    if len(msg.candidates) > max_candidates:
+        raise InvalidInputError(f"short list: expected at most {max_candidates} candidates, "
+                                f"got {len(msg.candidates)}")
+    tracklet, candidates = codec.short_list_from_proto(msg, expected_dim=dim, expected_fingerprint=fingerprint,
+                                                       max_crop_bytes=max_crop_bytes)
+    assert tracklet.embedding is not None
+    return ShortListInput(
+        idempotency_key=msg.idempotency_key, edge_id=edge_id, camera_id=msg.camera_id,
+        tracklet_id=tracklet.tracklet_id, track_id=tracklet.track_id, start_s=tracklet.start_s,
+        end_s=tracklet.end_s, crops=tuple(c.image for c in tracklet.crops),
+        jpegs=tuple(bytes(c.jpeg) for c in msg.query_crops), query_vector=tracklet.embedding.vectors[0],
+        model_fingerprint=fingerprint, candidates=tuple(candidates),
+        created_s=codec.timestamp_to_seconds(msg.created_at), gallery_version=int(msg.gallery_version))
+
+
+_DECISIONS = {
+    "confirmed": hub_to_edge_pb2.DECISION_CONFIRMED,
+    "rejected": hub_to_edge_pb2.DECISION_REJECTED,
+    "new_identity": hub_to_edge_pb2.DECISION_NEW_IDENTITY,
+}
+
+
+def verdict_payload(idempotency_key: str, decision: str, identity_id: str | None, stage2_score: float,
+                    tracklet_id: str) -> bytes:
+    """A serialized HubMessage carrying the Verdict (its sequence is set when it is sent)."""
+    verdict = hub_to_edge_pb2.Verdict(idempotency_key=idempotency_key, decision=_DECISIONS[decision],
+                                      identity_id=identity_id or "", stage2_score=float(stage2_score),
+                                      tracklet_id=tracklet_id)
+    return session_pb2.HubMessage(verdict=verdict).SerializeToString()
+
+
+def identity_upsert(entry: GalleryEntry, fingerprint: str) -> hub_to_edge_pb2.IdentityUpsert:
+    identity = entry.identity
+    upsert = hub_to_edge_pb2.IdentityUpsert(identity_id=identity.identity_id, display_name=identity.display_name)
+    if identity.watchlist_threshold is not None:
+        upsert.watchlist_threshold = identity.watchlist_threshold
+    if entry.vectors is not None and len(entry.vectors):
+        upsert.vectors.append(codec.vector_to_proto(entry.vectors, fingerprint))
+    return upsert
+
+
+def gallery_delta_payload(delta: hub_to_edge_pb2.GalleryDelta) -> bytes:
+    return session_pb2.HubMessage(gallery_delta=delta).SerializeToString()
+
+
+def with_sequence(payload: bytes, sequence: int) -> session_pb2.HubMessage:
+    message = session_pb2.HubMessage.FromString(payload)
+    message.sequence = sequence
+    return message
+
+
+def hub_ack(idempotency_key: str, status: int, error_message: str = "") -> session_pb2.HubMessage:
+    return session_pb2.HubMessage(ack=hub_to_edge_pb2.HubAck(idempotency_key=idempotency_key, status=status,
+                                                             error_message=error_message))
+
+
+def error(code: int, message: str, *, fatal: bool = False) -> session_pb2.HubMessage:
+    return session_pb2.HubMessage(error=common_pb2.Error(code=code, message=message[:500], fatal=fatal))
+
+
+def cameras(hello: edge_to_hub_pb2.Hello) -> list[dict[str, object]]:
+    return [{"camera_id": c.camera_id, "name": c.name, "description": c.description, "fps": c.fps}
+            for c in hello.cameras]
+
+
+def heartbeat_stats(heartbeat: edge_to_hub_pb2.EdgeHeartbeat) -> dict[str, object]:
+    return {
+        "sent_at_s": codec.timestamp_to_seconds(heartbeat.sent_at),
+        "outbox_depth": int(heartbeat.outbox_depth),
+        "gallery_version": int(heartbeat.gallery_version),
+        "cameras": [{"camera_id": c.camera_id, "fps": c.fps, "active_tracks": c.active_tracks,
+                     "dropped_frames": int(c.dropped_frames)} for c in heartbeat.cameras],
+    }
+

@@ -1,0 +1,143 @@
+"""Short list → verdict → sighting (→ alert), exactly once per idempotency key; no network here."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import types
+from collections.abc import Callable
+
+import pytest
+
+from cloud.alerts import Alert
+from cloud.hub import Hub
+from cloud.wire import ShortListInput, decode_short_list
+from protos.crossview.v1 import hub_to_edge_pb2, session_pb2
+
+
+def item(kit: types.SimpleNamespace, key: str, colour: str, candidates: list[tuple[str, float]],
+         **kwargs: object) -> ShortListInput:
+    msg = kit.short_list(key, colour, candidates, **kwargs).short_list
+    return decode_short_list(msg, edge_id="edge-a", fingerprint=kit.FP, dim=kit.DIM)
+
+
+@pytest.fixture
+def hub(make_hub: Callable[..., Hub], kit: types.SimpleNamespace) -> Hub:
+    hub = make_hub()
+    hub.auth.create_token("edge-a")
+    hub.store.record_hello("edge-a", site="", model_fingerprint=kit.FP, embedding_dim=kit.DIM, cameras=[],
+                           gallery_version=0, acked_sequence=0, hub_id="h", now=0.0)
+    return hub
+
+
+def queued_verdicts(hub: Hub) -> list[hub_to_edge_pb2.Verdict]:
+    rows = hub.store.outgoing_after("edge-a", 0, limit=100)
+    return [session_pb2.HubMessage.FromString(r.payload).verdict for r in rows if r.kind == "verdict"]
+
+
+def test_confirmed_once_per_key(hub: Hub, kit: types.SimpleNamespace) -> None:
+    red = hub.gallery.enroll([kit.jpeg("red", seed=30)], display_name="Red").identity_id
+    blue = hub.gallery.enroll([kit.jpeg("blue", seed=30)]).identity_id
+    first = hub.shortlists.process(item(kit, "k1", "red", [(blue, 0.3), (red, 0.35)]))
+    assert first.status == "ok" and first.verdict is not None
+    assert (first.verdict.decision, first.verdict.identity_id) == ("confirmed", red)
+    assert first.verdict.scores[red] > 0.9 > first.verdict.scores[blue]
+    for _ in range(3):  # re-sent after a lost ack: counted once
+        assert hub.shortlists.process(item(kit, "k1", "red", [(red, 0.35)])).status == "duplicate"
+    assert hub.store.count_short_lists() == 1
+    sightings = hub.store.sightings(identity_id=red)
+    assert len(sightings) == 1 and sightings[0].camera_id == "cam-1"
+    assert sightings[0].stage1_distance == pytest.approx(0.35)
+    assert hub.crops.read(sightings[0].crop_path) == kit.jpeg("red", seed=0)  # the best crop, as sent
+    (verdict,) = queued_verdicts(hub)
+    assert (verdict.idempotency_key, verdict.decision, verdict.identity_id, verdict.tracklet_id) == (
+        "k1", hub_to_edge_pb2.DECISION_CONFIRMED, red, "t-k1")
+    assert hub.store.alerts() == []  # not on the watchlist
+
+
+def test_rejected_has_no_sighting(hub: Hub, kit: types.SimpleNamespace) -> None:
+    red = hub.gallery.enroll([kit.jpeg("red")]).identity_id
+    outcome = hub.shortlists.process(item(kit, "k1", "blue", [(red, 0.4), ("id-unknown-to-the-hub", 0.5)]))
+    assert outcome.status == "ok" and outcome.verdict.decision == "rejected"  # type: ignore[union-attr]
+    assert outcome.verdict.identity_id is None and outcome.sighting_id is None  # type: ignore[union-attr]
+    assert set(outcome.verdict.scores) == {red}  # type: ignore[union-attr]
+    (verdict,) = queued_verdicts(hub)
+    assert verdict.decision == hub_to_edge_pb2.DECISION_REJECTED and verdict.identity_id == ""
+    assert verdict.stage2_score == pytest.approx(outcome.verdict.stage2_score)  # type: ignore[union-attr]
+
+
+def test_new_identities_give_global_ids(make_hub: Callable[..., Hub], kit: types.SimpleNamespace) -> None:
+    hub = make_hub(allow_new=True)
+    hub.auth.create_token("edge-a")
+    hub.store.record_hello("edge-a", site="", model_fingerprint=kit.FP, embedding_dim=kit.DIM, cameras=[],
+                           gallery_version=0, acked_sequence=0, hub_id="h", now=0.0)
+    first = hub.shortlists.process(item(kit, "k1", "green", []))
+    assert first.verdict.decision == "new_identity"  # type: ignore[union-attr]
+    new_id = first.verdict.identity_id  # type: ignore[union-attr]
+    assert new_id and new_id.startswith("auto-") and hub.store.get_identity(new_id).source == "auto"  # type: ignore[union-attr]
+    assert hub.store.get_embeddings(new_id, kit.FP).shape == (2, kit.DIM)  # type: ignore[union-attr]
+    # the same person on another camera, short-listed against the new identity: confirmed
+    second = hub.shortlists.process(item(kit, "k2", "green", [(new_id, 0.1)], camera_id="cam-2"))
+    assert (second.verdict.decision, second.verdict.identity_id) == ("confirmed", new_id)  # type: ignore[union-attr]
+    assert [s.camera_id for s in hub.store.sightings(identity_id=new_id)] == ["cam-2", "cam-1"]
+
+
+def test_watchlist_alerts(hub: Hub, kit: types.SimpleNamespace) -> None:
+    red = hub.gallery.enroll([kit.jpeg("red")], display_name="Watched", watchlist_threshold=0.3).identity_id
+    heard: list[Alert] = []
+    unsubscribe = hub.alerts.subscribe(heard.append)
+
+    async def stream_one() -> Alert:
+        stream = hub.alerts.stream()
+        waiter = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)  # subscribed
+        outcome = await asyncio.to_thread(hub.shortlists.process, item(kit, "k1", "red", [(red, 0.2)]))
+        assert outcome.alert_id is not None
+        alert = await asyncio.wait_for(waiter, 10)
+        await stream.aclose()
+        return alert
+
+    streamed = asyncio.run(stream_one())
+    assert streamed == heard[0] and streamed.identity_id == red and streamed.display_name == "Watched"
+    assert streamed.sighting.camera_id == "cam-1" and streamed.watchlist_threshold == 0.3
+    assert [a.alert_id for a in hub.store.alerts()] == [streamed.alert_id]
+    unsubscribe()
+    hub.shortlists.process(item(kit, "k2", "red", [(red, 0.2)]))
+    assert len(heard) == 1 and len(hub.store.alerts()) == 2
+
+
+class Gate:
+    """A verifier wrapper that blocks until opened, or fails on demand."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.name = inner, "gated"
+        self.open = threading.Event()
+        self.entered = threading.Event()
+        self.fail = False
+
+    def verify(self, request: object) -> object:
+        self.entered.set()
+        assert self.open.wait(30)
+        if self.fail:
+            raise RuntimeError("judge crashed")
+        return self.inner.verify(request)  # type: ignore[attr-defined]
+
+
+def test_in_progress_and_failures(hub: Hub, kit: types.SimpleNamespace) -> None:
+    red = hub.gallery.enroll([kit.jpeg("red")]).identity_id
+    gate = Gate(hub.shortlists.verifier)
+    hub.shortlists.verifier = gate  # type: ignore[assignment]
+    first = threading.Thread(target=hub.shortlists.process, args=(item(kit, "k1", "red", [(red, 0.2)]),))
+    first.start()
+    assert gate.entered.wait(10)
+    assert hub.shortlists.process(item(kit, "k1", "red", [(red, 0.2)])).status == "retry"  # being processed
+    gate.open.set()
+    first.join(10)
+    assert hub.shortlists.process(item(kit, "k1", "red", [(red, 0.2)])).status == "duplicate"
+
+    gate.fail = True
+    with pytest.raises(RuntimeError, match="judge crashed"):
+        hub.shortlists.process(item(kit, "k2", "red", [(red, 0.2)]))
+    assert hub.store.get_short_list("k2") is None  # released: the edge's retry is processed afresh
+    gate.fail = False
+    assert hub.shortlists.process(item(kit, "k2", "red", [(red, 0.2)])).status == "ok"
