@@ -325,14 +325,15 @@ def _run_replay(files: list[Path], cameras: list[str] | None, cfg: ReplayConfig,
 
 
 def _print_totals(node: Any, out: TextIO) -> None:
-    stats = node.pipeline.stats
+    final = node.stats()
+    stats = final.pipeline
     w = stats.worker
     print(f"{stats.tracklets_closed} tracklets closed, {w.embedded} embedded, {w.reused} already stored, "
           f"{w.failed} failed", file=out)
     print(f"{w.short_lists} short lists ({w.uplink_bytes} bytes) queued; outbox {node.workdir / 'outbox.db'} "
           f"holds {node.outbox_depth_at_close} unsent; store {node.workdir / 'edge.db'}", file=out)
-    if node.link is not None:
-        link = node.link.stats()
+    if node.link is not None and final.link is not None:
+        link = final.link
         error = f"; stopped: {node.link.error}" if node.link.error is not None else ""
         print(f"hub {node.link.target}: {link.sessions} sessions, {link.sent} sent, {link.acked} acknowledged, "
               f"gallery version {link.gallery_version}{error}", file=out)

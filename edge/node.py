@@ -1,0 +1,257 @@
+"""One edge process: cameras (live or recorded) through one `EdgePipeline`, and the link to the hub.
+
+    >>> with EdgeNode("site-a/edge", "edge-1", ["gate", "lobby"], tracker=tracker, embedder=embedder,
+    ...               hub_target="hub.example:7443", hub_token=token) as node, node.stop_on_signals():
+    ...     node.start()
+    ...     node.run_cameras([CameraSpec("gate", "rtsp://10.0.0.5/live"), CameraSpec("lobby", "lobby.mp4")])
+
+The work folder holds everything the node keeps: ``edge.db`` + ``edge.db.crops/`` (the
+`TrackletStore`), ``outbox.db`` (short lists waiting for the hub, `Outbox`), ``outbox.link.db`` (the
+link's resume state) and ``gallery.db`` (the gallery synced from the hub, `EdgeGallery`). The pipeline
+and the `HubLink` share them: the pipeline's worker puts short lists in the outbox and wakes the link,
+the link drains it, applies gallery deltas to the gallery the pipeline recalls against, and answers
+search jobs from the store. Without a hub target the node only fills the outbox; a later run with a
+hub sends what is there.
+
+Heartbeats carry each camera's frame rate (from the pipeline's stats) and dropped frames (from the
+camera runner), and the link adds the outbox depth.
+
+Shutdown: `request_stop()` (what SIGINT/SIGTERM do under `stop_on_signals`) ends live cameras; the
+node's `close()` then closes their open tracklets, lets the embedding worker finish, optionally waits
+for the hub to acknowledge the outbox, and stops the link. A replay is interrupted instead (its open
+tracklets are dropped, not stored truncated, so a re-run resumes it whole; see `edge.replay`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from edge.cameras import CameraRunner, CameraSpec, CameraStatus, open_source
+from edge.embed_worker import CropEmbedder, Recaller, TrackletResult
+from edge.gallery import EdgeGallery
+from edge.hub_link import CameraLoad, HubLink, LinkStats
+from edge.outbox import Outbox
+from edge.pipeline import EdgePipeline, FrameTracker, PipelineStats
+from edge.replay import ReplayReport, replay
+from edge.sources import Source
+from edge.store import TrackletStore
+from models.errors import CrossviewError, InvalidInputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    pipeline: PipelineStats
+    link: LinkStats | None  # None: no hub
+    outbox_depth: int
+    cameras: dict[str, CameraStatus]  # of the live run, if any
+
+
+class EdgeNode:
+    """The edge's pipeline, store, outbox, gallery and hub link in one work folder; see the module docstring.
+
+    Args:
+        workdir: the work folder (created if missing).
+        edge_id: this edge's id (short lists, Hello, tracklet-id namespaces).
+        cameras: the camera ids announced to the hub and registered in the store.
+        tracker, embedder: the detector + tracker and the stage-one Re-ID embedder.
+        gallery: what closed tracklets are recalled against; None: the synced gallery in `workdir`.
+        hub_target, hub_token: the hub's ``host:port`` and the edge's token; no target: no link.
+        link_options: more `HubLink` keyword arguments (TLS files, blur_faces, heartbeat_s, backoff, ...).
+        on_result: called on the worker thread with each closed tracklet's `TrackletResult`.
+        **pipeline_options: more `EdgePipeline` keyword arguments (policy, tracklets, uplink, ...).
+    """
+
+    def __init__(self, workdir: str | Path, edge_id: str, cameras: Sequence[str], *, tracker: FrameTracker,
+                 embedder: CropEmbedder, gallery: Recaller | None = None, hub_target: str | None = None,
+                 hub_token: str = "", link_options: Mapping[str, Any] | None = None,
+                 on_result: Callable[[TrackletResult], None] | None = None, **pipeline_options: Any) -> None:
+        dim = getattr(embedder, "dim", None)
+        if not isinstance(dim, int):
+            raise InvalidInputError(f"embedder: expected one with an integer `dim`, got {type(embedder).__name__}")
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.edge_id = edge_id
+        self._on_result = on_result
+        self._stop = threading.Event()
+        self._runner: CameraRunner | None = None
+        self._replaying = False
+        self._closed = False
+        self.outbox_depth_at_close: int | None = None  # unacknowledged outbox entries left by `close()`
+        self._final_stats: NodeStats | None = None
+        self.link: HubLink | None = None
+        with contextlib.ExitStack() as opened:
+            self.store = opened.enter_context(TrackletStore(self.workdir / "edge.db"))
+            self.outbox = opened.enter_context(Outbox(self.workdir / "outbox.db"))
+            self.gallery = opened.enter_context(EdgeGallery(self.workdir / "gallery.db", embedder.fingerprint, dim))
+            self.pipeline = EdgePipeline(edge_id, cameras, tracker=tracker, embedder=embedder, store=self.store,
+                                         outbox=self.outbox, gallery=gallery if gallery is not None else self.gallery,
+                                         on_result=self._result, **pipeline_options)
+            if hub_target:
+                self.link = HubLink(hub_target, edge_id, hub_token, list(cameras), embedder.fingerprint,
+                                    self.gallery, self.outbox, self.store, camera_stats=self.camera_loads,
+                                    **dict(link_options or {}))
+            opened.pop_all()
+
+    def __repr__(self) -> str:
+        hub = self.link.target if self.link is not None else None
+        return f"EdgeNode({self.edge_id!r}, workdir={str(self.workdir)!r}, hub={hub!r})"
+
+    # -- running
+
+    def start(self) -> None:
+        """Start the hub link (nothing to start without a hub)."""
+        if self.link is not None and not self.link.running:
+            self.link.start()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """True once the link has a session with the hub; False on timeout or without a hub."""
+        return self.link is not None and self.link.wait_connected(timeout)
+
+    def wait_gallery(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for a non-empty synced gallery (e.g. the hub's first delta); True if there is one."""
+        deadline = time.monotonic() + timeout
+        while self.gallery.size == 0:
+            if time.monotonic() >= deadline or self._stop.is_set():
+                return False
+            time.sleep(0.05)
+        return True
+
+    def replay(self, files: Sequence[str | Path], cameras: Sequence[str] | None = None, **options: Any
+               ) -> ReplayReport:
+        """Play recorded `files` through the pipeline (`edge.replay.replay` options); returns once drained."""
+        self._replaying = True
+        try:
+            return replay(files, cameras, pipeline=self.pipeline, **options)
+        finally:
+            self._replaying = False
+
+    def run_cameras(self, cameras: Sequence[CameraSpec | Source], *, queue_size: int = 32,
+                    opener: Callable[[CameraSpec], Source] = open_source) -> dict[str, CameraStatus]:
+        """Run `cameras` until every one has ended or failed, or `request_stop()`; returns their status.
+
+        A camera that fails is logged and reported; the others keep running. A frame the pipeline
+        refuses is logged and skipped.
+        """
+        runner = CameraRunner(cameras, queue_size=queue_size, opener=opener)
+        for camera_id in runner.camera_ids:
+            self.pipeline.add_camera(camera_id)
+        self._runner = runner
+        try:
+            if self._stop.is_set():
+                return runner.status()
+            for frame in runner:
+                if self._stop.is_set():
+                    break
+                try:
+                    self.pipeline.process(frame)
+                except CrossviewError as exc:
+                    log.error("camera %r: frame %d skipped: %s", frame.camera_id, frame.index, exc)
+        finally:
+            runner.stop()
+        return runner.status()
+
+    def request_stop(self) -> None:
+        """End live cameras soon (safe from a signal handler or any thread); `close()` does the rest."""
+        self._stop.set()
+        runner = self._runner
+        if runner is not None:  # stop() joins camera threads: not on the caller's (maybe the main) thread
+            threading.Thread(target=runner.stop, name="edge-node-stop", daemon=True).start()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @contextlib.contextmanager
+    def stop_on_signals(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+        """While inside: the first SIGINT/SIGTERM stops the node cleanly (a replay is interrupted with
+        KeyboardInterrupt); a second one interrupts whatever is running. Main thread only."""
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if self._stop.is_set() or self._replaying:
+                log.warning("%s: interrupting", name)
+                self._stop.set()
+                raise KeyboardInterrupt(name)
+            log.warning("%s: stopping the cameras; finishing the work in progress", name)
+            self.request_stop()
+
+        previous = {s: signal.signal(s, handler) for s in signals}
+        try:
+            yield
+        finally:
+            for s, old in previous.items():
+                signal.signal(s, old)
+
+    def _result(self, result: TrackletResult) -> None:
+        if result.short_list_key is not None and self.link is not None:
+            self.link.notify()
+        if self._on_result is not None:
+            self._on_result(result)
+
+    # -- numbers
+
+    def camera_loads(self) -> list[CameraLoad]:
+        """Per camera, for heartbeats: frame rate (pipeline stats) and frames dropped (live cameras)."""
+        status = self._runner.status() if self._runner is not None else {}
+        return [CameraLoad(cid, cam.fps, dropped_frames=status[cid].dropped if cid in status else 0)
+                for cid, cam in self.pipeline.stats.cameras.items()]
+
+    def stats(self) -> NodeStats:
+        """Pipeline, link and camera numbers now (after `close()`: as they were when it closed)."""
+        if self._final_stats is not None:
+            return self._final_stats
+        return NodeStats(self.pipeline.stats, self.link.stats() if self.link is not None else None,
+                         self.outbox.depth(), self._runner.status() if self._runner is not None else {})
+
+    def wait_outbox_drained(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the hub to acknowledge every outbox entry; False if some remain (or no
+        hub, or the link stopped for good)."""
+        if self.link is None:
+            return self.outbox.depth() == 0
+        deadline = time.monotonic() + timeout
+        while self.outbox.depth() > 0:
+            if time.monotonic() >= deadline or self.link.error is not None or not self.link.running:
+                return False
+            time.sleep(0.05)
+        return True
+
+    # -- shutdown
+
+    def close(self, *, flush: bool = True, drain_timeout_s: float = 0.0) -> bool:
+        """Close the pipeline (open tracklets closed, unless `flush=False`; the worker's queue finished), wait
+        up to `drain_timeout_s` for the hub to acknowledge the outbox, stop the link, close the files.
+        Returns whether the outbox was empty at the end."""
+        if self._closed:
+            return self.outbox_depth_at_close == 0
+        self._stop.set()
+        drained = False
+        try:
+            self.pipeline.close(flush=flush)
+            drained = self.wait_outbox_drained(drain_timeout_s) if drain_timeout_s > 0 else self.outbox.depth() == 0
+        finally:
+            self._final_stats = self.stats()
+            self.outbox_depth_at_close = self._final_stats.outbox_depth
+            if self.link is not None:
+                self.link.stop()
+            for part in (self.gallery, self.outbox, self.store):
+                part.close()
+            self._closed = True
+        return drained
+
+    def __enter__(self) -> EdgeNode:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # after an error, open tracklets are truncated: keep them out so a re-run closes them whole
+        self.close(flush=exc_type is None)
