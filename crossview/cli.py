@@ -128,6 +128,14 @@ def edge_run(
     raise typer.Exit(run_command(config, set_ or []))
 
 
+@app.command()
+def hub(config: ConfigOption = None, overrides: OverridesArg = None) -> None:
+    """Serve the hub (edges' sessions, gallery, stage two) until Ctrl-C or SIGTERM; e.g. port=7443."""
+    from crossview.hub_command import hub_command
+
+    raise typer.Exit(hub_command(config, overrides or []))
+
+
 def main() -> None:
     """Entry point: every crossview error is one clear line on stderr, not a traceback."""
     try:

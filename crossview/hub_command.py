@@ -1,0 +1,131 @@
+"""`crossview hub [--config hub.yaml] [key=value ...]`: serve one hub replica until SIGINT/SIGTERM.
+
+Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here and nowhere else::
+
+    data_dir: /var/lib/crossview-hub       # crops, and hub.db unless `database` is set
+    database: postgresql://hub@db/crossview # optional: SQLite path or PostgreSQL URL
+    host: 0.0.0.0
+    port: 7443
+    judge: reid                             # models.verify judge name
+    tls_cert: hub.pem                       # TLS (both or neither); tls_client_ca enables mTLS
+    tls_key: hub.key
+    create_tokens: [edge-1, edge-2]         # issue a token per edge id at start-up ...
+    tokens_file: tokens.txt                 # ... written here (mode 0600) instead of printed
+
+Tokens are printed (or written) once, ``EDGE_ID TOKEN`` per line; only their hashes are stored.
+Once serving, one line ``serving on HOST:PORT`` goes to stdout. SIGINT or SIGTERM switch the health
+service to NOT_SERVING, end the sessions and stop the server; the exit status is then 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from models.errors import CrossviewError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HubConfig:
+    """Settings of `crossview hub`."""
+
+    data_dir: str = "hub-data"
+    database: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 50051
+    judge: str = "reid"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    require_client_cert: bool = False
+    create_tokens: list[str] = field(default_factory=list)
+    tokens_file: str | None = None
+    workers: int = 2
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: expected 0..65535 (0: any free port), got {self.port}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key: expected both or neither")
+        if (self.tls_client_ca or self.require_client_cert) and self.tls_cert is None:
+            raise ValueError("tls_client_ca / require_client_cert: expected tls_cert and tls_key too")
+        if self.require_client_cert and self.tls_client_ca is None:
+            raise ValueError("require_client_cert: expected tls_client_ca to verify client certificates with")
+        if self.workers < 1:
+            raise ValueError(f"workers: expected >= 1, got {self.workers}")
+
+
+def _tls(cfg: HubConfig):  # -> cloud.server.TlsConfig | None
+    if cfg.tls_cert is None or cfg.tls_key is None:
+        return None
+    from cloud.server import TlsConfig
+
+    for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(cfg, name)
+        if path is not None and not Path(path).is_file():
+            raise CrossviewError(f"{name}: file {path} does not exist")
+    return TlsConfig(cert=Path(cfg.tls_cert), key=Path(cfg.tls_key),
+                     client_ca=Path(cfg.tls_client_ca) if cfg.tls_client_ca else None,
+                     require_client_cert=cfg.require_client_cert)
+
+
+def _issue_tokens(hub, cfg: HubConfig, out: TextIO) -> None:
+    if not cfg.create_tokens:
+        return
+    lines = [f"{edge_id} {hub.auth.create_token(edge_id).token}\n" for edge_id in cfg.create_tokens]
+    if cfg.tokens_file:
+        path = Path(cfg.tokens_file)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(lines)
+        out.write(f"wrote {len(lines)} edge token(s) to {path}\n")
+    else:
+        out.writelines(f"token {line}" for line in lines)
+    out.flush()
+
+
+async def serve(cfg: HubConfig, out: TextIO = sys.stdout) -> None:
+    """Create the hub, issue the tokens, serve until SIGINT/SIGTERM, stop gracefully."""
+    from cloud.hub import Hub
+
+    tls = _tls(cfg)
+    hub = Hub.create(data_dir=cfg.data_dir, database=cfg.database, judge=cfg.judge, workers=cfg.workers)
+    try:
+        _issue_tokens(hub, cfg, out)
+        port = await hub.start(port=cfg.port, host=cfg.host, tls=tls)
+    except BaseException:
+        await hub.stop()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        out.write(f"serving on {cfg.host}:{port}\n")
+        out.flush()
+        await stop.wait()
+        log.info("signal received: NOT_SERVING, ending sessions, stopping")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await hub.stop()
+
+
+def hub_command(config: Path | None, overrides: list[str]) -> int:
+    """Load the configuration and serve; the exit status."""
+    from crossview.config import load_config
+
+    cfg = load_config(HubConfig, config, overrides)
+    logging.basicConfig(level=cfg.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(cfg))
+    return 0
