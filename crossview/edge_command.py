@@ -41,6 +41,23 @@ TOKEN_ENV = "CROSSVIEW_EDGE_TOKEN"
 
 
 @dataclass
+class RetentionConfig:
+    """How long the edge keeps tracklets, crops and vectors (none: forever)."""
+
+    max_age_s: float | None = None  # since the tracklet was written
+    max_total_bytes: int | None = None  # crops + vectors; the oldest closed tracklets go first
+    every_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_age_s", "max_total_bytes"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"retention.{name}: expected >= 0 or null, got {value}")
+        if self.every_s <= 0:
+            raise ValueError(f"retention.every_s: expected > 0, got {self.every_s}")
+
+
+@dataclass
 class PipelineConfig:
     """The settings live and replay share: work folder, models, tracklets, recall and uplink."""
 
@@ -69,6 +86,7 @@ class PipelineConfig:
     uplink_crops: int = 1
     uplink_max_height: int = 192
     uplink_jpeg_quality: int = 75
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def __post_init__(self) -> None:
         for name in ("imgsz", "best_k", "min_frames", "embed_threads", "embed_batch_size", "uplink_crops"):
@@ -132,6 +150,7 @@ class CameraConfig:
     uri: str = ""
     stride: int = 1
     target_fps: float | None = None
+    tracker: Literal["bytetrack", "botsort"] | None = None  # None: the edge's `tracker`
 
     def __post_init__(self) -> None:
         if not self.camera_id.strip() or not self.uri.strip():
@@ -215,9 +234,10 @@ def run_command(config: Path | None, overrides: Sequence[str] = (), *, out: Text
         cfg = load_config(EdgeConfig, config, list(overrides))
         if not cfg.cameras:
             raise ConfigError("cameras: expected at least one camera ({camera_id: ..., uri: ...})")
-        specs = [CameraSpec(c.camera_id, c.uri, stride=c.stride, target_fps=c.target_fps, tracker=cfg.tracker)
-                 for c in cfg.cameras]
-        node = _open_node(cfg, Path(cfg.workdir), [s.camera_id for s in specs])
+        specs = [CameraSpec(c.camera_id, c.uri, stride=c.stride, target_fps=c.target_fps,
+                            tracker=c.tracker or cfg.tracker) for c in cfg.cameras]
+        camera_trackers = {c.camera_id: c.tracker for c in cfg.cameras if c.tracker}
+        node = _open_node(cfg, Path(cfg.workdir), [s.camera_id for s in specs], camera_trackers)
         with node.stop_on_signals():
             try:
                 _connect(node, cfg.hub)
@@ -242,11 +262,12 @@ def run_command(config: Path | None, overrides: Sequence[str] = (), *, out: Text
     return 1 if failed or (node.link is not None and not drained) else 0
 
 
-def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[str]) -> Any:
+def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[str],
+               camera_trackers: dict[str, str] | None = None) -> Any:
     """The `EdgeNode` for `cfg`: everything that can be refused is checked before the models load."""
     from edge.detect_track import PersonTracker
     from edge.embed_worker import UplinkSettings
-    from edge.node import EdgeNode
+    from edge.node import EdgeNode, RetentionPolicy
     from edge.pipeline import TrackletSettings
     from edge.shortlist import ShortListPolicy
     from models.embed import create_embedder
@@ -260,11 +281,14 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     if (cfg.embed_runtime or "openvino") in ("openvino", "onnxruntime"):
         runtime_kwargs["num_threads"] = cfg.embed_threads
     embedder = create_embedder(cfg.embedder, cfg.embed_runtime, **runtime_kwargs)
-    tracker = PersonTracker(cfg.detector, tracker=cfg.tracker, conf=cfg.conf, imgsz=cfg.imgsz)
+    tracker = PersonTracker(cfg.detector, tracker=cfg.tracker, conf=cfg.conf, imgsz=cfg.imgsz,
+                            camera_trackers=camera_trackers)
+    keep = cfg.retention
+    retention = RetentionPolicy(keep.max_age_s, keep.max_total_bytes, keep.every_s)
     gallery = build_gallery_from_folder(Path(cfg.gallery_dir), embedder) if cfg.gallery_dir else None
     node = EdgeNode(workdir, cfg.edge_id, camera_ids, tracker=tracker, embedder=embedder, gallery=gallery,
                     policy=policy, tracklets=tracklets, embed_batch_size=cfg.embed_batch_size, uplink=uplink,
-                    **hub_options)
+                    retention=retention, **hub_options)
     if gallery is None and node.gallery.size == 0 and not (node.link is not None and hub.wait_gallery_s > 0):
         log.warning("the synced gallery %s is empty (never synced with a hub): no short lists will be made; "
                     "pass gallery_dir=FOLDER to search for known people offline", node.gallery.path)

@@ -16,7 +16,7 @@ import difflib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,8 @@ class PersonTracker:
     """
 
     def __init__(self, model: str | Path = DEFAULT_DETECTOR, tracker: str | Path = "bytetrack",
-                 conf: float = 0.25, imgsz: int = 640, device: str | None = None) -> None:
+                 conf: float = 0.25, imgsz: int = 640, device: str | None = None,
+                 camera_trackers: Mapping[str, str | Path] | None = None) -> None:
         if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0.0 < conf <= 1.0:
             raise InvalidInputError(f"conf: expected a number in (0, 1], got {conf!r}")
         if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32:
@@ -191,6 +192,9 @@ class PersonTracker:
         self.model_path = resolve_detector(model)
         self.model_name = str(model)
         self.tracker_config = resolve_tracker_config(tracker, self.model_path)
+        # per-camera tracker choice (ByteTrack on one camera, BoT-SORT on another); others use `tracker`
+        self.camera_tracker_configs = {camera: resolve_tracker_config(t, self.model_path)
+                                       for camera, t in (camera_trackers or {}).items()}
         self.conf = float(conf)
         self.imgsz = imgsz
         self.device = device
@@ -222,12 +226,17 @@ class PersonTracker:
         """Camera ids with tracker state."""
         return sorted(self._states)
 
-    def _track(self, image: np.ndarray, state: list[Any]) -> tuple[Any, list[Any]]:
+    def tracker_config_for(self, camera_id: str) -> Path:
+        """The tracker YAML a camera's tracks are made with."""
+        return self.camera_tracker_configs.get(camera_id, self.tracker_config)
+
+    def _track(self, image: np.ndarray, state: list[Any], tracker_config: Path | None = None) -> tuple[Any, list[Any]]:
         predictor = self._yolo.predictor
         if predictor is not None:
             predictor.trackers = state
         kwargs: dict[str, Any] = {"device": self.device} if self.device is not None else {}
-        results = self._yolo.track(image, persist=True, tracker=str(self.tracker_config),
+        config = tracker_config or self.tracker_config
+        results = self._yolo.track(image, persist=True, tracker=str(config),
                                    classes=[PERSON_CLASS], conf=self.conf, imgsz=self.imgsz,
                                    verbose=False, **kwargs)
         return results[0], self._yolo.predictor.trackers
@@ -242,7 +251,8 @@ class PersonTracker:
         if not isinstance(frame, Frame):
             raise InvalidInputError(f"frame: expected an edge.frames.Frame, got {type(frame).__name__}")
         try:
-            result, state = self._track(frame.image, self._states.get(frame.camera_id, []))
+            result, state = self._track(frame.image, self._states.get(frame.camera_id, []),
+                                        self.tracker_config_for(frame.camera_id))
         except CrossviewError:
             raise
         except Exception as exc:

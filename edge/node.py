@@ -50,6 +50,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class RetentionPolicy:
+    """How long the edge keeps tracklets: by age since they were written (`max_age_s`) and/or by the total
+    bytes of crops + vectors (`max_total_bytes`, oldest closed tracklets go first), checked every `every_s`."""
+
+    max_age_s: float | None = None
+    max_total_bytes: int | None = None
+    every_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.every_s <= 0:
+            raise InvalidInputError(f"retention every_s: expected > 0, got {self.every_s}")
+
+    @property
+    def active(self) -> bool:
+        return self.max_age_s is not None or self.max_total_bytes is not None
+
+
+@dataclass(frozen=True)
 class NodeStats:
     pipeline: PipelineStats
     link: LinkStats | None  # None: no hub
@@ -75,7 +93,8 @@ class EdgeNode:
     def __init__(self, workdir: str | Path, edge_id: str, cameras: Sequence[str], *, tracker: FrameTracker,
                  embedder: CropEmbedder, gallery: Recaller | None = None, hub_target: str | None = None,
                  hub_token: str = "", link_options: Mapping[str, Any] | None = None,
-                 on_result: Callable[[TrackletResult], None] | None = None, **pipeline_options: Any) -> None:
+                 on_result: Callable[[TrackletResult], None] | None = None,
+                 retention: RetentionPolicy | None = None, **pipeline_options: Any) -> None:
         dim = getattr(embedder, "dim", None)
         if not isinstance(dim, int):
             raise InvalidInputError(f"embedder: expected one with an integer `dim`, got {type(embedder).__name__}")
@@ -102,6 +121,35 @@ class EdgeNode:
                                     self.gallery, self.outbox, self.store, camera_stats=self.camera_loads,
                                     **dict(link_options or {}))
             opened.pop_all()
+        self.retention = retention
+        self._retention_thread: threading.Thread | None = None
+        if retention is not None and retention.active:
+            self._retention_thread = threading.Thread(target=self._retention_loop, name="edge-retention",
+                                                      daemon=True)
+            self._retention_thread.start()
+
+    def apply_retention(self) -> None:
+        """One pass of the retention policy (age counted from when a tracklet was written: replayed footage
+        has stream times from the file's start)."""
+        if self.retention is None or not self.retention.active:
+            return
+        report = self.store.apply_retention(self.retention.max_age_s, self.retention.max_total_bytes,
+                                            age_by="stored")
+        if report.tracklets_removed:
+            log.info("retention removed %d tracklets (%d bytes)", report.tracklets_removed, report.bytes_freed)
+        if report.over_budget:
+            log.warning("retention: open tracklets alone exceed max_total_bytes (%d bytes kept)",
+                        report.bytes_remaining)
+
+    def _retention_loop(self) -> None:
+        assert self.retention is not None
+        while True:
+            try:
+                self.apply_retention()
+            except Exception:
+                log.exception("retention pass failed")
+            if self._stop.wait(self.retention.every_s):
+                return
 
     def __repr__(self) -> str:
         hub = self.link.target if self.link is not None else None
@@ -243,6 +291,8 @@ class EdgeNode:
             self.outbox_depth_at_close = self._final_stats.outbox_depth
             if self.link is not None:
                 self.link.stop()
+            if self._retention_thread is not None:
+                self._retention_thread.join()
             for part in (self.gallery, self.outbox, self.store):
                 part.close()
             self._closed = True

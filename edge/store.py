@@ -359,25 +359,31 @@ class TrackletStore:
     # -- retention and housekeeping
 
     def apply_retention(self, max_age_s: float | None = None, max_total_bytes: int | None = None,
-                        now: float | None = None) -> RetentionReport:
+                        now: float | None = None, age_by: str = "seen") -> RetentionReport:
         """Delete tracklets (rows, vectors, sightings and crop files together), oldest `end_s` first.
 
         max_age_s: every tracklet last seen more than this long before `now` goes, open or closed
-        (an open tracklet that old was abandoned). max_total_bytes: closed tracklets go until the
-        crop + vector bytes of all tracklets fit; open ones are still being written and stay, and
-        `over_budget` says when they alone exceed the budget. Rows go first, files after: a crash in
-        between leaves only orphan files, which the next open sweeps.
+        (an open tracklet that old was abandoned). `age_by="seen"` ages a tracklet by its last-seen
+        stream time `end_s` (wall-clock for live streams); `age_by="stored"` by when it was last written
+        here, which is what recorded footage (stream times counted from the file's start) needs.
+        max_total_bytes: closed tracklets go until the crop + vector bytes of all tracklets fit; open
+        ones are still being written and stay, and `over_budget` says when they alone exceed the
+        budget. Rows go first, files after: a crash in between leaves only orphan files, which the
+        next open sweeps.
         """
         for name, value in (("max_age_s", max_age_s), ("max_total_bytes", max_total_bytes)):
             if value is not None and not value >= 0:
                 raise InvalidInputError(f"{name}: expected a non-negative number or None, got {value}")
+        if age_by not in ("seen", "stored"):
+            raise InvalidInputError(f"age_by: expected 'seen' or 'stored', got {age_by!r}")
+        age_column = "end_s" if age_by == "seen" else "updated"
         now = self._clock() if now is None else float(now)
         with self._lock:
             with write_transaction(self._conn) as conn:
                 conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY)")
                 conn.execute("DELETE FROM temp.doomed")
                 if max_age_s is not None:
-                    conn.execute("INSERT INTO temp.doomed SELECT id FROM tracklets WHERE end_s < ?",
+                    conn.execute(f"INSERT INTO temp.doomed SELECT id FROM tracklets WHERE {age_column} < ?",
                                  (now - max_age_s,))
                 total = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM tracklets").fetchone()[0]
                 freed = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM tracklets "

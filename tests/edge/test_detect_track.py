@@ -86,6 +86,19 @@ def test_cameras_keep_separate_tracker_state(tracker: PersonTracker, data_dir: P
     assert tracker.cameras == ["cam-a"]
 
 
+def test_tracker_type_is_chosen_per_camera(tracker: PersonTracker, data_dir: Path) -> None:
+    lobby = list(VideoFileSource(_video(data_dir, ONE_BY_ONE), "cam-a", start_frame=80, stride=3, max_frames=6))
+    mixed = PersonTracker("detect/yolov8n-int8-openvino", tracker="bytetrack", camera_trackers={"cam-b": "botsort"})
+    assert mixed.tracker_config_for("cam-b").stem == "botsort"
+    assert mixed.tracker_config_for("cam-a").stem == "bytetrack"
+    for frame in lobby:
+        det_a = mixed.update(frame)
+        det_b = mixed.update(Frame("cam-b", frame.index, frame.timestamp_s, frame.image))
+    assert len(det_a) == len(det_b) == 1
+    kinds = {camera: {type(t).__name__ for t in state} for camera, state in mixed._states.items()}
+    assert kinds == {"cam-a": {"BYTETracker"}, "cam-b": {"BOTSORT"}}
+
+
 def test_update_needs_a_frame(tracker: PersonTracker) -> None:
     with pytest.raises(InvalidInputError, match=r"expected an edge\.frames\.Frame, got ndarray"):
         tracker.update(np.zeros((32, 32, 3), np.uint8))  # type: ignore[arg-type]

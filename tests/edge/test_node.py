@@ -27,14 +27,15 @@ from crossview.config import ConfigError, load_config
 from crossview.edge_command import EdgeConfig, ReplayConfig, replay_command, run_command
 from edge.embed_worker import MemoryGallery
 from edge.frames import Frame
-from edge.node import EdgeNode
+from edge.node import EdgeNode, RetentionPolicy
 from edge.pipeline import TrackletSettings
 from edge.shortlist import ShortListPolicy
+from models.errors import InvalidInputError
 from models.types import Detections, Embeddings
 from protos.crossview.v1 import edge_to_hub_pb2
 
 FP, FPS, TOKEN = "fake-colour@1", 12.0, "node-token"
-RED, GREEN = (40, 40, 230), (40, 230, 40)
+RED, GREEN, BLUE = (40, 40, 230), (40, 230, 40), (230, 40, 40)
 
 
 def load_hub_fixture() -> Any:  # tests are not a package: load the helper module by path
@@ -168,6 +169,18 @@ def test_without_a_hub_the_node_fills_the_outbox(tmp_path: Path) -> None:
     assert node.outbox_depth_at_close == 2
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [
         "edge.db", "edge.db.crops", "gallery.db", "outbox.db"]
+
+
+def test_retention_runs_in_the_background_and_keeps_the_store_consistent(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "a.mp4", [RED, GREEN, BLUE])
+    with make_node(tmp_path / "w", ["cam"], retention=RetentionPolicy(max_total_bytes=0, every_s=0.05)) as node:
+        report = node.replay([video], ["cam"], progress=False)
+        assert report.ok and node.stats().pipeline.worker.embedded == 3
+        wait_until(lambda: node.store.stats().tracklets == 0, what="retention to empty the store")
+        assert node.store.stats().crop_files == 0
+        assert node.outbox.depth() == 2  # red and green are in the gallery; retention never touches the outbox
+    with pytest.raises(InvalidInputError, match="every_s"):
+        RetentionPolicy(max_age_s=1.0, every_s=0)
 
 
 def test_replay_with_a_hub_delivers_and_drains(tmp_path: Path, hub: Any) -> None:

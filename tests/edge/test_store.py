@@ -406,3 +406,20 @@ def test_a_crops_folder_belongs_to_one_database(tmp_path: Path) -> None:
     assert files_under(tmp_path / "crops") == before
     with TrackletStore(tmp_path / "edge.db", tmp_path / "crops") as s:
         assert s.crop_paths("t1")[0].read_bytes() == fake_jpeg(10)
+
+
+def test_retention_by_stored_time_for_recorded_footage(tmp_path: Path) -> None:
+    """Replayed files have stream times from 0: age them by when they were written, not by end_s."""
+    now = [100.0]
+    with TrackletStore(tmp_path / "edge.db", tmp_path / "crops", clock=lambda: now[0]) as s:
+        s.add_camera("cam1")
+        for i in range(5):
+            now[0] = 100.0 + i
+            s.upsert_tracklet(tracklet(f"t{i}", float(i), embedding=Embeddings(unit(i), FP)),
+                              crops=[fake_jpeg(400)], closed=True)
+        report = s.apply_retention(max_age_s=2.5, now=105.0, age_by="stored")  # written before 102.5 goes
+        assert report.tracklets_removed == 3
+        assert sorted(s.vectors(FP)[0]) == ["t3", "t4"]
+        with pytest.raises(InvalidInputError, match="age_by: expected 'seen' or 'stored'"):
+            s.apply_retention(max_age_s=1.0, age_by="written")
+        _assert_consistent(s)
