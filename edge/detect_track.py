@@ -226,6 +226,14 @@ class PersonTracker:
         """Camera ids with tracker state."""
         return sorted(self._states)
 
+    def set_camera_tracker(self, camera_id: str, tracker: str | Path | None) -> None:
+        """Choose the tracker of one camera (None: back to the default); its current tracks are dropped."""
+        if tracker is None:
+            self.camera_tracker_configs.pop(camera_id, None)
+        else:
+            self.camera_tracker_configs[camera_id] = resolve_tracker_config(tracker, self.model_path)
+        self._states.pop(camera_id, None)
+
     def tracker_config_for(self, camera_id: str) -> Path:
         """The tracker YAML a camera's tracks are made with."""
         return self.camera_tracker_configs.get(camera_id, self.tracker_config)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,17 +88,28 @@ def test_cameras_keep_separate_tracker_state(tracker: PersonTracker, data_dir: P
     assert tracker.cameras == ["cam-a"]
 
 
-def test_tracker_type_is_chosen_per_camera(tracker: PersonTracker, data_dir: Path) -> None:
-    lobby = list(VideoFileSource(_video(data_dir, ONE_BY_ONE), "cam-a", start_frame=80, stride=3, max_frames=6))
-    mixed = PersonTracker("detect/yolov8n-int8-openvino", tracker="bytetrack", camera_trackers={"cam-b": "botsort"})
-    assert mixed.tracker_config_for("cam-b").stem == "botsort"
-    assert mixed.tracker_config_for("cam-a").stem == "bytetrack"
-    for frame in lobby:
-        det_a = mixed.update(frame)
-        det_b = mixed.update(Frame("cam-b", frame.index, frame.timestamp_s, frame.image))
-    assert len(det_a) == len(det_b) == 1
-    kinds = {camera: {type(t).__name__ for t in state} for camera, state in mixed._states.items()}
-    assert kinds == {"cam-a": {"BYTETracker"}, "cam-b": {"BOTSORT"}}
+PER_CAMERA_SCRIPT = """
+import sys
+from edge.detect_track import PersonTracker
+from edge.frames import Frame
+from edge.sources import VideoFileSource
+tracker = PersonTracker("detect/yolov8n-int8-openvino", tracker="bytetrack", camera_trackers={"cam-b": "botsort"})
+for frame in VideoFileSource(sys.argv[1], "cam-a", start_frame=80, stride=3, max_frames=6):
+    a = tracker.update(frame)
+    b = tracker.update(Frame("cam-b", frame.index, frame.timestamp_s, frame.image))
+kinds = {cam: sorted({type(t).__name__ for t in state}) for cam, state in sorted(tracker._states.items())}
+print(len(a), len(b), kinds, tracker.tracker_config_for("cam-a").stem, tracker.tracker_config_for("cam-b").stem)
+"""
+
+
+def test_tracker_type_is_chosen_per_camera(models_dir: Path, data_dir: Path) -> None:
+    # In a child process: once BoT-SORT has run, a later test in the same process that stops live
+    # cameras with SIGTERM crashed (SIGSEGV, cause not found yet; see the closing note of stop 7).
+    result = subprocess.run([sys.executable, "-c", PER_CAMERA_SCRIPT, str(_video(data_dir, ONE_BY_ONE))],
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == (
+        "1 1 {'cam-a': ['BYTETracker'], 'cam-b': ['BOTSORT']} bytetrack botsort")
 
 
 def test_update_needs_a_frame(tracker: PersonTracker) -> None:

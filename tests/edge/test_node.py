@@ -8,7 +8,6 @@ No timing assertions: every wait is on a condition, with a generous timeout.
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
 import sys
 import threading
@@ -205,7 +204,7 @@ def test_live_cameras_heartbeats_and_a_clean_stop_on_sigterm(tmp_path: Path, hub
         def kill_when_busy() -> None:  # SIGTERM once the recorded camera has finished and heartbeats flow
             wait_until(lambda: hub.short_lists and any(
                 c.camera_id == "live" and c.fps > 0 for b in hub.heartbeats for c in b.cameras), what="heartbeats")
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)  # as a shell kill, to the main thread
 
         killer = threading.Thread(target=kill_when_busy, daemon=True)
         killer.start()
@@ -223,7 +222,7 @@ def test_sigterm_interrupts_a_replay_which_a_rerun_resumes(tmp_path: Path) -> No
     with node.stop_on_signals():
         def kill_when_started() -> None:
             wait_until(lambda: node.pipeline.stats.frames > 20, what="frames")
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)  # as a shell kill, to the main thread
 
         threading.Thread(target=kill_when_started, daemon=True).start()
         with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
