@@ -8,7 +8,9 @@ No timing assertions: every wait is on a condition, with a generous timeout.
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -195,6 +197,30 @@ def test_replay_with_a_hub_delivers_and_drains(tmp_path: Path, hub: Any) -> None
     assert final.outbox_depth == 0 and final.link is not None and final.link.acked == 3
 
 
+IN_CHILD = "CROSSVIEW_TEST_IN_CHILD"
+
+
+def run_in_child(test_name: str) -> None:
+    test = f"{Path(__file__).resolve()}::{test_name}"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                            env={**os.environ, IN_CHILD: "1"}, capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+# The SIGTERM scenarios run in a fresh pytest process each: after the rest of the suite, threads left by
+# earlier tests made this process die with SIGSEGV when the signal came (cause still open, see the closing
+# note of stop 7); a real edge gets its SIGTERM in a process of its own anyway.
+in_child_only = pytest.mark.skipif(os.environ.get(IN_CHILD) != "1", reason="run in its own process (run_in_child)")
+
+
+@pytest.mark.parametrize("test_name", ["test_live_cameras_heartbeats_and_a_clean_stop_on_sigterm",
+                                       "test_sigterm_interrupts_a_replay_which_a_rerun_resumes"])
+def test_sigterm_scenarios_in_their_own_process(test_name: str) -> None:
+    run_in_child(test_name)
+
+
+@in_child_only
 def test_live_cameras_heartbeats_and_a_clean_stop_on_sigterm(tmp_path: Path, hub: Any) -> None:
     video = write_video(tmp_path / "rec.mp4", [GREEN])
     with make_node(tmp_path / "w", ["live", "rec"], hub) as node, node.stop_on_signals():
@@ -216,6 +242,7 @@ def test_live_cameras_heartbeats_and_a_clean_stop_on_sigterm(tmp_path: Path, hub
     assert candidates(hub) == [("live", "red"), ("rec", "green")]
 
 
+@in_child_only
 def test_sigterm_interrupts_a_replay_which_a_rerun_resumes(tmp_path: Path) -> None:
     video = write_video(tmp_path / "a.mp4", [RED, GREEN, RED, GREEN])
     node = make_node(tmp_path / "w", ["cam"])
