@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.errors import InvalidInputError
+from models.types import check_bgr_image
 
 
 @dataclass(frozen=True, eq=False)  # eq would compare images element-wise
@@ -32,14 +33,7 @@ class Frame:
                 or self.timestamp_s < 0:
             raise InvalidInputError(f"timestamp_s: expected a finite number >= 0, got {self.timestamp_s!r}")
         image = self.image
-        if not isinstance(image, np.ndarray):
-            raise InvalidInputError(f"image: expected a numpy array, got {type(image).__name__}")
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise InvalidInputError(f"image: expected shape (H, W, 3) BGR, got {image.shape}")
-        if image.dtype != np.uint8:
-            raise InvalidInputError(f"image: expected dtype uint8, got {image.dtype}")
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise InvalidInputError(f"image: expected a non-empty image, got shape {image.shape}")
+        check_bgr_image("image", image)
 
     @property
     def height(self) -> int:

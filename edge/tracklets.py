@@ -26,7 +26,7 @@ import numpy as np
 
 from edge.quality import CropQuality
 from models.errors import InvalidInputError
-from models.types import Crop, Detections, Embeddings, Tracklet
+from models.types import Crop, Detections, Embeddings, Tracklet, check_bgr_image
 
 
 def make_tracklet_id(camera_id: str, track_id: int, start_s: float, namespace: str = "") -> str:
@@ -325,10 +325,7 @@ def aggregate(
 
 
 def _check_frame(frame: object) -> None:
-    if not isinstance(frame, np.ndarray):
-        raise InvalidInputError(f"frame: expected a numpy array, got {type(frame).__name__}")
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise InvalidInputError(f"frame: expected shape (H, W, 3) BGR, got shape {frame.shape}")
+    check_bgr_image("frame", frame, noun="frame")
     if frame.dtype != np.uint8:
         raise InvalidInputError(f"frame: expected dtype uint8, got {frame.dtype}")
     if frame.shape[0] == 0 or frame.shape[1] == 0:

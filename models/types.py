@@ -25,6 +25,19 @@ def _check_array(name: str, value: np.ndarray, ndim: int, dtype: type | None = N
         raise InvalidInputError(f"{name}: expected last dimension {last_dim}, got shape {value.shape}")
 
 
+def check_bgr_image(name: str, image: object, noun: str = "image") -> np.ndarray:
+    """Check that `image` is a non-empty BGR uint8 (H, W, 3) array; `name` starts the error message."""
+    if not isinstance(image, np.ndarray):
+        raise InvalidInputError(f"{name}: expected a BGR uint8 numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InvalidInputError(f"{name}: expected shape (H, W, 3) BGR, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise InvalidInputError(f"{name}: expected dtype uint8, got {image.dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InvalidInputError(f"{name}: expected a non-empty {noun}, got shape {image.shape}")
+    return image
+
+
 def _check_fingerprint(fingerprint: str) -> None:
     if not isinstance(fingerprint, str) or not fingerprint.strip():
         raise InvalidInputError(f"model_fingerprint: expected a non-empty string, got {fingerprint!r}")

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from models.errors import InvalidInputError
+from models.types import check_bgr_image
 from models.zoo import ModelSpec
 
 _CHANNEL_ORDERS = ("BGR", "RGB")
@@ -25,15 +26,7 @@ _CHANNEL_ORDERS = ("BGR", "RGB")
 
 def validate_crop(index: int, image: object) -> np.ndarray:
     """Check one crop is a non-empty BGR uint8 (H, W, 3) array; the error names the crop's index."""
-    if not isinstance(image, np.ndarray):
-        raise InvalidInputError(f"crop {index}: expected a numpy array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidInputError(f"crop {index}: expected shape (H, W, 3) BGR, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise InvalidInputError(f"crop {index}: expected dtype uint8, got {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InvalidInputError(f"crop {index}: expected a non-empty crop, got shape {image.shape}")
-    return image
+    return check_bgr_image(f"crop {index}", image, noun="crop")
 
 
 def validate_crops(images: Sequence[np.ndarray]) -> None:

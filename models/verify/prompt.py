@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from models.errors import InvalidInputError
+from models.types import check_bgr_image
 
 #: (height, width) every image is resized to before it reaches the model
 DEFAULT_IMAGE_HW: tuple[int, int] = (280, 140)
@@ -134,10 +135,7 @@ def validate_pairs(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
 
 
 def _validate_image(where: str, image: object) -> None:
-    if not isinstance(image, np.ndarray):
-        raise InvalidInputError(f"{where}: expected a BGR uint8 numpy array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise InvalidInputError(f"{where}: expected shape (H, W, 3) BGR, got shape {image.shape}")
+    check_bgr_image(where, image)
     if image.dtype != np.uint8:
         raise InvalidInputError(f"{where}: expected dtype uint8, got {image.dtype}")
     if image.shape[0] == 0 or image.shape[1] == 0:

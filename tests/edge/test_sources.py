@@ -54,9 +54,9 @@ _IMAGE = np.zeros((4, 6, 3), np.uint8)
     ({"timestamp_s": math.nan}, "timestamp_s: expected a finite number >= 0"),
     ({"timestamp_s": -0.1}, "timestamp_s: expected a finite number >= 0"),
     ({"image": _IMAGE.astype(np.float32)}, "expected dtype uint8, got float32"),
-    ({"image": _IMAGE[:, :, 0]}, "expected shape (H, W, 3) BGR, got (4, 6)"),
+    ({"image": _IMAGE[:, :, 0]}, "expected shape (H, W, 3) BGR, got shape (4, 6)"),
     ({"image": np.zeros((0, 6, 3), np.uint8)}, "expected a non-empty image"),
-    ({"image": [[0]]}, "expected a numpy array, got list"),
+    ({"image": [[0]]}, "expected a BGR uint8 numpy array, got list"),
 ])
 def test_frame_validates(kwargs: dict, error: str | None) -> None:
     args = {"camera_id": "cam", "index": 3, "timestamp_s": 0.3, "image": _IMAGE} | kwargs

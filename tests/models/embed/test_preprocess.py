@@ -120,7 +120,7 @@ BAD_INPUT_TABLE = [
                  id="2d-image"),
     pytest.param([np.zeros((8, 4, 4), np.uint8)], InvalidInputError, r"crop 0: expected shape \(H, W, 3\)",
                  id="four-channels"),
-    pytest.param([GOOD, [[0, 0, 0]]], InvalidInputError, "crop 1: expected a numpy array, got list",
+    pytest.param([GOOD, [[0, 0, 0]]], InvalidInputError, "crop 1: expected a BGR uint8 numpy array, got list",
                  id="not-an-array"),
     pytest.param(GOOD, InvalidInputError, "wrap a single crop in a list", id="bare-array"),
 ]
