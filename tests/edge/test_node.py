@@ -14,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from crossview_testing.edge_fakes import FP, FPS, BlobTracker, ColourEmbedder, write_video
 
 import edge.detect_track
 import models.embed
@@ -32,10 +33,9 @@ from edge.node import EdgeNode, RetentionPolicy
 from edge.pipeline import TrackletSettings
 from edge.shortlist import ShortListPolicy
 from models.errors import InvalidInputError
-from models.types import Detections, Embeddings
 from protos.crossview.v1 import edge_to_hub_pb2
 
-FP, FPS, TOKEN = "fake-colour@1", 12.0, "node-token"
+TOKEN = "node-token"
 RED, GREEN, BLUE = (40, 40, 230), (40, 230, 40), (230, 40, 40)
 
 
@@ -53,54 +53,10 @@ def load_hub_fixture() -> Any:  # tests are not a package: load the helper modul
 hub_fixture = load_hub_fixture()
 
 
-class BlobTracker:
-    """Boxes the bright blob of a frame; a new track id whenever the blob reappears (per camera)."""
-
-    def __init__(self) -> None:
-        self.state: dict[str, tuple[int, bool]] = {}
-
-    def update(self, frame: Frame) -> Detections:
-        last_id, was_there = self.state.get(frame.camera_id, (0, False))
-        ys, xs = np.nonzero(frame.image.max(axis=2) > 100)
-        if len(xs) == 0:
-            self.state[frame.camera_id] = (last_id, False)
-            return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
-        track = last_id if was_there else last_id + 1
-        self.state[frame.camera_id] = (track, True)
-        box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
-        return Detections(box, np.array([0.9], np.float32), np.array([track], np.int64), np.zeros(1, np.int64))
-
-    def reset(self, camera_id: str | None = None) -> None:
-        if camera_id is None:
-            self.state.clear()
-        else:
-            self.state.pop(camera_id, None)
-
-
-class ColourEmbedder:
-    fingerprint = FP
-    dim = 3
-
-    def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
-        vectors = np.array([img.reshape(-1, 3).mean(axis=0) + 1.0 for img in images], np.float32).reshape(-1, 3)
-        return Embeddings(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), FP)
-
-
 def blob(i: int, colour: tuple[int, int, int]) -> np.ndarray:
     image = np.zeros((120, 160, 3), np.uint8)
     image[20:80, 10 + 3 * (i % 40):30 + 3 * (i % 40)] = colour
     return image
-
-
-def write_video(path: Path, colours: Sequence[tuple[int, int, int]], frames_each: int = 14, gap: int = 14) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (160, 120))
-    for colour in colours:
-        for i in range(frames_each):
-            writer.write(blob(i, colour))
-        for _ in range(gap):
-            writer.write(np.zeros((120, 160, 3), np.uint8))
-    writer.release()
-    return path
 
 
 class EndlessCamera:
