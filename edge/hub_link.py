@@ -24,26 +24,35 @@ PERMISSION_DENIED, a hub Error with code UNAUTHENTICATED, PERMISSION_DENIED or
 FINGERPRINT_MISMATCH, and a Welcome that accepts another model. Anything else reconnects with
 exponential backoff and jitter (delay × U(0.5, 1)), on a fresh channel each time so gRPC's own
 reconnect backoff never delays a hub that is back; the backoff starts over after a session that
-lasted at least `max_backoff_s`.
+lasted at least `max_backoff_s`. A stream that ends with the hub's ``retry-after-ms`` trailer (an
+overloaded hub: RESOURCE_EXHAUSTED) waits at least that long before the next attempt
+(`edge.hub_channel.reconnect_delay`).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import ipaddress
 import logging
 import math
-import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import grpc
 
 from edge.gallery import EdgeGallery
+from edge.hub_channel import (
+    CameraLoad,
+    LinkStats,
+    StreamSession,
+    is_loopback,
+    make_channel,
+    read_pem,
+    reconnect_delay,
+    retry_hint_s,
+)
 from edge.hub_messages import (
     SEARCH_RESULT_KIND,
     SHORT_LIST_KIND,
@@ -76,53 +85,6 @@ _ENVELOPE_BYTES = 1024  # room for the EdgeMessage wrapper and gRPC framing
 
 class HubLinkError(CrossviewError):
     """The hub refused this edge for good (credentials, model); the link has stopped."""
-
-
-@dataclass(frozen=True)
-class CameraLoad:
-    """One camera's numbers for a heartbeat."""
-
-    camera_id: str
-    fps: float
-    active_tracks: int = 0
-    dropped_frames: int = 0
-
-
-@dataclass(frozen=True)
-class LinkStats:
-    connected: bool
-    sessions: int  # streams that got a Welcome
-    reconnects: int  # attempts after the first
-    sent: int  # outbox entries sent, resends included
-    acked: int  # outbox entries acked OK or DUPLICATE
-    dead_letters: int  # outbox entries the hub REJECTED (this run)
-    outbox_depth: int
-    gallery_version: int
-    last_hub_sequence: int
-    last_error: str | None
-    hub_id: str
-
-
-class _Session:
-    """State of one stream; gone when the stream is."""
-
-    def __init__(self, max_bytes: int, heartbeat_s: float) -> None:
-        self.send_q: queue.Queue[session_pb2.EdgeMessage | None] = queue.Queue()
-        self.done = threading.Event()
-        self.lock = threading.Lock()
-        self.inflight: set[str] = set()
-        self.retry_at: dict[str, float] = {}
-        self.skipped: set[str] = set()
-        self.max_bytes = max_bytes
-        self.heartbeat_s = heartbeat_s
-
-    def send(self, msg: session_pb2.EdgeMessage) -> None:
-        if not self.done.is_set():
-            self.send_q.put(msg)
-
-    def requests(self) -> Iterator[session_pb2.EdgeMessage]:
-        while (msg := self.send_q.get()) is not None:
-            yield msg
 
 
 class HubLink:
@@ -172,7 +134,7 @@ class HubLink:
         self._token = token
         self._cameras = [c if isinstance(c, edge_to_hub_pb2.CameraInfo) else edge_to_hub_pb2.CameraInfo(
             camera_id=c, name=c) for c in cameras]
-        self._tls = tuple(_read_pem(x) for x in (root_certificates, private_key, certificate_chain))
+        self._tls = tuple(read_pem(x) for x in (root_certificates, private_key, certificate_chain))
         self.heartbeat_s, self.hello_timeout_s = float(heartbeat_s), float(hello_timeout_s)
         self.initial_backoff_s, self.max_backoff_s = float(initial_backoff_s), float(max_backoff_s)
         self.max_message_bytes, self.max_receive_bytes = int(max_message_bytes), int(max_receive_bytes)
@@ -193,7 +155,9 @@ class HubLink:
         self._last_error: str | None = None
         self._counts = {"sessions": 0, "reconnects": 0, "sent": 0, "acked": 0, "dead_letters": 0}
         self._hub_id = ""
-        if not any(self._tls) and not _is_loopback(target):
+        self._retry_hint: float | None = None  # the hub's retry-after hint for the next reconnect
+        self._last_retry_hint: float | None = None
+        if not any(self._tls) and not is_loopback(target):
             log.warning("hub link to %s without TLS: the edge token travels in clear text", target)
 
     # -- public API
@@ -237,9 +201,10 @@ class HubLink:
     def stats(self) -> LinkStats:
         with self._cond:
             counts, connected, last_error, hub_id = dict(self._counts), self._connected, self._last_error, self._hub_id
+            hint = self._last_retry_hint
         return LinkStats(connected=connected, outbox_depth=self.outbox.depth(), gallery_version=self.gallery.version,
                          last_hub_sequence=self.state.last_hub_sequence, last_error=last_error, hub_id=hub_id,
-                         **counts)
+                         retry_hint_s=hint, **counts)
 
     def dead_letters(self) -> list[DeadLetter]:
         return self.state.dead_letters()
@@ -285,9 +250,12 @@ class HubLink:
             if self._stop.is_set():
                 return
             attempt = 0 if welcomed and time.monotonic() - began >= self.max_backoff_s else attempt + 1
-            delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** min(attempt, 30))
-            delay *= self._rng.uniform(0.5, 1.0)
-            log.info("hub link: reconnecting to %s in %.2f s", self.target, delay)
+            with self._cond:
+                hint, self._retry_hint = self._retry_hint, None
+            delay = reconnect_delay(attempt, initial_s=self.initial_backoff_s, max_s=self.max_backoff_s, rng=self._rng,
+                                    hint_s=hint)
+            log.info("hub link: reconnecting to %s in %.2f s%s", self.target, delay,
+                     "" if hint is None else f" (the hub asked for {hint:.2f} s)")
             self._stop.wait(delay)
             with self._cond:
                 self._counts["reconnects"] += 1
@@ -295,7 +263,7 @@ class HubLink:
     def _session(self) -> bool:
         """One stream, from dial to its end; True when it got a Welcome."""
         self.outbox.requeue_inflight()
-        sess = _Session(self.max_message_bytes, self.heartbeat_s)
+        sess = StreamSession(self.max_message_bytes, self.heartbeat_s)
         channel = self._channel()
         pump: threading.Thread | None = None
         welcomed, timed_out = False, threading.Event()
@@ -326,6 +294,10 @@ class HubLink:
                 return welcomed
             code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
+            hint = retry_hint_s(exc)
+            if hint is not None:
+                with self._cond:
+                    self._retry_hint = self._last_retry_hint = hint
             if code in _FATAL_STATUS:
                 raise HubLinkError(f"hub {self.target} refused edge {self.edge_id!r}: {code.name}: {details} "
                                    f"(check the edge token); the link has stopped") from None
@@ -351,7 +323,7 @@ class HubLink:
             self.outbox.requeue_inflight()
         return welcomed
 
-    def _welcome(self, msg: session_pb2.HubMessage, sess: _Session) -> None:
+    def _welcome(self, msg: session_pb2.HubMessage, sess: StreamSession) -> None:
         body = msg.WhichOneof("body")
         if body == "error":
             self._on_error(msg.error)
@@ -383,7 +355,7 @@ class HubLink:
 
     # -- sending (the pump thread)
 
-    def _pump(self, sess: _Session) -> None:
+    def _pump(self, sess: StreamSession) -> None:
         next_heartbeat = time.monotonic()
         try:
             while not sess.done.is_set():
@@ -401,7 +373,7 @@ class HubLink:
                 if self._call is not None:
                     self._call.cancel()
 
-    def _send_due(self, sess: _Session, now: float) -> None:
+    def _send_due(self, sess: StreamSession, now: float) -> None:
         with sess.lock:
             due = [k for k, t in sess.retry_at.items() if t <= now]
             for key in due:
@@ -414,7 +386,7 @@ class HubLink:
         for entry in entries:
             self._send_entry(entry, sess)
 
-    def _send_entry(self, entry: Entry, sess: _Session) -> None:
+    def _send_entry(self, entry: Entry, sess: StreamSession) -> None:
         try:
             msg = entry_message(entry)
             if self._blurrer is not None:  # here, at the one exit, whoever put the entry in the outbox
@@ -446,7 +418,7 @@ class HubLink:
 
     # -- receiving (the link thread)
 
-    def _dispatch(self, msg: session_pb2.HubMessage, sess: _Session) -> None:
+    def _dispatch(self, msg: session_pb2.HubMessage, sess: StreamSession) -> None:
         body = msg.WhichOneof("body")
         if body == "ack":
             self._on_ack(msg.ack, sess)
@@ -469,7 +441,7 @@ class HubLink:
         elif body not in ("heartbeat", None):
             log.warning("hub link: unexpected %s from the hub, ignored", body)
 
-    def _on_ack(self, ack: hub_to_edge_pb2.HubAck, sess: _Session) -> None:
+    def _on_ack(self, ack: hub_to_edge_pb2.HubAck, sess: StreamSession) -> None:
         key = ack.idempotency_key
         with sess.lock:
             sess.inflight.discard(key)
@@ -545,36 +517,11 @@ class HubLink:
                                              outbox_depth=self.outbox.depth(), gallery_version=self.gallery.version)
 
     def _channel(self) -> grpc.Channel:
-        options = [("grpc.max_send_message_length", self.max_message_bytes),
-                   ("grpc.max_receive_message_length", self.max_receive_bytes),
-                   ("grpc.use_local_subchannel_pool", 1)]
-        if self.keepalive_s:
-            options += [("grpc.keepalive_time_ms", int(self.keepalive_s * 1000)),
-                        ("grpc.keepalive_timeout_ms", int(max(self.keepalive_s, 10) * 1000)),
-                        ("grpc.http2.max_pings_without_data", 0)]
-        if any(self._tls):
-            root, key, chain = self._tls
-            return grpc.secure_channel(self.target, grpc.ssl_channel_credentials(root, key, chain), options)
-        return grpc.insecure_channel(self.target, options)
+        return make_channel(self.target, tls=self._tls, max_send_bytes=self.max_message_bytes,
+                            max_receive_bytes=self.max_receive_bytes, keepalive_s=self.keepalive_s)
 
     def _note_error(self, message: str) -> None:
         log.warning("hub link: %s", message)
         with self._cond:
             self._last_error = message
-
-
-def _read_pem(value: bytes | str | Path | None) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    return Path(value).read_bytes()
-
-
-def _is_loopback(target: str) -> bool:
-    host = target.rsplit(":", 1)[0].strip("[]") if ":" in target else target
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 

@@ -7,7 +7,8 @@ records edge acks, hellos and heartbeats. `push_*` sends a sequenced GalleryDelt
 Verdict now or on the next session, and re-sends those after Hello.last_acked_hub_sequence on every
 new session, as a hub must. `stop()` / `start()` take the server down and bring it back on the same
 port; the recorded state survives, as a real hub's database would. Faults on demand: `hold_acks`
-(record but never ack: a hub that dies before acking), `reject_keys`, `retry_once_keys`.
+(record but never ack: a hub that dies before acking), `reject_keys`, `retry_once_keys`,
+`overloaded_ms` (refuse every stream with RESOURCE_EXHAUSTED and a ``retry-after-ms`` trailer).
 
 The real hub lives in cloud/; this one is deliberately small. Load it with `load_hub_fixture()`
 from a test module (tests here are not a package).
@@ -52,6 +53,8 @@ class HubFixture(session_pb2_grpc.EdgeHubServicer):
         self.hold_acks = False
         self.reject_keys: set[str] = set()
         self.retry_once_keys: set[str] = set()
+        self.overloaded_ms: int | None = None
+        self.overload_refusals = 0
         self._sequenced: list[session_pb2.HubMessage] = []
         self._out: queue.Queue[session_pb2.HubMessage | None] | None = None
         self._server: grpc.Server | None = None
@@ -130,6 +133,14 @@ class HubFixture(session_pb2_grpc.EdgeHubServicer):
                 self.auth_failures += 1
                 self.cond.notify_all()
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        with self.cond:
+            overloaded = self.overloaded_ms
+            if overloaded is not None:
+                self.overload_refusals += 1
+                self.cond.notify_all()
+        if overloaded is not None:
+            context.set_trailing_metadata((("retry-after-ms", str(overloaded)),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "hub overloaded, retry later")
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("body") != "hello":
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "expected Hello first")

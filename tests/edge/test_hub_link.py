@@ -6,6 +6,7 @@ No timing assertions: every wait is on a condition, with a generous timeout.
 from __future__ import annotations
 
 import importlib.util
+import random
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from edge.gallery import EdgeGallery
+from edge.hub_channel import MAX_RETRY_HINT_S, reconnect_delay, retry_hint_s
 from edge.hub_link import CameraLoad, HubLink, HubLinkError
 from edge.outbox import Outbox
 from edge.privacy import FaceBlurrer, FaceDetectorUnavailableError
@@ -405,3 +407,43 @@ def test_enqueue_short_list_limits_and_refusals(edge: dict, make_link) -> None:
     other_model = Tracklet("t8", "cam-a", 8, 0.0, 1.0, (), Embeddings(vec(8), "another-model"))
     with pytest.raises(InvalidInputError, match="expected a tracklet embedding of model"):
         link.enqueue_short_list(other_model, [])
+
+
+def test_an_overloaded_hub_s_retry_hint_is_honoured(hub, edge: dict, make_link) -> None:
+    hub.overloaded_ms = 400
+    link = make_link()
+    hub.wait_for(lambda h: h.overload_refusals >= 2, what="two refused attempts")
+    stats = link.stats()
+    assert stats.retry_hint_s == pytest.approx(0.4) and not stats.connected
+    assert "RESOURCE_EXHAUSTED" in (stats.last_error or "")
+    with hub.cond:
+        hub.overloaded_ms = None
+    assert link.wait_connected(20)
+
+
+def test_reconnect_delay_backs_off_with_jitter_and_respects_the_hub_s_hint() -> None:
+    rng = random.Random(7)
+    for attempt in range(8):
+        delay = reconnect_delay(attempt, initial_s=0.5, max_s=30.0, rng=rng)
+        expected = min(30.0, 0.5 * 2 ** attempt)
+        assert expected * 0.5 <= delay <= expected
+    assert reconnect_delay(0, initial_s=0.5, max_s=30.0, rng=rng, hint_s=5.0) == 5.0  # the hint is a floor
+    assert reconnect_delay(6, initial_s=0.5, max_s=30.0, rng=rng, hint_s=0.01) >= 0.5 * 30.0  # not a ceiling
+    assert reconnect_delay(0, initial_s=0.5, max_s=30.0, rng=rng, hint_s=1e9) == MAX_RETRY_HINT_S
+    for bad in (float("nan"), -1.0, 0.0, float("inf")):
+        assert reconnect_delay(0, initial_s=0.5, max_s=30.0, rng=rng, hint_s=bad) <= 0.5
+
+
+class _Trailed(grpc.RpcError):
+    def __init__(self, trailers: object) -> None:
+        self._trailers = trailers
+
+    def trailing_metadata(self) -> object:
+        return self._trailers
+
+
+@pytest.mark.parametrize(("trailers", "expected"), [
+    ((("retry-after-ms", "250"),), 0.25), ((("retry-after-ms", b"1000"),), 1.0), ((("other", "1"),), None),
+    ((("retry-after-ms", "soon"),), None), ((("retry-after-ms", "-5"),), None), ((), None), (None, None)])
+def test_retry_hint_is_read_from_the_trailer(trailers: object, expected: float | None) -> None:
+    assert retry_hint_s(_Trailed(trailers)) == expected
