@@ -1,0 +1,158 @@
+"""A small client of the hub's REST API (docs: `cloud.api`), for the operator commands of the CLI.
+
+    >>> client = HubClient("http://127.0.0.1:8080")                  # doctest: +SKIP
+    >>> client.login("admin", "secret")                              # doctest: +SKIP
+    >>> identity = client.enroll([Path("visitor.jpg")], display_name="visitor")  # doctest: +SKIP
+
+Every failure is a `HubApiError` with one line: the hub's own ``detail`` for a 4xx/5xx, or what
+went wrong on the way (hub down, timeout, not JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from models.errors import CrossviewError
+
+IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
+
+
+class HubApiError(CrossviewError):
+    """A request to the hub's REST API failed; the message says why in one line."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HubClient:
+    """Operator session against one hub. `token` skips `login` (a token from an earlier login)."""
+
+    def __init__(self, base_url: str, *, token: str | None = None, timeout_s: float = 30.0) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise HubApiError(f"hub URL: expected http(s)://HOST:PORT, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self.token = token
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.TimeoutException:
+            raise HubApiError(f"the hub at {self.base_url} did not answer {method} {path} in time") from None
+        except httpx.HTTPError as exc:
+            raise HubApiError(f"cannot reach the hub at {self.base_url}: {exc}") from None
+        if response.status_code >= 400:
+            raise HubApiError(f"{method} {path}: {response.status_code} {_detail(response)}", response.status_code)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        if response.status_code == 204:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise HubApiError(f"{method} {path}: the hub answered {response.status_code} without JSON") from None
+
+    def login(self, username: str, password: str) -> str:
+        body = self._json("POST", "/api/login", json={"username": username, "password": password})
+        self.token = str(body["token"])
+        return self.token
+
+    def enroll(self, photos: Sequence[Path], *, display_name: str = "",
+               watchlist_threshold: float | None = None) -> dict[str, Any]:
+        data: dict[str, str] = {"display_name": display_name}
+        if watchlist_threshold is not None:
+            data["watchlist_threshold"] = str(watchlist_threshold)
+        return self._json("POST", "/api/identities", data=data, files=_files(photos))
+
+    def enroll_from_sighting(self, sighting_id: int, *, display_name: str = "",
+                             watchlist_threshold: float | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"sighting_id": sighting_id, "display_name": display_name}
+        if watchlist_threshold is not None:
+            body["watchlist_threshold"] = watchlist_threshold
+        return self._json("POST", "/api/identities/from-sighting", json=body)
+
+    def search(self, *, photos: Sequence[Path] = (), sighting_id: int | None = None, identity_id: str | None = None,
+               top_k: int = 20, deadline_s: float = 10.0) -> dict[str, Any]:
+        data = {"top_k": str(top_k), "deadline_s": str(deadline_s)}
+        if sighting_id is not None:
+            data["sighting_id"] = str(sighting_id)
+        if identity_id is not None:
+            data["identity_id"] = identity_id
+        return self._json("POST", "/api/search", data=data, files=_files(photos) if photos else None,
+                          timeout=deadline_s + 30)
+
+    def watch(self, identity_id: str, threshold: float) -> dict[str, Any]:
+        return self._json("PUT", f"/api/watchlist/{_segment(identity_id)}", json={"threshold": threshold})
+
+    def unwatch(self, identity_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/api/watchlist/{_segment(identity_id)}")
+
+    def watchlist(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/watchlist")
+
+    def sightings(self, identity_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        return self._json("GET", f"/api/identities/{_segment(identity_id)}/sightings", params={"limit": limit})
+
+    def alerts(self, after_id: int = 0) -> Iterator[dict[str, Any]]:
+        """Alerts as they arrive (server-sent events), after `after_id`, until the caller stops."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            with self._http.stream("GET", "/api/alerts/stream", params={"after_id": after_id}, headers=headers,
+                                   timeout=httpx.Timeout(30.0, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise HubApiError(f"alerts: {response.status_code} {_detail(response)}", response.status_code)
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        yield json.loads(line[5:].strip())
+        except httpx.HTTPError as exc:
+            raise HubApiError(f"alert stream from {self.base_url} broke: {exc}") from None
+
+
+def _files(photos: Sequence[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    files = []
+    for photo in photos:
+        path = Path(photo)
+        if not path.is_file():
+            raise HubApiError(f"photo {path}: no such file")
+        kind = IMAGE_TYPES.get(path.suffix.lower(), "application/octet-stream")
+        files.append(("photos", (path.name, path.read_bytes(), kind)))
+    return files
+
+
+def _segment(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, str):
+        return detail
+    if detail is not None:
+        return json.dumps(detail)[:300]
+    lines = response.text.strip().splitlines()
+    return lines[0][:300] if lines else response.reason_phrase

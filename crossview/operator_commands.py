@@ -1,0 +1,147 @@
+"""Operator commands of the CLI, talking to a hub's REST API: `enroll`, `search`, `watch`, `alerts`.
+
+The hub and the credentials come from options or the environment (``CROSSVIEW_HUB_URL``,
+``CROSSVIEW_USER``, ``CROSSVIEW_PASSWORD`` or ``CROSSVIEW_TOKEN``), read here, at the entry point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from crossview.api_client import HubApiError, HubClient
+
+HubOption = Annotated[str, typer.Option("--hub", envvar="CROSSVIEW_HUB_URL", help="The hub's REST API address.")]
+UserOption = Annotated[str, typer.Option("--user", envvar="CROSSVIEW_USER", help="Operator name.")]
+PasswordOption = Annotated[str | None, typer.Option("--password", envvar="CROSSVIEW_PASSWORD",
+                                                    help="Operator password (or set CROSSVIEW_TOKEN).")]
+TokenOption = Annotated[str | None, typer.Option("--token", envvar="CROSSVIEW_TOKEN",
+                                                 help="A session token from an earlier login.")]
+DEFAULT_HUB = "http://127.0.0.1:8080"
+
+
+def connect(hub: str, user: str, password: str | None, token: str | None) -> HubClient:
+    client = HubClient(hub, token=token)
+    if token is None:
+        if password is None:
+            client.close()
+            raise HubApiError("no credentials: pass --password (or CROSSVIEW_PASSWORD) or --token (CROSSVIEW_TOKEN)")
+        try:
+            client.login(user, password)
+        except BaseException:
+            client.close()
+            raise
+    return client
+
+
+def _time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1e9:  # a replay's stream time (seconds into the video), not a wall-clock time
+        return f"video +{seconds:.1f}s"
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def identity_line(identity: dict[str, Any]) -> str:
+    watch = identity.get("watchlist_threshold")
+    return (f"identity {identity['identity_id']} {identity.get('display_name') or '(no name)'!s}: "
+            f"{identity.get('crop_count', '?')} reference crop(s), "
+            f"{'watched at ' + format(watch, '.3f') if watch is not None else 'not watched'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the operator commands to `app`."""
+
+    @app.command()
+    def enroll(
+        photos: Annotated[list[Path] | None, typer.Argument(help="JPEG or PNG photos of one person.")] = None,
+        sighting: Annotated[int | None, typer.Option(help="Enroll from this sighting's crop instead.")] = None,
+        name: Annotated[str, typer.Option(help="Display name.")] = "",
+        watch: Annotated[float | None, typer.Option(help="Also put on the watchlist at this distance.")] = None,
+        hub: HubOption = DEFAULT_HUB, user: UserOption = "admin", password: PasswordOption = None,
+        token: TokenOption = None,
+    ) -> None:
+        """Enroll a person in the hub's gallery (pushed to every edge) from photos or a sighting."""
+        if bool(photos) == (sighting is not None):
+            raise HubApiError("enroll: give photos or --sighting ID (exactly one of them)")
+        with connect(hub, user, password, token) as client:
+            if sighting is not None:
+                identity = client.enroll_from_sighting(sighting, display_name=name, watchlist_threshold=watch)
+            else:
+                identity = client.enroll(photos or [], display_name=name, watchlist_threshold=watch)
+        typer.echo(identity_line(identity))
+
+    @app.command()
+    def search(
+        photos: Annotated[list[Path] | None, typer.Argument(help="Photos of the person to look for.")] = None,
+        sighting: Annotated[int | None, typer.Option(help="Search with this sighting's crop.")] = None,
+        identity: Annotated[str | None, typer.Option(help="Search for this gallery identity.")] = None,
+        top_k: Annotated[int, typer.Option(help="Results per edge.")] = 20,
+        deadline: Annotated[float, typer.Option(help="Seconds to wait for the edges.")] = 10.0,
+        hub: HubOption = DEFAULT_HUB, user: UserOption = "admin", password: PasswordOption = None,
+        token: TokenOption = None,
+    ) -> None:
+        """Search every connected edge's footage for a person; print the hits, best first."""
+        if sum((bool(photos), sighting is not None, identity is not None)) != 1:
+            raise HubApiError("search: give photos, --sighting ID or --identity ID (exactly one of them)")
+        with connect(hub, user, password, token) as client:
+            outcome = client.search(photos=photos or [], sighting_id=sighting, identity_id=identity, top_k=top_k,
+                                    deadline_s=deadline)
+        rows = [[str(h["rank"]), h["edge_id"], h["camera_id"], _time(h["start_s"]), _number(h["stage1_distance"]),
+                 _number(h["stage2_score"]), h["verdict"], h.get("identity_id") or "-"] for h in outcome["hits"]]
+        print_table(["rank", "edge", "camera", "time (UTC)", "stage1", "stage2", "verdict", "identity"], rows)
+        silent = outcome.get("edges_silent") or []
+        failed = outcome.get("edges_failed") or {}
+        typer.echo(f"{len(rows)} hit(s) from {len(outcome.get('edges_answered') or [])} of "
+                   f"{len(outcome.get('edges_asked') or [])} edge(s)"
+                   + (f"; silent: {', '.join(silent)}" if silent else "")
+                   + (f"; failed: {', '.join(f'{e} ({m})' for e, m in failed.items())}" if failed else ""))
+
+    @app.command()
+    def watch(
+        identity: Annotated[str | None, typer.Argument(help="Identity id; leave out to list the watchlist.")] = None,
+        threshold: Annotated[float, typer.Option(help="Stage-1 distance under which an alert is raised.")] = 0.4,
+        remove: Annotated[bool, typer.Option("--remove", help="Take the identity off the watchlist.")] = False,
+        hub: HubOption = DEFAULT_HUB, user: UserOption = "admin", password: PasswordOption = None,
+        token: TokenOption = None,
+    ) -> None:
+        """Put an identity on the watchlist (alerts when seen), take it off, or list the watchlist."""
+        with connect(hub, user, password, token) as client:
+            if identity is None:
+                rows = [[i["identity_id"], i.get("display_name") or "-", _number(i.get("watchlist_threshold")),
+                         _time(i.get("last_seen_s"))] for i in client.watchlist()]
+                print_table(["identity", "name", "threshold", "last seen (UTC)"], rows)
+                return
+            record = client.unwatch(identity) if remove else client.watch(identity, threshold)
+        typer.echo(identity_line(record))
+
+    @app.command()
+    def alerts(
+        after: Annotated[int, typer.Option(help="Only alerts after this alert id.")] = 0,
+        count: Annotated[int, typer.Option(help="Stop after this many alerts (0: run until Ctrl-C).")] = 0,
+        hub: HubOption = DEFAULT_HUB, user: UserOption = "admin", password: PasswordOption = None,
+        token: TokenOption = None,
+    ) -> None:
+        """Follow the hub's watchlist alerts as they happen."""
+        with connect(hub, user, password, token) as client:
+            for seen, alert in enumerate(client.alerts(after_id=after), start=1):
+                typer.echo(f"alert {alert['alert_id']}: {alert.get('display_name') or alert['identity_id']} on "
+                           f"{alert['edge_id']}/{alert['camera_id']} at {_time(alert.get('created_s'))} "
+                           f"(stage 2 {_number(alert.get('stage2_score'))}, sighting {alert['sighting_id']})")
+                if count and seen >= count:
+                    break
