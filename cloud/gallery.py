@@ -200,10 +200,19 @@ class Gallery:
     def enroll_from_sighting(self, sighting_id: int, *, identity_id: str | None = None, display_name: str = "",
                              watchlist_threshold: float | None = None) -> IdentityRecord:
         """A new identity from a sighting's crop, or (with an existing `identity_id`) one more
-        reference crop for that identity."""
+        reference crop for that identity.
+
+        Without `identity_id`, a sighting of an automatic ("auto") identity promotes that identity
+        (same id, new name and watchlist threshold when given) instead of enrolling the person twice.
+        """
+        _check_threshold(watchlist_threshold)
         sighting = self.store.get_sighting(sighting_id)
         if sighting is None:
             raise StoreError(f"unknown sighting {sighting_id}")
+        if identity_id is None:
+            owner = self.store.get_identity(sighting.identity_id)
+            if owner is not None and not owner.deleted and owner.source == "auto":
+                return self._promote(owner, display_name, watchlist_threshold)
         jpeg = self.crops.read(sighting.crop_path)
         if identity_id is not None and self.store.get_identity(identity_id) is not None:
             self.add_photos(identity_id, [jpeg], sighting_id=sighting_id)
@@ -212,6 +221,19 @@ class Gallery:
             return record
         return self.enroll([jpeg], identity_id=identity_id, display_name=display_name,
                            watchlist_threshold=watchlist_threshold, source="sighting", sighting_id=sighting_id)
+
+    def _promote(self, identity: IdentityRecord, display_name: str,
+                 watchlist_threshold: float | None) -> IdentityRecord:
+        changes: dict[str, Any] = {}
+        if display_name and display_name != identity.display_name:
+            changes["display_name"] = display_name
+        if watchlist_threshold is not None and watchlist_threshold != identity.watchlist_threshold:
+            changes["watchlist_threshold"] = watchlist_threshold
+        if changes:
+            self._changed(self.store.update_identity(identity.identity_id, now=self._clock(), **changes))
+        record = self.store.get_identity(identity.identity_id)
+        assert record is not None
+        return record
 
     def add_photos(self, identity_id: str, photos: Sequence[Photo], *, sighting_id: int | None = None) -> int:
         jpegs, images = self._photos(photos)

@@ -11,10 +11,17 @@ Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here an
     tls_key: hub.key
     create_tokens: [edge-1, edge-2]         # issue a token per edge id at start-up ...
     tokens_file: tokens.txt                 # ... written here (mode 0600) instead of printed
+    api_host: 127.0.0.1                     # the operators' REST API and web UI
+    api_port: 8080                          # -1: no API
+    admin_user: admin                       # an operator created (or its password reset) at start-up
+    admin_password: ...                     # or env CROSSVIEW_ADMIN_PASSWORD; neither: a new operator
+                                            # gets a random password, printed once
 
-Tokens are printed (or written) once, ``EDGE_ID TOKEN`` per line; only their hashes are stored.
-Once serving, one line ``serving on HOST:PORT`` goes to stdout. SIGINT or SIGTERM switch the health
-service to NOT_SERVING, end the sessions and stop the server; the exit status is then 0.
+Tokens are printed (or written) once, ``EDGE_ID TOKEN`` per line; only their hashes are stored. A
+generated operator password is printed once as ``operator USER PASSWORD``. Once serving, the line
+``api on http://HOST:PORT`` (unless the API is off) and then ``serving on HOST:PORT`` go to stdout.
+SIGINT or SIGTERM stop the REST API, switch the health service to NOT_SERVING, end the sessions and
+stop the server; the exit status is then 0.
 """
 
 from __future__ import annotations
@@ -26,9 +33,14 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from models.errors import CrossviewError
+
+if TYPE_CHECKING:
+    from cloud.api import ApiServer
+    from cloud.hub import Hub
+    from cloud.operators import OperatorAuth
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +62,10 @@ class HubConfig:
     tokens_file: str | None = None
     workers: int = 2
     log_level: str = "INFO"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    admin_user: str = "admin"
+    admin_password: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -62,6 +78,8 @@ class HubConfig:
             raise ValueError("require_client_cert: expected tls_client_ca to verify client certificates with")
         if self.workers < 1:
             raise ValueError(f"workers: expected >= 1, got {self.workers}")
+        if not -1 <= self.api_port <= 65535:
+            raise ValueError(f"api_port: expected 0..65535 (0: any free port; -1: no API), got {self.api_port}")
 
 
 def _tls(cfg: HubConfig):  # -> cloud.server.TlsConfig | None
@@ -93,8 +111,42 @@ def _issue_tokens(hub, cfg: HubConfig, out: TextIO) -> None:
     out.flush()
 
 
+def _operators(hub: Hub, cfg: HubConfig, out: TextIO) -> OperatorAuth:
+    """Create the admin operator, or reset its password when one is configured."""
+    import secrets
+
+    from cloud.operators import OperatorAuth
+
+    operators = OperatorAuth(hub.store)
+    password = cfg.admin_password or os.environ.get("CROSSVIEW_ADMIN_PASSWORD") or None
+    if password is not None:
+        operators.create_operator(cfg.admin_user, password)
+    elif hub.store.get_operator(cfg.admin_user) is None:
+        password = secrets.token_urlsafe(12)
+        operators.create_operator(cfg.admin_user, password)
+        out.write(f"operator {cfg.admin_user} {password}\n")
+        out.flush()
+    return operators
+
+
+async def _start_api(hub: Hub, cfg: HubConfig, out: TextIO) -> ApiServer | None:
+    if cfg.api_port < 0:
+        return None
+    operators = _operators(hub, cfg, out)
+    try:
+        from cloud.api import ApiServer, create_app
+    except ImportError as exc:
+        raise CrossviewError(f"the REST API needs FastAPI and uvicorn: pip install 'crossview[api]' ({exc}); "
+                             "or set api_port=-1") from exc
+    api = ApiServer(create_app(hub, operators), host=cfg.api_host, port=cfg.api_port)
+    await api.start()
+    out.write(f"api on {api.url}\n")
+    out.flush()
+    return api
+
+
 async def serve(cfg: HubConfig, out: TextIO = sys.stdout) -> None:
-    """Create the hub, issue the tokens, serve until SIGINT/SIGTERM, stop gracefully."""
+    """Create the hub, issue the tokens, serve edges and the API until SIGINT/SIGTERM, stop gracefully."""
     from cloud.hub import Hub
 
     tls = _tls(cfg)
@@ -102,6 +154,7 @@ async def serve(cfg: HubConfig, out: TextIO = sys.stdout) -> None:
     try:
         _issue_tokens(hub, cfg, out)
         port = await hub.start(port=cfg.port, host=cfg.host, tls=tls)
+        api = await _start_api(hub, cfg, out)
     except BaseException:
         await hub.stop()
         raise
@@ -117,6 +170,8 @@ async def serve(cfg: HubConfig, out: TextIO = sys.stdout) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if api is not None:
+            await api.stop()
         await hub.stop()
 
 

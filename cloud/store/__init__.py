@@ -17,8 +17,11 @@ from cloud.store.base import (
     EdgeRecord,
     GalleryEntry,
     HubStore,
+    IdentityCounts,
     IdentityRecord,
     NewSighting,
+    OperatorRecord,
+    OperatorSessionRecord,
     OutgoingMessage,
     ReferenceCrop,
     ShortListRecord,
@@ -45,7 +48,8 @@ def open_store(database: str | Path, **kwargs: object) -> HubStore:
 
 __all__ = [
     "UNCHANGED", "AlertRecord", "ClaimResult", "CompletedShortList", "Decision", "EdgeRecord", "GalleryEntry",
-    "HubStore", "IdentityRecord", "NewSighting", "OutgoingMessage", "ReferenceCrop", "SchemaVersionError",
+    "HubStore", "IdentityCounts", "IdentityRecord", "NewSighting", "OperatorRecord", "OperatorSessionRecord",
+    "OutgoingMessage", "ReferenceCrop", "SchemaVersionError",
     "ShortListRecord", "ShortListSummary", "SightingRecord", "StoreError", "TokenRecord", "VerdictRecord",
     "open_store",
 ]

@@ -162,6 +162,34 @@ class AlertRecord:
 
 
 @dataclass(frozen=True)
+class IdentityCounts:
+    """How much the hub holds of one identity (for listings)."""
+
+    crop_count: int
+    sighting_count: int
+    last_seen_s: float | None  # end of its latest sighting's tracklet
+
+
+@dataclass(frozen=True)
+class OperatorRecord:
+    """An operator of the REST API; the store holds only the password's hash."""
+
+    username: str
+    password_hash: str
+    created_s: float
+
+
+@dataclass(frozen=True)
+class OperatorSessionRecord:
+    """A logged-in operator; the store holds only the session token's hash."""
+
+    token_hash: str
+    username: str
+    created_s: float
+    expires_s: float
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     """A sequenced hub message kept until the edge acknowledges its sequence."""
 
@@ -321,13 +349,50 @@ class HubStore(ABC):
     def get_sighting(self, sighting_id: int) -> SightingRecord | None: ...
 
     @abstractmethod
-    def sightings(self, *, identity_id: str | None = None, edge_id: str | None = None,
+    def sightings(self, *, identity_id: str | None = None, edge_id: str | None = None, camera_id: str | None = None,
                   limit: int = 100) -> list[SightingRecord]:
         """Newest first."""
 
     @abstractmethod
+    def sightings_of_tracklets(self, tracklets: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SightingRecord]:
+        """The latest sighting of each (edge_id, tracklet_id) that has one."""
+
+    @abstractmethod
+    def identity_counts(self, identity_id: str | None = None) -> dict[str, IdentityCounts]:
+        """Crop and sighting counts of every live identity (or of the one named)."""
+
+    @abstractmethod
     def alerts(self, *, after_id: int = 0, limit: int = 100) -> list[AlertRecord]:
         """Oldest first, ids greater than `after_id`."""
+
+    # ------------------------------------------------------------------ operators (REST API)
+    @abstractmethod
+    def save_operator(self, username: str, password_hash: str, *, now: float) -> bool:
+        """Create the operator or replace its password hash; True when it was created."""
+
+    @abstractmethod
+    def get_operator(self, username: str) -> OperatorRecord | None: ...
+
+    @abstractmethod
+    def list_operators(self) -> list[OperatorRecord]: ...
+
+    @abstractmethod
+    def delete_operator(self, username: str) -> bool:
+        """Forget the operator and end its sessions."""
+
+    @abstractmethod
+    def add_operator_session(self, record: OperatorSessionRecord) -> None:
+        """Store a session of a known operator (StoreError for an unknown one)."""
+
+    @abstractmethod
+    def get_operator_session(self, token_hash: str) -> OperatorSessionRecord | None: ...
+
+    @abstractmethod
+    def delete_operator_session(self, token_hash: str) -> bool: ...
+
+    @abstractmethod
+    def delete_expired_operator_sessions(self, now: float) -> int:
+        """Forget sessions with expires_s <= now; how many."""
 
     # ------------------------------------------------------------------ outgoing messages
     @abstractmethod

@@ -150,7 +150,25 @@ _V1 = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# operators of the REST API and their login sessions (only hashes of passwords and session tokens);
+# sightings looked up by the tracklet they came from (search hits name edge + tracklet)
+_V2 = (
+    """CREATE TABLE operators (
+        username TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE operator_sessions (
+        token_hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL REFERENCES operators (username) ON DELETE CASCADE,
+        created_s DOUBLE PRECISION NOT NULL,
+        expires_s DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX operator_sessions_expiry ON operator_sessions (expires_s)",
+    "CREATE INDEX sightings_tracklet ON sightings (edge_id, tracklet_id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 
 SCHEMA_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version BIGINT NOT NULL)"

@@ -21,6 +21,7 @@ from cloud.store.base import (
     EdgeRecord,
     GalleryEntry,
     HubStore,
+    IdentityCounts,
     IdentityRecord,
     NewSighting,
     OutgoingMessage,
@@ -34,6 +35,7 @@ from cloud.store.base import (
     _Unchanged,
 )
 from cloud.store.schema import Tx
+from cloud.store.sql_operators import OperatorSql
 
 _EDGE_COLUMNS = ("edge_id, site, model_fingerprint, embedding_dim, cameras, gallery_version, last_sequence, "
                  "last_acked_sequence, created_s, last_seen_s, connected_hub_id, stats")
@@ -79,7 +81,7 @@ def _vectors(n: int, dim: int, blob: bytes) -> np.ndarray:
     return np.frombuffer(bytes(blob), dtype="<f4").reshape(int(n), int(dim)).astype(np.float32)
 
 
-class SqlHubStore(HubStore):
+class SqlHubStore(OperatorSql, HubStore):
     """The backend-independent part of the store."""
 
     @abstractmethod
@@ -444,10 +446,10 @@ class SqlHubStore(HubStore):
                        (sighting_id,))
         return _sighting(r) if r else None
 
-    def sightings(self, *, identity_id: str | None = None, edge_id: str | None = None,
+    def sightings(self, *, identity_id: str | None = None, edge_id: str | None = None, camera_id: str | None = None,
                   limit: int = 100) -> list[SightingRecord]:
         clauses, params = [], []
-        for column, value in (("identity_id", identity_id), ("edge_id", edge_id)):
+        for column, value in (("identity_id", identity_id), ("edge_id", edge_id), ("camera_id", camera_id)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
@@ -456,6 +458,31 @@ class SqlHubStore(HubStore):
             rows = tx.all(f"SELECT {_SIGHTING_COLUMNS}, sighting_id, created_s FROM sightings{where} "
                           "ORDER BY sighting_id DESC LIMIT ?", (*params, limit))
         return [_sighting(r) for r in rows]
+
+    def sightings_of_tracklets(self, tracklets: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SightingRecord]:
+        found: dict[tuple[str, str], SightingRecord] = {}
+        wanted = sorted(set(tracklets))
+        with self._transaction() as tx:
+            for start in range(0, len(wanted), 200):
+                chunk = wanted[start:start + 200]
+                where = " OR ".join(["(edge_id = ? AND tracklet_id = ?)"] * len(chunk))
+                rows = tx.all(f"SELECT {_SIGHTING_COLUMNS}, sighting_id, created_s FROM sightings WHERE {where} "
+                              "ORDER BY sighting_id", [v for pair in chunk for v in pair])
+                for row in rows:  # ascending ids: the latest sighting of a tracklet wins
+                    sighting = _sighting(row)
+                    found[(sighting.edge_id, sighting.tracklet_id)] = sighting
+        return found
+
+    def identity_counts(self, identity_id: str | None = None) -> dict[str, IdentityCounts]:
+        where, params = ("AND i.identity_id = ?", (identity_id,)) if identity_id is not None else ("", ())
+        with self._transaction() as tx:
+            rows = tx.all(
+                "SELECT i.identity_id, "
+                "(SELECT COUNT(*) FROM reference_crops c WHERE c.identity_id = i.identity_id), "
+                "(SELECT COUNT(*) FROM sightings s WHERE s.identity_id = i.identity_id), "
+                "(SELECT MAX(s.end_s) FROM sightings s WHERE s.identity_id = i.identity_id) "
+                f"FROM identities i WHERE i.deleted = 0 {where}", params)
+        return {r[0]: IdentityCounts(int(r[1]), int(r[2]), None if r[3] is None else float(r[3])) for r in rows}
 
     def alerts(self, *, after_id: int = 0, limit: int = 100) -> list[AlertRecord]:
         with self._transaction() as tx:

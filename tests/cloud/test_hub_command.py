@@ -1,4 +1,4 @@
-"""`crossview hub` as a real process: config + overrides, tokens printed, health, Hello/Welcome, SIGTERM."""
+"""`crossview hub` as a real process: config + overrides, tokens printed, health, Hello/Welcome, REST API, SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -41,6 +42,11 @@ def test_config_defaults_overrides_and_validation(tmp_path: Path) -> None:
         load_config(HubConfig, None, ["tls_cert=hub.pem"])
     with pytest.raises(ConfigError, match="did you mean"):
         load_config(HubConfig, None, ["prot=1"])
+    cfg = load_config(HubConfig, None, [])
+    assert (cfg.api_host, cfg.api_port, cfg.admin_user, cfg.admin_password) == ("127.0.0.1", 8080, "admin", None)
+    assert load_config(HubConfig, None, ["api_port=-1"]).api_port == -1
+    with pytest.raises(ConfigError, match="api_port"):
+        load_config(HubConfig, None, ["api_port=-2"])
 
 
 def _read_until(proc: subprocess.Popen[str], prefix: str, timeout: float, lines: list[str]) -> str:
@@ -90,6 +96,16 @@ async def _watch_until_end(port: int, proc: subprocess.Popen[str]) -> list[int]:
     return seen
 
 
+def _check_api(url: str, user: str, password: str) -> None:
+    assert url.startswith("http://127.0.0.1:"), url
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/api/health").json()["status"] == "ok"
+        assert client.get("/api/identities").status_code == 401
+        token = client.post("/api/login", json={"username": user, "password": password}).json()["token"]
+        reply = client.get("/api/identities", headers={"authorization": f"Bearer {token}"})
+        assert reply.status_code == 200 and reply.json() == []
+
+
 def test_hub_serves_until_sigterm(tmp_path: Path, models_dir: Path) -> None:
     try:
         fingerprint = _fingerprint()
@@ -98,21 +114,26 @@ def test_hub_serves_until_sigterm(tmp_path: Path, models_dir: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CROSSVIEW_MODELS": str(models_dir)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "crossview.cli", "hub", f"data_dir={tmp_path / 'hub'}", "port=0",
-         "create_tokens=[edge-cli]", "log_level=WARNING"],
+         "create_tokens=[edge-cli]", "log_level=WARNING", "api_port=0"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     try:
         token_line = _read_until(proc, "token ", 120, lines)
         _, edge_id, token = token_line.split()
         assert edge_id == "edge-cli" and token
+        _, user, password = _read_until(proc, "operator ", 120, lines).split()
+        api_url = _read_until(proc, "api on ", 120, lines).split()[-1]
         serving = _read_until(proc, "serving on ", 120, lines)
         port = int(serving.rsplit(":", 1)[1])
+        _check_api(api_url, user, password)
         asyncio.run(_check_running(port, token, fingerprint))
         seen = asyncio.run(_watch_until_end(port, proc))
         assert seen[0] == health_pb2.HealthCheckResponse.SERVING
         assert health_pb2.HealthCheckResponse.NOT_SERVING in seen, seen
         assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
-        assert not (tmp_path / "hub" / "hub.db").read_bytes().count(token.encode()), "token stored in clear"
+        database = (tmp_path / "hub" / "hub.db").read_bytes()
+        assert not database.count(token.encode()), "token stored in clear"
+        assert not database.count(password.encode()), "operator password stored in clear"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -124,17 +145,39 @@ def test_tokens_file(tmp_path: Path, models_dir: Path) -> None:
     tokens = tmp_path / "tokens.txt"
     proc = subprocess.Popen(
         [sys.executable, "-m", "crossview.cli", "hub", f"data_dir={tmp_path / 'hub'}", "port=0",
-         "create_tokens=[e1, e2]", f"tokens_file={tokens}", "log_level=WARNING"],
+         "create_tokens=[e1, e2]", f"tokens_file={tokens}", "log_level=WARNING", "api_port=-1"],
         cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     lines: list[str] = []
     try:
         _read_until(proc, "serving on ", 120, lines)
-        assert not any(line.startswith("token ") for line in lines)
+        assert not any(line.startswith(("token ", "api on ", "operator ")) for line in lines)
         rows = [line.split() for line in tokens.read_text().splitlines()]
         assert [r[0] for r in rows] == ["e1", "e2"] and all(len(r) == 2 for r in rows)
         assert tokens.stat().st_mode & 0o777 == 0o600
         proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_admin_password_from_the_environment(tmp_path: Path, models_dir: Path) -> None:
+    """CROSSVIEW_ADMIN_PASSWORD sets the operator's password: nothing is generated or printed."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CROSSVIEW_ADMIN_PASSWORD": "from the environment",
+           "CROSSVIEW_MODELS": str(models_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crossview.cli", "hub", f"data_dir={tmp_path / 'hub'}", "port=0", "api_port=0",
+         "admin_user=ops", "log_level=WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        api_url = _read_until(proc, "api on ", 120, lines).split()[-1]
+        _read_until(proc, "serving on ", 120, lines)
+        assert not any(line.startswith("operator ") for line in lines), lines
+        _check_api(api_url, "ops", "from the environment")
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
         if proc.poll() is None:

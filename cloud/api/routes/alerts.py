@@ -1,0 +1,86 @@
+"""Alerts: a list, and a server-sent event stream.
+
+The stream reads the store (so alerts raised by every hub replica arrive), every `poll_s` and as
+soon as this replica's `AlertFeed` publishes one. A reconnecting browser sends Last-Event-ID and
+continues after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from cloud.api.deps import hub_of, require_operator
+from cloud.api.schemas import Alert
+from cloud.api.views import Names, alert_view
+from cloud.store import HubStore
+
+router = APIRouter(prefix="/api", tags=["alerts"], dependencies=[Depends(require_operator)])
+POLL_S = 0.5
+KEEP_ALIVE_S = 15.0
+_BATCH = 100
+
+
+def _alerts(store: HubStore, after_id: int, limit: int) -> list[dict[str, Any]]:
+    names = Names(store)
+    return [alert_view(a, names) for a in store.alerts(after_id=after_id, limit=limit)]
+
+
+@router.get("/alerts", response_model=list[Alert])
+def list_alerts(request: Request, after_id: Annotated[int, Query(ge=0)] = 0,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    """Oldest first, ids greater than `after_id`."""
+    return _alerts(hub_of(request).store, after_id, limit)
+
+
+def _event(alert: dict[str, Any]) -> str:
+    return f"id: {alert['alert_id']}\nevent: alert\ndata: {json.dumps(alert, separators=(',', ':'))}\n\n"
+
+
+async def _events(request: Request, after_id: int) -> AsyncIterator[str]:
+    hub = hub_of(request)
+    state = request.app.state
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+
+    def published(_: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(wake.set)
+
+    unsubscribe = hub.alerts.subscribe(published)
+    last_id, last_sent = after_id, loop.time()
+    try:
+        yield "retry: 2000\n: connected\n\n"
+        while not state.stopping:
+            wake.clear()
+            batch = await run_in_threadpool(_alerts, hub.store, last_id, _BATCH)
+            for alert in batch:
+                yield _event(alert)
+                last_id, last_sent = alert["alert_id"], loop.time()
+            if len(batch) == _BATCH:
+                continue
+            if loop.time() - last_sent >= state.keep_alive_s:
+                yield ": keep-alive\n\n"
+                last_sent = loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), state.poll_s)
+    finally:
+        unsubscribe()
+
+
+@router.get("/alerts/stream", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def stream_alerts(request: Request, after_id: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
+    """``text/event-stream``: ``id: <alert_id>``, ``event: alert``, ``data: <Alert JSON>``; Last-Event-ID honoured."""
+    last_event = request.headers.get("last-event-id", "").strip()
+    if last_event.isdigit():
+        after_id = int(last_event)
+    return StreamingResponse(_events(request, after_id), media_type="text/event-stream",
+                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})

@@ -1,0 +1,147 @@
+"""Identities (the gallery) and the watchlist."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from cloud.api.deps import hub_of, require_operator
+from cloud.api.errors import ApiError
+from cloud.api.schemas import FromSightingRequest, Identity, RenameRequest, Sighting, WatchlistRequest
+from cloud.api.uploads import read_photos
+from cloud.api.views import Names, identity_view, sighting_view
+from cloud.store import HubStore, IdentityRecord
+
+router = APIRouter(prefix="/api", tags=["identities"], dependencies=[Depends(require_operator)])
+
+
+def live_identity(store: HubStore, identity_id: str) -> IdentityRecord:
+    record = store.get_identity(identity_id)
+    if record is None or record.deleted:
+        raise ApiError(404, f"unknown identity {identity_id!r}")
+    return record
+
+
+def identity_json(store: HubStore, identity_id: str) -> dict[str, Any]:
+    record = live_identity(store, identity_id)
+    return identity_view(record, store.identity_counts(identity_id).get(identity_id))
+
+
+def _check_threshold(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value <= 2.0:
+        raise ApiError(422, f"watchlist_threshold: expected a number in (0, 2], got {value}")
+    return value
+
+
+@router.get("/identities", response_model=list[Identity])
+def list_identities(request: Request) -> list[dict[str, Any]]:
+    store = hub_of(request).store
+    counts = store.identity_counts()
+    return [identity_view(r, counts.get(r.identity_id)) for r in store.list_identities()]
+
+
+@router.post("/identities", response_model=Identity, status_code=201)
+async def enroll(request: Request, photos: Annotated[list[UploadFile] | None, File()] = None,
+                 display_name: Annotated[str, Form(max_length=200)] = "",
+                 watchlist_threshold: Annotated[float | None, Form()] = None) -> dict[str, Any]:
+    """Enrol a person from 1..16 JPEG or PNG photos (each at most 8 MiB)."""
+    _check_threshold(watchlist_threshold)
+    images = await read_photos(photos)
+    hub = hub_of(request)
+    record = await run_in_threadpool(hub.gallery.enroll, images, display_name=display_name,
+                                     watchlist_threshold=watchlist_threshold)
+    return await run_in_threadpool(identity_json, hub.store, record.identity_id)
+
+
+@router.post("/identities/from-sighting", response_model=Identity, status_code=201)
+def enroll_from_sighting(body: FromSightingRequest, request: Request) -> dict[str, Any]:
+    """Enrol the person of a sighting; a sighting of an automatic identity promotes that identity."""
+    hub = hub_of(request)
+    record = hub.gallery.enroll_from_sighting(body.sighting_id, display_name=body.display_name,
+                                              watchlist_threshold=body.watchlist_threshold)
+    return identity_json(hub.store, record.identity_id)
+
+
+@router.get("/identities/{identity_id}", response_model=Identity)
+def get_identity(identity_id: str, request: Request) -> dict[str, Any]:
+    return identity_json(hub_of(request).store, identity_id)
+
+
+@router.patch("/identities/{identity_id}", response_model=Identity)
+def rename(identity_id: str, body: RenameRequest, request: Request) -> dict[str, Any]:
+    hub = hub_of(request)
+    live_identity(hub.store, identity_id)
+    hub.gallery.rename(identity_id, body.display_name)
+    return identity_json(hub.store, identity_id)
+
+
+@router.delete("/identities/{identity_id}", status_code=204)
+def remove(identity_id: str, request: Request) -> Response:
+    hub = hub_of(request)
+    live_identity(hub.store, identity_id)
+    hub.gallery.remove(identity_id)
+    return Response(status_code=204)
+
+
+@router.get("/identities/{identity_id}/crops/{index}", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}})
+def reference_crop(identity_id: str, index: int, request: Request) -> Response:
+    hub = hub_of(request)
+    live_identity(hub.store, identity_id)
+    crops = hub.store.reference_crops(identity_id)
+    if not 0 <= index < len(crops):
+        raise ApiError(404, f"identity {identity_id!r} has no reference crop {index} (it has {len(crops)})")
+    try:
+        data = hub.crops.read(crops[index].path)
+    except FileNotFoundError:
+        raise ApiError(404, f"reference crop {index} of {identity_id!r} is missing on disk") from None
+    return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
+
+
+@router.get("/identities/{identity_id}/sightings", response_model=list[Sighting])
+def identity_sightings(identity_id: str, request: Request,
+                       limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> list[dict[str, Any]]:
+    """The identity's latest `limit` sightings, oldest first."""
+    store = hub_of(request).store
+    live_identity(store, identity_id)
+    names = Names(store)
+    return [sighting_view(s, names) for s in reversed(store.sightings(identity_id=identity_id, limit=limit))]
+
+
+@router.get("/identities/{identity_id}/timeline.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def timeline(identity_id: str, request: Request, limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> Response:
+    """The identity's sightings over time, one row per (edge, camera)."""
+    from cloud.api.timeline import render_timeline
+
+    store = hub_of(request).store
+    record = live_identity(store, identity_id)
+    sightings = list(reversed(store.sightings(identity_id=identity_id, limit=limit)))
+    png = render_timeline(sightings, title=record.display_name or identity_id)
+    return Response(png, media_type="image/png", headers={"cache-control": "no-store"})
+
+
+@router.get("/watchlist", response_model=list[Identity], tags=["watchlist"])
+def watchlist(request: Request) -> list[dict[str, Any]]:
+    store = hub_of(request).store
+    counts = store.identity_counts()
+    return [identity_view(r, counts.get(r.identity_id)) for r in store.list_identities()
+            if r.watchlist_threshold is not None]
+
+
+@router.put("/watchlist/{identity_id}", response_model=Identity, tags=["watchlist"])
+def watch(identity_id: str, body: WatchlistRequest, request: Request) -> dict[str, Any]:
+    hub = hub_of(request)
+    live_identity(hub.store, identity_id)
+    hub.gallery.set_watchlist(identity_id, body.threshold)
+    return identity_json(hub.store, identity_id)
+
+
+@router.delete("/watchlist/{identity_id}", response_model=Identity, tags=["watchlist"])
+def unwatch(identity_id: str, request: Request) -> dict[str, Any]:
+    hub = hub_of(request)
+    live_identity(hub.store, identity_id)
+    hub.gallery.set_watchlist(identity_id, None)
+    return identity_json(hub.store, identity_id)

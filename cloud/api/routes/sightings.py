@@ -1,0 +1,48 @@
+"""Sightings and their crops."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from cloud.api.deps import hub_of, require_operator
+from cloud.api.errors import ApiError
+from cloud.api.schemas import Sighting
+from cloud.api.views import Names, sighting_view
+from cloud.store import SightingRecord
+
+router = APIRouter(prefix="/api", tags=["sightings"], dependencies=[Depends(require_operator)])
+
+
+def _sighting(request: Request, sighting_id: int) -> SightingRecord:
+    record = hub_of(request).store.get_sighting(sighting_id)
+    if record is None:
+        raise ApiError(404, f"unknown sighting {sighting_id}")
+    return record
+
+
+@router.get("/sightings", response_model=list[Sighting])
+def list_sightings(request: Request, identity_id: str | None = None, edge_id: str | None = None,
+                   camera_id: str | None = None,
+                   limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> list[dict[str, Any]]:
+    """Newest first."""
+    store = hub_of(request).store
+    names = Names(store)
+    return [sighting_view(s, names) for s in store.sightings(identity_id=identity_id or None, edge_id=edge_id or None,
+                                                              camera_id=camera_id or None, limit=limit)]
+
+
+@router.get("/sightings/{sighting_id}", response_model=Sighting)
+def get_sighting(sighting_id: int, request: Request) -> dict[str, Any]:
+    return sighting_view(_sighting(request, sighting_id), Names(hub_of(request).store))
+
+
+@router.get("/sightings/{sighting_id}/crop", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def sighting_crop(sighting_id: int, request: Request) -> Response:
+    record = _sighting(request, sighting_id)
+    try:
+        data = hub_of(request).crops.read(record.crop_path)
+    except FileNotFoundError:
+        raise ApiError(404, f"the crop of sighting {sighting_id} is missing on disk") from None
+    return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=86400"})

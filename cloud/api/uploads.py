@@ -1,0 +1,116 @@
+"""Uploaded photos: bounded reads, JPEG/PNG sniffing, and a body-size limit for whole requests.
+
+Starlette spools a multipart body before a route runs, so `BodyLimit` caps the request itself
+(by Content-Length, and by counting bytes of a chunked body) and `read_photos` caps each file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from fastapi import HTTPException, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cloud.api.errors import ApiError
+
+MAX_PHOTO_BYTES = 8 * 1024 * 1024
+MAX_PHOTOS = 16
+MAX_JSON_BYTES = 1024 * 1024
+MAX_MULTIPART_BYTES = MAX_PHOTOS * MAX_PHOTO_BYTES + 1024 * 1024
+_JPEG = b"\xff\xd8\xff"
+_PNG = b"\x89PNG\r\n\x1a\n"
+_CHUNK = 1024 * 1024
+
+
+def _name(upload: UploadFile, index: int) -> str:
+    return upload.filename or f"#{index}"
+
+
+async def read_photo(upload: UploadFile, index: int, max_bytes: int = MAX_PHOTO_BYTES) -> bytes | np.ndarray:
+    """JPEG bytes as uploaded, or a PNG decoded to a BGR image; 400 / 413 / 415 otherwise."""
+    name = _name(upload, index)
+    parts, size = [], 0
+    while chunk := await upload.read(_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, f"photo {name!r} is larger than {max_bytes // (1024 * 1024)} MiB")
+        parts.append(chunk)
+    data = b"".join(parts)
+    if not data:
+        raise ApiError(400, f"photo {name!r} is empty")
+    if data.startswith(_JPEG):
+        return data
+    if data.startswith(_PNG):  # decoded off the event loop (the hub's gRPC shares it)
+        image = await run_in_threadpool(cv2.imdecode, np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ApiError(400, f"photo {name!r} is not a readable PNG image")
+        return image
+    raise ApiError(415, f"photo {name!r} is not a JPEG or PNG image")
+
+
+async def read_photos(uploads: Sequence[UploadFile] | None, *,
+                      max_photos: int = MAX_PHOTOS) -> list[bytes | np.ndarray]:
+    if not uploads:
+        raise ApiError(400, "photos: expected at least one JPEG or PNG file, got none")
+    if len(uploads) > max_photos:
+        raise ApiError(400, f"photos: expected at most {max_photos} files, got {len(uploads)}")
+    return [await read_photo(upload, i) for i, upload in enumerate(uploads)]
+
+
+class _TooLarge(HTTPException):
+    """Raised from `receive`: FastAPI passes HTTPExceptions from body parsing on unchanged."""
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `multipart_bytes` (multipart) or `other_bytes`."""
+
+    def __init__(self, app: ASGIApp, *, multipart_bytes: int = MAX_MULTIPART_BYTES,
+                 other_bytes: int = MAX_JSON_BYTES) -> None:
+        self.app = app
+        self.multipart_bytes, self.other_bytes = multipart_bytes, other_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        limit = (self.multipart_bytes if headers.get("content-type", "").startswith("multipart/")
+                 else self.other_bytes)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _reject(send, limit)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge(413, f"request body is larger than {limit // (1024 * 1024)} MiB")
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _reject(send, limit)
+
+
+async def _reject(send: Send, limit: int) -> None:
+    body = json.dumps({"detail": f"request body is larger than {limit // (1024 * 1024)} MiB"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,123 @@
+"""Store records as the JSON the API contract promises (see cloud.api.schemas for the shapes)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from cloud.store import AlertRecord, EdgeRecord, HubStore, IdentityCounts, IdentityRecord, SightingRecord
+
+if TYPE_CHECKING:
+    from cloud.search import SearchHit, SearchOutcome
+
+
+def identity_view(record: IdentityRecord, counts: IdentityCounts | None) -> dict[str, Any]:
+    counts = counts or IdentityCounts(0, 0, None)
+    return {
+        "identity_id": record.identity_id, "display_name": record.display_name, "source": record.source,
+        "watchlist_threshold": record.watchlist_threshold, "crop_count": counts.crop_count,
+        "crop_urls": [f"/api/identities/{record.identity_id}/crops/{i}" for i in range(counts.crop_count)],
+        "created_s": record.created_s, "last_seen_s": counts.last_seen_s, "sighting_count": counts.sighting_count,
+    }
+
+
+class Names:
+    """Display names of identities and sites of edges, each looked up once per request."""
+
+    def __init__(self, store: HubStore) -> None:
+        self._store = store
+        self._names: dict[str, str] = {}
+        self._sites: dict[str, str] | None = None
+
+    def name(self, identity_id: str) -> str:
+        if identity_id not in self._names:
+            record = self._store.get_identity(identity_id)
+            self._names[identity_id] = record.display_name if record is not None else ""
+        return self._names[identity_id]
+
+    def site(self, edge_id: str) -> str:
+        if self._sites is None:
+            self._sites = {e.edge_id: e.site for e in self._store.list_edges()}
+        return self._sites.get(edge_id, "")
+
+
+def sighting_view(s: SightingRecord, names: Names) -> dict[str, Any]:
+    return {
+        "sighting_id": s.sighting_id, "identity_id": s.identity_id, "display_name": names.name(s.identity_id),
+        "edge_id": s.edge_id, "site": names.site(s.edge_id), "camera_id": s.camera_id, "tracklet_id": s.tracklet_id,
+        "start_s": s.start_s, "end_s": s.end_s, "stage1_distance": s.stage1_distance,
+        "stage2_score": s.stage2_score, "crop_url": f"/api/sightings/{s.sighting_id}/crop", "created_s": s.created_s,
+    }
+
+
+def alert_view(a: AlertRecord, names: Names) -> dict[str, Any]:
+    return {
+        "alert_id": a.alert_id, "identity_id": a.identity_id, "display_name": names.name(a.identity_id),
+        "sighting_id": a.sighting_id, "edge_id": a.edge_id, "camera_id": a.camera_id,
+        "stage2_score": a.stage2_score, "created_s": a.created_s, "crop_url": f"/api/sightings/{a.sighting_id}/crop",
+    }
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def edge_view(e: EdgeRecord) -> dict[str, Any]:
+    """Cameras from Hello; fps and status from the last heartbeat when it reported the camera."""
+    connected = e.connected_hub_id is not None
+    beats = {str(c.get("camera_id")): c for c in _dicts(e.stats.get("cameras"))}
+    cameras = []
+    for camera in _dicts(e.cameras):
+        camera_id = str(camera.get("camera_id", ""))
+        beat = beats.get(camera_id)
+        fps = _number(beat.get("fps")) if beat is not None else _number(camera.get("fps"))
+        if not connected:
+            status: str | None = "offline"
+        elif beat is None:
+            status = None
+        else:
+            status = "running" if (fps or 0.0) > 0 else "idle"
+        cameras.append({"camera_id": camera_id, "fps": fps, "status": status})
+    outbox = e.stats.get("outbox_depth")
+    return {
+        "edge_id": e.edge_id, "site": e.site, "connected": connected, "connected_hub_id": e.connected_hub_id,
+        "last_seen_s": e.last_seen_s, "model_fingerprint": e.model_fingerprint, "gallery_version": e.gallery_version,
+        "outbox_depth": int(outbox) if isinstance(outbox, int | float) and not isinstance(outbox, bool) else None,
+        "cameras": cameras,
+    }
+
+
+def _dicts(value: object) -> Iterable[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list | tuple) else []
+
+
+def verdict_of(stage2_score: float | None) -> str:
+    if stage2_score is None:
+        return "unjudged"
+    return "same" if stage2_score >= 0.5 else "different"
+
+
+def hit_view(rank: int, hit: SearchHit, sighting: SightingRecord | None, names: Names) -> dict[str, Any]:
+    return {
+        "rank": rank, "edge_id": hit.edge_id, "site": names.site(hit.edge_id), "camera_id": hit.camera_id,
+        "tracklet_id": hit.tracklet_id, "start_s": hit.start_s, "end_s": hit.end_s,
+        "stage1_distance": hit.stage1_distance, "stage2_score": hit.stage2_score,
+        "verdict": verdict_of(hit.stage2_score), "score": hit.score,
+        "crop": "data:image/jpeg;base64," + base64.b64encode(hit.jpeg).decode("ascii"),
+        "identity_id": sighting.identity_id if sighting else None,
+        "display_name": names.name(sighting.identity_id) if sighting else None,
+        "sighting_id": sighting.sighting_id if sighting else None,
+    }
+
+
+def search_view(outcome: SearchOutcome, store: HubStore) -> dict[str, Any]:
+    names = Names(store)
+    sightings = store.sightings_of_tracklets([(h.edge_id, h.tracklet_id) for h in outcome.hits])
+    return {
+        "job_id": outcome.job_id, "complete": outcome.complete, "edges_asked": outcome.edges_asked,
+        "edges_answered": outcome.edges_answered, "edges_partial": outcome.edges_partial,
+        "edges_failed": outcome.edges_failed, "edges_silent": outcome.edges_silent,
+        "hits": [hit_view(rank, hit, sightings.get((hit.edge_id, hit.tracklet_id)), names)
+                 for rank, hit in enumerate(outcome.hits, start=1)],
+    }
