@@ -11,8 +11,13 @@ Stage-1 distances of different models are not on one scale, so across edges with
 μ carries the comparison. The outcome says which edges answered fully, partly, with an error, or
 not at all: a partial answer is still an answer.
 
-Jobs live in this replica's memory: only edges connected to this replica are asked, and results
-arriving after the deadline are acknowledged and dropped.
+Several replicas: the job is asked of every edge connected to *any* replica (the store says which
+edges are connected and with which model). Jobs go out through the store's per-edge outgoing queue,
+which the replica holding each edge's session drains; the job itself is recorded in the store
+(`HubStore.create_search_job`), so a replica that receives a result batch for a job it did not start
+keeps it there (`add_search_result`), and the replica that asked polls them every `poll_s` while it
+waits. Batches for this replica's own jobs are taken directly, without the store. Results arriving
+after the deadline are acknowledged and dropped; jobs are forgotten an hour after their deadline.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import numpy as np
 from cloud.crops import CropFiles
 from cloud.gallery import Gallery, Photo
 from cloud.sessions import SessionManager
-from cloud.store import HubStore, StoreError
+from cloud.store import HubStore, SearchJobRecord, StoreError
 from cloud.verification import PairJudge
 from models.errors import InvalidInputError
 from protos import codec
@@ -98,9 +103,10 @@ class _Job:
 class SearchService:
     def __init__(self, store: HubStore, gallery: Gallery, crops: CropFiles, sessions: SessionManager,
                  judge: PairJudge | None = None, *, alpha: float = 0.2, max_query_images: int = 4,
-                 clock: Callable[[], float] = time.time) -> None:
+                 poll_s: float = 0.25, keep_jobs_s: float = 3600.0, clock: Callable[[], float] = time.time) -> None:
         self.store, self.gallery, self.crops, self.sessions, self.judge = store, gallery, crops, sessions, judge
         self.alpha, self.max_query_images = alpha, max_query_images
+        self.poll_s, self.keep_jobs_s = poll_s, keep_jobs_s
         self._clock = clock
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
@@ -155,54 +161,111 @@ class SearchService:
         return sent
 
     # ------------------------------------------------------------------ running a search
+    def _edges(self) -> dict[str, str]:
+        """Edge id -> model fingerprint of every edge connected to any replica (this one's sessions first)."""
+        edges = {edge_id: s.fingerprint for edge_id, s in list(self.sessions.sessions.items())}
+        for record in self.store.list_edges():
+            if record.connected_hub_id is not None and record.model_fingerprint and record.edge_id not in edges:
+                edges[record.edge_id] = record.model_fingerprint
+        return edges
+
     async def search(self, query: SearchQuery, *, deadline_s: float = 10.0) -> SearchOutcome:
-        """Ask every edge connected to this replica; wait for them all or `deadline_s`."""
+        """Ask every connected edge (on any replica); wait for them all or `deadline_s`."""
         images = await asyncio.to_thread(self._query_images, query)
         job_id = f"job-{uuid.uuid4().hex[:16]}"
-        edges = {edge_id: s.fingerprint for edge_id, s in list(self.sessions.sessions.items())}
+        edges = await asyncio.to_thread(self._edges)
         job = _Job(set(edges), asyncio.get_running_loop(), asyncio.Event(), max_hits=2 * query.top_k)
         with self._lock:
             self._jobs[job_id] = job
         try:
-            deadline = self._clock() + deadline_s
+            now = self._clock()
+            deadline = now + deadline_s
+            if edges:
+                record = SearchJobRecord(job_id, self.sessions.hub_id, tuple(sorted(edges)), deadline, now)
+                await asyncio.to_thread(self.store.create_search_job, record)
             await asyncio.to_thread(self._send_jobs, job_id, query, images, deadline, edges)
             for edge_id in edges:
                 self.sessions.notify_outgoing(edge_id)
             if edges:
-                with contextlib.suppress(TimeoutError):  # a partial answer is an answer
-                    await asyncio.wait_for(job.finished.wait(), deadline_s)
+                await self._gather(job_id, job, deadline_s)
         finally:
             with self._lock:
                 self._jobs.pop(job_id, None)
                 self._finished.append(job_id)
+        with contextlib.suppress(StoreError):
+            await asyncio.to_thread(self.store.delete_search_jobs, deadline_before_s=self._clock() - self.keep_jobs_s)
         hits = await asyncio.to_thread(self._rank, images, job)
         answered = sorted(job.done - set(job.errors))
         partial = sorted(e for e in job.hits if e not in job.done)
         silent = sorted(job.edges - job.done - set(job.hits))
         return SearchOutcome(job_id, hits, sorted(edges), answered, partial, dict(job.errors), silent)
 
+    async def _gather(self, job_id: str, job: _Job, deadline_s: float) -> None:
+        """Until every edge is done or the deadline: this replica's batches arrive through `on_result`,
+        other replicas' through the store, polled every `poll_s`. A partial answer is an answer."""
+        end = asyncio.get_running_loop().time() + deadline_s
+        after_id = 0
+        while not job.finished.is_set():
+            left = end - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.finished.wait(), min(left, self.poll_s))
+            try:
+                stored = await asyncio.to_thread(self.store.search_results_after, job_id, after_id)
+            except StoreError as exc:
+                log.warning("search %s: reading other replicas' results failed: %s", job_id, exc)
+                continue
+            for row in stored:
+                after_id = row.result_id
+                try:
+                    msg = edge_to_hub_pb2.SearchResult.FromString(row.payload)
+                except Exception:  # written by a replica from a message it had parsed: should not happen
+                    log.warning("search %s: unreadable stored result %d dropped", job_id, row.result_id)
+                    continue
+                with self._lock:
+                    self._accept(job, row.edge_id, msg)
+
     def on_result(self, edge_id: str, msg: edge_to_hub_pb2.SearchResult) -> tuple[int, str]:
         """A SearchResult batch from an edge (the session's handler, on a worker thread)."""
-        key = msg.idempotency_key or f"{msg.job_id}/{msg.batch_index}"
         with self._lock:
             job = self._jobs.get(msg.job_id)
-            if job is None:
-                if msg.job_id in self._finished:
-                    return common_pb2.ACK_STATUS_OK, "the job had finished; results dropped"
-                return common_pb2.ACK_STATUS_REJECTED, f"no search job {msg.job_id!r} on this hub"
-            if edge_id not in job.edges:
-                return common_pb2.ACK_STATUS_REJECTED, f"search job {msg.job_id!r} was not sent to {edge_id!r}"
-            if (edge_id, key) in job.batches:  # keys ("<job>/<batch>") are unique per edge only
-                return common_pb2.ACK_STATUS_DUPLICATE, ""
-            job.batches.add((edge_id, key))
-            room = job.max_hits - len(job.hits[edge_id])
-            job.hits[edge_id].extend(list(msg.hits)[: max(room, 0)])
-            if msg.HasField("error") and msg.error.message:
-                job.errors[edge_id] = msg.error.message
-            if msg.done or edge_id in job.errors:
-                job.done.add(edge_id)
-            if job.done >= job.edges:
-                job.loop.call_soon_threadsafe(job.finished.set)
+            if job is not None:
+                return self._accept(job, edge_id, msg)
+            finished_here = msg.job_id in self._finished
+        if finished_here:
+            return common_pb2.ACK_STATUS_OK, "the job had finished; results dropped"
+        return self._keep_for_other_replica(edge_id, msg)
+
+    def _keep_for_other_replica(self, edge_id: str, msg: edge_to_hub_pb2.SearchResult) -> tuple[int, str]:
+        record = self.store.get_search_job(msg.job_id)
+        if record is None:
+            return common_pb2.ACK_STATUS_REJECTED, f"no search job {msg.job_id!r} on this hub"
+        if edge_id not in record.edge_ids:
+            return common_pb2.ACK_STATUS_REJECTED, f"search job {msg.job_id!r} was not sent to {edge_id!r}"
+        if self._clock() > record.deadline_s:
+            return common_pb2.ACK_STATUS_OK, "the job had finished; results dropped"
+        key = msg.idempotency_key or f"{msg.job_id}/{msg.batch_index}"
+        fresh = self.store.add_search_result(msg.job_id, edge_id, key, msg.SerializeToString(), now=self._clock())
+        return (common_pb2.ACK_STATUS_OK, "") if fresh else (common_pb2.ACK_STATUS_DUPLICATE, "")
+
+    @staticmethod
+    def _accept(job: _Job, edge_id: str, msg: edge_to_hub_pb2.SearchResult) -> tuple[int, str]:
+        """Take one batch into a job of this replica (caller holds the lock)."""
+        key = msg.idempotency_key or f"{msg.job_id}/{msg.batch_index}"
+        if edge_id not in job.edges:
+            return common_pb2.ACK_STATUS_REJECTED, f"search job {msg.job_id!r} was not sent to {edge_id!r}"
+        if (edge_id, key) in job.batches:  # keys ("<job>/<batch>") are unique per edge only
+            return common_pb2.ACK_STATUS_DUPLICATE, ""
+        job.batches.add((edge_id, key))
+        room = job.max_hits - len(job.hits[edge_id])
+        job.hits[edge_id].extend(list(msg.hits)[: max(room, 0)])
+        if msg.HasField("error") and msg.error.message:
+            job.errors[edge_id] = msg.error.message
+        if msg.done or edge_id in job.errors:
+            job.done.add(edge_id)
+        if job.done >= job.edges:
+            job.loop.call_soon_threadsafe(job.finished.set)
         return common_pb2.ACK_STATUS_OK, ""
 
     def _rank(self, images: list[np.ndarray], job: _Job) -> list[SearchHit]:

@@ -24,9 +24,11 @@ from cloud.store.base import (
     OperatorSessionRecord,
     OutgoingMessage,
     ReferenceCrop,
+    SearchJobRecord,
     ShortListRecord,
     ShortListSummary,
     SightingRecord,
+    StoredSearchResult,
     StoreError,
     TokenRecord,
     VerdictRecord,
@@ -49,7 +51,7 @@ def open_store(database: str | Path, **kwargs: object) -> HubStore:
 __all__ = [
     "UNCHANGED", "AlertRecord", "ClaimResult", "CompletedShortList", "Decision", "EdgeRecord", "GalleryEntry",
     "HubStore", "IdentityCounts", "IdentityRecord", "NewSighting", "OperatorRecord", "OperatorSessionRecord",
-    "OutgoingMessage", "ReferenceCrop", "SchemaVersionError",
-    "ShortListRecord", "ShortListSummary", "SightingRecord", "StoreError", "TokenRecord", "VerdictRecord",
+    "OutgoingMessage", "ReferenceCrop", "SchemaVersionError", "SearchJobRecord", "ShortListRecord", "ShortListSummary",
+    "SightingRecord", "StoreError", "StoredSearchResult", "TokenRecord", "VerdictRecord",
     "open_store",
 ]

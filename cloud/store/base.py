@@ -171,6 +171,26 @@ class IdentityCounts:
 
 
 @dataclass(frozen=True)
+class SearchJobRecord:
+    """A search fan-out as the replicas share it: who asked, which edges, until when."""
+
+    job_id: str
+    hub_id: str
+    edge_ids: tuple[str, ...]
+    deadline_s: float
+    created_s: float
+
+
+@dataclass(frozen=True)
+class StoredSearchResult:
+    """One SearchResult batch an edge sent to a replica other than the one that asked."""
+
+    result_id: int
+    edge_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class OperatorRecord:
     """An operator of the REST API; the store holds only the password's hash."""
 
@@ -364,6 +384,27 @@ class HubStore(ABC):
     @abstractmethod
     def alerts(self, *, after_id: int = 0, limit: int = 100) -> list[AlertRecord]:
         """Oldest first, ids greater than `after_id`."""
+
+    # ------------------------------------------------------------------ search jobs (several replicas)
+    @abstractmethod
+    def create_search_job(self, record: SearchJobRecord) -> None:
+        """Record a search job so that any replica can take its edges' results."""
+
+    @abstractmethod
+    def get_search_job(self, job_id: str) -> SearchJobRecord | None: ...
+
+    @abstractmethod
+    def add_search_result(self, job_id: str, edge_id: str, result_key: str, payload: bytes, *, now: float) -> bool:
+        """Keep one result batch for the replica that asked; False when that batch is here already.
+        Raises StoreError for an unknown job."""
+
+    @abstractmethod
+    def search_results_after(self, job_id: str, after_id: int, *, limit: int = 100) -> list[StoredSearchResult]:
+        """Result batches of the job with ``result_id > after_id``, oldest first."""
+
+    @abstractmethod
+    def delete_search_jobs(self, *, deadline_before_s: float) -> int:
+        """Forget jobs (and their results) whose deadline is before `deadline_before_s`; how many."""
 
     # ------------------------------------------------------------------ operators (REST API)
     @abstractmethod

@@ -168,7 +168,29 @@ _V2 = (
     "CREATE INDEX sightings_tracklet ON sightings (edge_id, tracklet_id)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# search jobs shared by the replicas: an edge connected to another replica answers a job through the
+# store, and the replica that asked collects the batches from here
+_V3 = (
+    """CREATE TABLE search_jobs (
+        job_id TEXT PRIMARY KEY,
+        hub_id TEXT NOT NULL,
+        edge_ids TEXT NOT NULL,
+        deadline_s DOUBLE PRECISION NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX search_jobs_deadline ON search_jobs (deadline_s)",
+    """CREATE TABLE search_results (
+        result_id {serial_pk},
+        job_id TEXT NOT NULL REFERENCES search_jobs (job_id) ON DELETE CASCADE,
+        edge_id TEXT NOT NULL,
+        result_key TEXT NOT NULL,
+        payload {blob} NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL,
+        UNIQUE (job_id, edge_id, result_key)
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 
 SCHEMA_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version BIGINT NOT NULL)"

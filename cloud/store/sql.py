@@ -36,6 +36,7 @@ from cloud.store.base import (
 )
 from cloud.store.schema import Tx
 from cloud.store.sql_operators import OperatorSql
+from cloud.store.sql_search import SearchSql
 
 _EDGE_COLUMNS = ("edge_id, site, model_fingerprint, embedding_dim, cameras, gallery_version, last_sequence, "
                  "last_acked_sequence, created_s, last_seen_s, connected_hub_id, stats")
@@ -81,7 +82,7 @@ def _vectors(n: int, dim: int, blob: bytes) -> np.ndarray:
     return np.frombuffer(bytes(blob), dtype="<f4").reshape(int(n), int(dim)).astype(np.float32)
 
 
-class SqlHubStore(OperatorSql, HubStore):
+class SqlHubStore(OperatorSql, SearchSql, HubStore):
     """The backend-independent part of the store."""
 
     @abstractmethod

@@ -10,6 +10,7 @@ import pytest
 
 from cloud.hub import Hub
 from cloud.search import SearchQuery
+from cloud.sessions import SessionLimits
 from models.errors import InvalidInputError
 from protos import codec
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
@@ -141,5 +142,42 @@ def test_no_edges_and_bad_queries(make_hub: Callable[..., Hub], kit: types.Simpl
                       SearchQuery(photos=[b"not a jpeg"]), SearchQuery(photos=[kit.jpeg("red")], top_k=0)]:
             with pytest.raises(InvalidInputError):
                 await hub.search.search(query)
+
+    asyncio.run(run())
+
+
+def test_search_reaches_edges_connected_to_another_replica(make_hub: Callable[..., Hub], kit: types.SimpleNamespace,
+                                                           open_store: Callable[[], object]) -> None:
+    """Two replicas on one database: a search started on replica a is answered by edge-a (on a) and edge-b
+    (on b); b keeps edge-b's batches in the store (a retried batch once) and a collects them."""
+    limits = SessionLimits(poll_interval_s=0.1, heartbeat_interval_ms=60_000)
+    a = make_hub(store=open_store(), limits=limits, hub_id="replica-a")
+    b = make_hub(store=open_store(), limits=limits, hub_id="replica-b")
+
+    async def run() -> None:
+        port_a, port_b = await a.start(), await b.start()
+        (edge_a,) = await connect(a, kit, port_a, ["edge-a"])
+        (edge_b,) = await connect(b, kit, port_b, ["edge-b"])
+        seen: list[edge_to_hub_pb2.SearchJob] = []
+        tasks = [asyncio.create_task(answer(kit, e, name, "full", seen))
+                 for e, name in ((edge_a, "edge-a"), (edge_b, "edge-b"))]
+        try:
+            outcome = await a.search.search(SearchQuery(photos=[kit.jpeg("red", seed=3)], top_k=5), deadline_s=30)
+        finally:
+            for task in tasks:
+                task.cancel()
+        assert (outcome.edges_asked, outcome.edges_answered, outcome.complete) == (["edge-a", "edge-b"],
+                                                                                   ["edge-a", "edge-b"], True)
+        assert sorted(h.tracklet_id for h in outcome.hits) == sorted(
+            f"{e}-{c}" for e in ("edge-a", "edge-b") for c in ("red", "blue", "green"))
+        assert {h.tracklet_id for h in outcome.hits[:2]} == {"edge-a-red", "edge-b-red"}  # the judge ranks red first
+        assert len({job.job_id for job in seen}) == 1
+        # a batch for a job nobody started, or from an edge the job was not sent to, is refused by b
+        stray = edge_to_hub_pb2.SearchResult(job_id="job-unknown", batch_index=0, done=True)
+        assert b.search.on_result("edge-b", stray)[0] == common_pb2.ACK_STATUS_REJECTED
+        for edge in (edge_a, edge_b):
+            await edge.close()
+        await a.stop()
+        await b.stop()
 
     asyncio.run(run())

@@ -12,6 +12,7 @@ from cloud.store import (
     HubStore,
     NewSighting,
     SchemaVersionError,
+    SearchJobRecord,
     ShortListSummary,
     StoreError,
     TokenRecord,
@@ -190,3 +191,23 @@ def test_reopen_keeps_data_and_refuses_newer_schema(open_store: Callable[[], Hub
         tx.execute("UPDATE schema_version SET version = 99 WHERE component = 'hub'")
     with pytest.raises(SchemaVersionError, match="upgrade crossview"):
         open_store()
+
+
+def test_search_jobs_and_results_shared_by_replicas(open_store: Callable[[], HubStore]) -> None:
+    asker, other = open_store(), open_store()
+    asker.create_search_job(SearchJobRecord("job-1", "replica-a", ("edge-a", "edge-b"), NOW + 10, NOW))
+    asker.create_search_job(SearchJobRecord("job-old", "replica-a", ("edge-a",), NOW - 7200, NOW - 7210))
+    assert other.get_search_job("job-1") == SearchJobRecord("job-1", "replica-a", ("edge-a", "edge-b"), NOW + 10, NOW)
+    assert other.get_search_job("nope") is None
+    assert other.add_search_result("job-1", "edge-b", "job-1/0", b"batch-0", now=NOW + 1)
+    assert not other.add_search_result("job-1", "edge-b", "job-1/0", b"batch-0", now=NOW + 2)  # a retry: kept once
+    assert other.add_search_result("job-1", "edge-a", "job-1/0", b"a-0", now=NOW + 2)  # keys are per edge
+    assert other.add_search_result("job-old", "edge-a", "job-old/0", b"old", now=NOW + 2)
+    with pytest.raises(StoreError, match="unknown search job"):
+        other.add_search_result("nope", "edge-b", "nope/0", b"x", now=NOW)
+    rows = asker.search_results_after("job-1", 0)
+    assert [(r.edge_id, r.payload) for r in rows] == [("edge-b", b"batch-0"), ("edge-a", b"a-0")]
+    assert [r.payload for r in asker.search_results_after("job-1", rows[0].result_id)] == [b"a-0"]
+    assert asker.delete_search_jobs(deadline_before_s=NOW - 3600) == 1
+    assert asker.get_search_job("job-old") is None and asker.search_results_after("job-old", 0) == []
+    assert asker.get_search_job("job-1") is not None

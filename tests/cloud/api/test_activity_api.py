@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -194,6 +195,11 @@ def test_search(api: HubApi, kit: types.SimpleNamespace, edge_runner: Callable) 
         assert len(by_identity.json()["hits"]) == 2
 
     asyncio.run(edge_runner(kit, api.running, [kit.short_list("k1", "red", [(red, 0.2)])], during=answer_searches))
+    store = api.running.hub.store  # the search asks every edge the store calls connected: wait for the disconnect
+    deadline = time.monotonic() + 30
+    while store.get_edge("edge-a").connected_hub_id is not None:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the edge's disconnect was never recorded"
+        time.sleep(0.05)
     silent = api.client.post("/api/search", data={"identity_id": red, "deadline_s": "0.5"}).json()
     assert (silent["complete"], silent["edges_asked"], silent["hits"]) == (True, [], [])
 
