@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import typer
 
 from crossview.config import load_config
+from crossview.operator_commands import register as register_operator_commands
 from models.errors import CrossviewError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Find the same person across cameras.")
@@ -17,11 +18,12 @@ models_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
 app.add_typer(models_app, name="models")
 edge_app = typer.Typer(no_args_is_help=True, help="The edge node: cameras to short lists.")
 app.add_typer(edge_app, name="edge")
+register_operator_commands(app)  # enroll, search, watch, alerts: clients of the hub's REST API
 
 
 @dataclass
-class DemoConfig:
-    """`crossview demo`: for now the edge's detector and tracker on a sample video."""
+class DetectConfig:
+    """`crossview detect`: the edge's detector and tracker on a video."""
 
     video: str = "one-by-one-person-detection.mp4"
     camera_id: str = "cam-a"
@@ -69,9 +71,26 @@ def models_list(
 
 
 @app.command()
-def demo(config: ConfigOption = None, overrides: OverridesArg = None) -> None:
-    """Run the edge's detector and tracker on a sample video and print what it saw."""
-    cfg = load_config(DemoConfig, config, overrides or [])
+def demo(
+    config: ConfigOption = None,
+    overrides: OverridesArg = None,
+    once: Annotated[bool, typer.Option("--once", help="Exit after printing the result instead of serving.")] = False,
+) -> None:
+    """A hub and two edges here: a person enrolled from camera A is found on camera B; then serve the web UI."""
+    from crossview.demo_command import demo_command
+
+    raise typer.Exit(demo_command(config, overrides or [], once=once))
+
+
+@app.command()
+def detect(
+    video: Annotated[str | None, typer.Argument(help="A video file or sample name.")] = None,
+    config: ConfigOption = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="key=value override, e.g. stride=1")
+                         ] = None,
+) -> None:
+    """Run the edge's detector and tracker on a video and print what it saw."""
+    cfg = load_config(DetectConfig, config, [*(overrides or []), *([f"video={video}"] if video else [])])
     from tqdm import tqdm
 
     from edge.run_detect import format_frame, format_summary, summarise_video

@@ -83,6 +83,9 @@ class PipelineConfig:
     top_k: int = 5
     # k-reciprocal distance (0..1); gallery-relative, so calibrate it per site (see docs/benchmarks.md)
     max_distance: float = 0.3
+    # also send tracklets nobody in the gallery matched (no candidates): a hub allowing new identities
+    # gives each an automatic identity and a sighting, which an operator can then name (enrol from sighting)
+    send_unmatched: bool = False
     uplink_crops: int = 1
     uplink_max_height: int = 192
     uplink_jpeg_quality: int = 75
@@ -288,8 +291,9 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     gallery = build_gallery_from_folder(Path(cfg.gallery_dir), embedder) if cfg.gallery_dir else None
     node = EdgeNode(workdir, cfg.edge_id, camera_ids, tracker=tracker, embedder=embedder, gallery=gallery,
                     policy=policy, tracklets=tracklets, embed_batch_size=cfg.embed_batch_size, uplink=uplink,
-                    retention=retention, **hub_options)
-    if gallery is None and node.gallery.size == 0 and not (node.link is not None and hub.wait_gallery_s > 0):
+                    retention=retention, send_unmatched=cfg.send_unmatched, **hub_options)
+    waits = node.link is not None and hub.wait_gallery_s > 0
+    if gallery is None and node.gallery.size == 0 and not waits and not cfg.send_unmatched:
         log.warning("the synced gallery %s is empty (never synced with a hub): no short lists will be made; "
                     "pass gallery_dir=FOLDER to search for known people offline", node.gallery.path)
     return node

@@ -12,6 +12,9 @@ embeds those crops in one call, and for each tracklet, in submission order:
 5. when candidates remain, puts a `ShortList` in the outbox (kind ``"short_list"``) under the
    key ``shortlist/<edge id>/<tracklet id>/g<gallery version>``, built by `edge.hub_messages` (the
    key and message the hub link's own short lists get), so redoing the work puts nothing twice.
+   With `send_unmatched`, a tracklet no candidate passed for goes up too, with an empty candidate
+   list: a hub that opens new identities (``DecisionPolicy(allow_new_identities=True)``) then gives
+   everyone an automatic identity and a sighting, the start of enrolment from a sighting.
 
 Restart after a crash: a tracklet already stored closed with a vector of this embedder is not
 embedded or written again (`reuse_stored`); its stored vector is recalled and the (idempotent)
@@ -206,7 +209,7 @@ class TrackletResult:
     tracklet_id: str
     camera_id: str
     candidates: tuple[Candidate, ...]
-    short_list_key: str | None  # None: no candidate passed the policy
+    short_list_key: str | None  # None: no short list (no candidate passed the policy, and not `send_unmatched`)
     reused: bool  # found stored from an earlier run: not embedded or written again
 
 
@@ -234,13 +237,14 @@ class EmbedWorker:
     `on_result` is called on the worker thread after each tracklet is done (e.g. to wake a hub link).
     `clock` gives a short list's `created_at`; None (the default) uses the tracklet's end time, as
     `edge.hub_messages.build_short_list` does, so a replay rebuilds byte-identical short lists.
+    `send_unmatched` also sends tracklets without candidates (an empty short list) to the hub.
     """
 
     def __init__(self, *, edge_id: str, embedder: CropEmbedder, store: TrackletStore, outbox: Outbox,
                  gallery: Recaller, policy: ShortListPolicy | None = None, batch_size: int = 32,
                  max_wait_s: float = 0.05, queue_size: int = 256, uplink: UplinkSettings | None = None,
                  clock: Callable[[], float] | None = None, reuse_stored: bool = True, nice: int | None = 10,
-                 on_result: Callable[[TrackletResult], None] | None = None) -> None:
+                 on_result: Callable[[TrackletResult], None] | None = None, send_unmatched: bool = False) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"embed_batch_size: expected an integer >= 1, got {batch_size!r}")
         if not (max_wait_s >= 0 and math.isfinite(max_wait_s)):
@@ -261,6 +265,7 @@ class EmbedWorker:
         self.reuse_stored = reuse_stored
         self.on_result = on_result
         self.nice = nice
+        self.send_unmatched = bool(send_unmatched)
         self._queue: deque[ClosedTracklet] = deque()
         self._cond = threading.Condition()
         self._unfinished = 0
@@ -412,7 +417,7 @@ class EmbedWorker:
         ids, distances = self.gallery.recall(vector)
         candidates = self._policy(version).decide(ids, distances) if len(ids) else []
         key = None
-        if candidates:
+        if candidates or self.send_unmatched:
             key, payload = self._short_list(tracklet, candidates, version)
             self.outbox.put(SHORT_LIST_KIND, payload, key)
             self._count(short_lists=1, uplink_bytes=len(payload))

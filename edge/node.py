@@ -87,7 +87,7 @@ class EdgeNode:
         hub_target, hub_token: the hub's ``host:port`` and the edge's token; no target: no link.
         link_options: more `HubLink` keyword arguments (TLS files, blur_faces, heartbeat_s, backoff, ...).
         on_result: called on the worker thread with each closed tracklet's `TrackletResult`.
-        **pipeline_options: more `EdgePipeline` keyword arguments (policy, tracklets, uplink, ...).
+        **pipeline_options: more `EdgePipeline` keyword arguments (policy, tracklets, uplink, send_unmatched, ...).
     """
 
     def __init__(self, workdir: str | Path, edge_id: str, cameras: Sequence[str], *, tracker: FrameTracker,

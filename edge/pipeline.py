@@ -155,6 +155,8 @@ class EdgePipeline:
         clock: `created_at` of short lists; None: the tracklet's end time (deterministic, as the hub
             link's own short lists).
         on_result: called on the worker thread with each tracklet's `TrackletResult`.
+        send_unmatched: also send tracklets no gallery identity passed the policy for, as short lists
+            without candidates (a hub allowing new identities gives them automatic identities).
     """
 
     def __init__(self, edge_id: str, cameras: Sequence[str] = (), *, tracker: FrameTracker,
@@ -163,7 +165,7 @@ class EdgePipeline:
                  quality: CropQuality | None = None, embed_batch_size: int = 32, embed_max_wait_s: float = 0.05,
                  embed_queue_size: int = 256, embed_nice: int | None = 10, uplink: UplinkSettings | None = None,
                  clock: Callable[[], float] | None = None,
-                 on_result: Callable[[TrackletResult], None] | None = None) -> None:
+                 on_result: Callable[[TrackletResult], None] | None = None, send_unmatched: bool = False) -> None:
         if not isinstance(edge_id, str) or not edge_id.strip():
             raise InvalidInputError(f"edge_id: expected a non-empty string, got {edge_id!r}")
         self.edge_id = edge_id
@@ -182,7 +184,7 @@ class EdgePipeline:
         self.worker = EmbedWorker(
             edge_id=edge_id, embedder=embedder, store=store, outbox=outbox, gallery=gallery, policy=policy,
             batch_size=embed_batch_size, max_wait_s=embed_max_wait_s, queue_size=embed_queue_size,
-            nice=embed_nice, uplink=uplink, clock=clock, on_result=on_result,
+            nice=embed_nice, uplink=uplink, clock=clock, on_result=on_result, send_unmatched=send_unmatched,
         )
 
     def __repr__(self) -> str:

@@ -39,7 +39,8 @@ def test_models_list_without_models_fails_with_reasons(tmp_path: Path) -> None:
     [
         (["demo", "strid=2"], "error: unknown config key 'strid'; did you mean 'stride'?"),
         (["demo", "stride=0"], "stride: expected >= 1, got 0"),
-        (["demo", "detector=reid/intel-288"], "did you mean"),
+        (["demo", "camera_b=cam-a"], "camera_b: expected a camera id other than camera_a's 'cam-a'"),
+        (["detect", "--set", "detector=reid/intel-288"], "did you mean"),
     ],
 )
 def test_bad_input_is_one_clear_line(args: list[str], message: str, models_dir: Path, data_dir: Path) -> None:
@@ -49,9 +50,33 @@ def test_bad_input_is_one_clear_line(args: list[str], message: str, models_dir: 
     assert "Traceback" not in result.stderr
 
 
-def test_demo_prints_detections_and_track_ids(models_dir: Path, data_dir: Path) -> None:
-    result = _run("demo", "max_frames=60", "stride=2")
+def test_detect_prints_detections_and_track_ids(models_dir: Path, data_dir: Path) -> None:
+    result = _run("detect", "one-by-one-person-detection.mp4", "--set", "max_frames=60", "--set", "stride=2")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "1 person: #" in out  # a frame line with a track id
     assert "unique track ids" in out and "frames with people" in out
+
+
+def test_demo_once_finds_the_person_enrolled_on_camera_a_on_camera_b(models_dir: Path, data_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """The whole demo: a hub, two edge processes, enrolment from camera A's sighting, the result table.
+    Frames are limited to the part of each video where the man in the black T-shirt walks by (see
+    crossview/demo_command.py) to keep it short."""
+    result = _run("demo", "--once", "api_port=0", f"workdir={tmp_path}", "max_frames_a=450", "max_frames_b=130",
+                  "admin_password=demo-secret")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    rows = [line.split() for line in out.splitlines()]
+    header = next(i for i, r in enumerate(rows) if r[:2] == ["identity", "camera"])
+    table = [r for r in rows[header + 1:] if r and r[0] == "person"]
+    enrolled = [r for r in table if r[-2:] == ["<-", "enrolled"]]
+    found = [r for r in table if r[-2:] == ["<-", "found"]]
+    # columns: "person from cam-a" (3 words), camera, "START-END s" (2 words), stage-1, stage-2, mark
+    assert [r[3] for r in enrolled] == ["cam-a"] and enrolled[0][6:8] == ["-", "-"]
+    assert found and all(r[3] == "cam-b" for r in found)
+    stage1, stage2 = float(found[0][6]), float(found[0][7])
+    assert 0 <= stage1 <= 1 and 0.5 <= stage2 <= 1  # a confirmed stage-2 verdict
+    assert "found 'person from cam-a' on cam-b" in out
+    assert "web UI: http://127.0.0.1:" in out and "operator: admin  password: demo-secret" in out
+    assert (tmp_path / "hub" / "hub.db").is_file() and (tmp_path / "edge-b" / "edge.db").is_file()

@@ -219,6 +219,32 @@ def test_worker_without_candidates_puts_nothing(sinks) -> None:
     assert outbox.depth() == 0 and worker.stats.embedded == 1 and worker.stats.short_lists == 0
 
 
+def test_worker_sends_unmatched_tracklets_with_no_candidates_when_asked(sinks) -> None:
+    store, outbox = sinks
+    gallery = MemoryGallery(FP, DIM, rerank=False)
+    gallery.add("stranger", FakeEmbedder().embed([texture(999)]))
+    results = []
+    worker = make_worker(store, outbox, FakeEmbedder(), gallery, policy=ShortListPolicy(top_k=5, max_distance=0.05),
+                         send_unmatched=True, on_result=results.append)
+    worker.submit(closed_tracklet(1))  # nobody in the gallery is near
+    worker.close()
+    key = short_list_key("edge-t", "t0001", gallery.version)
+    message = edge_to_hub_pb2.ShortList.FromString(outbox.get(key).payload)
+    decoded, candidates = short_list_from_proto(message, expected_dim=DIM, expected_fingerprint=FP)
+    assert candidates == [] and decoded.tracklet_id == "t0001" and len(decoded.crops) == 1
+    assert results[0].short_list_key == key and results[0].candidates == ()
+    assert worker.stats.short_lists == 1
+
+
+def test_worker_sends_unmatched_tracklets_against_an_empty_gallery(sinks) -> None:
+    store, outbox = sinks
+    worker = make_worker(store, outbox, FakeEmbedder(), MemoryGallery(FP, DIM), send_unmatched=True)
+    for seed in (1, 2):
+        worker.submit(closed_tracklet(seed))
+    worker.close()
+    assert sorted(e.key for e in outbox.pending()) == ["shortlist/edge-t/t0001/g0", "shortlist/edge-t/t0002/g0"]
+
+
 def test_worker_reuses_stored_tracklets_after_a_restart(sinks) -> None:
     store, outbox = sinks
     gallery = MemoryGallery(FP, DIM, rerank=False)

@@ -3,125 +3,25 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import math
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from crossview_testing.fake_openai import Script, completion, fake_openai_server, raw, sleep_then_answer, status
 
 from models.verify import JudgeConfigError, JudgeServerError, JudgeTimeoutError, create_judge
 from models.verify.openai_judge import OpenAIJudge, first_token_logprobs, mu_from_top_logprobs
 
 
-def completion(top: dict[str, float]) -> dict[str, Any]:
-    """A chat.completion body in the exact shape OpenAI / vLLM return with logprobs=true."""
-    def entry(token: str, logprob: float) -> dict[str, Any]:
-        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
-    chosen = max(top, key=top.__getitem__)
-    return {
-        "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000, "model": "judge",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": chosen},
-            "logprobs": {"content": [{**entry(chosen, top[chosen]),
-                                      "top_logprobs": [entry(t, lp) for t, lp in top.items()]}]},
-            "finish_reason": "length",
-        }],
-        "usage": {"prompt_tokens": 170, "completion_tokens": 1, "total_tokens": 171},
-    }
-
-
-def same_images_answer(body: dict[str, Any]) -> dict[str, Any]:
-    """Yes (p=0.9) when the two images are identical, else No (p=0.8): an answer tests can predict."""
-    urls = [c["image_url"]["url"] for c in body["messages"][0]["content"] if c["type"] == "image_url"]
-    if urls[0] == urls[1]:
-        return completion({"Yes": math.log(0.9), "No": math.log(0.05), "The": math.log(0.01)})
-    return completion({"No": math.log(0.8), "Yes": math.log(0.1), "I": math.log(0.02)})
-
-
-@dataclass
-class Script:
-    """What the fake server does: queued one-off actions first, then `default` for every request."""
-
-    queue: list[Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]] = field(default_factory=list)
-    requests: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
-    delay_s: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def reply_json(handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str] | None = None,
-               raw: bytes | None = None) -> None:
-    data = raw if raw is not None else json.dumps(payload).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(data)))
-    for key, value in (headers or {}).items():
-        handler.send_header(key, value)
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
-def status(code: int, message: str = "boom", headers: dict[str, str] | None = None) -> Callable:
-    return lambda h, body: reply_json(h, code, {"error": {"message": message, "type": "invalid_request_error",
-                                                          "code": code}}, headers)
-
-
-def raw(data: bytes) -> Callable:
-    return lambda h, body: reply_json(h, 200, None, raw=data)
-
-
-def sleep_then_answer(seconds: float) -> Callable:
-    def action(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        time.sleep(seconds)
-        with contextlib.suppress(OSError):  # the client may have given up
-            reply_json(h, 200, same_images_answer(body))
-    return action
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[str, Script]]:
-    script = Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with script.lock:
-                script.requests.append((self.path, dict(self.headers), body))
-                action = script.queue.pop(0) if script.queue else None
-                script.in_flight += 1
-                script.max_in_flight = max(script.max_in_flight, script.in_flight)
-            try:
-                if action is not None:
-                    action(self, body)
-                else:
-                    time.sleep(script.delay_s)
-                    reply_json(self, 200, same_images_answer(body))
-            finally:
-                with script.lock:
-                    script.in_flight -= 1
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", script
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with fake_openai_server() as served:
+        yield served
 
 
 def make(url: str, **kwargs: Any) -> OpenAIJudge:
