@@ -84,7 +84,10 @@ class Hub:
             sessions = SessionManager(store=store, auth=auth, gallery=gallery, shortlists=shortlists,
                                       executor=executor, hub_id=hub_id, limits=limits,
                                       accepted_fingerprints=accepted_fingerprints, clock=clock)
-            search = SearchService(store, gallery, crops, sessions, getattr(verifier, "judge", None), clock=clock)
+            # search verdicts use the judge's own confirmation line: P(same) >= 1 - mu_confirm
+            mu_confirm = getattr(getattr(verifier, "policy", None), "mu_confirm", 0.5)
+            search = SearchService(store, gallery, crops, sessions, getattr(verifier, "judge", None),
+                                   same_above=1.0 - mu_confirm, clock=clock)
         except BaseException:
             store.close()
             raise

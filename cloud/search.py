@@ -71,6 +71,7 @@ class SearchHit:
     stage2_score: float | None  # P(same person) from the judge; None without one
     score: float  # the ranking distance (lower is better)
     jpeg: bytes
+    same: bool | None = None  # the judge's verdict: stage2_score >= the service's `same_above`; None without one
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,12 @@ class _Job:
 class SearchService:
     def __init__(self, store: HubStore, gallery: Gallery, crops: CropFiles, sessions: SessionManager,
                  judge: PairJudge | None = None, *, alpha: float = 0.2, max_query_images: int = 4,
-                 poll_s: float = 0.25, keep_jobs_s: float = 3600.0, clock: Callable[[], float] = time.time) -> None:
+                 same_above: float = 0.5, poll_s: float = 0.25, keep_jobs_s: float = 3600.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store, self.gallery, self.crops, self.sessions, self.judge = store, gallery, crops, sessions, judge
         self.alpha, self.max_query_images = alpha, max_query_images
         self.poll_s, self.keep_jobs_s = poll_s, keep_jobs_s
+        self.same_above = same_above  # a hit is the same person when P(same) >= this (the judge's own line)
         self._clock = clock
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
@@ -283,7 +286,8 @@ class SearchService:
         for (edge_id, hit, start, end, _), m in zip(entries, mu, strict=True):
             d = float(hit.stage1_distance)
             score = d if math.isnan(m) else (1 - self.alpha) * d + self.alpha * 2 * m
-            ranked.append(SearchHit(edge_id, hit.camera_id, hit.tracklet_id, start, end, d,
-                                    None if math.isnan(m) else 1.0 - m, score, bytes(hit.crop.jpeg)))
+            p_same = None if math.isnan(m) else 1.0 - m
+            ranked.append(SearchHit(edge_id, hit.camera_id, hit.tracklet_id, start, end, d, p_same, score,
+                                    bytes(hit.crop.jpeg), None if p_same is None else p_same >= self.same_above))
         ranked.sort(key=lambda h: (h.score, h.edge_id, h.tracklet_id))
         return ranked

@@ -92,10 +92,10 @@ def _dicts(value: object) -> Iterable[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list | tuple) else []
 
 
-def verdict_of(stage2_score: float | None) -> str:
-    if stage2_score is None:
+def verdict_of(same: bool | None) -> str:
+    if same is None:
         return "unjudged"
-    return "same" if stage2_score >= 0.5 else "different"
+    return "same" if same else "different"
 
 
 def hit_view(rank: int, hit: SearchHit, sighting: SightingRecord | None, names: Names) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def hit_view(rank: int, hit: SearchHit, sighting: SightingRecord | None, names: 
         "rank": rank, "edge_id": hit.edge_id, "site": names.site(hit.edge_id), "camera_id": hit.camera_id,
         "tracklet_id": hit.tracklet_id, "start_s": hit.start_s, "end_s": hit.end_s,
         "stage1_distance": hit.stage1_distance, "stage2_score": hit.stage2_score,
-        "verdict": verdict_of(hit.stage2_score), "score": hit.score,
+        "verdict": verdict_of(hit.same), "score": hit.score,
         "crop": "data:image/jpeg;base64," + base64.b64encode(hit.jpeg).decode("ascii"),
         "identity_id": sighting.identity_id if sighting else None,
         "display_name": names.name(sighting.identity_id) if sighting else None,

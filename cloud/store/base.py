@@ -385,6 +385,10 @@ class HubStore(ABC):
     def alerts(self, *, after_id: int = 0, limit: int = 100) -> list[AlertRecord]:
         """Oldest first, ids greater than `after_id`."""
 
+    @abstractmethod
+    def newest_alert_id(self) -> int:
+        """The highest alert id so far; 0 when there is none."""
+
     # ------------------------------------------------------------------ search jobs (several replicas)
     @abstractmethod
     def create_search_job(self, record: SearchJobRecord) -> None:

@@ -491,6 +491,11 @@ class SqlHubStore(OperatorSql, SearchSql, HubStore):
                           "FROM alerts WHERE alert_id > ? ORDER BY alert_id LIMIT ?", (after_id, limit))
         return [AlertRecord(int(r[0]), r[1], int(r[2]), r[3], r[4], float(r[5]), float(r[6])) for r in rows]
 
+    def newest_alert_id(self) -> int:
+        with self._transaction() as tx:
+            row = tx.one("SELECT MAX(alert_id) FROM alerts")
+        return int(row[0]) if row and row[0] is not None else 0
+
     # ------------------------------------------------------------------ outgoing messages
     def enqueue_outgoing(self, edge_id: str, kind: str, payloads: Sequence[bytes], *, now: float) -> list[int]:
         if not payloads:

@@ -181,3 +181,8 @@ def test_search_reaches_edges_connected_to_another_replica(make_hub: Callable[..
         await b.stop()
 
     asyncio.run(run())
+
+
+def test_search_verdicts_use_the_judge_s_confirmation_line(make_hub: Callable[..., Hub]) -> None:
+    hub = make_hub()  # the colour model with the reid judge: mu_confirm 0.3
+    assert hub.search.same_above == pytest.approx(0.7)

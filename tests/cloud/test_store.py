@@ -211,3 +211,7 @@ def test_search_jobs_and_results_shared_by_replicas(open_store: Callable[[], Hub
     assert asker.delete_search_jobs(deadline_before_s=NOW - 3600) == 1
     assert asker.get_search_job("job-old") is None and asker.search_results_after("job-old", 0) == []
     assert asker.get_search_job("job-1") is not None
+
+
+def test_newest_alert_id_of_an_empty_store(store: HubStore) -> None:
+    assert store.newest_alert_id() == 0

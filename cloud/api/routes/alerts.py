@@ -77,10 +77,14 @@ async def _events(request: Request, after_id: int) -> AsyncIterator[str]:
 
 @router.get("/alerts/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-async def stream_alerts(request: Request, after_id: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
-    """``text/event-stream``: ``id: <alert_id>``, ``event: alert``, ``data: <Alert JSON>``; Last-Event-ID honoured."""
+async def stream_alerts(request: Request, after_id: Annotated[int, Query(ge=0)] = 0,
+                        latest: Annotated[int | None, Query(ge=0, le=1000)] = None) -> StreamingResponse:
+    """``text/event-stream``: ``id: <alert_id>``, ``event: alert``, ``data: <Alert JSON>``; Last-Event-ID honoured.
+    `latest=N` (without `after_id` or Last-Event-ID): start with the newest N alerts, not the whole history."""
     last_event = request.headers.get("last-event-id", "").strip()
     if last_event.isdigit():
         after_id = int(last_event)
+    elif latest is not None and after_id == 0:
+        after_id = max(0, await run_in_threadpool(hub_of(request).store.newest_alert_id) - latest)
     return StreamingResponse(_events(request, after_id), media_type="text/event-stream",
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})

@@ -83,7 +83,9 @@ export const api = {
   search: (form) => request("POST", "/api/search", {form}),
 
   alerts: (afterId = 0, limit = 100) => request("GET", `/api/alerts${query({after_id: afterId, limit})}`),
-  alertStreamUrl: (afterId = 0) => `/api/alerts/stream${query({after_id: afterId})}`,
+  // first connection (afterId 0): only the newest `latest` alerts, not the whole history
+  alertStreamUrl: (afterId = 0, latest = 50) =>
+    `/api/alerts/stream${query(afterId > 0 ? {after_id: afterId} : {latest})}`,
 
   edges: () => request("GET", "/api/edges"),
 };

@@ -99,6 +99,11 @@ def test_alert_stream_delivers_new_alerts_and_resumes(api: HubApi, kit: types.Si
         resumed = json.loads(next(_sse_events(stream.iter_lines()))["data"])
     assert resumed["camera_id"] == "cam-7"
 
+    # a new browser asks for the newest alert only (latest=1), not the whole history of three
+    with api.client.stream("GET", "/api/alerts/stream", params={"latest": 1}, timeout=httpx.Timeout(60.0)) as stream:
+        newest = json.loads(next(_sse_events(stream.iter_lines()))["data"])
+    assert newest["alert_id"] == resumed["alert_id"] == api.running.hub.store.newest_alert_id()
+
 
 def test_alert_stream_sends_keep_alives_and_ends_when_the_server_stops(make_hub: Callable[..., Hub],
                                                                        tmp_path: Path) -> None:
@@ -184,7 +189,9 @@ def test_search(api: HubApi, kit: types.SimpleNamespace, edge_runner: Callable) 
         top, second = body["hits"]
         assert (top["rank"], top["tracklet_id"], top["verdict"]) == (1, "t-k1", "same")  # the judge re-ranked
         assert second["rank"] == 2 and top["stage2_score"] > 0.9 > second["stage2_score"]
-        assert second["verdict"] == ("same" if second["stage2_score"] >= 0.5 else "different")
+        same_above = api.running.hub.search.same_above  # the reid judge's line: 1 - mu_confirm = 0.7
+        assert same_above == pytest.approx(0.7)
+        assert second["verdict"] == ("same" if second["stage2_score"] >= same_above else "different")
         assert (top["identity_id"], top["display_name"], top["site"]) == (red, "Red", "site-1")
         assert top["sighting_id"] is not None and second["sighting_id"] is None and second["identity_id"] is None
         assert base64.b64decode(top["crop"].removeprefix("data:image/jpeg;base64,")).startswith(b"\xff\xd8")
@@ -222,8 +229,7 @@ def test_bad_searches(api: HubApi, kit: types.SimpleNamespace) -> None:
     assert api.client.post("/api/search", data={"identity_id": red, "deadline_s": "0.1"}).status_code == 200
 
 
-def test_verdicts_follow_the_stage_2_score() -> None:
+def test_verdicts_follow_the_judge_s_line() -> None:
     from cloud.api.views import verdict_of
 
-    assert [verdict_of(s) for s in (None, 0.0, 0.49, 0.5, 1.0)] == ["unjudged", "different", "different", "same",
-                                                                    "same"]
+    assert [verdict_of(s) for s in (None, False, True)] == ["unjudged", "different", "same"]
