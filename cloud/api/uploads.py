@@ -61,6 +61,9 @@ async def read_photos(uploads: Sequence[UploadFile] | None, *,
     return [await read_photo(upload, i) for i, upload in enumerate(uploads)]
 
 
+MAX_DRAIN_BYTES = 16 * 1024 * 1024  # an oversized body up to this much over the limit is read before the 413
+
+
 class _TooLarge(HTTPException):
     """Raised from `receive`: FastAPI passes HTTPExceptions from body parsing on unchanged."""
 
@@ -82,16 +85,21 @@ class BodyLimit:
                  else self.other_bytes)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
+            # read (and drop) a moderately oversized body before answering: a client still sending it
+            # would otherwise see the connection reset instead of the 413 and its message
+            if int(declared) <= limit + MAX_DRAIN_BYTES:
+                await _drain(receive, int(declared))
             await _reject(send, limit)
             return
         seen = 0
-        started = False
+        started = more_body = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, more_body
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                more_body = bool(message.get("more_body", False))
                 if seen > limit:
                     raise _TooLarge(413, f"request body is larger than {limit // (1024 * 1024)} MiB")
             return message
@@ -105,7 +113,19 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
+                if more_body:  # the rest of the body is still coming: read it, or the client sees a reset
+                    await _drain(receive)
                 await _reject(send, limit)
+
+
+async def _drain(receive: Receive, max_bytes: int = MAX_DRAIN_BYTES) -> None:
+    """Read and drop the rest of a request body, at most `max_bytes` of it."""
+    read = 0
+    while read <= max_bytes:
+        message = await receive()
+        read += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def _reject(send: Send, limit: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -178,5 +178,15 @@ def test_bad_edits_are_refused_and_the_server_keeps_serving(api: HubApi, kit: ty
 def test_an_oversized_request_body_is_refused(api: HubApi, kit: types.SimpleNamespace) -> None:
     reply = api.client.put("/api/watchlist/x", content=b"[" + b"1," * (600 * 1024) + b"1]",
                            headers={"content-type": "application/json"})
+    assert reply.status_code == 413 and "larger than" in reply.json()["detail"]
+    assert enroll(api, ("ok.jpg", kit.jpeg("red")))["crop_count"] == 1
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is found while counting
+        yield b"["
+        for _ in range(24):
+            yield b"1," * (32 * 1024)
+        yield b"1]"
+
+    reply = api.client.put("/api/watchlist/x", content=chunks(), headers={"content-type": "application/json"})
     assert reply.status_code == 413 and "larger than" in reply.json()["detail"]
     assert enroll(api, ("ok.jpg", kit.jpeg("red")))["crop_count"] == 1
