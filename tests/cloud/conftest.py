@@ -1,9 +1,7 @@
 """Shared pieces of the hub tests: a colour "Re-ID model", crops, both store backends, a hub, an edge.
 
-The colour embedder stands in for a Re-ID model (no weights needed): a crop's vector is its mean
-BGR colour in four horizontal bands, so crops of one colour are the same "person". The `reid` judge
-(`models.verify.ReidJudge`) runs on it unchanged. Tests here are not a package: they reach the
-helpers through fixtures (`kit`).
+The colour embedder (tests/crossview_testing/colour_model.py) stands in for a Re-ID model. Tests here
+are not a package: they reach the helpers through fixtures (`kit`).
 """
 
 from __future__ import annotations
@@ -16,64 +14,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import grpc
 import numpy as np
 import pytest
+from crossview_testing.colour_model import DIM, FP, OTHER_FP, ColourEmbedder, colour_factory, crop, jpeg
 
 from cloud.hub import Hub
 from cloud.sessions import SessionLimits
 from cloud.store import HubStore
 from cloud.store.sqlite import SqliteHubStore
 from cloud.verification import DecisionPolicy, JudgeVerifier
-from models.types import Embeddings
 from models.verify.reid_judge import ReidJudge
 from protos import codec
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2, session_pb2_grpc
 
-FP = "test/colour@0123456789ab"
-OTHER_FP = "test/other@ba9876543210"
-DIM = 12
 POSTGRES_URL = os.environ.get("CROSSVIEW_TEST_POSTGRES", "host=127.0.0.1 port=5432 dbname=test user=postgres")
-COLOURS = {"red": (0, 0, 230), "green": (0, 200, 0), "blue": (220, 0, 0), "yellow": (0, 210, 210)}
-
-
-class ColourEmbedder:
-    """A stand-in Re-ID model: mean colour of four horizontal bands, L2-normalised (DIM = 12)."""
-
-    def __init__(self, fingerprint: str = FP) -> None:
-        self.fingerprint = fingerprint
-        self.dim = DIM
-        self.calls = 0
-
-    def embed(self, images: list[np.ndarray]) -> Embeddings:
-        self.calls += 1
-        rows = []
-        for image in images:
-            bands = np.array_split(image.astype(np.float32), 4, axis=0)
-            v = np.concatenate([b.reshape(-1, 3).mean(axis=0) for b in bands]) + 1e-3
-            rows.append(v / np.linalg.norm(v))
-        return Embeddings(np.asarray(rows, np.float32).reshape(len(images), DIM), self.fingerprint)
-
-
-def colour_factory(fingerprint: str) -> ColourEmbedder:
-    if fingerprint not in (FP, OTHER_FP):
-        raise LookupError(f"no model {fingerprint}")
-    return ColourEmbedder(fingerprint)
-
-
-def crop(colour: str, *, seed: int = 0, hw: tuple[int, int] = (64, 32)) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    image = np.empty((*hw, 3), np.uint8)
-    image[:] = COLOURS[colour]
-    noise = rng.integers(-12, 13, size=image.shape)
-    return np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-
-
-def jpeg(colour: str, *, seed: int = 0, hw: tuple[int, int] = (64, 32)) -> bytes:
-    ok, buf = cv2.imencode(".jpg", crop(colour, seed=seed, hw=hw))
-    assert ok
-    return buf.tobytes()
 
 
 def vector(colour: str, fingerprint: str = FP) -> np.ndarray:

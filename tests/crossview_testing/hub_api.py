@@ -20,43 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import httpx
-import numpy as np
 import pytest
+from crossview_testing.colour_model import FP, ColourEmbedder, colour_factory, jpeg
 
 from cloud.running import RunningHub
 from cloud.sessions import SessionLimits
 from cloud.verification import DecisionPolicy, JudgeVerifier
-from models.types import Embeddings
 from models.verify.reid_judge import ReidJudge
 
-COLOUR_FP = "test/colour@0123456789ab"
-COLOURS = {"red": (0, 0, 230), "green": (0, 200, 0), "blue": (220, 0, 0), "yellow": (0, 210, 210)}
 USERNAME, PASSWORD = "admin", "correct horse battery staple"
-
-
-class ColourEmbedder:
-    """A stand-in Re-ID model: mean colour of four horizontal bands, L2-normalised (12 numbers)."""
-
-    dim = 12
-
-    def __init__(self, fingerprint: str = COLOUR_FP) -> None:
-        self.fingerprint = fingerprint
-
-    def embed(self, images: list[np.ndarray]) -> Embeddings:
-        rows = []
-        for image in images:
-            bands = np.array_split(image.astype(np.float32), 4, axis=0)
-            v = np.concatenate([b.reshape(-1, 3).mean(axis=0) for b in bands]) + 1e-3
-            rows.append(v / np.linalg.norm(v))
-        return Embeddings(np.asarray(rows, np.float32).reshape(len(images), self.dim), self.fingerprint)
-
-
-def colour_factory(fingerprint: str) -> ColourEmbedder:
-    if fingerprint != COLOUR_FP:
-        raise LookupError(f"no model {fingerprint}")
-    return ColourEmbedder(fingerprint)
+COLOUR_FP = FP
 
 
 def colour_hub_kwargs(*, allow_new_identities: bool = False, **policy: Any) -> dict[str, Any]:
@@ -70,14 +44,8 @@ def colour_hub_kwargs(*, allow_new_identities: bool = False, **policy: Any) -> d
 
 
 def colour_jpeg(colour: str, *, seed: int = 0, hw: tuple[int, int] = (128, 64)) -> bytes:
-    """A JPEG "person" of one of COLOURS (noise from `seed`)."""
-    rng = np.random.default_rng(seed)
-    image = np.empty((*hw, 3), np.uint8)
-    image[:] = COLOURS[colour]
-    image = np.clip(image.astype(np.int16) + rng.integers(-12, 13, size=image.shape), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(".jpg", image)
-    assert ok
-    return buf.tobytes()
+    """A JPEG "person" of one of the colour model's COLOURS (noise from `seed`)."""
+    return jpeg(colour, seed=seed, hw=hw)
 
 
 @dataclass
