@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def watch(
         identity: Annotated[str | None, typer.Argument(help="Identity id; leave out to list the watchlist.")] = None,
-        threshold: Annotated[float, typer.Option(help="Stage-1 distance under which an alert is raised.")] = 0.4,
+        threshold: Annotated[float, typer.Option(help="Stage-1 distance under which an alert is raised.")] = 0.5,
         remove: Annotated[bool, typer.Option("--remove", help="Take the identity off the watchlist.")] = False,
         hub: HubOption = DEFAULT_HUB, user: UserOption = "admin", password: PasswordOption = None,
         token: TokenOption = None,
