@@ -15,20 +15,17 @@ import numpy as np
 
 from cloud.store.base import (
     UNCHANGED,
-    AlertRecord,
     ClaimResult,
     CompletedShortList,
     EdgeRecord,
     GalleryEntry,
     HubStore,
-    IdentityCounts,
     IdentityRecord,
     NewSighting,
     OutgoingMessage,
     ReferenceCrop,
     ShortListRecord,
     ShortListSummary,
-    SightingRecord,
     StoreError,
     TokenRecord,
     VerdictRecord,
@@ -37,6 +34,7 @@ from cloud.store.base import (
 from cloud.store.schema import Tx
 from cloud.store.sql_operators import OperatorSql
 from cloud.store.sql_search import SearchSql
+from cloud.store.sql_sightings import SIGHTING_COLUMNS, SightingSql
 
 _EDGE_COLUMNS = ("edge_id, site, model_fingerprint, embedding_dim, cameras, gallery_version, last_sequence, "
                  "last_acked_sequence, created_s, last_seen_s, connected_hub_id, stats")
@@ -44,9 +42,6 @@ _IDENTITY_COLUMNS = "identity_id, display_name, watchlist_threshold, source, cre
 _TOKEN_COLUMNS = "token_id, edge_id, secret_hash, created_s, expires_s, revoked"
 _SHORT_LIST_COLUMNS = ("idempotency_key, edge_id, camera_id, tracklet_id, track_id, start_s, end_s, n_crops, "
                        "candidates, model_fingerprint, gallery_version, created_s")
-_SIGHTING_COLUMNS = ("identity_id, edge_id, camera_id, tracklet_id, start_s, end_s, crop_path, stage1_distance, "
-                     "stage2_score, idempotency_key")
-
 
 def _edge(row: tuple) -> EdgeRecord:
     return EdgeRecord(edge_id=row[0], site=row[1], model_fingerprint=row[2], embedding_dim=int(row[3]),
@@ -65,10 +60,6 @@ def _token(row: tuple) -> TokenRecord:
                        expires_s=row[4], revoked=bool(row[5]))
 
 
-def _sighting(row: tuple) -> SightingRecord:
-    return SightingRecord(*row[:10], sighting_id=int(row[10]), created_s=float(row[11]))
-
-
 def _vectors_blob(vectors: np.ndarray) -> tuple[int, int, bytes]:
     array = np.ascontiguousarray(vectors, dtype="<f4")
     if array.ndim == 1:
@@ -82,7 +73,7 @@ def _vectors(n: int, dim: int, blob: bytes) -> np.ndarray:
     return np.frombuffer(bytes(blob), dtype="<f4").reshape(int(n), int(dim)).astype(np.float32)
 
 
-class SqlHubStore(OperatorSql, SearchSql, HubStore):
+class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
     """The backend-independent part of the store."""
 
     @abstractmethod
@@ -396,7 +387,7 @@ class SqlHubStore(OperatorSql, SearchSql, HubStore):
             sighting_id = alert_id = None
             if sighting is not None:
                 s = sighting
-                row = tx.one(f"INSERT INTO sightings ({_SIGHTING_COLUMNS}, created_s) "
+                row = tx.one(f"INSERT INTO sightings ({SIGHTING_COLUMNS}, created_s) "
                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sighting_id",
                              (s.identity_id, s.edge_id, s.camera_id, s.tracklet_id, s.start_s, s.end_s, s.crop_path,
                               s.stage1_distance, s.stage2_score, s.idempotency_key, now))
@@ -440,61 +431,6 @@ class SqlHubStore(OperatorSql, SearchSql, HubStore):
         if r is None:
             return None
         return VerdictRecord(r[0], r[1], r[2], float(r[3]), r[4], json.loads(r[5]), float(r[6]))
-
-    def get_sighting(self, sighting_id: int) -> SightingRecord | None:
-        with self._transaction() as tx:
-            r = tx.one(f"SELECT {_SIGHTING_COLUMNS}, sighting_id, created_s FROM sightings WHERE sighting_id = ?",
-                       (sighting_id,))
-        return _sighting(r) if r else None
-
-    def sightings(self, *, identity_id: str | None = None, edge_id: str | None = None, camera_id: str | None = None,
-                  limit: int = 100) -> list[SightingRecord]:
-        clauses, params = [], []
-        for column, value in (("identity_id", identity_id), ("edge_id", edge_id), ("camera_id", camera_id)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._transaction() as tx:
-            rows = tx.all(f"SELECT {_SIGHTING_COLUMNS}, sighting_id, created_s FROM sightings{where} "
-                          "ORDER BY sighting_id DESC LIMIT ?", (*params, limit))
-        return [_sighting(r) for r in rows]
-
-    def sightings_of_tracklets(self, tracklets: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SightingRecord]:
-        found: dict[tuple[str, str], SightingRecord] = {}
-        wanted = sorted(set(tracklets))
-        with self._transaction() as tx:
-            for start in range(0, len(wanted), 200):
-                chunk = wanted[start:start + 200]
-                where = " OR ".join(["(edge_id = ? AND tracklet_id = ?)"] * len(chunk))
-                rows = tx.all(f"SELECT {_SIGHTING_COLUMNS}, sighting_id, created_s FROM sightings WHERE {where} "
-                              "ORDER BY sighting_id", [v for pair in chunk for v in pair])
-                for row in rows:  # ascending ids: the latest sighting of a tracklet wins
-                    sighting = _sighting(row)
-                    found[(sighting.edge_id, sighting.tracklet_id)] = sighting
-        return found
-
-    def identity_counts(self, identity_id: str | None = None) -> dict[str, IdentityCounts]:
-        where, params = ("AND i.identity_id = ?", (identity_id,)) if identity_id is not None else ("", ())
-        with self._transaction() as tx:
-            rows = tx.all(
-                "SELECT i.identity_id, "
-                "(SELECT COUNT(*) FROM reference_crops c WHERE c.identity_id = i.identity_id), "
-                "(SELECT COUNT(*) FROM sightings s WHERE s.identity_id = i.identity_id), "
-                "(SELECT MAX(s.end_s) FROM sightings s WHERE s.identity_id = i.identity_id) "
-                f"FROM identities i WHERE i.deleted = 0 {where}", params)
-        return {r[0]: IdentityCounts(int(r[1]), int(r[2]), None if r[3] is None else float(r[3])) for r in rows}
-
-    def alerts(self, *, after_id: int = 0, limit: int = 100) -> list[AlertRecord]:
-        with self._transaction() as tx:
-            rows = tx.all("SELECT alert_id, identity_id, sighting_id, edge_id, camera_id, stage2_score, created_s "
-                          "FROM alerts WHERE alert_id > ? ORDER BY alert_id LIMIT ?", (after_id, limit))
-        return [AlertRecord(int(r[0]), r[1], int(r[2]), r[3], r[4], float(r[5]), float(r[6])) for r in rows]
-
-    def newest_alert_id(self) -> int:
-        with self._transaction() as tx:
-            row = tx.one("SELECT MAX(alert_id) FROM alerts")
-        return int(row[0]) if row and row[0] is not None else 0
 
     # ------------------------------------------------------------------ outgoing messages
     def enqueue_outgoing(self, edge_id: str, kind: str, payloads: Sequence[bytes], *, now: float) -> list[int]:
