@@ -11,7 +11,7 @@ from cloud.store.base import AlertRecord, IdentityCounts, SightingRecord
 from cloud.store.schema import Tx
 
 SIGHTING_COLUMNS = ("identity_id, edge_id, camera_id, tracklet_id, start_s, end_s, crop_path, stage1_distance, "
-                     "stage2_score, idempotency_key")
+                    "stage2_score, idempotency_key")
 
 
 def _sighting(row: tuple) -> SightingRecord:
