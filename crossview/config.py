@@ -12,6 +12,7 @@ with "expected …, got …".
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import types
 import typing
@@ -81,6 +82,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         return value
     if annotation is str and isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
+    if annotation is str and isinstance(value, datetime.date):  # YAML reads an unquoted 2026-11-25 as a date
+        return value.isoformat()
     if annotation is Path and isinstance(value, str):
         return Path(value)
     raise ConfigError(f"{key}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")

@@ -23,6 +23,7 @@ searching footage offline for known people.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import sys
@@ -133,16 +134,41 @@ class ReplayConfig(PipelineConfig):
     speed: float = 1.0
     max_frames: int | None = None
     progress: bool = True
+    recorded_at: str | None = None  # when the footage started: ISO 8601 (2026-11-25T09:30:00Z) or Unix seconds
     hub: HubConfig = field(default_factory=HubConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _unix_seconds(self.recorded_at)  # a malformed time is refused when the settings are loaded
         if self.stride < 1:
             raise ValueError(f"stride: expected >= 1, got {self.stride}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max_frames: expected >= 1 or null, got {self.max_frames}")
         if self.speed <= 0:
             raise ValueError(f"speed: expected > 0, got {self.speed}")
+
+    @property
+    def recorded_at_s(self) -> float | None:
+        """`recorded_at` as Unix seconds (an ISO time without a zone is UTC); None when unset."""
+        return _unix_seconds(self.recorded_at)
+
+
+def _unix_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"recorded_at: expected an ISO 8601 time (2026-11-25T09:30:00Z) or Unix seconds, "
+                             f"got {value!r}") from None
+        return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+    if not (seconds >= 0 and seconds < 1e11):
+        raise ValueError(f"recorded_at: expected Unix seconds >= 0, got {value!r}")
+    return seconds
 
 
 @dataclass
@@ -337,7 +363,7 @@ def _run_replay(files: list[Path], cameras: list[str] | None, cfg: ReplayConfig,
         try:
             _connect(node, cfg.hub)
             report = node.replay(files, camera_ids, stride=cfg.stride, realtime=cfg.realtime, speed=cfg.speed,
-                                 max_frames=cfg.max_frames, progress=progress)
+                                 max_frames=cfg.max_frames, progress=progress, recorded_at=cfg.recorded_at_s)
         except BaseException:
             node.close(flush=False)  # open tracklets are dropped, not stored truncated: a re-run resumes
             raise

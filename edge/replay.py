@@ -17,11 +17,12 @@ lists; they differ only in wall time.
 Tracklet ids are namespaced by `<edge id>/<recording id>/s<stride>`, the recording id being a hash of
 the file's size and its first and last MiB: the same file gives the same ids wherever it lies.
 
-Resuming after a crash (or SIGKILL): replay the same files again into the same store and outbox.
-Tracklets get the same ids; those already stored are not embedded or written again, and short lists
-keep their idempotency keys, so the outbox stores each once (and does not re-send one the hub already
-acknowledged). Nothing is lost: work that was not committed is simply done again. An interrupted
-replay (an exception, Ctrl-C) drops the tracklets still open rather than storing them truncated.
+Resuming after a crash (or SIGKILL): replay the same files again (with the same `recorded_at`, if
+any) into the same store and outbox. Tracklets get the same ids; those already stored are not
+embedded or written again, and short lists keep their idempotency keys, so the outbox stores each
+once (and does not re-send one the hub already acknowledged). Nothing is lost: work that was not
+committed is simply done again. An interrupted replay (an exception, Ctrl-C) drops the tracklets
+still open rather than storing them truncated.
 
 A file that cannot be opened or decoded is reported for its camera (`FileReport.error`); the other
 files keep playing.
@@ -29,6 +30,7 @@ files keep playing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import logging
@@ -186,7 +188,7 @@ def _read(reader: _Reader, paths: list[Path], stride: int, max_frames: int | Non
 
 def replay(files: Sequence[str | Path], cameras: Sequence[str] | None = None, *, pipeline: EdgePipeline,
            stride: int = 1, realtime: bool = False, speed: float = 1.0, max_frames: int | None = None,
-           progress: bool = True) -> ReplayReport:
+           progress: bool = True, recorded_at: float | None = None) -> ReplayReport:
     """Play `files` through `pipeline` (see the module docstring); returns once every tracklet is
     short-listed (the pipeline is drained, not closed).
 
@@ -197,6 +199,11 @@ def replay(files: Sequence[str | Path], cameras: Sequence[str] | None = None, *,
         realtime: pace frames at their stream time (÷ `speed`) instead of as fast as possible.
         max_frames: per file, stop after this many processed frames.
         progress: a tqdm bar per file on stderr.
+        recorded_at: when the recordings started (Unix seconds): frames are then stamped
+            ``recorded_at + stream time``, so tracklets, short lists and the hub's sightings carry
+            wall-clock times. None (default): stream times, seconds into each camera's footage.
+            One value for all files; the frame order does not depend on it, tracklet ids do (they
+            include the start time): resume an interrupted replay with the same `recorded_at`.
     """
     paths = [Path(f) for f in files]
     if not paths:
@@ -205,6 +212,9 @@ def replay(files: Sequence[str | Path], cameras: Sequence[str] | None = None, *,
         raise InvalidInputError(f"stride: expected an integer >= 1, got {stride!r}")
     if not (speed > 0 and math.isfinite(speed)):
         raise InvalidInputError(f"speed: expected a finite number > 0, got {speed!r}")
+    if recorded_at is not None and not (isinstance(recorded_at, int | float) and not isinstance(recorded_at, bool)
+                                        and math.isfinite(recorded_at) and recorded_at >= 0):
+        raise InvalidInputError(f"recorded_at: expected Unix seconds >= 0 or None, got {recorded_at!r}")
     camera_ids = camera_ids_for(paths, cameras)
     reports = [FileReport(p, c) for p, c in zip(paths, camera_ids, strict=True)]
     readers: dict[str, _Reader] = {}
@@ -269,7 +279,9 @@ def replay(files: Sequence[str | Path], cameras: Sequence[str] | None = None, *,
             report = reports[event.file]
             if event.file not in failed:
                 try:
-                    pipeline.process(event.frame)
+                    frame = event.frame if recorded_at is None else dataclasses.replace(
+                        event.frame, timestamp_s=recorded_at + event.frame.timestamp_s)
+                    pipeline.process(frame)
                     report.frames += 1
                     bars[event.file].update(1)
                 except CrossviewError as exc:  # e.g. the detector failing on this camera's frames

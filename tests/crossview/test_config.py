@@ -63,3 +63,17 @@ def test_bad_configuration_is_one_clear_line(tmp_path: Path, yaml_text: str, ove
 def test_missing_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(Settings, tmp_path / "nope.yaml")
+
+
+def test_an_unquoted_yaml_date_fills_a_text_setting(tmp_path: Path) -> None:
+    from crossview.edge_command import ReplayConfig
+
+    path = tmp_path / "replay.yaml"
+    path.write_text("recorded_at: 2026-11-25 09:30:00\n")  # YAML reads it as a datetime
+    cfg = load_config(ReplayConfig, path, [])
+    assert cfg.recorded_at == "2026-11-25T09:30:00" and cfg.recorded_at_s == 1_795_599_000.0  # no zone: UTC
+    for text, seconds in (("2026-11-25T10:30:00+01:00", 1_795_599_000.0), ("1795599000", 1_795_599_000.0),
+                          ("2026-11-25", 1_795_564_800.0)):
+        assert load_config(ReplayConfig, None, [f"recorded_at={text}"]).recorded_at_s == seconds
+    with pytest.raises(ConfigError, match="recorded_at: expected Unix seconds >= 0"):
+        load_config(ReplayConfig, None, ["recorded_at=-5"])

@@ -32,6 +32,7 @@ from edge.replay import camera_ids_for, recording_id, replay
 from edge.shortlist import ShortListPolicy
 from edge.store import TrackletStore
 from models.errors import InvalidInputError
+from protos import codec
 from protos.crossview.v1 import edge_to_hub_pb2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,7 +138,26 @@ def test_paced_and_fast_replays_give_the_same_results(videos: dict[str, Path], t
     assert paced["outbox"] == fast["outbox"] and len(fast["outbox"]) == 3
 
 
+def test_recorded_at_shifts_every_time(videos: dict[str, Path], tmp_path: Path) -> None:
+    plain = run_fake(tmp_path / "plain", [videos["lobby"], videos["gate"]])
+    start = 1_795_599_000.0  # 2026-11-25 09:30 UTC
+    dated = run_fake(tmp_path / "dated", [videos["lobby"], videos["gate"]], recorded_at=start)
+    spans = sorted((r.camera_id, r.start_s, r.end_s) for r in plain["records"])
+    shifted = sorted((r.camera_id, r.start_s - start, r.end_s - start) for r in dated["records"])
+    assert len(shifted) == len(spans) == 5
+    for (camera, s0, e0), (camera_dated, s1, e1) in zip(spans, shifted, strict=True):
+        assert camera == camera_dated and (s1, e1) == pytest.approx((s0, e0), abs=1e-5)
+    sent = [edge_to_hub_pb2.ShortList.FromString(p) for p in dated["outbox"].values()]
+    assert len(sent) == len(plain["outbox"]) and all(codec.time_range_from_proto(m.span)[0] >= start for m in sent)
+    again = run_fake(tmp_path / "again", [videos["lobby"], videos["gate"]], recorded_at=start)
+    assert again["outbox"] == dated["outbox"]  # the same recorded_at: the same tracklets and keys (a resume)
+    for bad in (-1.0, float("nan"), True, "09:30"):
+        with pytest.raises(InvalidInputError, match="recorded_at"):
+            run_fake(tmp_path / f"bad-{bad}", [videos["lobby"]], recorded_at=bad)
+
+
 @pytest.mark.parametrize(("overrides", "cameras", "message"), [
+    (["recorded_at=yesterday"], None, "recorded_at: expected an ISO 8601 time"),
     (["strid=2"], None, "did you mean 'stride'"),
     (["stride=0"], None, "stride: expected >= 1"),
     ([], ["a", "b"], "expected one camera per file"),
