@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from edge.frames import Frame
 from models.types import Detections, Embeddings
@@ -59,5 +60,17 @@ def write_video(path: Path, colours: Sequence[tuple[int, int, int]], frames_each
             writer.write(image)
         for _ in range(gap):
             writer.write(np.zeros((120, 160, 3), np.uint8))
+    writer.release()
+    return path
+
+
+def write_grey_video(path: Path, frames: int = 30, fps: float = 10.0) -> Path:
+    """`frames` frames of 64x48 at `fps`, frame i filled with grey level 8*i (skips the test if this
+    OpenCV cannot write mp4v)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write mp4v video")
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), 8 * i % 256, np.uint8))
     writer.release()
     return path

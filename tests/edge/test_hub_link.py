@@ -1,15 +1,13 @@
-"""HubLink against a real gRPC test hub on 127.0.0.1 (tests/edge/hub_fixture.py).
+"""HubLink against a real gRPC test hub on 127.0.0.1 (tests/crossview_testing/hub_fixture.py).
 
 No timing assertions: every wait is on a condition, with a generous timeout.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from crossview_testing import hub_fixture
 
 from edge.gallery import EdgeGallery
 from edge.hub_channel import MAX_RETRY_HINT_S, reconnect_delay, retry_hint_s
@@ -36,18 +35,6 @@ from protos.codec import (
 )
 from protos.crossview.v1 import common_pb2, hub_to_edge_pb2, session_pb2
 
-
-def load_hub_fixture():  # tests are not a package: load the helper module by path
-    name = "crossview_tests_hub_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("hub_fixture.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-hub_fixture = load_hub_fixture()
 FP, DIM, TOKEN = "edge-test-model@1", 8, "test-token"
 OK, DUP, REJ = common_pb2.ACK_STATUS_OK, common_pb2.ACK_STATUS_DUPLICATE, common_pb2.ACK_STATUS_REJECTED
 

@@ -7,7 +7,6 @@ No timing assertions: every wait is on a condition, with a generous timeout.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from crossview_testing import hub_fixture
 from crossview_testing.edge_fakes import FP, FPS, BlobTracker, ColourEmbedder, write_video
 
 import edge.detect_track
@@ -37,20 +37,6 @@ from protos.crossview.v1 import edge_to_hub_pb2
 
 TOKEN = "node-token"
 RED, GREEN, BLUE = (40, 40, 230), (40, 230, 40), (230, 40, 40)
-
-
-def load_hub_fixture() -> Any:  # tests are not a package: load the helper module by path
-    name = "crossview_tests_hub_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("hub_fixture.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-hub_fixture = load_hub_fixture()
 
 
 def blob(i: int, colour: tuple[int, int, int]) -> np.ndarray:

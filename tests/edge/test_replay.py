@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 from crossview_testing.edge_fakes import FP, BlobTracker, ColourEmbedder, write_video
+from crossview_testing.processes import sigkill_when
 
 import edge.replay as replay_module
 from crossview.edge_command import replay_command
@@ -241,15 +241,7 @@ def test_sigkill_mid_replay_then_restart_loses_and_duplicates_nothing(sample: tu
     command = [sys.executable, "-c", CHILD, str(video), str(killed), str(gallery_dir)]
 
     child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while outbox_depth(killed / "outbox.db") < 1 and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert child.poll() is None, f"the replay ended before it could be killed: {child.communicate()[1][-2000:]}"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
+    sigkill_when(child, lambda: outbox_depth(killed / "outbox.db") >= 1)
     depth_at_kill = outbox_depth(killed / "outbox.db")
 
     for db in ("edge.db", "outbox.db"):  # the files are intact, as SQLite left them

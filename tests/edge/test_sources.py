@@ -8,9 +8,9 @@ import os
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from crossview_testing.edge_fakes import write_grey_video
 
 from edge.frames import Frame
 from edge.sources import Source, SourceError, VideoFileSource
@@ -31,14 +31,7 @@ def _sample(data_dir: Path, relpath: str) -> Path:
 @pytest.fixture(scope="module")
 def synthetic_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 frames, 64x48, 10 fps, frame i filled with grey level 8*i (needs no shared data)."""
-    path = tmp_path_factory.mktemp("video") / "synthetic.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
-    if not writer.isOpened():
-        pytest.skip("this OpenCV build cannot write mp4v video")
-    for i in range(30):
-        writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
-    writer.release()
-    return path
+    return write_grey_video(tmp_path_factory.mktemp("video") / "synthetic.mp4")
 
 
 # --- Frame -------------------------------------------------------------------------------------

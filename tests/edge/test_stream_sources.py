@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from crossview_testing.edge_fakes import write_grey_video
 
 from edge.frames import Frame
 from edge.sources import FrameRateLimiter, ImageFolderSource, SourceError, SourceUnavailableError, VideoFileSource
@@ -431,13 +432,7 @@ def test_frame_rate_limiter_lets_no_burst_through_after_a_gap() -> None:
 
 
 def test_video_file_target_fps(tmp_path: Path) -> None:
-    path = tmp_path / "ten-fps.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
-    if not writer.isOpened():
-        pytest.skip("this OpenCV build cannot write mp4v video")
-    for i in range(30):
-        writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
-    writer.release()
+    path = write_grey_video(tmp_path / "ten-fps.mp4")
     assert [f.index for f in VideoFileSource(path, "cam", target_fps=5)] == list(range(0, 30, 2))
     assert [f.index for f in VideoFileSource(path, "cam", target_fps=2.5)] == list(range(0, 30, 4))
     assert [f.index for f in VideoFileSource(path, "cam", stride=3, target_fps=5)] == list(range(0, 30, 3))

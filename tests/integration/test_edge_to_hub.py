@@ -1,5 +1,5 @@
 """Edge to hub, end to end, with the real detector and Re-ID model on the sample videos and a real gRPC
-test hub on 127.0.0.1 (tests/edge/hub_fixture.py). Skipped without $CROSSVIEW_MODELS / $CROSSVIEW_DATA.
+test hub on 127.0.0.1 (tests/crossview_testing/hub_fixture.py). Skipped without $CROSSVIEW_MODELS / $CROSSVIEW_DATA.
 
 1. Two videos replayed as two cameras; the hub pushes a gallery (a person of one video plus CUHK03
    strangers) over the real sync path; a short list naming that person reaches the hub.
@@ -13,9 +13,7 @@ No timing assertions: every wait is on a condition with a generous timeout.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +26,8 @@ from typing import Any
 
 import cv2
 import pytest
+from crossview_testing import hub_fixture
+from crossview_testing.processes import sigkill_when
 
 from edge.hub_messages import short_list_key
 from edge.node import EdgeNode
@@ -40,20 +40,6 @@ from protos.crossview.v1 import hub_to_edge_pb2
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "integration-token"
 VIDEO_A, VIDEO_B, VIDEO_C = "one-by-one-person-detection.mp4", "people-detection.264", "pedestrians__nandinib1999.mp4"
-
-
-def load_hub_fixture() -> Any:  # tests are not a package: load the helper module by path
-    name = "crossview_tests_hub_fixture"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "edge" / "hub_fixture.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-hub_fixture = load_hub_fixture()
 
 
 def wait_until(condition: Any, timeout: float = 60.0, what: str = "") -> None:
@@ -197,15 +183,7 @@ def test_sigkill_mid_replay_then_restart_sends_each_short_list_once(samples: dic
     # first run, paced at real time (same tracklets and short lists, more time to be killed in)
     child = subprocess.Popen([*command, "--set", "realtime=true"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not hub.accepted and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert child.poll() is None, f"the replay ended before it could be killed: {child.communicate()[1][-2000:]}"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
+    sigkill_when(child, lambda: bool(hub.accepted))
     at_kill = set(hub.accepted)
     assert at_kill
 

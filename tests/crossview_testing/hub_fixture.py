@@ -10,8 +10,8 @@ port; the recorded state survives, as a real hub's database would. Faults on dem
 (record but never ack: a hub that dies before acking), `reject_keys`, `retry_once_keys`,
 `overloaded_ms` (refuse every stream with RESOURCE_EXHAUSTED and a ``retry-after-ms`` trailer).
 
-The real hub lives in cloud/; this one is deliberately small. Load it with `load_hub_fixture()`
-from a test module (tests here are not a package).
+The real hub lives in cloud/; this one is deliberately small. Import it as
+``from crossview_testing import hub_fixture`` (tests/ is on pytest's pythonpath).
 """
 
 from __future__ import annotations
