@@ -77,6 +77,7 @@ class TrackletStats:
     detections: int = 0
     crops_below_min_quality: int = 0
     crops_empty: int = 0
+    untracked: int = 0  # boxes the tracker gave no track (id < 0): they belong to no tracklet
     tracklets_closed: int = 0
     dropped_short: int = 0
     dropped_no_crops: int = 0
@@ -175,6 +176,9 @@ class TrackletBuilder:
         frame_hw = (int(frame.shape[0]), int(frame.shape[1]))
         track_ids = detections.track_id if detections.track_id is not None else np.zeros(0, np.int64)
         for i in range(len(detections)):
+            if track_ids[i] < 0:  # the tracker's "no track" (e.g. Ultralytics on a frame without tracks)
+                self._counts["untracked"] += 1
+                continue
             box = tuple(float(v) for v in detections.xyxy[i])
             self._observe(int(track_ids[i]), timestamp_s, frame, frame_hw, box, float(detections.confidence[i]))
         # a microsecond of slack so that, e.g., 1.4 - 0.4 (0.9999999999999999) counts as 1.0

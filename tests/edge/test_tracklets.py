@@ -189,6 +189,16 @@ def test_track_id_reused_after_close_is_a_new_tracklet() -> None:
     assert (closed[1].start_s, closed[1].frame_count) == (3.0, 10)
 
 
+def test_boxes_without_a_track_belong_to_no_tracklet() -> None:
+    builder = TrackletBuilder("cam", min_frames=1, min_quality=0.0)
+    frame = np.random.default_rng(1).integers(0, 256, size=(FRAME_H, FRAME_W, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 60, 150], [200, 10, 250, 150], [300, 10, 350, 150]], np.float32)
+    for i in range(5):  # two different people the tracker could not track (-1), and track 4
+        builder.update(i * 0.1, frame, Detections(boxes, np.full(3, 0.9, np.float32), np.array([-1, -1, 4])))
+    assert builder.stats.untracked == 10
+    assert [t.track_id for t in builder.flush()] == [4]
+
+
 def test_boxes_off_frame_are_clipped_or_skipped() -> None:
     builder = TrackletBuilder("cam", min_frames=1, min_quality=0.0)
     frame = np.random.default_rng(0).integers(0, 256, size=(FRAME_H, FRAME_W, 3), dtype=np.uint8)
