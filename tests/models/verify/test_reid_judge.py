@@ -61,6 +61,23 @@ def test_each_distinct_image_is_embedded_once() -> None:
     assert embedder.embedded == 4  # query + three distinct candidates, both orders included
 
 
+def test_vectors_are_kept_between_calls_up_to_cache_size() -> None:
+    a, b = TableEmbedder(TABLE), TableEmbedder({k: [v[1], v[0]] for k, v in TABLE.items()}, "fake-2")
+    judge = ReidJudge(embedders=[a, b], cache_size=3)
+    plain = ReidJudge(embedders=[TableEmbedder(TABLE), TableEmbedder({k: [v[1], v[0]] for k, v in TABLE.items()})],
+                      cache_size=0)
+    first = judge.score_shortlist(image(1), [image(2), image(3)])
+    assert a.embedded == b.embedded == 3
+    again = judge.score_shortlist(image(4), [image(2), image(3)])  # the references are cached: only the query
+    assert a.embedded == b.embedded == 4
+    for query, refs, mu in ((1, [2, 3], first), (4, [2, 3], again)):  # the same numbers as without a cache
+        assert mu == pytest.approx(plain.score_shortlist(image(query), [image(r) for r in refs]))
+    judge.score_shortlist(image(1), [image(2)])  # 1 was evicted (size 3, least recently used)
+    assert a.embedded == 5
+    with pytest.raises(JudgeConfigError, match="cache_size"):
+        ReidJudge(embedders=[a], cache_size=-1)
+
+
 def test_an_empty_model_list_is_refused() -> None:
     with pytest.raises(JudgeConfigError, match="at least one"):
         ReidJudge(models=())
