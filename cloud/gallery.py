@@ -170,7 +170,7 @@ class Gallery:
                watchlist_threshold: float | None = None, source: str = "photo",
                sighting_id: int | None = None) -> IdentityRecord:
         """Create an identity from `photos`; an existing `identity_id` is left as it is and returned."""
-        _check_threshold(watchlist_threshold)
+        check_watchlist_threshold(watchlist_threshold)
         jpegs, images = self._photos(photos)
         identity_id = identity_id or f"id-{uuid.uuid4().hex[:12]}"
         existing = self.store.get_identity(identity_id)
@@ -205,7 +205,7 @@ class Gallery:
         Without `identity_id`, a sighting of an automatic ("auto") identity promotes that identity
         (same id, new name and watchlist threshold when given) instead of enrolling the person twice.
         """
-        _check_threshold(watchlist_threshold)
+        check_watchlist_threshold(watchlist_threshold)
         sighting = self.store.get_sighting(sighting_id)
         if sighting is None:
             raise StoreError(f"unknown sighting {sighting_id}")
@@ -253,7 +253,7 @@ class Gallery:
 
     def set_watchlist(self, identity_id: str, threshold: float | None) -> int:
         """Put the identity on the watchlist with a stage-1 distance threshold, or take it off (None)."""
-        _check_threshold(threshold)
+        check_watchlist_threshold(threshold)
         version = self.store.update_identity(identity_id, watchlist_threshold=threshold, now=self._clock())
         self._changed(version)
         return version
@@ -372,9 +372,15 @@ class Gallery:
         return deltas
 
 
-def _check_threshold(threshold: float | None) -> None:
-    if threshold is not None and not (isinstance(threshold, int | float) and 0.0 <= float(threshold) < 1e9):
-        raise InvalidInputError(f"watchlist threshold: expected a number >= 0 or None, got {threshold!r}")
+MAX_WATCHLIST_THRESHOLD = 2.0  # stage-1 distances of unit vectors lie in [0, 2]
 
 
-__all__ = ["Embedders", "Gallery", "UnknownFingerprintError", "zoo_embedder"]
+def check_watchlist_threshold(threshold: float | None) -> None:
+    """The one rule for a watchlist threshold (gallery, REST API, CLI): None, or a number in (0, 2]."""
+    if threshold is not None and not (isinstance(threshold, int | float) and not isinstance(threshold, bool)
+                                      and 0.0 < float(threshold) <= MAX_WATCHLIST_THRESHOLD):
+        raise InvalidInputError(f"watchlist_threshold: expected a number in (0, {MAX_WATCHLIST_THRESHOLD:g}] or "
+                                f"none, got {threshold!r}")
+
+
+__all__ = ["Embedders", "Gallery", "UnknownFingerprintError", "check_watchlist_threshold", "zoo_embedder"]

@@ -6,8 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.gallery import MAX_WATCHLIST_THRESHOLD
+
 DisplayName = Field(default="", max_length=200)
-Threshold = Field(default=None, gt=0.0, le=2.0, description="stage-1 distance threshold, in (0, 2]")
+Threshold = Field(default=None, gt=0.0, le=MAX_WATCHLIST_THRESHOLD, description="stage-1 distance threshold, in (0, 2]")
 
 
 class _Strict(BaseModel):
@@ -50,7 +52,7 @@ class RenameRequest(_Strict):
 
 
 class WatchlistRequest(_Strict):
-    threshold: float = Field(gt=0.0, le=2.0, description="stage-1 distance threshold, in (0, 2]")
+    threshold: float = Field(gt=0.0, le=MAX_WATCHLIST_THRESHOLD, description="stage-1 distance threshold, in (0, 2]")
 
 
 class Identity(BaseModel):

@@ -4,7 +4,7 @@ DESIGN §2: the judge's μ = P(different) for the top-K candidates of each query
 distance matrix, ``d' = (1-α)·d + α·2μ`` on those K entries only (α≈0.2, K≈10), and the fused
 matrix is re-ranked with k-reciprocal re-ranking (`models.rerank.k_reciprocal_exact`). ``2μ`` is in
 [0, 2], the range of a cosine distance, so `d` should be the cosine distance ``1 - cos`` of
-L2-normalised embeddings (what `models.rerank.unit_distances` returns).
+L2-normalised embeddings — half of what `models.rerank.unit_distances` returns (``2 - 2·cos``).
 
 Pure numpy in, numpy out; shapes in the docstrings; the papers' defaults in the signatures.
 """

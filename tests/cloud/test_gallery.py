@@ -100,9 +100,14 @@ def test_bad_photos_are_refused(gallery: Gallery, photos: list, error: str) -> N
     assert gallery.store.list_identities() == []
 
 
-def test_bad_watchlist_threshold(gallery: Gallery, kit: types.SimpleNamespace) -> None:
-    with pytest.raises(InvalidInputError, match="watchlist threshold"):
-        gallery.enroll([kit.jpeg("red")], watchlist_threshold=float("nan"))
+@pytest.mark.parametrize("threshold", [float("nan"), 0.0, -0.1, 2.5, True, "0.3"])
+def test_bad_watchlist_threshold(gallery: Gallery, kit: types.SimpleNamespace, threshold: object) -> None:
+    """One rule for every way in (the REST API uses it too): a number in (0, 2]."""
+    with pytest.raises(InvalidInputError, match=r"watchlist_threshold: expected a number in \(0, 2\]"):
+        gallery.enroll([kit.jpeg("red")], watchlist_threshold=threshold)  # type: ignore[arg-type]
+    identity = gallery.enroll([kit.jpeg("red")], watchlist_threshold=2.0).identity_id
+    with pytest.raises(InvalidInputError, match="watchlist_threshold"):
+        gallery.set_watchlist(identity, threshold)  # type: ignore[arg-type]
 
 
 def test_enrol_from_a_sighting(gallery: Gallery, kit: types.SimpleNamespace) -> None:

@@ -12,7 +12,9 @@ from cloud.api.errors import ApiError
 from cloud.api.schemas import FromSightingRequest, Identity, RenameRequest, Sighting, WatchlistRequest
 from cloud.api.uploads import read_photos
 from cloud.api.views import Names, identity_view, sighting_view
+from cloud.gallery import check_watchlist_threshold
 from cloud.store import HubStore, IdentityRecord
+from models.errors import InvalidInputError
 
 router = APIRouter(prefix="/api", tags=["identities"], dependencies=[Depends(require_operator)])
 
@@ -29,10 +31,12 @@ def identity_json(store: HubStore, identity_id: str) -> dict[str, Any]:
     return identity_view(record, store.identity_counts(identity_id).get(identity_id))
 
 
-def _check_threshold(value: float | None) -> float | None:
-    if value is not None and not 0.0 < value <= 2.0:
-        raise ApiError(422, f"watchlist_threshold: expected a number in (0, 2], got {value}")
-    return value
+def _check_threshold(value: float | None) -> None:
+    """The gallery's rule (`cloud.gallery.check_watchlist_threshold`), as a 422 before the photos are read."""
+    try:
+        check_watchlist_threshold(value)
+    except InvalidInputError as exc:
+        raise ApiError(422, str(exc)) from None
 
 
 @router.get("/identities", response_model=list[Identity])

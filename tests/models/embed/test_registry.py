@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from models.embed import (
-    DEFAULT_RUNTIME,
     RUNTIMES,
     Embedder,
     EmbedderConfigError,
@@ -41,7 +40,6 @@ def test_importing_the_registry_and_its_classes_imports_no_runtime_library():
 def test_formats_map_to_runtimes():
     assert runtimes_for_format("openvino") == ["openvino"]
     assert set(runtimes_for_format("onnx")) == {"onnxruntime", "openvino", "torch", "tensorrt"}
-    assert DEFAULT_RUNTIME == {"openvino": "openvino", "onnx": "onnxruntime"}
 
 
 @pytest.mark.parametrize(("runtime", "match"), [

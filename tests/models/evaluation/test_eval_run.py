@@ -23,8 +23,6 @@ from models.evaluation import EmbeddingCache, evaluate, plot_cmc, to_json_dict
 from models.evaluation.report import format_table
 from models.types import Embeddings
 
-pytest.importorskip("models.metrics", reason="models.metrics (evaluate_rank) is not available")
-
 QUERY = {"q0": "0001_c1s1_000001_00.png", "q1": "0002_c1s1_000002_00.png"}
 GALLERY = {"g0": "0002_c2s1_000010_01.png", "g1": "0003_c2s1_000011_01.png",
            "g2": "0001_c2s1_000012_01.png", "g3": "0004_c2s1_000013_01.png"}
