@@ -43,7 +43,8 @@ class IssuedToken:
     expires_s: float | None
 
 
-def _hash(secret: str) -> str:
+def secret_hash(secret: str) -> str:
+    """How the hub stores a bearer secret (edge tokens, operator sessions): its SHA-256, hex."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -74,7 +75,7 @@ class EdgeAuth:
         self._store.register_edge(edge_id, site=site, now=now)
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         expires = None if ttl_s is None else now + ttl_s
-        self._store.add_token(TokenRecord(token_id, edge_id, _hash(secret), now, expires, revoked=False))
+        self._store.add_token(TokenRecord(token_id, edge_id, secret_hash(secret), now, expires, revoked=False))
         return IssuedToken(f"cvt_{token_id}_{secret}", token_id, edge_id, expires)
 
     def revoke_token(self, token_id: str) -> bool:
@@ -92,7 +93,7 @@ class EdgeAuth:
         if match is None:
             raise AuthError("malformed edge token: expected 'cvt_<id>_<secret>'")
         record = self._store.get_token(match.group(1))
-        if record is None or not hmac.compare_digest(record.secret_hash, _hash(match.group(2))):
+        if record is None or not hmac.compare_digest(record.secret_hash, secret_hash(match.group(2))):
             raise AuthError("unknown or wrong edge token")
         if record.revoked:
             raise AuthError(f"edge token {record.token_id} has been revoked")

@@ -12,9 +12,6 @@ Plain keyword arguments here; configuration files and the command line belong to
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -125,30 +122,3 @@ class Hub:
         finally:
             await self.stop()
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m cloud.hub``: serve, or issue an edge token (the operator CLI is ``crossview``)."""
-    parser = argparse.ArgumentParser(prog="python -m cloud.hub", description=main.__doc__)
-    parser.add_argument("--data-dir", default="hub-data", help="crops and (by default) hub.db go here")
-    parser.add_argument("--database", default=None, help="SQLite path or postgresql:// URL")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=50051)
-    parser.add_argument("--judge", default="reid", help="models.verify judge name")
-    parser.add_argument("--create-token", metavar="EDGE_ID", help="print a new token for EDGE_ID and exit")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.create_token:
-        store = open_store(args.database or Path(args.data_dir) / "hub.db")
-        try:
-            print(EdgeAuth(store).create_token(args.create_token).token)
-        finally:
-            store.close()
-        return 0
-    hub = Hub.create(data_dir=args.data_dir, database=args.database, judge=args.judge)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(hub.serve_forever(host=args.host, port=args.port))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

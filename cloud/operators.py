@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cloud.auth import secret_hash
 from cloud.store import HubStore, OperatorSessionRecord
 from models.errors import CrossviewError, InvalidInputError
 
@@ -74,10 +75,6 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def check_username(username: str) -> str:
     if not isinstance(username, str) or not _USERNAME.fullmatch(username):
         raise InvalidInputError(f"operator name: expected 1-64 letters, digits or . _ @ -, got {username!r}")
@@ -122,7 +119,7 @@ class OperatorAuth:
         self._store.delete_expired_operator_sessions(now)
         token = f"cvs_{secrets.token_urlsafe(32)}"
         expires = now + self.session_ttl_s
-        self._store.add_operator_session(OperatorSessionRecord(_token_hash(token), record.username, now, expires))
+        self._store.add_operator_session(OperatorSessionRecord(secret_hash(token), record.username, now, expires))
         return OperatorSession(record.username, expires, token)
 
     def check(self, token: str | None) -> OperatorSession:
@@ -130,7 +127,7 @@ class OperatorAuth:
         "session expired; log in again"."""
         if not token:
             raise OperatorAuthError("not logged in")
-        record = self._store.get_operator_session(_token_hash(token))
+        record = self._store.get_operator_session(secret_hash(token))
         if record is None:
             raise OperatorAuthError("not logged in")
         if self._clock() >= record.expires_s:
@@ -140,7 +137,7 @@ class OperatorAuth:
 
     def logout(self, token: str | None) -> bool:
         """End the session; False when there was none."""
-        return bool(token) and self._store.delete_operator_session(_token_hash(str(token)))
+        return bool(token) and self._store.delete_operator_session(secret_hash(str(token)))
 
 
 __all__ = ["DEFAULT_SESSION_TTL_S", "OperatorAuth", "OperatorAuthError", "OperatorSession", "ScryptParams",

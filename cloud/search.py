@@ -276,7 +276,8 @@ class SearchService:
         for edge_id, hits in job.hits.items():
             for hit in hits:
                 start, end = codec.time_range_from_proto(hit.span) if hit.HasField("span") else (0.0, 0.0)
-                entries.append((edge_id, hit, start, end, codec.jpeg_to_image(hit.crop.jpeg)))
+                image = codec.jpeg_to_image(hit.crop.jpeg) if self.judge is not None else None  # for the judge only
+                entries.append((edge_id, hit, start, end, image))
         mu = [math.nan] * len(entries)
         if self.judge is not None and entries:
             pairs = [(q, e[4]) for e in entries for q in images]

@@ -98,7 +98,7 @@ class HubLink:
         root_certificates, certificate_chain, private_key: PEM bytes or file paths; any of them turns
             TLS on (chain + key: mutual TLS).
         blur_faces: True (a default `FaceBlurrer`) or a configured one: every crop is blurred as it is
-            sent, whoever put it in the outbox.
+            sent, whoever put it in the outbox, and re-encoded at `blur_jpeg_quality` (the uplink's).
         camera_stats: called for each heartbeat; returns per-camera numbers.
         on_verdict: called with each new Verdict after it is recorded (e.g. to raise an alert).
         state_path: the `LinkState` file; default ``<outbox file stem>.link.db`` beside the outbox.
@@ -110,7 +110,8 @@ class HubLink:
                  *, site: str = "", root_certificates: bytes | str | Path | None = None,
                  certificate_chain: bytes | str | Path | None = None, private_key: bytes | str | Path | None = None,
                  heartbeat_s: float = 10.0, initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
-                 blur_faces: bool | FaceBlurrer = False, max_message_bytes: int = 4 * 1024 * 1024,
+                 blur_faces: bool | FaceBlurrer = False, blur_jpeg_quality: int = 75,
+                 max_message_bytes: int = 4 * 1024 * 1024,
                  max_receive_bytes: int = 64 * 1024 * 1024, max_inflight: int = 32, hello_timeout_s: float = 10.0,
                  search_top_k: int = 50, camera_stats: Callable[[], Iterable[CameraLoad]] | None = None,
                  on_verdict: Callable[[hub_to_edge_pb2.Verdict], None] | None = None,
@@ -141,6 +142,7 @@ class HubLink:
         self.max_inflight, self.search_top_k = max(1, int(max_inflight)), int(search_top_k)
         self.keepalive_s = keepalive_s
         self._blurrer = FaceBlurrer() if blur_faces is True else (blur_faces or None)
+        self.blur_jpeg_quality = int(blur_jpeg_quality)
         self._camera_stats, self._verdict_callback = camera_stats, on_verdict
         self._rng = rng or random.Random()
         default_state = Path(outbox.path).with_name(Path(outbox.path).stem + ".link.db")
@@ -390,7 +392,7 @@ class HubLink:
         try:
             msg = entry_message(entry)
             if self._blurrer is not None:  # here, at the one exit, whoever put the entry in the outbox
-                blur_message_crops(msg, self._blurrer)
+                blur_message_crops(msg, self._blurrer, quality=self.blur_jpeg_quality)
         except Exception as exc:  # undecodable, or the blur failed: never send it as it is
             self._dead_letter(entry, f"cannot be sent: {exc}")
             return

@@ -221,25 +221,26 @@ def _hit(store: TrackletStore, tracklet_id: str, distance: float, vector: np.nda
         crop=common_pb2.CropImage(jpeg=data, width=image.shape[1], height=image.shape[0], camera_id=record.camera_id))
 
 
-def blur_message_crops(msg: session_pb2.EdgeMessage, blurrer: FaceBlurrer) -> None:
-    """Blur every crop of a ShortList or SearchResult in place; a crop that cannot be decoded is removed
-    (with its hit), so nothing leaves unblurred."""
+def blur_message_crops(msg: session_pb2.EdgeMessage, blurrer: FaceBlurrer, *, quality: int = 75) -> None:
+    """Blur every crop of a ShortList or SearchResult in place, re-encoded at `quality` (the uplink's, so a
+    blurred crop is no larger than it was); a crop that cannot be decoded is removed (with its hit), so
+    nothing leaves unblurred."""
     body = msg.WhichOneof("body")
     if body == "short_list":
         crops = msg.short_list.query_crops
-        keep = [c for c in crops if _blur_crop(c, blurrer)]
+        keep = [c for c in crops if _blur_crop(c, blurrer, quality)]
         del crops[:]
         crops.extend(keep)
     elif body == "search_result":
         hits = msg.search_result.hits
-        keep = [h for h in hits if h.HasField("crop") and _blur_crop(h.crop, blurrer)]
+        keep = [h for h in hits if h.HasField("crop") and _blur_crop(h.crop, blurrer, quality)]
         del hits[:]
         hits.extend(keep)
 
 
-def _blur_crop(crop: common_pb2.CropImage, blurrer: FaceBlurrer) -> bool:
+def _blur_crop(crop: common_pb2.CropImage, blurrer: FaceBlurrer, quality: int) -> bool:
     try:
-        crop.jpeg = blurrer.blur_jpeg(crop.jpeg)
+        crop.jpeg = blurrer.blur_jpeg(crop.jpeg, quality=quality)
     except InvalidInputError as exc:
         log.warning("crop left out: it cannot be blurred: %s", exc)
         return False

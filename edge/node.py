@@ -117,9 +117,13 @@ class EdgeNode:
                                          outbox=self.outbox, gallery=gallery if gallery is not None else self.gallery,
                                          on_result=self._result, **pipeline_options)
             if hub_target:
+                options = dict(link_options or {})
+                uplink = pipeline_options.get("uplink")
+                if uplink is not None:  # blurred crops are re-encoded as the uplink encoded them
+                    options.setdefault("blur_jpeg_quality", uplink.jpeg_quality)
                 self.link = HubLink(hub_target, edge_id, hub_token, list(cameras), embedder.fingerprint,
                                     self.gallery, self.outbox, self.store, camera_stats=self.camera_loads,
-                                    **dict(link_options or {}))
+                                    **options)
             opened.pop_all()
         self.retention = retention
         self._retention_thread: threading.Thread | None = None

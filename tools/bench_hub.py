@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,18 @@ class Workload:
     dim: int
     enroll: list[tuple[str, list[bytes]]]  # (identity id, JPEGs)
     queries: list[tuple[list[bytes], np.ndarray, list[tuple[str, float]]]]  # crops, vector, candidates
+
+
+def _unique(jpeg: bytes, n: int, edge_id: str) -> bytes:
+    """`jpeg` with its top-left 2x2 pixels set from (edge, n): new content, the same person."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    seed = zlib.crc32(f"{edge_id}:{n}".encode())
+    image[:2, :2] = np.frombuffer(seed.to_bytes(4, "little") * 3, np.uint8).reshape(2, 2, 3)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return buf.tobytes()
 
 
 def build_workload(data_dir: Path, edge_model: str, *, identities: int, candidates: int,
@@ -181,13 +194,15 @@ class SimEdge:
             await self.call.write(message)
 
     def _short_list(self, n: int) -> tuple[str, session_pb2.EdgeMessage]:
+        """Short list `n`: a query set of the workload (cycled) with pixels made unique to this message, as
+        every real tracklet's crops are (the judge may cache vectors by content: only references repeat)."""
         jpegs, vector, candidates = self.work.queries[(self.offset + n) % len(self.work.queries)]
         key = f"{self.run_id}:{self.edge_id}:{n}"
         now = time.time()
         msg = edge_to_hub_pb2.ShortList(
             idempotency_key=key, edge_id=self.edge_id, camera_id="cam-1", tracklet_id=f"t-{self.edge_id}-{n}",
             track_id=n, span=codec.time_range_to_proto(now - 2.0, now),
-            query_crops=[common_pb2.CropImage(jpeg=j, camera_id="cam-1") for j in jpegs],
+            query_crops=[common_pb2.CropImage(jpeg=_unique(j, n, self.edge_id), camera_id="cam-1") for j in jpegs],
             query_vector=codec.vector_to_proto(vector, self.work.fingerprint),
             candidates=[edge_to_hub_pb2.Candidate(identity_id=i, stage1_distance=d, rank=r)
                         for r, (i, d) in enumerate(candidates)],

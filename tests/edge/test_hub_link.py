@@ -20,6 +20,7 @@ from crossview_testing import hub_fixture
 from edge.gallery import EdgeGallery
 from edge.hub_channel import MAX_RETRY_HINT_S, reconnect_delay, retry_hint_s
 from edge.hub_link import CameraLoad, HubLink, HubLinkError
+from edge.hub_messages import blur_message_crops
 from edge.outbox import Outbox
 from edge.privacy import FaceBlurrer, FaceDetectorUnavailableError
 from edge.store import TrackletStore
@@ -282,6 +283,16 @@ def test_large_search_answer_is_split_and_crops_are_blurred(hub, edge: dict, mak
     sent = jpeg_to_image(hub.short_lists["direct"].query_crops[0].jpeg)
     assert sent[:13].std(axis=(0, 1)).max() < 3 and sent[13:].std() > 30
     assert jpeg_to_image(direct.query_crops[0].jpeg)[:13].std() > 30  # the outbox keeps the original
+
+
+def test_blurred_crops_are_re_encoded_at_the_uplink_quality() -> None:
+    blurrer = FaceBlurrer(detector=None, method="fill")
+    msg = session_pb2.EdgeMessage(short_list=short_list_to_proto(
+        tracklet(3), [("alice", 0.1)], idempotency_key="q", edge_id="edge-1", created_s=0.0))
+    original = msg.short_list.query_crops[0].jpeg
+    blur_message_crops(msg, blurrer, quality=40)
+    assert msg.short_list.query_crops[0].jpeg == blurrer.blur_jpeg(original, quality=40)
+    assert len(msg.short_list.query_crops[0].jpeg) < len(blurrer.blur_jpeg(original, quality=95))
 
 
 def test_verdict_recorded_once_and_acked(hub, edge: dict, make_link) -> None:
