@@ -3,12 +3,32 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from protos.crossview.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class CameraState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CAMERA_STATE_UNSPECIFIED: _ClassVar[CameraState]
+    CAMERA_STATE_STARTING: _ClassVar[CameraState]
+    CAMERA_STATE_RUNNING: _ClassVar[CameraState]
+    CAMERA_STATE_NO_FRAMES: _ClassVar[CameraState]
+    CAMERA_STATE_RECONNECTING: _ClassVar[CameraState]
+    CAMERA_STATE_FINISHED: _ClassVar[CameraState]
+    CAMERA_STATE_FAILED: _ClassVar[CameraState]
+    CAMERA_STATE_STOPPED: _ClassVar[CameraState]
+CAMERA_STATE_UNSPECIFIED: CameraState
+CAMERA_STATE_STARTING: CameraState
+CAMERA_STATE_RUNNING: CameraState
+CAMERA_STATE_NO_FRAMES: CameraState
+CAMERA_STATE_RECONNECTING: CameraState
+CAMERA_STATE_FINISHED: CameraState
+CAMERA_STATE_FAILED: CameraState
+CAMERA_STATE_STOPPED: CameraState
 
 class CameraInfo(_message.Message):
     __slots__ = ("camera_id", "name", "description", "fps")
@@ -129,16 +149,20 @@ class EdgeAck(_message.Message):
     def __init__(self, hub_sequence: _Optional[int] = ..., gallery_version: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.AckStatus, str]] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class CameraStats(_message.Message):
-    __slots__ = ("camera_id", "fps", "active_tracks", "dropped_frames")
+    __slots__ = ("camera_id", "fps", "active_tracks", "dropped_frames", "state", "gap_since")
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_TRACKS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    GAP_SINCE_FIELD_NUMBER: _ClassVar[int]
     camera_id: str
     fps: float
     active_tracks: int
     dropped_frames: int
-    def __init__(self, camera_id: _Optional[str] = ..., fps: _Optional[float] = ..., active_tracks: _Optional[int] = ..., dropped_frames: _Optional[int] = ...) -> None: ...
+    state: CameraState
+    gap_since: _timestamp_pb2.Timestamp
+    def __init__(self, camera_id: _Optional[str] = ..., fps: _Optional[float] = ..., active_tracks: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., state: _Optional[_Union[CameraState, str]] = ..., gap_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class EdgeHeartbeat(_message.Message):
     __slots__ = ("sent_at", "cameras", "outbox_depth", "gallery_version")
