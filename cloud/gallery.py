@@ -29,6 +29,7 @@ from cloud.store import HubStore, IdentityRecord, StoreError
 from cloud.verification import GalleryMatrix
 from cloud.wire import identity_upsert
 from models.errors import CrossviewError, InvalidInputError
+from models.scores import check_p_same
 from protos import codec
 from protos.crossview.v1 import hub_to_edge_pb2
 
@@ -204,12 +205,13 @@ class Gallery:
 
         Without `identity_id`, a sighting of an automatic ("auto") identity promotes that identity
         (same id, new name and watchlist threshold when given) instead of enrolling the person twice.
+        An unknown sighting (nobody the hub knew) becomes a sighting of the identity it is enrolled in.
         """
         check_watchlist_threshold(watchlist_threshold)
         sighting = self.store.get_sighting(sighting_id)
         if sighting is None:
             raise StoreError(f"unknown sighting {sighting_id}")
-        if identity_id is None:
+        if identity_id is None and sighting.identity_id is not None:
             owner = self.store.get_identity(sighting.identity_id)
             if owner is not None and not owner.deleted and owner.source == "auto":
                 return self._promote(owner, display_name, watchlist_threshold)
@@ -217,10 +219,13 @@ class Gallery:
         if identity_id is not None and self.store.get_identity(identity_id) is not None:
             self.add_photos(identity_id, [jpeg], sighting_id=sighting_id)
             record = self.store.get_identity(identity_id)
-            assert record is not None
-            return record
-        return self.enroll([jpeg], identity_id=identity_id, display_name=display_name,
-                           watchlist_threshold=watchlist_threshold, source="sighting", sighting_id=sighting_id)
+        else:
+            record = self.enroll([jpeg], identity_id=identity_id, display_name=display_name,
+                                 watchlist_threshold=watchlist_threshold, source="sighting", sighting_id=sighting_id)
+        assert record is not None
+        if sighting.identity_id is None:
+            self.store.assign_sighting(sighting_id, record.identity_id)
+        return record
 
     def _promote(self, identity: IdentityRecord, display_name: str,
                  watchlist_threshold: float | None) -> IdentityRecord:
@@ -252,7 +257,7 @@ class Gallery:
         return version
 
     def set_watchlist(self, identity_id: str, threshold: float | None) -> int:
-        """Put the identity on the watchlist with a stage-1 distance threshold, or take it off (None)."""
+        """Put the identity on the watchlist with a P(same) threshold in [0, 1], or take it off (None)."""
         check_watchlist_threshold(threshold)
         version = self.store.update_identity(identity_id, watchlist_threshold=threshold, now=self._clock())
         self._changed(version)
@@ -372,15 +377,11 @@ class Gallery:
         return deltas
 
 
-MAX_WATCHLIST_THRESHOLD = 2.0  # stage-1 distances of unit vectors lie in [0, 2]
-
-
 def check_watchlist_threshold(threshold: float | None) -> None:
-    """The one rule for a watchlist threshold (gallery, REST API, CLI): None, or a number in (0, 2]."""
-    if threshold is not None and not (isinstance(threshold, int | float) and not isinstance(threshold, bool)
-                                      and 0.0 < float(threshold) <= MAX_WATCHLIST_THRESHOLD):
-        raise InvalidInputError(f"watchlist_threshold: expected a number in (0, {MAX_WATCHLIST_THRESHOLD:g}] or "
-                                f"none, got {threshold!r}")
+    """The one rule for a watchlist threshold (gallery, REST API, CLI): None, or a P(same) in [0, 1]
+    (`models.scores`): a confirmed sighting whose P(same) reaches it raises an alert."""
+    if threshold is not None:
+        check_p_same("watchlist_threshold", threshold)
 
 
 __all__ = ["Embedders", "Gallery", "UnknownFingerprintError", "check_watchlist_threshold", "zoo_embedder"]

@@ -34,6 +34,7 @@ from cloud.sessions import SessionLimits, SessionManager
 from cloud.shortlists import ShortListService
 from cloud.store import HubStore, open_store
 from cloud.verification import DecisionPolicy, Verifier, create_verifier
+from models.scores import DEFAULT_CONFIRM_P_SAME
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,10 @@ class Hub:
             sessions = SessionManager(store=store, auth=auth, gallery=gallery, shortlists=shortlists,
                                       executor=executor, hub_id=hub_id, limits=limits,
                                       accepted_fingerprints=accepted_fingerprints, clock=clock)
-            # search verdicts use the judge's own confirmation line: P(same) >= 1 - mu_confirm
-            mu_confirm = getattr(getattr(verifier, "policy", None), "mu_confirm", 0.5)
+            # a search hit is "same" on the hub's own decision line (a fused P(same))
+            same_above = getattr(getattr(verifier, "policy", None), "confirm_p_same", DEFAULT_CONFIRM_P_SAME)
             search = SearchService(store, gallery, crops, sessions, getattr(verifier, "judge", None),
-                                   same_above=1.0 - mu_confirm, clock=clock)
+                                   same_above=same_above, clock=clock)
         except BaseException:
             store.close()
             raise

@@ -1,15 +1,18 @@
 """Search fan-out: "find this person everywhere" across the edges' local footage.
 
-A query is photos, a sighting or an identity. The hub makes query vectors with each connected
+A query is photos, a sighting or an identity. By identity or sighting, the hub's own stored
+sightings of that person come first (`SearchOutcome.sightings`; an unknown sighting is its own only
+one), then the edges are asked. The hub makes query vectors with each connected
 edge's own model, sends each edge a sequenced SearchJob (durable like a verdict: re-sent after a
 reconnect until acked), gathers the SearchResult batches until every edge said `done` or the
 deadline passed, has the judge score each hit against the query images, and ranks all hits together.
 
-Ranking: ``(1-α)·d + α·2μ`` (as in DESIGN §2) with d the edge's stage-1 distance and μ the judge's
-P(different) for the hit's crop (the smallest over the query images), or d alone without a judge.
-Stage-1 distances of different models are not on one scale, so across edges with different models
-μ carries the comparison. The outcome says which edges answered fully, partly, with an error, or
-not at all: a partial answer is still an answer.
+Scores are P(same) in [0, 1] (`models.scores`): `stage1_p_same` is the edge model's cosine distance
+between the query and the hit through that model's calibration, `stage2_p_same` the judge's μ (the
+smallest over the query images) through the judge's, and `p_same` the two fused
+(`models.calibration.fuse_p_same`); hits are ranked by `p_same`, so hits of edges with different
+models compare on one scale. The outcome says which edges answered fully, partly, with an error, or
+not at all: a partial answer is still an answer; no edge connected means only the stored sightings.
 
 Several replicas: the job is asked of every edge connected to *any* replica (the store says which
 edges are connected and with which model). Jobs go out through the store's per-edge outgoing queue,
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import threading
@@ -38,9 +42,11 @@ import numpy as np
 from cloud.crops import CropFiles
 from cloud.gallery import Gallery, Photo
 from cloud.sessions import SessionManager
-from cloud.store import HubStore, SearchJobRecord, StoreError
+from cloud.store import HubStore, SearchJobRecord, SightingRecord, StoreError
 from cloud.verification import PairJudge
+from models.calibration import Calibration, calibration_for, fuse_p_same
 from models.errors import InvalidInputError
+from models.scores import DEFAULT_CONFIRM_P_SAME, check_p_same
 from protos import codec
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
 
@@ -67,22 +73,23 @@ class SearchHit:
     tracklet_id: str
     start_s: float
     end_s: float
-    stage1_distance: float
-    stage2_score: float | None  # P(same person) from the judge; None without one
-    score: float  # the ranking distance (lower is better)
+    p_same: float | None  # the stages fused: what hits are ranked by
+    stage1_p_same: float | None  # the edge model's
+    stage2_p_same: float | None  # the judge's; None without one
     jpeg: bytes
-    same: bool | None = None  # the judge's verdict: stage2_score >= the service's `same_above`; None without one
+    same: bool | None = None  # p_same >= the service's `same_above`; None without a judge
 
 
 @dataclass(frozen=True)
 class SearchOutcome:
     job_id: str
     hits: list[SearchHit]  # best first
-    edges_asked: list[str]
+    edges_asked: list[str]  # connected when the search began; empty: no edge was
     edges_answered: list[str]  # sent their last batch
     edges_partial: list[str]  # sent some batches, not the last, before the deadline
     edges_failed: dict[str, str]  # edge -> its error
     edges_silent: list[str]  # nothing before the deadline
+    sightings: list[SightingRecord] = field(default_factory=list)  # stored at the hub, newest first
 
     @property
     def complete(self) -> bool:
@@ -91,7 +98,7 @@ class SearchOutcome:
 
 @dataclass
 class _Job:
-    edges: set[str]
+    edges: dict[str, str]  # edge id -> model fingerprint
     loop: asyncio.AbstractEventLoop
     finished: asyncio.Event
     max_hits: int
@@ -103,13 +110,15 @@ class _Job:
 
 class SearchService:
     def __init__(self, store: HubStore, gallery: Gallery, crops: CropFiles, sessions: SessionManager,
-                 judge: PairJudge | None = None, *, alpha: float = 0.2, max_query_images: int = 4,
-                 same_above: float = 0.5, poll_s: float = 0.25, keep_jobs_s: float = 3600.0,
+                 judge: PairJudge | None = None, *, max_query_images: int = 4,
+                 same_above: float = DEFAULT_CONFIRM_P_SAME, max_stored_sightings: int = 200, poll_s: float = 0.25,
+                 keep_jobs_s: float = 3600.0, calibrations: Callable[[str, str], Calibration] = calibration_for,
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.gallery, self.crops, self.sessions, self.judge = store, gallery, crops, sessions, judge
-        self.alpha, self.max_query_images = alpha, max_query_images
+        self.max_query_images, self.max_stored_sightings = max_query_images, max_stored_sightings
         self.poll_s, self.keep_jobs_s = poll_s, keep_jobs_s
-        self.same_above = same_above  # a hit is the same person when P(same) >= this (the judge's own line)
+        self.same_above = check_p_same("same_above", same_above)  # a hit is the same person at this P(same)
+        self._calibrations = functools.cache(calibrations)  # (fingerprint, score kind) -> Calibration
         self._clock = clock
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
@@ -135,6 +144,20 @@ class SearchService:
         if not images:
             raise StoreError(f"identity {query.identity_id!r} has no reference crops")
         return images
+
+    def _stored_sightings(self, query: SearchQuery) -> list[SightingRecord]:
+        """(worker thread) The hub's sightings of the person asked for by identity or sighting."""
+        identity_id = query.identity_id
+        if query.sighting_id is not None:
+            sighting = self.store.get_sighting(query.sighting_id)
+            if sighting is None:
+                return []
+            if sighting.identity_id is None:  # an unknown person: this is all the hub has of them
+                return [sighting]
+            identity_id = sighting.identity_id
+        if identity_id is None:
+            return []
+        return self.store.sightings(identity_id=identity_id, limit=self.max_stored_sightings)
 
     def _job_payload(self, job_id: str, query: SearchQuery, vectors: np.ndarray, fingerprint: str,
                      deadline: float) -> bytes:
@@ -175,9 +198,10 @@ class SearchService:
     async def search(self, query: SearchQuery, *, deadline_s: float = 10.0) -> SearchOutcome:
         """Ask every connected edge (on any replica); wait for them all or `deadline_s`."""
         images = await asyncio.to_thread(self._query_images, query)
+        stored = await asyncio.to_thread(self._stored_sightings, query)
         job_id = f"job-{uuid.uuid4().hex[:16]}"
         edges = await asyncio.to_thread(self._edges)
-        job = _Job(set(edges), asyncio.get_running_loop(), asyncio.Event(), max_hits=2 * query.top_k)
+        job = _Job(dict(edges), asyncio.get_running_loop(), asyncio.Event(), max_hits=2 * query.top_k)
         with self._lock:
             self._jobs[job_id] = job
         try:
@@ -200,8 +224,8 @@ class SearchService:
         hits = await asyncio.to_thread(self._rank, images, job)
         answered = sorted(job.done - set(job.errors))
         partial = sorted(e for e in job.hits if e not in job.done)
-        silent = sorted(job.edges - job.done - set(job.hits))
-        return SearchOutcome(job_id, hits, sorted(edges), answered, partial, dict(job.errors), silent)
+        silent = sorted(set(job.edges) - job.done - set(job.hits))
+        return SearchOutcome(job_id, hits, sorted(edges), answered, partial, dict(job.errors), silent, stored)
 
     async def _gather(self, job_id: str, job: _Job, deadline_s: float) -> None:
         """Until every edge is done or the deadline: this replica's batches arrive through `on_result`,
@@ -267,9 +291,12 @@ class SearchService:
             job.errors[edge_id] = msg.error.message
         if msg.done or edge_id in job.errors:
             job.done.add(edge_id)
-        if job.done >= job.edges:
+        if job.done >= set(job.edges):
             job.loop.call_soon_threadsafe(job.finished.set)
         return common_pb2.ACK_STATUS_OK, ""
+
+    def _p_same(self, fingerprint: str, score: str, values: Sequence[float]) -> list[float]:
+        return self._calibrations(fingerprint, score).p_same(np.asarray(values, np.float64)).tolist()
 
     def _rank(self, images: list[np.ndarray], job: _Job) -> list[SearchHit]:
         entries = []
@@ -278,17 +305,30 @@ class SearchService:
                 start, end = codec.time_range_from_proto(hit.span) if hit.HasField("span") else (0.0, 0.0)
                 image = codec.jpeg_to_image(hit.crop.jpeg) if self.judge is not None else None  # for the judge only
                 entries.append((edge_id, hit, start, end, image))
-        mu = [math.nan] * len(entries)
+        # stage 1: the edge's cosine distance through its model's calibration
+        stage1 = [math.nan] * len(entries)
+        by_model: dict[str, list[int]] = collections.defaultdict(list)
+        for i, (edge_id, hit, *_) in enumerate(entries):
+            if math.isfinite(hit.stage1_distance) and job.edges.get(edge_id):
+                by_model[job.edges[edge_id]].append(i)
+        for fingerprint, rows in by_model.items():
+            for i, p in zip(rows, self._p_same(fingerprint, "cosine_distance",
+                                               [entries[i][1].stage1_distance for i in rows]), strict=True):
+                stage1[i] = p
+        # stage 2: the judge's μ (best over the query images) through the judge's calibration
+        stage2 = [math.nan] * len(entries)
         if self.judge is not None and entries:
             pairs = [(q, e[4]) for e in entries for q in images]
-            scores = np.asarray(self.judge.score_pairs(pairs), np.float64).reshape(len(entries), len(images))
-            mu = scores.min(axis=1).tolist()
+            mu = np.asarray(self.judge.score_pairs(pairs), np.float64).reshape(len(entries), len(images)).min(axis=1)
+            judge_fingerprint = str(getattr(self.judge, "fingerprint", "") or getattr(self.judge, "name", "judge"))
+            stage2 = self._p_same(judge_fingerprint, "judge_mu", mu.tolist())
         ranked = []
-        for (edge_id, hit, start, end, _), m in zip(entries, mu, strict=True):
-            d = float(hit.stage1_distance)
-            score = d if math.isnan(m) else (1 - self.alpha) * d + self.alpha * 2 * m
-            p_same = None if math.isnan(m) else 1.0 - m
-            ranked.append(SearchHit(edge_id, hit.camera_id, hit.tracklet_id, start, end, d, p_same, score,
-                                    bytes(hit.crop.jpeg), None if p_same is None else p_same >= self.same_above))
-        ranked.sort(key=lambda h: (h.score, h.edge_id, h.tracklet_id))
+        for (edge_id, hit, start, end, _), p1, p2 in zip(entries, stage1, stage2, strict=True):
+            s1 = None if math.isnan(p1) else p1
+            s2 = None if math.isnan(p2) else p2
+            fused = fuse_p_same(s1, s2)
+            ranked.append(SearchHit(edge_id, hit.camera_id, hit.tracklet_id, start, end, fused, s1, s2,
+                                    bytes(hit.crop.jpeg),
+                                    None if s2 is None or fused is None else fused >= self.same_above))
+        ranked.sort(key=lambda h: (-(h.p_same if h.p_same is not None else -1.0), h.edge_id, h.tracklet_id))
         return ranked

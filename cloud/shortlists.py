@@ -9,13 +9,15 @@
 2. Verify the candidates the hub knows with the `Verifier` (judge + fusion + decision).
 3. A new identity (when the policy allows) gets an id derived from the key, so a re-processed
    short list never creates a second one; it is enrolled from the query crops.
-4. In one transaction: the verdict, the sighting (confirmed or new identity, with the best query
-   crop saved under a name derived from the key), an alert when the identity is on the watchlist,
-   and the Verdict message queued for the edge under its next sequence number. Only then is the
-   short list acknowledged (OK).
+4. In one transaction: the verdict, the sighting (confirmed, new identity, or — when no candidate was
+   confirmed and no new identity allowed — an "unknown" sighting without identity, so nobody seen
+   vanishes; the best query crop is saved under a name derived from the key), an alert when due, and
+   the Verdict message queued for the edge under its next sequence number. Only then is the short
+   list acknowledged (OK).
 
-Alerts: any confirmed sighting of a watchlist identity raises one. The watchlist threshold is a
-stage-1 distance for the edges' own alerts; the hub alerts on its stage-2 confirmation.
+Scores are P(same) in [0, 1] (`models.scores`): the verifier's fused `p_same` of the confirmed
+identity, and each stage's own. Alerts: a confirmed sighting of a watchlist identity whose `p_same`
+reaches the identity's watch threshold raises one.
 """
 
 from __future__ import annotations
@@ -46,6 +48,21 @@ class ShortListOutcome:
     sighting_id: int | None = None
     alert_id: int | None = None
     message: str = ""
+
+
+_NO_SCORES: tuple[None, None, None] = (None, None, None)
+
+
+def result_scores(result: VerifyResult) -> tuple[float | None, float | None, float | None]:
+    """(p_same, stage1_p_same, stage2_p_same) of the result's identity. A verifier from before
+    calibration has only `stage2_score` (the judge's 1 - μ): it stands in for both stage 2 and fused."""
+    stage2 = getattr(result, "stage2_p_same", getattr(result, "stage2_score", None))
+    p_same = getattr(result, "p_same", stage2)
+    return _probability(p_same), _probability(getattr(result, "stage1_p_same", None)), _probability(stage2)
+
+
+def _probability(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _digest(*parts: str) -> str:
@@ -107,6 +124,7 @@ class ShortListService:
         request = VerifyRequest(item.crops, item.query_vector, evidence, self.gallery.matrix(item.model_fingerprint))
         result = self._verify(request)
 
+        scores = result_scores(result)
         identity_id = result.identity_id
         if result.outcome == "new_identity":
             identity_id = f"auto-{_digest(item.idempotency_key)[:16]}"
@@ -114,27 +132,26 @@ class ShortListService:
                                 source="auto")
         elif result.outcome == "rejected":
             identity_id = None
-        sighting = None
         identity = self.store.get_identity(identity_id) if identity_id else None
-        if identity_id is not None:
-            crop_path = self.crops.save("sightings", _digest(item.edge_id, item.idempotency_key)[:32], item.jpegs[0])
-            stage1 = dict(item.candidates).get(identity_id)
-            sighting = NewSighting(identity_id, item.edge_id, item.camera_id, item.tracklet_id, item.start_s,
-                                   item.end_s, crop_path, stage1, result.stage2_score, item.idempotency_key)
+        crop_path = self.crops.save("sightings", _digest(item.edge_id, item.idempotency_key)[:32], item.jpegs[0])
+        # only a confirmed identity was compared with the tracklet: a new one is made of it, an unknown has none
+        shown = scores if result.outcome == "confirmed" else _NO_SCORES
+        sighting = NewSighting(identity_id, item.edge_id, item.camera_id, item.tracklet_id, item.start_s,
+                               item.end_s, crop_path, *shown, item.idempotency_key)
         now = self._clock()
-        verdict = VerdictRecord(item.idempotency_key, result.outcome, identity_id, result.stage2_score,
+        verdict = VerdictRecord(item.idempotency_key, result.outcome, identity_id, scores[0] or 0.0,
                                 self.verifier.name, dict(result.scores), now)
-        payload = verdict_payload(item.idempotency_key, result.outcome, identity_id, result.stage2_score,
+        payload = verdict_payload(item.idempotency_key, result.outcome, identity_id, scores[0] or 0.0,
                                   item.tracklet_id)
-        alert = (result.outcome == "confirmed" and identity is not None
-                 and identity.watchlist_threshold is not None)
+        threshold = identity.watchlist_threshold if identity is not None else None
+        alert = (result.outcome == "confirmed" and threshold is not None and sighting.p_same is not None
+                 and sighting.p_same >= threshold)
         done = self.store.complete_short_list(verdict, sighting, edge_id=item.edge_id, verdict_payload=payload,
                                               alert=alert, now=now)
         if done.alert_id is not None and identity is not None and done.sighting_id is not None:
             record = self.store.get_sighting(done.sighting_id)
-            assert record is not None and identity.watchlist_threshold is not None
-            self.alerts.publish(Alert(done.alert_id, identity.identity_id, identity.display_name,
-                                      identity.watchlist_threshold, record))
-        log.debug("short list %s: %s %s (stage 2 %.3f)", item.idempotency_key, result.outcome, identity_id,
-                  result.stage2_score)
+            assert record is not None and threshold is not None
+            self.alerts.publish(Alert(done.alert_id, identity.identity_id, identity.display_name, threshold, record))
+        log.debug("short list %s: %s %s (P(same) %s)", item.idempotency_key, result.outcome, identity_id,
+                  "-" if scores[0] is None else f"{scores[0]:.3f}")
         return ShortListOutcome("ok", verdict, done.sequence, done.sighting_id, done.alert_id)

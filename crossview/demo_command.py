@@ -168,22 +168,27 @@ def cross_camera(running: Any, video_a: Path, video_b: Path, workdir: Path, *, c
 
 
 def _span(sighting: Any) -> str:
-    return f"{sighting.start_s:.1f}-{sighting.end_s:.1f} s"
+    from cloud.times import format_span
+
+    return format_span(sighting.start_s, sighting.end_s)
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def format_sightings(store: Any, result: CrossCameraResult) -> str:
-    """The result table: one row per sighting; the enrolled person's rows marked."""
-    names: dict[str, str] = {}
-    rows = [("identity", "camera", "time in video", "stage-1 dist", "stage-2 score", "")]
+    """The result table: one row per sighting (P(same) in [0, 1]); the enrolled person's rows marked."""
+    names: dict[str | None, str] = {None: "(unknown person)"}
+    rows = [("identity", "camera", "time", "P(same)", "stage-1 P(same)", "stage-2 P(same)", "")]
     for s in result.sightings:
         if s.identity_id not in names:
             record = store.get_identity(s.identity_id)
             names[s.identity_id] = (record.display_name if record is not None and record.display_name
                                     else s.identity_id)
         mark = ("<- found" if s in result.found else "<- enrolled") if s.identity_id == result.identity_id else ""
-        rows.append((names[s.identity_id], s.camera_id, _span(s),
-                     "-" if s.stage1_distance is None else f"{s.stage1_distance:.3f}",
-                     f"{s.stage2_score:.3f}" if s.stage1_distance is not None else "-", mark))
+        rows.append((names[s.identity_id], s.camera_id, _span(s), _p(s.p_same), _p(s.stage1_p_same),
+                     _p(s.stage2_p_same), mark))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -232,9 +237,9 @@ def _serve(cfg: DemoConfig, videos: list[Path], workdir: Path, password: str, on
                               edge_timeout_s=cfg.edge_timeout_s, out=out)
         print("\n" + format_sightings(running.hub.store, result) + "\n", file=out)
         if result.found:
-            best = max(result.found, key=lambda s: s.stage2_score)
-            print(f"found {result.display_name!r} on {cfg.camera_b} at {_span(best)} (stage-1 distance "
-                  f"{best.stage1_distance:.3f}, stage-2 score {best.stage2_score:.3f})", file=out)
+            best = max(result.found, key=lambda s: s.p_same or 0.0)
+            print(f"found {result.display_name!r} on {cfg.camera_b} at {_span(best)} (P(same) {_p(best.p_same)}: "
+                  f"stage 1 {_p(best.stage1_p_same)}, stage 2 {_p(best.stage2_p_same)})", file=out)
         else:
             print(f"{result.display_name!r} was not found on {cfg.camera_b}", file=out)
         print(f"web UI: {running.api_url}  operator: {cfg.admin_user}  password: {password}", file=out, flush=True)

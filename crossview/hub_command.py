@@ -7,6 +7,9 @@ Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here an
     host: 0.0.0.0
     port: 7443
     judge: reid                             # models.verify judge name
+    allow_new_identities: false             # true: a person nobody in the gallery resembles (an edge's
+                                            # send_unmatched) gets an automatic identity; false: an
+                                            # "unknown" sighting, promotable to an identity
     tls_cert: hub.pem                       # TLS (both or neither); tls_client_ca enables mTLS
     tls_key: hub.key
     create_tokens: [edge-1, edge-2]         # issue a token per edge id at start-up ...
@@ -54,6 +57,7 @@ class HubConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     judge: str = "reid"
+    allow_new_identities: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
@@ -145,12 +149,20 @@ async def _start_api(hub: Hub, cfg: HubConfig, out: TextIO) -> ApiServer | None:
     return api
 
 
+def create_hub(cfg: HubConfig) -> Hub:
+    """The hub the configuration describes (not started)."""
+    from cloud.hub import Hub
+    from cloud.verification import DecisionPolicy
+
+    policy = DecisionPolicy.for_judge(cfg.judge, allow_new_identities=cfg.allow_new_identities)
+    return Hub.create(data_dir=cfg.data_dir, database=cfg.database, judge=cfg.judge, policy=policy,
+                      workers=cfg.workers)
+
+
 async def serve(cfg: HubConfig, out: TextIO = sys.stdout) -> None:
     """Create the hub, issue the tokens, serve edges and the API until SIGINT/SIGTERM, stop gracefully."""
-    from cloud.hub import Hub
-
     tls = _tls(cfg)
-    hub = Hub.create(data_dir=cfg.data_dir, database=cfg.database, judge=cfg.judge, workers=cfg.workers)
+    hub = create_hub(cfg)
     try:
         _issue_tokens(hub, cfg, out)
         port = await hub.start(port=cfg.port, host=cfg.host, tls=tls)

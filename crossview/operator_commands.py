@@ -6,14 +6,15 @@ The hub and the credentials come from options or the environment (``CROSSVIEW_HU
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from cloud.times import format_time
 from crossview.api_client import HubApiError, HubClient
+from models.scores import DEFAULT_WATCH_P_SAME, P_SAME_LABEL, check_p_same
 
 HubOption = Annotated[str, typer.Option("--hub", envvar="CROSSVIEW_HUB_URL", help="The hub's REST API address.")]
 UserOption = Annotated[str, typer.Option("--user", envvar="CROSSVIEW_USER", help="Operator name.")]
@@ -38,16 +39,12 @@ def connect(hub: str, user: str, password: str | None, token: str | None) -> Hub
     return client
 
 
-def _time(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e9:  # a replay's stream time (seconds into the video), not a wall-clock time
-        return f"video +{seconds:.1f}s"
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+P_SAME_NOTE = (f"{P_SAME_LABEL}: the probability, 0-1, that it is the same person (0.9: about 9 in 10 such matches "
+               "are); times in UTC, or 'video +s' into a replay without recorded_at")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -61,7 +58,42 @@ def identity_line(identity: dict[str, Any]) -> str:
     watch = identity.get("watchlist_threshold")
     return (f"identity {identity['identity_id']} {identity.get('display_name') or '(no name)'!s}: "
             f"{identity.get('crop_count', '?')} reference crop(s), "
-            f"{'watched at ' + format(watch, '.3f') if watch is not None else 'not watched'}")
+            f"{f'watched at {P_SAME_LABEL} >= {watch:.2f}' if watch is not None else 'not watched'}")
+
+
+def _threshold(value: float | None) -> float | None:
+    return None if value is None else check_p_same("threshold", value)
+
+
+def print_search(outcome: dict[str, Any], by_photo: bool) -> bool:
+    """The hub's stored sightings of the person (by identity or sighting), then the edges' hits; whether
+    anything was searched (False: no edge connected and nothing stored)."""
+    stored = outcome.get("sightings") or []
+    if stored:
+        typer.echo(f"stored at the hub: {len(stored)} sighting(s)")
+        print_table(["sighting", "identity", "edge", "camera", "time", P_SAME_LABEL, "stage 1", "stage 2"],
+                    [[str(s["sighting_id"]), s.get("display_name") or s.get("identity_id") or "(unknown person)",
+                      s["edge_id"], s["camera_id"], format_time(s["start_s"]), _p(s.get("p_same")),
+                      _p(s.get("stage1_p_same")), _p(s.get("stage2_p_same"))] for s in stored])
+    asked = outcome.get("edges_asked") or []
+    if not asked:
+        what = ": only the hub's stored sightings are shown" if stored else (
+            ": nothing was searched" if by_photo else ", and the hub holds no sighting of this person")
+        typer.echo(f"no edge is connected to the hub{what}", err=True)
+        return bool(stored)
+    rows = [[str(h["rank"]), h["edge_id"], h["camera_id"], format_time(h["start_s"]), _p(h.get("p_same")),
+             _p(h.get("stage1_p_same")), _p(h.get("stage2_p_same")), h["verdict"],
+             h.get("identity_id") or "-"] for h in outcome["hits"]]
+    if stored:
+        typer.echo("")
+    print_table(["rank", "edge", "camera", "time", P_SAME_LABEL, "stage 1", "stage 2", "verdict", "identity"], rows)
+    silent = outcome.get("edges_silent") or []
+    failed = outcome.get("edges_failed") or {}
+    typer.echo(f"{len(rows)} hit(s) from {len(outcome.get('edges_answered') or [])} of {len(asked)} edge(s)"
+               + (f"; silent: {', '.join(silent)}" if silent else "")
+               + (f"; failed: {', '.join(f'{e} ({m})' for e, m in failed.items())}" if failed else ""))
+    typer.echo(P_SAME_NOTE)
+    return True
 
 
 def register(app: typer.Typer) -> None:
@@ -72,13 +104,15 @@ def register(app: typer.Typer) -> None:
         photos: Annotated[list[Path] | None, typer.Argument(help="JPEG or PNG photos of one person.")] = None,
         sighting: Annotated[int | None, typer.Option(help="Enroll from this sighting's crop instead.")] = None,
         name: Annotated[str, typer.Option(help="Display name.")] = "",
-        watch: Annotated[float | None, typer.Option(help="Also put on the watchlist at this distance.")] = None,
+        watch: Annotated[float | None, typer.Option(
+            help=f"Also put on the watchlist: alert at this {P_SAME_LABEL} (0-1).")] = None,
         hub: HubOption = DEFAULT_HUB, user: UserOption = "admin", password: PasswordOption = None,
         token: TokenOption = None,
     ) -> None:
         """Enroll a person in the hub's gallery (pushed to every edge) from photos or a sighting."""
         if bool(photos) == (sighting is not None):
             raise HubApiError("enroll: give photos or --sighting ID (exactly one of them)")
+        watch = _threshold(watch)
         with connect(hub, user, password, token) as client:
             if sighting is not None:
                 identity = client.enroll_from_sighting(sighting, display_name=name, watchlist_threshold=watch)
@@ -96,36 +130,33 @@ def register(app: typer.Typer) -> None:
         hub: HubOption = DEFAULT_HUB, user: UserOption = "admin", password: PasswordOption = None,
         token: TokenOption = None,
     ) -> None:
-        """Search every connected edge's footage for a person; print the hits, best first."""
+        """Search for a person: by identity or sighting, the hub's stored sightings of them first; then every
+        connected edge's footage, hits best first. Exit status 1 when no edge is connected and nothing is stored."""
         if sum((bool(photos), sighting is not None, identity is not None)) != 1:
             raise HubApiError("search: give photos, --sighting ID or --identity ID (exactly one of them)")
         with connect(hub, user, password, token) as client:
             outcome = client.search(photos=photos or [], sighting_id=sighting, identity_id=identity, top_k=top_k,
                                     deadline_s=deadline)
-        rows = [[str(h["rank"]), h["edge_id"], h["camera_id"], _time(h["start_s"]), _number(h["stage1_distance"]),
-                 _number(h["stage2_score"]), h["verdict"], h.get("identity_id") or "-"] for h in outcome["hits"]]
-        print_table(["rank", "edge", "camera", "time (UTC)", "stage1", "stage2", "verdict", "identity"], rows)
-        silent = outcome.get("edges_silent") or []
-        failed = outcome.get("edges_failed") or {}
-        typer.echo(f"{len(rows)} hit(s) from {len(outcome.get('edges_answered') or [])} of "
-                   f"{len(outcome.get('edges_asked') or [])} edge(s)"
-                   + (f"; silent: {', '.join(silent)}" if silent else "")
-                   + (f"; failed: {', '.join(f'{e} ({m})' for e, m in failed.items())}" if failed else ""))
+        if not print_search(outcome, by_photo=bool(photos)):
+            raise typer.Exit(1)
 
     @app.command()
     def watch(
         identity: Annotated[str | None, typer.Argument(help="Identity id; leave out to list the watchlist.")] = None,
-        threshold: Annotated[float, typer.Option(help="Stage-1 distance under which an alert is raised.")] = 0.5,
+        threshold: Annotated[float, typer.Option(
+            help=f"Alert when a confirmed sighting's {P_SAME_LABEL} (0-1) reaches this.")] = DEFAULT_WATCH_P_SAME,
         remove: Annotated[bool, typer.Option("--remove", help="Take the identity off the watchlist.")] = False,
         hub: HubOption = DEFAULT_HUB, user: UserOption = "admin", password: PasswordOption = None,
         token: TokenOption = None,
     ) -> None:
         """Put an identity on the watchlist (alerts when seen), take it off, or list the watchlist."""
+        if not remove:
+            _threshold(threshold)
         with connect(hub, user, password, token) as client:
             if identity is None:
-                rows = [[i["identity_id"], i.get("display_name") or "-", _number(i.get("watchlist_threshold")),
-                         _time(i.get("last_seen_s"))] for i in client.watchlist()]
-                print_table(["identity", "name", "threshold", "last seen (UTC)"], rows)
+                rows = [[i["identity_id"], i.get("display_name") or "-", _p(i.get("watchlist_threshold")),
+                         format_time(i.get("last_seen_s"))] for i in client.watchlist()]
+                print_table(["identity", "name", f"alert at {P_SAME_LABEL} >=", "last seen"], rows)
                 return
             record = client.unwatch(identity) if remove else client.watch(identity, threshold)
         typer.echo(identity_line(record))
@@ -140,8 +171,9 @@ def register(app: typer.Typer) -> None:
         """Follow the hub's watchlist alerts as they happen."""
         with connect(hub, user, password, token) as client:
             for seen, alert in enumerate(client.alerts(after_id=after), start=1):
+                seen_at = alert.get("time_label") or format_time(alert.get("start_s"))
                 typer.echo(f"alert {alert['alert_id']}: {alert.get('display_name') or alert['identity_id']} on "
-                           f"{alert['edge_id']}/{alert['camera_id']} at {_time(alert.get('created_s'))} "
-                           f"(stage 2 {_number(alert.get('stage2_score'))}, sighting {alert['sighting_id']})")
+                           f"{alert['edge_id']}/{alert['camera_id']}, seen {seen_at} "
+                           f"({P_SAME_LABEL} {_p(alert.get('p_same'))}, sighting {alert['sighting_id']})")
                 if count and seen >= count:
                     break

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
-from cloud.gallery import MAX_WATCHLIST_THRESHOLD
+from models.scores import DEFAULT_WATCH_P_SAME
 
 DisplayName = Field(default="", max_length=200)
-Threshold = Field(default=None, gt=0.0, le=MAX_WATCHLIST_THRESHOLD, description="stage-1 distance threshold, in (0, 2]")
+_THRESHOLD_HELP = ("alert when a confirmed sighting's P(same) reaches this: a probability in [0, 1] "
+                   f"(default {DEFAULT_WATCH_P_SAME}); P(same) 0.9 means about 9 in 10 such matches are the "
+                   "same person")
+PSame = Field(default=None, ge=0.0, le=1.0, description="P(same): the calibrated probability, in [0, 1], that it is "
+              "the same person")
+
+
+def _p_same(value: float) -> float:
+    """The watch threshold's rule (`models.scores.check_p_same`), with its message as the 422's detail."""
+    if not 0.0 <= value <= 1.0:
+        raise PydanticCustomError("p_same", "expected a P(same) in [0, 1], got {value}", {"value": value})
+    return value
+
+
+WatchThreshold = Annotated[float, AfterValidator(_p_same),
+                           Field(description=_THRESHOLD_HELP, json_schema_extra={"minimum": 0.0, "maximum": 1.0})]
 
 
 class _Strict(BaseModel):
@@ -44,7 +60,7 @@ class Health(BaseModel):
 class FromSightingRequest(_Strict):
     sighting_id: int
     display_name: str = DisplayName
-    watchlist_threshold: float | None = Threshold
+    watchlist_threshold: WatchThreshold | None = None
 
 
 class RenameRequest(_Strict):
@@ -52,7 +68,7 @@ class RenameRequest(_Strict):
 
 
 class WatchlistRequest(_Strict):
-    threshold: float = Field(gt=0.0, le=MAX_WATCHLIST_THRESHOLD, description="stage-1 distance threshold, in (0, 2]")
+    threshold: WatchThreshold = DEFAULT_WATCH_P_SAME
 
 
 class Identity(BaseModel):
@@ -67,18 +83,30 @@ class Identity(BaseModel):
     sighting_count: int
 
 
-class Sighting(BaseModel):
+class Times(BaseModel):
+    """When a person was seen: `start_s`/`end_s` are Unix seconds for live cameras (and replays given
+    `recorded_at`), else seconds into the video; `wall_clock` says which, `start_utc`/`end_utc` are the
+    ISO 8601 times (null for video offsets) and `time_label` the span as the UI and CLI show it."""
+
+    start_s: float
+    end_s: float
+    wall_clock: bool
+    start_utc: str | None
+    end_utc: str | None
+    time_label: str
+
+
+class Sighting(Times):
     sighting_id: int
-    identity_id: str
+    identity_id: str | None = Field(description="null: an unknown person (no candidate confirmed, no new identity)")
     display_name: str
     edge_id: str
     site: str
     camera_id: str
     tracklet_id: str
-    start_s: float
-    end_s: float
-    stage1_distance: float | None
-    stage2_score: float
+    p_same: float | None = PSame
+    stage1_p_same: float | None = PSame
+    stage2_p_same: float | None = PSame
     crop_url: str
     created_s: float
 
@@ -90,8 +118,11 @@ class Alert(BaseModel):
     sighting_id: int
     edge_id: str
     camera_id: str
-    stage2_score: float
+    p_same: float = Field(ge=0.0, le=1.0, description="the sighting's P(same), at or above the watch threshold")
     created_s: float
+    start_s: float | None
+    end_s: float | None
+    time_label: str = Field(description="when the person was seen, as the UI and CLI show it")
     crop_url: str
 
 
@@ -113,18 +144,16 @@ class Edge(BaseModel):
     cameras: list[Camera]
 
 
-class SearchHit(BaseModel):
+class SearchHit(Times):
     rank: int
     edge_id: str
     site: str
     camera_id: str
     tracklet_id: str
-    start_s: float
-    end_s: float
-    stage1_distance: float
-    stage2_score: float | None
+    p_same: float | None = PSame
+    stage1_p_same: float | None = PSame
+    stage2_p_same: float | None = PSame
     verdict: Literal["same", "different", "unjudged"]
-    score: float
     crop: str
     identity_id: str | None
     display_name: str | None
@@ -134,7 +163,9 @@ class SearchHit(BaseModel):
 class SearchResponse(BaseModel):
     job_id: str
     complete: bool
-    edges_asked: list[str]
+    sightings: list[Sighting] = Field(description="searching by identity or sighting: the hub's stored sightings "
+                                      "of that person, newest first, before what the edges answered")
+    edges_asked: list[str] = Field(description="the edges connected when the search began; empty: none was")
     edges_answered: list[str]
     edges_partial: list[str]
     edges_failed: dict[str, str]

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from cloud.store import AlertRecord, EdgeRecord, HubStore, IdentityCounts, IdentityRecord, SightingRecord
+from cloud.times import format_span, format_time, time_fields
 
 if TYPE_CHECKING:
     from cloud.search import SearchHit, SearchOutcome
@@ -30,7 +31,9 @@ class Names:
         self._names: dict[str, str] = {}
         self._sites: dict[str, str] | None = None
 
-    def name(self, identity_id: str) -> str:
+    def name(self, identity_id: str | None) -> str:
+        if identity_id is None:
+            return ""
         if identity_id not in self._names:
             record = self._store.get_identity(identity_id)
             self._names[identity_id] = record.display_name if record is not None else ""
@@ -46,16 +49,18 @@ def sighting_view(s: SightingRecord, names: Names) -> dict[str, Any]:
     return {
         "sighting_id": s.sighting_id, "identity_id": s.identity_id, "display_name": names.name(s.identity_id),
         "edge_id": s.edge_id, "site": names.site(s.edge_id), "camera_id": s.camera_id, "tracklet_id": s.tracklet_id,
-        "start_s": s.start_s, "end_s": s.end_s, "stage1_distance": s.stage1_distance,
-        "stage2_score": s.stage2_score, "crop_url": f"/api/sightings/{s.sighting_id}/crop", "created_s": s.created_s,
+        **time_fields(s.start_s, s.end_s), "p_same": s.p_same, "stage1_p_same": s.stage1_p_same,
+        "stage2_p_same": s.stage2_p_same, "crop_url": f"/api/sightings/{s.sighting_id}/crop", "created_s": s.created_s,
     }
 
 
 def alert_view(a: AlertRecord, names: Names) -> dict[str, Any]:
+    seen = format_span(a.start_s, a.end_s) if a.start_s is not None and a.end_s is not None else format_time(None)
     return {
         "alert_id": a.alert_id, "identity_id": a.identity_id, "display_name": names.name(a.identity_id),
-        "sighting_id": a.sighting_id, "edge_id": a.edge_id, "camera_id": a.camera_id,
-        "stage2_score": a.stage2_score, "created_s": a.created_s, "crop_url": f"/api/sightings/{a.sighting_id}/crop",
+        "sighting_id": a.sighting_id, "edge_id": a.edge_id, "camera_id": a.camera_id, "p_same": a.p_same,
+        "created_s": a.created_s, "start_s": a.start_s, "end_s": a.end_s, "time_label": seen,
+        "crop_url": f"/api/sightings/{a.sighting_id}/crop",
     }
 
 
@@ -99,14 +104,13 @@ def verdict_of(same: bool | None) -> str:
 
 
 def hit_view(rank: int, hit: SearchHit, sighting: SightingRecord | None, names: Names) -> dict[str, Any]:
+    identity_id = sighting.identity_id if sighting else None
     return {
         "rank": rank, "edge_id": hit.edge_id, "site": names.site(hit.edge_id), "camera_id": hit.camera_id,
-        "tracklet_id": hit.tracklet_id, "start_s": hit.start_s, "end_s": hit.end_s,
-        "stage1_distance": hit.stage1_distance, "stage2_score": hit.stage2_score,
-        "verdict": verdict_of(hit.same), "score": hit.score,
+        "tracklet_id": hit.tracklet_id, **time_fields(hit.start_s, hit.end_s), "p_same": hit.p_same,
+        "stage1_p_same": hit.stage1_p_same, "stage2_p_same": hit.stage2_p_same, "verdict": verdict_of(hit.same),
         "crop": "data:image/jpeg;base64," + base64.b64encode(hit.jpeg).decode("ascii"),
-        "identity_id": sighting.identity_id if sighting else None,
-        "display_name": names.name(sighting.identity_id) if sighting else None,
+        "identity_id": identity_id, "display_name": names.name(identity_id) if sighting else None,
         "sighting_id": sighting.sighting_id if sighting else None,
     }
 
@@ -115,7 +119,8 @@ def search_view(outcome: SearchOutcome, store: HubStore) -> dict[str, Any]:
     names = Names(store)
     sightings = store.sightings_of_tracklets([(h.edge_id, h.tracklet_id) for h in outcome.hits])
     return {
-        "job_id": outcome.job_id, "complete": outcome.complete, "edges_asked": outcome.edges_asked,
+        "job_id": outcome.job_id, "complete": outcome.complete,
+        "sightings": [sighting_view(s, names) for s in outcome.sightings], "edges_asked": outcome.edges_asked,
         "edges_answered": outcome.edges_answered, "edges_partial": outcome.edges_partial,
         "edges_failed": outcome.edges_failed, "edges_silent": outcome.edges_silent,
         "hits": [hit_view(rank, hit, sightings.get((hit.edge_id, hit.tracklet_id)), names)

@@ -124,24 +124,33 @@ class VerdictRecord:
     idempotency_key: str
     decision: Decision
     identity_id: str | None
-    stage2_score: float
+    p_same: float  # fused P(same) of identity_id (or of the best candidate); 0 without one
     judge: str
-    scores: Mapping[str, float]  # stage-2 probability per candidate identity
+    scores: Mapping[str, float]  # fused P(same) per judged candidate identity
     decided_s: float
 
 
 @dataclass(frozen=True)
 class NewSighting:
-    identity_id: str
+    """A tracklet the hub decided: seen as `identity_id`, or an unknown person (None: no candidate
+    confirmed, no new identity). Scores are P(same) in [0, 1] for `identity_id` (`models.scores`);
+    None where that stage did not score it (always for an unknown person or a new identity)."""
+
+    identity_id: str | None
     edge_id: str
     camera_id: str
     tracklet_id: str
-    start_s: float
+    start_s: float  # Unix seconds (live cameras, replays with recorded_at) or seconds into a video
     end_s: float
     crop_path: str
-    stage1_distance: float | None
-    stage2_score: float
+    p_same: float | None
+    stage1_p_same: float | None
+    stage2_p_same: float | None
     idempotency_key: str
+
+    @property
+    def unknown(self) -> bool:
+        return self.identity_id is None
 
 
 @dataclass(frozen=True)
@@ -157,8 +166,10 @@ class AlertRecord:
     sighting_id: int
     edge_id: str
     camera_id: str
-    stage2_score: float
+    p_same: float  # the confirmed sighting's fused P(same), >= the identity's watch threshold
     created_s: float
+    start_s: float | None = None  # when the person was seen (the sighting's span)
+    end_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -370,8 +381,13 @@ class HubStore(ABC):
 
     @abstractmethod
     def sightings(self, *, identity_id: str | None = None, edge_id: str | None = None, camera_id: str | None = None,
-                  limit: int = 100) -> list[SightingRecord]:
-        """Newest first."""
+                  unknown: bool = False, limit: int = 100) -> list[SightingRecord]:
+        """Newest first; `unknown`: only the sightings of nobody known (no identity)."""
+
+    @abstractmethod
+    def assign_sighting(self, sighting_id: int, identity_id: str) -> bool:
+        """Give an unknown sighting its identity (it was promoted); False when it already has one.
+        StoreError for an unknown sighting."""
 
     @abstractmethod
     def sightings_of_tracklets(self, tracklets: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SightingRecord]:

@@ -3,7 +3,7 @@
 `{blob}` and `{serial_pk}` are the only spellings SQLite and PostgreSQL disagree on; BIGINT and
 DOUBLE PRECISION mean 64-bit integers and doubles in both. Booleans are 0/1 integers, JSON is text.
 Step i of `MIGRATIONS` brings a database from schema version i to i + 1; never edit a released step,
-append a new one.
+append a new one. A statement only one backend needs is written `Only("postgres", ...)`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,14 @@ class Dialect:
 
     def render(self, ddl: str) -> str:
         return ddl.format(blob=self.blob, serial_pk=self.serial_pk)
+
+
+@dataclass(frozen=True)
+class Only:
+    """A migration statement for one backend only."""
+
+    dialect: str
+    ddl: str
 
 
 SQLITE = Dialect("sqlite", blob="BLOB", serial_pk="INTEGER PRIMARY KEY")
@@ -190,7 +198,44 @@ _V3 = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# Scores become calibrated probabilities (models.scores): a sighting keeps the fused `p_same` that
+# thresholds read and each stage's `stage1_p_same` / `stage2_p_same`. A rejected short list becomes an
+# "unknown" sighting (no identity), so `identity_id` may be NULL. SQLite cannot drop a NOT NULL, so the
+# table is rebuilt (ids kept; PostgreSQL's id sequence moved past them). Old stage-1 values were
+# distances, not probabilities: they are dropped; the old stage-2 score (the judge's 1 - μ) is kept as
+# both the stage-2 and the fused value, uncalibrated.
+_V4 = (
+    """CREATE TABLE sightings_v4 (
+        sighting_id {serial_pk},
+        identity_id TEXT,
+        edge_id TEXT NOT NULL,
+        camera_id TEXT NOT NULL,
+        tracklet_id TEXT NOT NULL,
+        start_s DOUBLE PRECISION NOT NULL,
+        end_s DOUBLE PRECISION NOT NULL,
+        crop_path TEXT NOT NULL,
+        p_same DOUBLE PRECISION,
+        stage1_p_same DOUBLE PRECISION,
+        stage2_p_same DOUBLE PRECISION,
+        idempotency_key TEXT NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL
+    )""",
+    """INSERT INTO sightings_v4 (sighting_id, identity_id, edge_id, camera_id, tracklet_id, start_s, end_s, crop_path,
+        p_same, stage1_p_same, stage2_p_same, idempotency_key, created_s)
+       SELECT sighting_id, identity_id, edge_id, camera_id, tracklet_id, start_s, end_s, crop_path,
+        stage2_score, NULL, stage2_score, idempotency_key, created_s FROM sightings""",
+    "DROP TABLE sightings",
+    "ALTER TABLE sightings_v4 RENAME TO sightings",
+    Only("postgres", "SELECT setval(pg_get_serial_sequence('sightings', 'sighting_id'), "
+                     "COALESCE((SELECT MAX(sighting_id) FROM sightings), 0) + 1, false)"),
+    "CREATE INDEX sightings_identity ON sightings (identity_id, sighting_id)",
+    "CREATE INDEX sightings_edge ON sightings (edge_id, sighting_id)",
+    "CREATE INDEX sightings_tracklet ON sightings (edge_id, tracklet_id)",
+    "ALTER TABLE alerts RENAME COLUMN stage2_score TO p_same",
+    "ALTER TABLE verdicts RENAME COLUMN stage2_score TO p_same",
+)
+
+MIGRATIONS: tuple[tuple[str | Only, ...], ...] = (_V1, _V2, _V3, _V4)
 
 SCHEMA_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version BIGINT NOT NULL)"
@@ -228,6 +273,10 @@ def migrate(tx: Tx, dialect: Dialect) -> int:
                                  f"{len(MIGRATIONS)}: upgrade crossview")
     for steps in MIGRATIONS[current:]:
         for ddl in steps:
+            if isinstance(ddl, Only):
+                if ddl.dialect != dialect.name:
+                    continue
+                ddl = ddl.ddl
             tx.execute(dialect.render(ddl))
     tx.execute("INSERT INTO schema_version (component, version) VALUES (?, ?) ON CONFLICT (component) "
                "DO UPDATE SET version = excluded.version", (COMPONENT, len(MIGRATIONS)))

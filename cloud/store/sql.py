@@ -380,23 +380,25 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
                               "AND status = 'processing'", (v.idempotency_key,)).rowcount
             if done != 1:
                 raise StoreError(f"short list {v.idempotency_key!r} is not being processed (already decided?)")
-            tx.execute("INSERT INTO verdicts (idempotency_key, decision, identity_id, stage2_score, judge, scores, "
+            tx.execute("INSERT INTO verdicts (idempotency_key, decision, identity_id, p_same, judge, scores, "
                        "decided_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (v.idempotency_key, v.decision, v.identity_id, v.stage2_score, v.judge,
+                       (v.idempotency_key, v.decision, v.identity_id, v.p_same, v.judge,
                         json.dumps(dict(v.scores)), v.decided_s))
             sighting_id = alert_id = None
             if sighting is not None:
                 s = sighting
                 row = tx.one(f"INSERT INTO sightings ({SIGHTING_COLUMNS}, created_s) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sighting_id",
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING sighting_id",
                              (s.identity_id, s.edge_id, s.camera_id, s.tracklet_id, s.start_s, s.end_s, s.crop_path,
-                              s.stage1_distance, s.stage2_score, s.idempotency_key, now))
+                              s.p_same, s.stage1_p_same, s.stage2_p_same, s.idempotency_key, now))
                 assert row is not None
                 sighting_id = int(row[0])
                 if alert:
-                    row = tx.one("INSERT INTO alerts (identity_id, sighting_id, edge_id, camera_id, stage2_score, "
+                    if s.identity_id is None or s.p_same is None:
+                        raise StoreError("an alert needs a sighting with an identity and its P(same)")
+                    row = tx.one("INSERT INTO alerts (identity_id, sighting_id, edge_id, camera_id, p_same, "
                                  "created_s) VALUES (?, ?, ?, ?, ?, ?) RETURNING alert_id",
-                                 (s.identity_id, sighting_id, s.edge_id, s.camera_id, s.stage2_score, now))
+                                 (s.identity_id, sighting_id, s.edge_id, s.camera_id, s.p_same, now))
                     assert row is not None
                     alert_id = int(row[0])
             (sequence,) = self._allocate(tx, edge_id, 1)
@@ -426,7 +428,7 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
 
     def get_verdict(self, idempotency_key: str) -> VerdictRecord | None:
         with self._transaction() as tx:
-            r = tx.one("SELECT idempotency_key, decision, identity_id, stage2_score, judge, scores, decided_s "
+            r = tx.one("SELECT idempotency_key, decision, identity_id, p_same, judge, scores, decided_s "
                        "FROM verdicts WHERE idempotency_key = ?", (idempotency_key,))
         if r is None:
             return None

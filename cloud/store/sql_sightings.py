@@ -7,15 +7,15 @@ import contextlib
 from abc import abstractmethod
 from collections.abc import Sequence
 
-from cloud.store.base import AlertRecord, IdentityCounts, SightingRecord
+from cloud.store.base import AlertRecord, IdentityCounts, SightingRecord, StoreError
 from cloud.store.schema import Tx
 
-SIGHTING_COLUMNS = ("identity_id, edge_id, camera_id, tracklet_id, start_s, end_s, crop_path, stage1_distance, "
-                    "stage2_score, idempotency_key")
+SIGHTING_COLUMNS = ("identity_id, edge_id, camera_id, tracklet_id, start_s, end_s, crop_path, p_same, stage1_p_same, "
+                    "stage2_p_same, idempotency_key")
 
 
 def _sighting(row: tuple) -> SightingRecord:
-    return SightingRecord(*row[:10], sighting_id=int(row[10]), created_s=float(row[11]))
+    return SightingRecord(*row[:11], sighting_id=int(row[11]), created_s=float(row[12]))
 
 
 class SightingSql:
@@ -31,8 +31,8 @@ class SightingSql:
         return _sighting(r) if r else None
 
     def sightings(self, *, identity_id: str | None = None, edge_id: str | None = None, camera_id: str | None = None,
-                  limit: int = 100) -> list[SightingRecord]:
-        clauses, params = [], []
+                  unknown: bool = False, limit: int = 100) -> list[SightingRecord]:
+        clauses, params = ["identity_id IS NULL"] if unknown else [], []
         for column, value in (("identity_id", identity_id), ("edge_id", edge_id), ("camera_id", camera_id)):
             if value is not None:
                 clauses.append(f"{column} = ?")
@@ -42,6 +42,13 @@ class SightingSql:
             rows = tx.all(f"SELECT {SIGHTING_COLUMNS}, sighting_id, created_s FROM sightings{where} "
                           "ORDER BY sighting_id DESC LIMIT ?", (*params, limit))
         return [_sighting(r) for r in rows]
+
+    def assign_sighting(self, sighting_id: int, identity_id: str) -> bool:
+        with self._transaction() as tx:
+            if tx.one("SELECT 1 FROM sightings WHERE sighting_id = ?", (sighting_id,)) is None:
+                raise StoreError(f"unknown sighting {sighting_id}")
+            return tx.execute("UPDATE sightings SET identity_id = ? WHERE sighting_id = ? AND identity_id IS NULL",
+                              (identity_id, sighting_id)).rowcount == 1
 
     def sightings_of_tracklets(self, tracklets: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SightingRecord]:
         found: dict[tuple[str, str], SightingRecord] = {}
@@ -70,9 +77,13 @@ class SightingSql:
 
     def alerts(self, *, after_id: int = 0, limit: int = 100) -> list[AlertRecord]:
         with self._transaction() as tx:
-            rows = tx.all("SELECT alert_id, identity_id, sighting_id, edge_id, camera_id, stage2_score, created_s "
-                          "FROM alerts WHERE alert_id > ? ORDER BY alert_id LIMIT ?", (after_id, limit))
-        return [AlertRecord(int(r[0]), r[1], int(r[2]), r[3], r[4], float(r[5]), float(r[6])) for r in rows]
+            rows = tx.all("SELECT a.alert_id, a.identity_id, a.sighting_id, a.edge_id, a.camera_id, a.p_same, "
+                          "a.created_s, s.start_s, s.end_s FROM alerts a "
+                          "LEFT JOIN sightings s ON s.sighting_id = a.sighting_id "
+                          "WHERE a.alert_id > ? ORDER BY a.alert_id LIMIT ?", (after_id, limit))
+        return [AlertRecord(int(r[0]), r[1], int(r[2]), r[3], r[4], float(r[5]), float(r[6]),
+                            None if r[7] is None else float(r[7]), None if r[8] is None else float(r[8]))
+                for r in rows]
 
     def newest_alert_id(self) -> int:
         with self._transaction() as tx:

@@ -100,12 +100,13 @@ def test_bad_photos_are_refused(gallery: Gallery, photos: list, error: str) -> N
     assert gallery.store.list_identities() == []
 
 
-@pytest.mark.parametrize("threshold", [float("nan"), 0.0, -0.1, 2.5, True, "0.3"])
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), -0.1, 1.01, 2.0, True, "0.3"])
 def test_bad_watchlist_threshold(gallery: Gallery, kit: types.SimpleNamespace, threshold: object) -> None:
-    """One rule for every way in (the REST API uses it too): a number in (0, 2]."""
-    with pytest.raises(InvalidInputError, match=r"watchlist_threshold: expected a number in \(0, 2\]"):
+    """One rule for every way in (the REST API and CLI use it too): a P(same) in [0, 1]."""
+    with pytest.raises(InvalidInputError, match=r"watchlist_threshold: expected a P\(same\) in \[0, 1\]"):
         gallery.enroll([kit.jpeg("red")], watchlist_threshold=threshold)  # type: ignore[arg-type]
-    identity = gallery.enroll([kit.jpeg("red")], watchlist_threshold=2.0).identity_id
+    identity = gallery.enroll([kit.jpeg("red")], watchlist_threshold=1.0).identity_id
+    gallery.set_watchlist(identity, 0.0)  # both ends are P(same) values
     with pytest.raises(InvalidInputError, match="watchlist_threshold"):
         gallery.set_watchlist(identity, threshold)  # type: ignore[arg-type]
 
@@ -118,7 +119,7 @@ def test_enrol_from_a_sighting(gallery: Gallery, kit: types.SimpleNamespace) -> 
     gallery.enroll([kit.jpeg("yellow")], identity_id="id-yellow")
     done = store.complete_short_list(
         VerdictRecord("k1", "confirmed", "id-yellow", 0.8, "reid", {}, NOW),
-        NewSighting("id-yellow", "edge-a", "cam-1", "t1", 0, 1, path, 0.3, 0.8, "k1"), edge_id="edge-a",
+        NewSighting("id-yellow", "edge-a", "cam-1", "t1", 0, 1, path, 0.8, 0.6, 0.8, "k1"), edge_id="edge-a",
         verdict_payload=b"", alert=False, now=NOW)
     green = gallery.enroll_from_sighting(done.sighting_id, display_name="Seen on cam-1")  # type: ignore[arg-type]
     assert green.source == "sighting" and store.reference_crops(green.identity_id)[0].sighting_id == done.sighting_id
@@ -194,3 +195,21 @@ def test_matrix_follows_changes(gallery: Gallery, kit: types.SimpleNamespace) ->
     assert np.allclose(np.linalg.norm(matrix.vectors, axis=1), 1.0, atol=1e-5)
     gallery.remove(red)
     assert gallery.matrix(kit.FP).identity_ids == (blue,)
+
+
+def test_enrol_from_an_unknown_sighting(gallery: Gallery, kit: types.SimpleNamespace) -> None:
+    """A person nobody knew (a rejected short list) is promoted: the sighting becomes theirs."""
+    store = gallery.store
+    path = gallery.crops.save("sightings", "s1", kit.jpeg("green"))
+    store.claim_short_list(ShortListSummary("k1", "edge-a", "cam-1", "t1", 1, 0, 1, 1, (), kit.FP, 0, NOW),
+                           now=NOW, lease_s=60)
+    done = store.complete_short_list(
+        VerdictRecord("k1", "rejected", None, 0.0, "reid", {}, NOW),
+        NewSighting(None, "edge-a", "cam-1", "t1", 0, 1, path, None, None, None, "k1"), edge_id="edge-a",
+        verdict_payload=b"", alert=False, now=NOW)
+    assert done.sighting_id is not None
+    green = gallery.enroll_from_sighting(done.sighting_id, display_name="Green", watchlist_threshold=0.9)
+    assert (green.source, green.display_name, green.watchlist_threshold) == ("sighting", "Green", 0.9)
+    assert store.get_sighting(done.sighting_id).identity_id == green.identity_id  # type: ignore[union-attr]
+    assert store.sightings(unknown=True) == []
+    assert gallery.crops.read(store.reference_crops(green.identity_id)[0].path) == kit.jpeg("green")

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from crossview.config import ConfigError, load_config
-from crossview.hub_command import HubConfig
+from crossview.hub_command import HubConfig, create_hub
 from protos.crossview.v1 import edge_to_hub_pb2, session_pb2, session_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +47,21 @@ def test_config_defaults_overrides_and_validation(tmp_path: Path) -> None:
     assert load_config(HubConfig, None, ["api_port=-1"]).api_port == -1
     with pytest.raises(ConfigError, match="api_port"):
         load_config(HubConfig, None, ["api_port=-2"])
+    assert cfg.allow_new_identities is False
+    assert load_config(HubConfig, None, ["allow_new_identities=true"]).allow_new_identities is True
+    with pytest.raises(ConfigError, match="allow_new_identities"):
+        load_config(HubConfig, None, ["allow_new_identities=maybe"])
+
+
+@pytest.mark.parametrize("allow", [True, False])
+def test_allow_new_identities_reaches_the_hub_s_decisions(tmp_path: Path, models_dir: Path, allow: bool) -> None:
+    """Edges with send_unmatched=true get automatic identities only from a hub that allows them."""
+    cfg = load_config(HubConfig, None, [f"data_dir={tmp_path}", f"allow_new_identities={str(allow).lower()}"])
+    hub = create_hub(cfg)
+    try:
+        assert hub.shortlists.verifier.policy.allow_new_identities is allow  # type: ignore[attr-defined]
+    finally:
+        asyncio.run(hub.stop())
 
 
 def _read_until(proc: subprocess.Popen[str], prefix: str, timeout: float, lines: list[str]) -> str:

@@ -11,7 +11,9 @@ import pytest
 from cloud.hub import Hub
 from cloud.search import SearchQuery
 from cloud.sessions import SessionLimits
+from cloud.wire import ShortListInput, decode_short_list
 from models.errors import InvalidInputError
+from models.scores import DEFAULT_CONFIRM_P_SAME
 from protos import codec
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
 
@@ -23,6 +25,11 @@ def hit(kit: types.SimpleNamespace, tracklet: str, colour: str, distance: float)
         tracklet_id=tracklet, camera_id="cam-1", span=codec.time_range_to_proto(50.0, 52.0),
         stage1_distance=distance, crop=common_pb2.CropImage(jpeg=kit.jpeg(colour, seed=7)),
         vector=codec.vector_to_proto(kit.vector(colour), kit.FP))
+
+
+def decode(kit: types.SimpleNamespace, key: str, colour: str, candidates: list[tuple[str, float]]) -> ShortListInput:
+    return decode_short_list(kit.short_list(key, colour, candidates).short_list, edge_id="edge-a",
+                             fingerprint=kit.FP, dim=kit.DIM)
 
 
 def result(job_id: str, edge_id: str, batch: int, hits: list, *, done: bool,
@@ -82,8 +89,11 @@ def test_search_everywhere_ranks_by_judge(make_hub: Callable[..., Hub], kit: typ
         assert outcome.complete and outcome.edges_answered == ["edge-a", "edge-b"] and not outcome.edges_silent
         assert len(outcome.hits) == 6
         assert {h.tracklet_id for h in outcome.hits[:2]} == {"edge-a-red", "edge-b-red"}  # despite blue's d=0.25
-        assert outcome.hits[0].stage2_score > 0.9 > outcome.hits[-1].stage2_score  # type: ignore[operator]
-        assert [h.score for h in outcome.hits] == sorted(h.score for h in outcome.hits)
+        best, worst = outcome.hits[0], outcome.hits[-1]
+        assert best.stage2_p_same > 0.9 > worst.stage2_p_same  # type: ignore[operator]
+        assert all(0.0 <= p <= 1.0 for h in outcome.hits for p in (h.p_same, h.stage1_p_same, h.stage2_p_same))  # type: ignore[operator]
+        assert [h.p_same for h in outcome.hits] == sorted((h.p_same for h in outcome.hits), reverse=True)  # type: ignore[type-var]
+        assert best.same and outcome.sightings == []  # a photo has no stored sightings
         assert outcome.hits[0].jpeg == kit.jpeg("red", seed=7) and outcome.hits[0].start_s == 50.0
         job = seen[0]
         assert job.top_k == 5 and list(job.camera_ids) == ["cam-1"] and job.HasField("time_range")
@@ -184,6 +194,33 @@ def test_search_reaches_edges_connected_to_another_replica(make_hub: Callable[..
     asyncio.run(run())
 
 
-def test_search_verdicts_use_the_judge_s_confirmation_line(make_hub: Callable[..., Hub]) -> None:
-    hub = make_hub()  # the colour model with the reid judge: mu_confirm 0.3
-    assert hub.search.same_above == pytest.approx(0.7)
+def test_search_verdicts_use_the_hub_s_decision_line(make_hub: Callable[..., Hub]) -> None:
+    hub = make_hub()
+    line = getattr(hub.shortlists.verifier.policy, "confirm_p_same", DEFAULT_CONFIRM_P_SAME)  # type: ignore[attr-defined]
+    assert hub.search.same_above == line
+
+
+def test_by_identity_or_sighting_the_stored_sightings_come_first(make_hub: Callable[..., Hub],
+                                                                 kit: types.SimpleNamespace) -> None:
+    """With no edge connected, a search by identity or by sighting still returns what the hub holds."""
+    hub = make_hub()
+    hub.auth.create_token("edge-a")
+    hub.store.record_hello("edge-a", site="", model_fingerprint=kit.FP, embedding_dim=kit.DIM, cameras=[],
+                           gallery_version=0, acked_sequence=0, hub_id="gone", now=0.0)
+    hub.store.record_disconnect("edge-a", hub_id="gone", now=1.0)
+    red = hub.gallery.enroll([kit.jpeg("red")]).identity_id
+    seen = [hub.shortlists.process(decode(kit, f"k{i}", "red", [(red, 0.2)])).sighting_id for i in range(3)]
+    stranger = hub.shortlists.process(decode(kit, "k9", "blue", [(red, 0.4)]))
+    assert stranger.verdict.decision == "rejected"  # type: ignore[union-attr]
+
+    async def run() -> None:
+        by_identity = await hub.search.search(SearchQuery(identity_id=red), deadline_s=5)
+        assert by_identity.edges_asked == [] and by_identity.hits == []  # no edge is connected
+        assert [s.sighting_id for s in by_identity.sightings] == seen[::-1]  # newest first
+        by_sighting = await hub.search.search(SearchQuery(sighting_id=seen[0]), deadline_s=5)
+        assert [s.sighting_id for s in by_sighting.sightings] == seen[::-1]  # that person's
+        by_unknown = await hub.search.search(SearchQuery(sighting_id=stranger.sighting_id), deadline_s=5)
+        assert [s.sighting_id for s in by_unknown.sightings] == [stranger.sighting_id]
+
+    asyncio.run(run())
+

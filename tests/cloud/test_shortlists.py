@@ -47,7 +47,8 @@ def test_confirmed_once_per_key(hub: Hub, kit: types.SimpleNamespace) -> None:
     assert hub.store.count_short_lists() == 1
     sightings = hub.store.sightings(identity_id=red)
     assert len(sightings) == 1 and sightings[0].camera_id == "cam-1"
-    assert sightings[0].stage1_distance == pytest.approx(0.35)
+    assert sightings[0].p_same == pytest.approx(first.verdict.scores[red]) and sightings[0].p_same > 0.9
+    assert sightings[0].stage2_p_same is not None and not sightings[0].unknown
     assert hub.crops.read(sightings[0].crop_path) == kit.jpeg("red", seed=0)  # the best crop, as sent
     (verdict,) = queued_verdicts(hub)
     assert (verdict.idempotency_key, verdict.decision, verdict.identity_id, verdict.tracklet_id) == (
@@ -55,15 +56,39 @@ def test_confirmed_once_per_key(hub: Hub, kit: types.SimpleNamespace) -> None:
     assert hub.store.alerts() == []  # not on the watchlist
 
 
-def test_rejected_has_no_sighting(hub: Hub, kit: types.SimpleNamespace) -> None:
+def test_rejected_is_an_unknown_sighting(hub: Hub, kit: types.SimpleNamespace) -> None:
     red = hub.gallery.enroll([kit.jpeg("red")]).identity_id
     outcome = hub.shortlists.process(item(kit, "k1", "blue", [(red, 0.4), ("id-unknown-to-the-hub", 0.5)]))
     assert outcome.status == "ok" and outcome.verdict.decision == "rejected"  # type: ignore[union-attr]
-    assert outcome.verdict.identity_id is None and outcome.sighting_id is None  # type: ignore[union-attr]
+    assert outcome.verdict.identity_id is None  # type: ignore[union-attr]
     assert set(outcome.verdict.scores) == {red}  # type: ignore[union-attr]
+    # nobody vanishes: the person is kept as an unknown sighting, with the crop the edge sent
+    assert outcome.sighting_id is not None
+    (unknown,) = hub.store.sightings(unknown=True)
+    assert unknown.sighting_id == outcome.sighting_id and unknown.identity_id is None
+    assert (unknown.p_same, unknown.stage1_p_same, unknown.stage2_p_same) == (None, None, None)
+    assert (unknown.camera_id, unknown.start_s, unknown.end_s) == ("cam-1", 100.0, 103.5)
+    assert hub.crops.read(unknown.crop_path) == kit.jpeg("blue", seed=0)
+    assert hub.store.sightings(identity_id=red) == [] and hub.store.alerts() == []
     (verdict,) = queued_verdicts(hub)
     assert verdict.decision == hub_to_edge_pb2.DECISION_REJECTED and verdict.identity_id == ""
-    assert verdict.stage2_score == pytest.approx(outcome.verdict.stage2_score)  # type: ignore[union-attr]
+    # a re-sent short list is not counted twice
+    assert hub.shortlists.process(item(kit, "k1", "blue", [(red, 0.4)])).status == "duplicate"
+    assert len(hub.store.sightings(unknown=True)) == 1
+
+
+def test_an_unknown_sighting_is_promoted_to_an_identity(hub: Hub, kit: types.SimpleNamespace) -> None:
+    hub.gallery.enroll([kit.jpeg("red")])
+    outcome = hub.shortlists.process(item(kit, "k1", "blue", []))
+    assert outcome.verdict.decision == "rejected" and outcome.sighting_id is not None  # type: ignore[union-attr]
+    person = hub.gallery.enroll_from_sighting(outcome.sighting_id, display_name="Blue")
+    assert (person.display_name, person.source) == ("Blue", "sighting")
+    assert [s.sighting_id for s in hub.store.sightings(identity_id=person.identity_id)] == [outcome.sighting_id]
+    assert hub.store.sightings(unknown=True) == []
+    assert [r.sighting_id for r in hub.store.reference_crops(person.identity_id)] == [outcome.sighting_id]
+    # the promoted person is now in the gallery: the next tracklet of them is confirmed
+    again = hub.shortlists.process(item(kit, "k2", "blue", [(person.identity_id, 0.1)]))
+    assert (again.verdict.decision, again.verdict.identity_id) == ("confirmed", person.identity_id)  # type: ignore[union-attr]
 
 
 def test_new_identities_give_global_ids(make_hub: Callable[..., Hub], kit: types.SimpleNamespace) -> None:
@@ -83,7 +108,7 @@ def test_new_identities_give_global_ids(make_hub: Callable[..., Hub], kit: types
 
 
 def test_watchlist_alerts(hub: Hub, kit: types.SimpleNamespace) -> None:
-    red = hub.gallery.enroll([kit.jpeg("red")], display_name="Watched", watchlist_threshold=0.3).identity_id
+    red = hub.gallery.enroll([kit.jpeg("red")], display_name="Watched", watchlist_threshold=0.8).identity_id
     heard: list[Alert] = []
     unsubscribe = hub.alerts.subscribe(heard.append)
 
@@ -99,11 +124,25 @@ def test_watchlist_alerts(hub: Hub, kit: types.SimpleNamespace) -> None:
 
     streamed = asyncio.run(stream_one())
     assert streamed == heard[0] and streamed.identity_id == red and streamed.display_name == "Watched"
-    assert streamed.sighting.camera_id == "cam-1" and streamed.watchlist_threshold == 0.3
-    assert [a.alert_id for a in hub.store.alerts()] == [streamed.alert_id]
+    assert streamed.sighting.camera_id == "cam-1" and streamed.watchlist_threshold == 0.8
+    assert streamed.sighting.p_same is not None and streamed.sighting.p_same >= 0.8
+    (stored,) = hub.store.alerts()
+    assert (stored.alert_id, stored.p_same, stored.start_s) == (streamed.alert_id, streamed.sighting.p_same, 100.0)
     unsubscribe()
     hub.shortlists.process(item(kit, "k2", "red", [(red, 0.2)]))
     assert len(heard) == 1 and len(hub.store.alerts()) == 2
+
+
+def test_no_alert_below_the_watch_threshold(hub: Hub, kit: types.SimpleNamespace) -> None:
+    """The watch threshold is a P(same): a sighting confirmed with a lower P(same) raises no alert."""
+    red = hub.gallery.enroll([kit.jpeg("red")], watchlist_threshold=1.0).identity_id
+    outcome = hub.shortlists.process(item(kit, "k1", "red", [(red, 0.2)], n_crops=1))
+    assert outcome.verdict.decision == "confirmed" and outcome.verdict.identity_id == red  # type: ignore[union-attr]
+    (seen,) = hub.store.sightings(identity_id=red)
+    assert seen.p_same is not None and seen.p_same < 1.0 and outcome.alert_id is None and hub.store.alerts() == []
+    hub.gallery.set_watchlist(red, seen.p_same)  # at exactly the threshold: an alert
+    assert hub.shortlists.process(item(kit, "k2", "red", [(red, 0.2)], n_crops=1)).alert_id is not None
+    assert len(hub.store.alerts()) == 1
 
 
 class Gate:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +32,10 @@ def verdict(key: str, decision: str = "confirmed", identity_id: str | None = "id
     return VerdictRecord(key, decision, identity_id, 0.9, "reid", {"id-1": 0.9, "id-2": 0.2}, NOW)  # type: ignore[arg-type]
 
 
-def sighting(key: str, identity_id: str = "id-1") -> NewSighting:
-    return NewSighting(identity_id, "edge-a", "cam-1", f"t-{key}", 10.0, 12.5, f"sightings/{key}.jpg", 0.25, 0.9, key)
+def sighting(key: str, identity_id: str | None = "id-1") -> NewSighting:
+    p_same = None if identity_id is None else (0.9, 0.6, 0.95)
+    return NewSighting(identity_id, "edge-a", "cam-1", f"t-{key}", 10.0, 12.5, f"sightings/{key}.jpg",
+                       *(p_same or (None, None, None)), key)
 
 
 def vectors(n: int, dim: int = 4, value: float = 1.0) -> np.ndarray:
@@ -123,8 +126,10 @@ def test_short_list_claims_are_idempotent_and_leased(store: HubStore) -> None:
     assert record is not None and record.status == "done" and record.summary == summary("k1")
     assert store.get_verdict("k1") == verdict("k1")
     seen = store.get_sighting(done.sighting_id)  # type: ignore[arg-type]
-    assert seen is not None and seen.identity_id == "id-1" and seen.stage1_distance == 0.25
-    assert [a.sighting_id for a in store.alerts()] == [done.sighting_id]
+    assert seen is not None and seen.identity_id == "id-1" and not seen.unknown
+    assert (seen.p_same, seen.stage1_p_same, seen.stage2_p_same) == (0.9, 0.6, 0.95)
+    alerts = [(a.sighting_id, a.p_same, a.start_s, a.end_s) for a in store.alerts()]
+    assert alerts == [(done.sighting_id, 0.9, 10.0, 12.5)]
     assert store.alerts(after_id=done.alert_id) == []  # type: ignore[arg-type]
 
     assert store.claim_short_list(summary("k2"), now=NOW, lease_s=60) == "new"
@@ -215,3 +220,94 @@ def test_search_jobs_and_results_shared_by_replicas(open_store: Callable[[], Hub
 
 def test_newest_alert_id_of_an_empty_store(store: HubStore) -> None:
     assert store.newest_alert_id() == 0
+
+
+def test_unknown_sightings_are_listed_and_promoted(store: HubStore) -> None:
+    store.register_edge("edge-a", now=NOW)
+    ids = {}
+    for key, identity_id in (("k1", "id-1"), ("k2", None), ("k3", None)):
+        store.claim_short_list(summary(key), now=NOW, lease_s=60)
+        decision = "confirmed" if identity_id else "rejected"
+        done = store.complete_short_list(verdict(key, decision, identity_id), sighting(key, identity_id),
+                                         edge_id="edge-a", verdict_payload=b"v", alert=False, now=NOW)
+        ids[key] = done.sighting_id
+    unknown = store.sightings(unknown=True)
+    assert [s.idempotency_key for s in unknown] == ["k3", "k2"]  # newest first
+    assert all(s.unknown and s.p_same is None and s.stage1_p_same is None for s in unknown)
+    assert [s.idempotency_key for s in store.sightings()] == ["k3", "k2", "k1"]
+    assert store.sightings(unknown=True, edge_id="edge-b") == []
+
+    assert store.assign_sighting(ids["k2"], "id-2")
+    assert not store.assign_sighting(ids["k2"], "id-3")  # it has an identity now
+    assert not store.assign_sighting(ids["k1"], "id-3")
+    with pytest.raises(StoreError, match="unknown sighting"):
+        store.assign_sighting(999_999, "id-3")
+    assert [s.idempotency_key for s in store.sightings(unknown=True)] == ["k3"]
+    assert [s.idempotency_key for s in store.sightings(identity_id="id-2")] == ["k2"]
+
+
+def test_an_alert_needs_an_identity_and_a_p_same(store: HubStore) -> None:
+    store.register_edge("edge-a", now=NOW)
+    store.claim_short_list(summary("k1"), now=NOW, lease_s=60)
+    with pytest.raises(StoreError, match="an alert needs"):
+        store.complete_short_list(verdict("k1", "rejected", None), sighting("k1", None), edge_id="edge-a",
+                                  verdict_payload=b"v", alert=True, now=NOW)
+    assert store.sightings() == [] and store.alerts() == []  # nothing of the transaction was kept
+
+
+def _version_3_database(backend: str, tmp_path: Path, open_store: Callable[[], HubStore]) -> None:
+    """Create the tables as crossview wrote them at schema version 3, with one sighting, alert and verdict."""
+    from cloud.store import schema
+
+    dialect = schema.SQLITE if backend == "sqlite" else schema.POSTGRES
+    rows = [
+        "INSERT INTO short_lists VALUES ('k1', 'edge-a', 'cam-1', 't-k1', 3, 10.0, 12.5, 2, '[]', 'fp@1', 4, "
+        f"{NOW}, 'done', {NOW}, {NOW})",
+        f"INSERT INTO verdicts VALUES ('k1', 'confirmed', 'id-1', 0.7, 'reid', '{{}}', {NOW})",
+        "INSERT INTO sightings (sighting_id, identity_id, edge_id, camera_id, tracklet_id, start_s, end_s, crop_path, "
+        f"stage1_distance, stage2_score, idempotency_key, created_s) VALUES (5, 'id-1', 'edge-a', 'cam-1', 't-k1', "
+        f"10.0, 12.5, 'sightings/k1.jpg', 0.25, 0.7, 'k1', {NOW})",
+        f"INSERT INTO alerts (identity_id, sighting_id, edge_id, camera_id, stage2_score, created_s) VALUES "
+        f"('id-1', 5, 'edge-a', 'cam-1', 0.7, {NOW})",
+        "INSERT INTO schema_version (component, version) VALUES ('hub', 3)",
+    ]
+    statements = [schema.SCHEMA_VERSION_DDL]
+    for steps in schema.MIGRATIONS[:3]:
+        statements += [dialect.render(ddl) for ddl in steps if isinstance(ddl, str)]
+    if backend == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "hub.db") as conn:
+            for sql in statements + rows:
+                conn.execute(sql)
+        return
+    # PostgreSQL: make the fixture's schema, then fill it as version 3 left it
+    probe = open_store()
+    schema_name = probe.schema  # type: ignore[attr-defined]
+    probe.drop_schema()  # type: ignore[attr-defined]
+    import psycopg
+
+    with psycopg.connect(probe.conninfo, autocommit=True) as conn:  # type: ignore[attr-defined]
+        conn.execute(f"CREATE SCHEMA {schema_name}")
+        conn.execute(f"SET search_path TO {schema_name}")
+        with conn.transaction():
+            for sql in statements + rows:
+                conn.execute(sql)
+
+
+def test_schema_3_migrates_to_p_same_and_nullable_identities(backend: str, tmp_path: Path,
+                                                             open_store: Callable[[], HubStore]) -> None:
+    _version_3_database(backend, tmp_path, open_store)
+    store = open_store()
+    old = store.get_sighting(5)
+    assert old is not None and old.identity_id == "id-1"
+    # a stage-1 distance is no probability: dropped; the judge's score stays as stage 2 and fused value
+    assert (old.p_same, old.stage1_p_same, old.stage2_p_same) == (0.7, None, 0.7)
+    assert [(a.sighting_id, a.p_same, a.start_s) for a in store.alerts()] == [(5, 0.7, 10.0)]
+    assert store.get_verdict("k1").p_same == 0.7  # type: ignore[union-attr]
+    store.register_edge("edge-a", now=NOW)
+    store.claim_short_list(summary("k2"), now=NOW, lease_s=60)
+    done = store.complete_short_list(verdict("k2", "rejected", None), sighting("k2", None), edge_id="edge-a",
+                                     verdict_payload=b"v", alert=False, now=NOW)
+    assert done.sighting_id == 6  # numbering continues after the kept ids
+    assert [s.sighting_id for s in store.sightings(unknown=True)] == [6]

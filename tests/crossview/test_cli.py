@@ -72,11 +72,13 @@ def test_demo_once_finds_the_person_enrolled_on_camera_a_on_camera_b(models_dir:
     table = [r for r in rows[header + 1:] if r and r[0] == "person"]
     enrolled = [r for r in table if r[-2:] == ["<-", "enrolled"]]
     found = [r for r in table if r[-2:] == ["<-", "found"]]
-    # columns: "person from cam-a" (3 words), camera, "START-END s" (2 words), stage-1, stage-2, mark
-    assert [r[3] for r in enrolled] == ["cam-a"] and enrolled[0][6:8] == ["-", "-"]
-    assert found and all(r[3] == "cam-b" for r in found)
-    stage1, stage2 = float(found[0][6]), float(found[0][7])
-    assert 0 <= stage1 <= 1 and 0.5 <= stage2 <= 1  # a confirmed stage-2 verdict
+    # columns: "person from cam-a" (3 words), camera, "video +START–END s" (3 words: no recorded_at),
+    # P(same), stage-1 P(same), stage-2 P(same), mark
+    assert [r[3] for r in enrolled] == ["cam-a"] and enrolled[0][4] == "video"
+    assert enrolled[0][7:10] == ["-", "-", "-"]  # the identity was made from this sighting: nothing compared
+    assert found and all(r[3] == "cam-b" and r[4] == "video" for r in found)
+    assert 0.5 <= float(found[0][7]) <= 1  # the fused P(same) of a confirmed verdict
+    assert all(v == "-" or 0 <= float(v) <= 1 for v in found[0][8:10])
     assert "found 'person from cam-a' on cam-b" in out
     assert "web UI: http://127.0.0.1:" in out and "operator: admin  password: demo-secret" in out
     assert (tmp_path / "hub" / "hub.db").is_file() and (tmp_path / "edge-b" / "edge.db").is_file()

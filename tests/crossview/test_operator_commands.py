@@ -6,13 +6,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import typer
-from crossview_testing.hub_api import HubApi, colour_hub_kwargs, colour_jpeg, start_hub_api
+from crossview_testing.colour_model import ColourEmbedder
+from crossview_testing.hub_api import COLOUR_FP, HubApi, colour_hub_kwargs, colour_jpeg, start_hub_api
 from typer.testing import CliRunner
 
+from cloud.wire import ShortListInput
 from crossview.api_client import HubApiError, HubClient
 from crossview.operator_commands import register
+from models.errors import InvalidInputError
+from models.scores import DEFAULT_WATCH_P_SAME
 
 runner = CliRunner()
 
@@ -49,16 +55,64 @@ def test_enroll_watch_list_and_unwatch(api: HubApi, tmp_path: Path) -> None:
     identity_id = out.split()[1]
     assert [i["identity_id"] for i in api.client.get("/api/identities").json()] == [identity_id]
 
-    assert "watched at 0.350" in run(api, "watch", identity_id, "--threshold", "0.35")
+    assert "watched at P(same) >= 0.35" in run(api, "watch", identity_id, "--threshold", "0.35")
     listing = run(api, "watch")
-    assert identity_id in listing and "0.350" in listing and "visitor" in listing
+    assert identity_id in listing and "0.35" in listing and "visitor" in listing and "P(same)" in listing
+    assert f"watched at P(same) >= {DEFAULT_WATCH_P_SAME:.2f}" in run(api, "watch", identity_id)  # the default
     assert "not watched" in run(api, "watch", identity_id, "--remove")
     assert identity_id not in run(api, "watch")
 
 
 def test_search_with_no_edge_connected_says_so(api: HubApi, tmp_path: Path) -> None:
-    out = run(api, "search", str(photo(tmp_path, "blue")), "--deadline", "1")
-    assert "0 hit(s) from 0 of 0 edge(s)" in out
+    result = runner.invoke(cli(), ["search", str(photo(tmp_path, "blue")), "--deadline", "1", "--hub", api.url,
+                                   "--password", api.password])
+    assert result.exit_code == 1 and "no edge is connected to the hub: nothing was searched" in result.output
+
+
+def _seen(api: HubApi, key: str, colour: str, candidates: list[tuple[str, float]], start_s: float) -> int:
+    """A short list from edge-a through the hub's real short-list service; the sighting it made."""
+    crop = cv2.imdecode(np.frombuffer(colour_jpeg(colour), np.uint8), cv2.IMREAD_COLOR)
+    item = ShortListInput(key, "edge-a", "cam-1", f"t-{key}", 1, start_s, start_s + 4.0, (crop,),
+                          (colour_jpeg(colour),), ColourEmbedder().embed([crop]).vectors[0], COLOUR_FP,
+                          tuple(candidates), start_s, 0)
+    outcome = api.running.hub.shortlists.process(item)
+    assert outcome.sighting_id is not None
+    return outcome.sighting_id
+
+
+def test_search_by_identity_shows_the_hub_s_sightings_first(api: HubApi, tmp_path: Path) -> None:
+    """No edge connected: `search --identity` lists what the hub holds of that person, with wall-clock times."""
+    api.running.create_edge_token("edge-a")  # an edge of the colour model was here once (now disconnected)
+    api.running.hub.store.record_hello("edge-a", site="", model_fingerprint=COLOUR_FP, embedding_dim=12, cameras=[],
+                                       gallery_version=0, acked_sequence=0, hub_id="gone", now=0.0)
+    api.running.hub.store.record_disconnect("edge-a", hub_id="gone", now=1.0)
+    out = run(api, "enroll", str(photo(tmp_path, "red")), "--name", "visitor")
+    identity_id = out.split()[1]
+    by_identity = runner.invoke(cli(), ["search", "--identity", identity_id, "--deadline", "1", "--hub", api.url,
+                                        "--password", api.password])
+    assert by_identity.exit_code == 1  # nothing stored yet, nobody to ask
+    assert "no edge is connected to the hub, and the hub holds no sighting of this person" in by_identity.output
+    live = 1_795_000_000.0  # 2026-11-18 11:06:40 UTC: a live camera's time
+    mine = [_seen(api, f"k{i}", "red", [(identity_id, 0.1)], live + 60 * i) for i in range(3)]
+    stranger = _seen(api, "k9", "blue", [(identity_id, 0.5)], 220.4)  # a replay without recorded_at
+    result = runner.invoke(cli(), ["search", "--identity", identity_id, "--deadline", "1", "--hub", api.url,
+                                   "--password", api.password])
+    assert result.exit_code == 0, result.output
+    assert "stored at the hub: 3 sighting(s)" in result.output
+    assert "no edge is connected to the hub: only the hub's stored sightings are shown" in result.output
+    rows = [line.split() for line in result.output.splitlines() if line.split()[:1] in ([str(i)] for i in mine)]
+    assert [r[0] for r in rows] == [str(i) for i in reversed(mine)]  # newest first
+    assert rows[-1][1:7] == ["visitor", "edge-a", "cam-1", "2026-11-18", "11:06:40", "UTC"]
+    assert all(0.5 <= float(r[7]) <= 1 for r in rows)  # the fused P(same) of a confirmed sighting
+    by_unknown = run(api, "search", "--sighting", str(stranger), "--deadline", "1")
+    assert "(unknown person)" in by_unknown and "video +220.4 s" in by_unknown
+
+
+@pytest.mark.parametrize("args", [["watch", "id-x", "--threshold", "1.5"], ["watch", "id-x", "--threshold", "-0.1"],
+                                  ["enroll", "x.jpg", "--watch", "2"]])
+def test_thresholds_outside_0_1_are_refused(api: HubApi, args: list[str]) -> None:
+    with pytest.raises(InvalidInputError, match=r"threshold: expected a P\(same\) in \[0, 1\]"):
+        run(api, *args)
 
 
 def test_a_token_instead_of_a_password(api: HubApi, tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_a_person_enrolled_on_camera_a_is_confirmed_on_camera_b(judge: str, vide
         # camera A: one automatic identity per person, none judged (nothing was short-listed there)
         on_a = [s for s in result.sightings if s.camera_id == "cam-a"]
         assert len(on_a) >= 3 and len({s.identity_id for s in on_a}) == len(on_a)
-        assert all(s.stage1_distance is None for s in on_a)
+        assert all(s.p_same is None and s.stage1_p_same is None and s.stage2_p_same is None for s in on_a)
         # enrolment promoted the automatic identity of the sighting at 80 s: same id, now named
         enrolled = result.enrolled_from
         assert enrolled.camera_id == "cam-a" and enrolled.start_s <= 80.0 <= enrolled.end_s
@@ -107,18 +107,19 @@ def test_a_person_enrolled_on_camera_a_is_confirmed_on_camera_b(judge: str, vide
         assert identity is not None and result.identity_id == enrolled.identity_id
         assert identity.display_name == "person from cam-a" and identity.source == "auto"
 
-        # camera B: he is confirmed by this judge, with its stage-2 score on the sighting
+        # camera B: he is confirmed by this judge, with its P(same) on the sighting
         assert result.found, f"not found on cam-b; sightings: {result.sightings}"
         for sighting in result.found:
             assert sighting.camera_id == "cam-b" and sighting.edge_id == "edge-b"
-            assert sighting.stage1_distance is not None and 0.0 <= sighting.stage1_distance <= 1.0
+            assert sighting.stage1_p_same is None or 0.0 <= sighting.stage1_p_same <= 1.0
             verdict = store.get_verdict(sighting.idempotency_key)
             assert verdict is not None and (verdict.decision, verdict.judge) == ("confirmed", judge)
             assert verdict.identity_id == result.identity_id
-            assert sighting.stage2_score == pytest.approx(verdict.scores[result.identity_id])
-            assert 0.0 <= sighting.stage2_score <= 1.0
+            assert sighting.p_same == pytest.approx(verdict.scores[result.identity_id])
+            assert sighting.p_same is not None and 0.0 <= sighting.p_same <= 1.0
+            assert sighting.stage2_p_same is not None and 0.0 <= sighting.stage2_p_same <= 1.0
             if judge != "transformers":  # a judge that sees people said "same", and of the right man:
-                assert sighting.stage2_score >= 0.5
+                assert sighting.p_same >= 0.5
                 assert 6.0 <= sighting.start_s <= 11.0  # the black T-shirt walks by at ~7-10 s of video B
         if judge != "transformers":
             assert len(result.found) == 1

@@ -61,7 +61,8 @@ async def enroll(request: Request, photos: Annotated[list[UploadFile] | None, Fi
 
 @router.post("/identities/from-sighting", response_model=Identity, status_code=201)
 def enroll_from_sighting(body: FromSightingRequest, request: Request) -> dict[str, Any]:
-    """Enrol the person of a sighting; a sighting of an automatic identity promotes that identity."""
+    """Enrol the person of a sighting; a sighting of an automatic identity promotes that identity, and an
+    unknown sighting becomes the new identity's."""
     hub = hub_of(request)
     record = hub.gallery.enroll_from_sighting(body.sighting_id, display_name=body.display_name,
                                               watchlist_threshold=body.watchlist_threshold)

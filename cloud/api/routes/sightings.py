@@ -24,13 +24,15 @@ def _sighting(request: Request, sighting_id: int) -> SightingRecord:
 
 @router.get("/sightings", response_model=list[Sighting])
 def list_sightings(request: Request, identity_id: str | None = None, edge_id: str | None = None,
-                   camera_id: str | None = None,
+                   camera_id: str | None = None, unknown: bool = False,
                    limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> list[dict[str, Any]]:
-    """Newest first."""
+    """Newest first. `unknown=true`: only the people nobody knew (no candidate confirmed, no new
+    identity); promote one with ``POST /api/identities/from-sighting``."""
     store = hub_of(request).store
     names = Names(store)
     return [sighting_view(s, names) for s in store.sightings(identity_id=identity_id or None, edge_id=edge_id or None,
-                                                              camera_id=camera_id or None, limit=limit)]
+                                                              camera_id=camera_id or None, unknown=unknown,
+                                                              limit=limit)]
 
 
 @router.get("/sightings/{sighting_id}", response_model=Sighting)

@@ -12,12 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from crossview_testing.hub_api import HubApi, start_hub_api
 
 from cloud.hub import Hub
 from protos import codec
-from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
+from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
 
 
 def enroll(api: HubApi, jpeg: bytes, **form: str) -> str:
@@ -27,7 +26,7 @@ def enroll(api: HubApi, jpeg: bytes, **form: str) -> str:
 
 
 def test_sightings_and_alerts(api: HubApi, kit: types.SimpleNamespace, edge_runner: Callable) -> None:
-    red = enroll(api, kit.jpeg("red"), display_name="Red", watchlist_threshold="0.3")
+    red = enroll(api, kit.jpeg("red"), display_name="Red", watchlist_threshold="0.8")
     blue = enroll(api, kit.jpeg("blue"), display_name="Blue")
     asyncio.run(edge_runner(kit, api.running, [
         kit.short_list("k1", "red", [(red, 0.2)]),
@@ -39,14 +38,16 @@ def test_sightings_and_alerts(api: HubApi, kit: types.SimpleNamespace, edge_runn
     first = sightings[-1]
     assert (first["display_name"], first["edge_id"], first["site"], first["tracklet_id"]) == (
         "Red", "edge-a", "site-1", "t-k1")
-    assert (first["start_s"], first["end_s"]) == (100.0, 103.5)
-    assert first["stage1_distance"] == pytest.approx(0.2)  # float32 on the wire
-    assert first["stage2_score"] > 0.5 and first["crop_url"] == f"/api/sightings/{first['sighting_id']}/crop"
+    assert (first["start_s"], first["end_s"], first["wall_clock"], first["start_utc"]) == (100.0, 103.5, False, None)
+    assert first["time_label"] == "video +100.0–103.5 s"  # a replay's offsets, labelled as such
+    assert 0.8 <= first["p_same"] <= 1.0 and first["stage2_p_same"] is not None
+    assert first["crop_url"] == f"/api/sightings/{first['sighting_id']}/crop"
     assert api.client.get(f"/api/sightings/{first['sighting_id']}").json() == first
     crop = api.client.get(first["crop_url"])
     assert crop.headers["content-type"] == "image/jpeg" and crop.content.startswith(b"\xff\xd8")
     assert len(api.client.get("/api/sightings", params={"identity_id": red}).json()) == 2
     assert len(api.client.get("/api/sightings", params={"camera_id": "cam-2"}).json()) == 2
+    assert api.client.get("/api/sightings", params={"unknown": "maybe"}).status_code == 422
     assert len(api.client.get("/api/sightings", params={"edge_id": "edge-b"}).json()) == 0
     assert len(api.client.get("/api/sightings", params={"limit": 1}).json()) == 1
     assert api.client.get("/api/sightings", params={"limit": 0}).status_code == 422
@@ -60,7 +61,37 @@ def test_sightings_and_alerts(api: HubApi, kit: types.SimpleNamespace, edge_runn
     assert [(a["identity_id"], a["display_name"], a["camera_id"]) for a in alerts] == [(red, "Red", "cam-1"),
                                                                                        (red, "Red", "cam-2")]
     assert alerts[0]["crop_url"] == f"/api/sightings/{alerts[0]['sighting_id']}/crop"
+    assert alerts[0]["p_same"] == first["p_same"] >= 0.8  # a confirmed sighting at or above the watch threshold
+    assert (alerts[0]["start_s"], alerts[0]["time_label"]) == (100.0, "video +100.0–103.5 s")
     assert api.client.get("/api/alerts", params={"after_id": alerts[0]["alert_id"]}).json() == alerts[1:]
+
+
+def test_unknown_sightings_are_listed_searched_and_promoted(make_hub: Callable[..., Hub], tmp_path: Path,
+                                                            kit: types.SimpleNamespace, edge_runner: Callable) -> None:
+    """A hub without automatic identities: a person nobody knew is an unknown sighting, not nothing."""
+    with start_hub_api(tmp_path, hub=make_hub()) as api:
+        red = enroll(api, kit.jpeg("red"), display_name="Red")
+        (verdict,) = asyncio.run(edge_runner(kit, api.running, [
+            kit.short_list("k1", "green", [(red, 0.4)], camera_id="cam-3")]))
+        assert verdict.decision == hub_to_edge_pb2.DECISION_REJECTED
+        unknown = api.client.get("/api/sightings", params={"unknown": "true"}).json()
+        assert [(s["identity_id"], s["display_name"], s["camera_id"], s["p_same"]) for s in unknown] == [
+            (None, "", "cam-3", None)]
+        assert api.client.get(unknown[0]["crop_url"]).content.startswith(b"\xff\xd8")
+        assert api.client.get(f"/api/identities/{red}").json()["sighting_count"] == 0
+        # searchable: with no edge connected, the search by that sighting answers with it alone
+        found = api.client.post("/api/search", data={"sighting_id": unknown[0]["sighting_id"], "deadline_s": "1"})
+        assert found.status_code == 200 and found.json()["sightings"] == unknown and found.json()["edges_asked"] == []
+        # promoted to an identity: the sighting becomes theirs
+        promoted = api.client.post("/api/identities/from-sighting", json={
+            "sighting_id": unknown[0]["sighting_id"], "display_name": "Green", "watchlist_threshold": 0.9})
+        assert promoted.status_code == 201, promoted.text
+        body = promoted.json()
+        assert (body["display_name"], body["source"], body["sighting_count"], body["watchlist_threshold"]) == (
+            "Green", "sighting", 1, 0.9)
+        assert api.client.get("/api/sightings", params={"unknown": "true"}).json() == []
+        (theirs,) = api.client.get(f"/api/identities/{body['identity_id']}/sightings").json()
+        assert theirs["sighting_id"] == unknown[0]["sighting_id"]
 
 
 def _sse_events(lines: Iterator[str]) -> Iterator[dict]:
@@ -77,7 +108,7 @@ def _sse_events(lines: Iterator[str]) -> Iterator[dict]:
 
 def test_alert_stream_delivers_new_alerts_and_resumes(api: HubApi, kit: types.SimpleNamespace,
                                                       edge_runner: Callable) -> None:
-    red = enroll(api, kit.jpeg("red"), display_name="Red", watchlist_threshold="0.3")
+    red = enroll(api, kit.jpeg("red"), display_name="Red", watchlist_threshold="0.5")
     asyncio.run(edge_runner(kit, api.running, [kit.short_list("k0", "red", [(red, 0.2)])]))
     (old,) = api.client.get("/api/alerts").json()
     with api.client.stream("GET", "/api/alerts/stream", params={"after_id": old["alert_id"]},
@@ -188,10 +219,12 @@ def test_search(api: HubApi, kit: types.SimpleNamespace, edge_runner: Callable) 
         assert (body["edges_failed"], body["edges_silent"], body["edges_partial"]) == ({}, [], [])
         top, second = body["hits"]
         assert (top["rank"], top["tracklet_id"], top["verdict"]) == (1, "t-k1", "same")  # the judge re-ranked
-        assert second["rank"] == 2 and top["stage2_score"] > 0.9 > second["stage2_score"]
-        same_above = api.running.hub.search.same_above  # the reid judge's line: 1 - mu_confirm = 0.7
-        assert same_above == pytest.approx(0.7)
-        assert second["verdict"] == ("same" if second["stage2_score"] >= same_above else "different")
+        assert second["rank"] == 2 and top["stage2_p_same"] > 0.9 > second["stage2_p_same"]
+        assert top["p_same"] > second["p_same"] and 0 <= second["stage1_p_same"] <= 1
+        same_above = api.running.hub.search.same_above  # the hub's decision line, a P(same)
+        assert second["verdict"] == ("same" if second["p_same"] >= same_above else "different")
+        assert (top["start_s"], top["wall_clock"], top["time_label"]) == (50.0, False, "video +50.0–52.0 s")
+        assert body["sightings"] == []  # a photo: nothing stored to show first
         assert (top["identity_id"], top["display_name"], top["site"]) == (red, "Red", "site-1")
         assert top["sighting_id"] is not None and second["sighting_id"] is None and second["identity_id"] is None
         assert base64.b64decode(top["crop"].removeprefix("data:image/jpeg;base64,")).startswith(b"\xff\xd8")
@@ -200,6 +233,8 @@ def test_search(api: HubApi, kit: types.SimpleNamespace, edge_runner: Callable) 
         by_identity = await asyncio.to_thread(api.client.post, "/api/search", data={"identity_id": red})
         await task
         assert len(by_identity.json()["hits"]) == 2
+        (stored,) = by_identity.json()["sightings"]  # the hub's own sighting of red comes with the edges' hits
+        assert (stored["identity_id"], stored["tracklet_id"], stored["display_name"]) == (red, "t-k1", "Red")
 
     asyncio.run(edge_runner(kit, api.running, [kit.short_list("k1", "red", [(red, 0.2)])], during=answer_searches))
     store = api.running.hub.store  # the search asks every edge the store calls connected: wait for the disconnect
@@ -208,7 +243,14 @@ def test_search(api: HubApi, kit: types.SimpleNamespace, edge_runner: Callable) 
         assert time.monotonic() < deadline, "the edge's disconnect was never recorded"
         time.sleep(0.05)
     silent = api.client.post("/api/search", data={"identity_id": red, "deadline_s": "0.5"}).json()
-    assert (silent["complete"], silent["edges_asked"], silent["hits"]) == (True, [], [])
+    assert (silent["complete"], silent["edges_asked"], silent["hits"]) == (True, [], [])  # no edge connected ...
+    assert [s["tracklet_id"] for s in silent["sightings"]] == ["t-k1"]  # ... but the hub's sightings are there
+    by_sighting = api.client.post("/api/search", data={"sighting_id": stored_id(silent), "deadline_s": "0.5"})
+    assert [s["tracklet_id"] for s in by_sighting.json()["sightings"]] == ["t-k1"]
+
+
+def stored_id(search: dict) -> int:
+    return search["sightings"][0]["sighting_id"]
 
 
 def test_bad_searches(api: HubApi, kit: types.SimpleNamespace) -> None:

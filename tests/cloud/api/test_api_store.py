@@ -20,7 +20,7 @@ def _sighting(store: HubStore, key: str, identity_id: str, *, tracklet: str, cam
                            now=NOW, lease_s=60)
     done = store.complete_short_list(
         VerdictRecord(key, "confirmed", identity_id, 0.9, "reid", {}, NOW),
-        NewSighting(identity_id, "edge-a", camera, tracklet, 10.0, end_s, f"s/{key}.jpg", 0.2, 0.9, key),
+        NewSighting(identity_id, "edge-a", camera, tracklet, 10.0, end_s, f"s/{key}.jpg", 0.9, 0.6, 0.9, key),
         edge_id="edge-a", verdict_payload=b"", alert=False, now=NOW)
     assert done.sighting_id is not None
     return done.sighting_id

@@ -12,6 +12,7 @@ import pytest
 from crossview_testing.hub_api import HubApi
 
 from cloud.gallery import Gallery
+from models.scores import DEFAULT_WATCH_P_SAME
 from protos.crossview.v1 import hub_to_edge_pb2
 
 
@@ -49,6 +50,8 @@ def test_enrol_edit_and_remove(api: HubApi, kit: types.SimpleNamespace) -> None:
 
     renamed = api.client.patch(f"/api/identities/{bo['identity_id']}", json={"display_name": "Bo"})
     assert renamed.status_code == 200 and renamed.json()["display_name"] == "Bo"
+    watched = api.client.put(f"/api/watchlist/{bo['identity_id']}", json={}).json()
+    assert watched["watchlist_threshold"] == DEFAULT_WATCH_P_SAME  # a P(same); the default when none is given
     watched = api.client.put(f"/api/watchlist/{bo['identity_id']}", json={"threshold": 0.25}).json()
     assert watched["watchlist_threshold"] == 0.25
     assert {i["identity_id"] for i in api.client.get("/api/watchlist").json()} == {ann["identity_id"],
@@ -128,7 +131,7 @@ BIG = b"\xff\xd8\xff" + bytes(8 * 1024 * 1024)
     ([("big.jpg", BIG)], {}, 413, "photo 'big.jpg' is larger than 8 MiB"),
     ([("broken.jpg", b"\xff\xd8\xff\xe0garbage")], {}, 400, "photo 0"),
     ([("broken.png", b"\x89PNG\r\n\x1a\ngarbage")], {}, 400, "photo 'broken.png' is not a readable PNG image"),
-    ([("a.jpg", None)], {"watchlist_threshold": "3"}, 422, "watchlist_threshold"),
+    ([("a.jpg", None)], {"watchlist_threshold": "3"}, 422, "watchlist_threshold: expected a P(same) in [0, 1], got 3"),
     ([("a.jpg", None)], {"watchlist_threshold": "many"}, 422, "watchlist_threshold"),
     ([("a.jpg", None)] * 17, {}, 400, "at most 16"),
 ])
@@ -145,9 +148,11 @@ def test_bad_uploads_are_refused_and_the_server_keeps_serving(api: HubApi, kit: 
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "detail"), [
-    ("PUT", "/api/watchlist/{id}", {"threshold": 0}, 422, "threshold"),
-    ("PUT", "/api/watchlist/{id}", {"threshold": 2.5}, 422, "threshold"),
-    ("PUT", "/api/watchlist/{id}", {}, 422, "threshold: Field required"),
+    ("PUT", "/api/watchlist/{id}", {"threshold": -0.1}, 422, "threshold: expected a P(same) in [0, 1], got -0.1"),
+    ("PUT", "/api/watchlist/{id}", {"threshold": 2.5}, 422, "threshold: expected a P(same) in [0, 1], got 2.5"),
+    ("PUT", "/api/watchlist/{id}", {"threshold": "high"}, 422, "threshold"),
+    ("POST", "/api/identities/from-sighting", {"sighting_id": 1, "watchlist_threshold": 1.5}, 422,
+     "watchlist_threshold: expected a P(same) in [0, 1], got 1.5"),
     ("PUT", "/api/watchlist/{id}", b"{not json", 400, "malformed JSON body"),
     ("PUT", "/api/watchlist/id-unknown", {"threshold": 0.5}, 404, "unknown identity 'id-unknown'"),
     ("PATCH", "/api/identities/{id}", {"display_name": 5}, 422, "display_name"),

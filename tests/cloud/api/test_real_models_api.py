@@ -65,7 +65,7 @@ def test_enrol_and_search_with_real_models(models_dir: Path, data_dir: Path, tmp
             assert reply.status_code == 200, reply.text
             hits = reply.json()["hits"]
             assert [h["tracklet_id"] for h in hits] == ["0000_05", "0001_00"]  # same stage 1: the judge decides
-            assert hits[0]["stage2_score"] > hits[1]["stage2_score"]
+            assert hits[0]["stage2_p_same"] > hits[1]["stage2_p_same"] and hits[0]["p_same"] > hits[1]["p_same"]
             assert hits[0]["verdict"] == "same", hits
 
         asyncio.run(run())
