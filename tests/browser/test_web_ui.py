@@ -276,3 +276,61 @@ def test_the_ui_loads_nothing_from_outside_the_hub(seen: tuple[HubApi, EdgeNode]
     assert any(url.startswith(f"{origin}/api/alerts/stream") for url in requested)  # the recording saw the page
     outside = [url for url in requested if not url.startswith((origin + "/", "data:"))]
     assert outside == []
+
+
+def test_search_by_identity_shows_the_stored_sightings_when_no_edge_is_connected(
+        seen: tuple[HubApi, EdgeNode], page: Any, ui: Any) -> None:
+    api, edge = seen
+    edge.close()  # every edge gone: the hub's own sightings are all there is
+    ui.wait_until(lambda: not any(e["connected"] for e in api.client.get("/api/edges").json()),
+                  what="the edge's disconnect")
+    red = api.client.get("/api/sightings").json()[0]  # either person: each was seen once, on "door"
+    identity_id = red["identity_id"]
+    ui.log_in(page, api.url)
+    page.get_by_test_id("search-identity-input").fill(identity_id)
+    page.get_by_test_id("search-identity-submit").click()
+    wait_for_search(page, f"identity {identity_id}")
+    stored = page.locator("[data-testid=stored-sighting]")
+    assert stored.count() == 1 and stored.first.get_attribute("data-sighting-id") == str(red["sighting_id"])
+    assert "video +" in stored.first.inner_text()  # a replay without recorded_at, labelled as such
+    assert page.get_by_test_id("no-edges").inner_text() == "No edge is connected to the hub"
+    assert "only the hub's stored sightings are shown" in page.get_by_test_id("search-summary").inner_text()
+    assert page.locator("[data-testid=result]").count() == 0
+    help_text = page.get_by_test_id("p-same-help").inner_text()
+    assert "P(same) 0.9: about 9 in 10 such matches are the same person" in help_text
+    stored.first.click()  # a stored sighting opens its identity
+    page.wait_for_selector(f"[data-testid=identity-page][data-identity-id='{identity_id}']")
+    page.get_by_test_id("watch-threshold-input").fill("1.5")  # a P(same) is at most 1
+    page.get_by_test_id("watch-button").click()
+    page.wait_for_selector("[data-testid=error]:visible")
+    assert page.get_by_test_id("error").inner_text() == "threshold: expected a P(same) in [0, 1], got 1.5"
+    assert api.client.get("/api/watchlist").json() == []
+
+
+def test_unknown_people_are_listed_searchable_and_saved_as_identities(tmp_path: Path, page: Any, ui: Any) -> None:
+    """A hub that makes no automatic identities: people nobody matched are unknown sightings, not lost."""
+    with start_hub_api(tmp_path, username=ui.USERNAME, password=ui.PASSWORD, **colour_hub_kwargs()) as api:
+        with colour_edge(tmp_path, api, "edge-colour", "door") as edge:
+            edge.start()
+            replay(edge, write_video(tmp_path / "door.mp4", [RED, GREEN]), "door")
+        unknown = ui.wait_until(lambda: len(api.client.get("/api/sightings", params={"unknown": "true"}).json()) == 2
+                                and api.client.get("/api/sightings", params={"unknown": "true"}).json(),
+                                what="two unknown sightings")
+        assert identities(api) == []
+        ui.log_in(page, api.url)
+        ui.go(page, "identities")
+        cards = page.locator("[data-testid=unknown-sighting]")
+        cards.first.wait_for()
+        assert cards.count() == 2
+        newest = page.locator(f"[data-testid=unknown-sighting][data-sighting-id='{unknown[0]['sighting_id']}']")
+        newest.get_by_test_id("unknown-search").click()  # searchable: the search page, by that sighting
+        wait_for_search(page, f"sighting {unknown[0]['sighting_id']}")
+        assert page.locator("[data-testid=stored-sighting]").count() == 1
+        ui.go(page, "identities")
+        newest.wait_for()
+        newest.get_by_test_id("unknown-name").fill("Green visitor")
+        newest.get_by_test_id("unknown-save").click()  # promoted: an identity, with that sighting as its own
+        page.wait_for_selector("[data-testid=identity-page]")
+        assert page.get_by_test_id("identity-name").inner_text() == "Green visitor"
+        assert page.locator(f"[data-testid=sighting-row][data-sighting-id='{unknown[0]['sighting_id']}']").count() == 1
+        assert len(api.client.get("/api/sightings", params={"unknown": "true"}).json()) == 1

@@ -1,7 +1,7 @@
 // The live alerts panel: an EventSource on /api/alerts/stream; newest alert at the top.
 
 import {api} from "./api.js";
-import {el, formatNumber, formatTime, identityHash, navigate} from "./dom.js";
+import {el, formatPSame, formatSpan, formatTime, identityHash, navigate, P_SAME_HELP, timeTitle} from "./dom.js";
 
 const MAX_SHOWN = 50;
 const RETRY_MS = 3000;
@@ -23,6 +23,8 @@ function setStatus(text, kind) {
 
 function render(alert, fresh) {
   const label = alert.display_name || alert.identity_id;
+  const seen = Number.isFinite(alert.start_s) ? alert.start_s : alert.created_s; // when the person was seen
+  const when = Number.isFinite(alert.start_s) ? formatSpan(alert.start_s, alert.end_s) : formatTime(alert.created_s);
   return el("li", {
     class: `alert-item${fresh ? " fresh" : ""}`, testid: "alert",
     dataset: {alertId: String(alert.alert_id), identityId: alert.identity_id},
@@ -33,7 +35,8 @@ function render(alert, fresh) {
   el("div", {},
     el("div", {class: "name", testid: "alert-name"}, label),
     el("div", {class: "meta", testid: "alert-camera"}, `${alert.camera_id} · ${alert.edge_id}`),
-    el("div", {class: "meta"}, `${formatTime(alert.created_s)} · stage 2 ${formatNumber(alert.stage2_score, 2)}`)));
+    el("div", {class: "meta", testid: "alert-seen", title: `${timeTitle(seen)}\n${P_SAME_HELP}`},
+      `${when} · P(same) ${formatPSame(alert.p_same)}`)));
 }
 
 function add(alert, fresh) {

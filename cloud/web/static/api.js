@@ -75,6 +75,8 @@ export const api = {
   timelineUrl: (id, version = "") => `/api/identities/${enc(id)}/timeline.png${query({v: version})}`,
 
   sightings: (params = {}) => request("GET", `/api/sightings${query(params)}`),
+  sighting: (id) => request("GET", `/api/sightings/${enc(id)}`),
+  unknownSightings: (limit = 100) => request("GET", `/api/sightings${query({unknown: "true", limit})}`),
 
   watchlist: () => request("GET", "/api/watchlist"),
   watch: (id, threshold) => request("PUT", `/api/watchlist/${enc(id)}`, {json: {threshold}}),
@@ -90,5 +92,10 @@ export const api = {
   edges: () => request("GET", "/api/edges"),
 };
 
-/** The watchlist threshold offered by default: a stage-1 (cosine) distance, editable wherever it is used. */
-export const DEFAULT_WATCH_THRESHOLD = 0.5;
+/** The watchlist threshold offered by default: a P(same) in [0, 1] (models.scores.DEFAULT_WATCH_P_SAME). */
+export const DEFAULT_WATCH_THRESHOLD = 0.8;
+
+/** The one rule for a watch threshold (the API answers 422 otherwise): a P(same) in [0, 1]. */
+export function checkThreshold(value) {
+  return Number.isFinite(value) && value >= 0 && value <= 1 ? null : `threshold: expected a P(same) in [0, 1], got ${value}`;
+}

@@ -45,15 +45,67 @@ export async function guarded(action) {
   }
 }
 
-/** Seconds since the epoch → local date and time; small values are positions in a recording. */
+// When a person was seen: the rule of cloud/times.py. Live cameras (and replays given recorded_at) carry Unix
+// seconds, shown as local date and time; a replay without recorded_at carries seconds into its video, shown as
+// "video +220.4 s". No recording runs for 31 years, so a time below WALL_CLOCK_FROM_S is a video offset.
+const WALL_CLOCK_FROM_S = 1e9;
+
+export function isWallClock(seconds) {
+  return seconds >= WALL_CLOCK_FROM_S;
+}
+
+function clock(date) {
+  return date.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false});
+}
+
+/** Seconds → "14:03:07" (today), "25/11/2026 14:03:07" (another day), or "video +220.4 s". */
 export function formatTime(seconds) {
-  if (seconds === null || seconds === undefined) return "—";
-  if (seconds < 1e9) return `t+${seconds.toFixed(1)} s`;
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  if (!isWallClock(seconds)) return `video +${seconds.toFixed(1)} s`;
   const date = new Date(seconds * 1000);
-  const today = new Date();
-  const sameDay = date.toDateString() === today.toDateString();
-  const time = date.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false});
-  return sameDay ? time : `${date.toLocaleDateString()} ${time}`;
+  const sameDay = date.toDateString() === new Date().toDateString();
+  return sameDay ? clock(date) : `${date.toLocaleDateString()} ${clock(date)}`;
+}
+
+/** A span: "14:03:07–14:03:11", "video +7.4–9.5 s". */
+export function formatSpan(start, end) {
+  if (!Number.isFinite(start) || !Number.isFinite(end) || isWallClock(start) !== isWallClock(end)) {
+    return `${formatTime(start)} – ${formatTime(end)}`;
+  }
+  if (!isWallClock(start)) return `video +${start.toFixed(1)}–${end.toFixed(1)} s`;
+  return `${formatTime(start)}–${clock(new Date(end * 1000))}`;
+}
+
+/** The tooltip of a time: the UTC time, or what a video offset is. */
+export function timeTitle(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
+  return isWallClock(seconds) ? new Date(seconds * 1000).toISOString()
+    : "seconds into the recording (a replay without recorded_at)";
+}
+
+/** A time as an element with its UTC (or "seconds into the recording") tooltip. */
+export function timeEl(start, end = undefined) {
+  const text = end === undefined ? formatTime(start) : formatSpan(start, end);
+  return el("span", {class: "time", title: timeTitle(start)}, text);
+}
+
+// The one score: P(same), the calibrated probability that two tracklets show the same person (models/scores.py).
+export const P_SAME_LABEL = "P(same)";
+export const P_SAME_HELP = "P(same): the probability, from 0 to 1, that it is the same person. "
+  + "P(same) 0.9: about 9 in 10 such matches are the same person.";
+
+export function formatPSame(value) {
+  return value === null || value === undefined || Number.isNaN(value) ? "—" : Number(value).toFixed(2);
+}
+
+/** "P(same) 0.93" with the scale's explanation as its tooltip. */
+export function pSame(value, label = P_SAME_LABEL) {
+  return el("span", {class: "p-same", title: P_SAME_HELP}, `${label} ${formatPSame(value)}`);
+}
+
+/** The short help line shown where P(same) numbers are. */
+export function pSameHelp() {
+  return el("p", {class: "muted small help", testid: "p-same-help"}, P_SAME_HELP);
 }
 
 /** "12 s", "4 min", "3 h" */
@@ -76,7 +128,8 @@ export function nowSeconds() {
 
 /** A definition list from [[term, value], ...]. */
 export function facts(pairs) {
-  return el("dl", {}, pairs.map(([term, value]) => [el("dt", {}, term), el("dd", {title: String(value)}, value)]));
+  return el("dl", {}, pairs.map(([term, value]) => [el("dt", {}, term),
+    el("dd", {title: value instanceof Node ? undefined : String(value)}, value)]));
 }
 
 export function chip(text, kind = "", testid = undefined) {

@@ -1,7 +1,7 @@
 // Enroll a person from 1-16 photos (JPEG or PNG), optionally straight onto the watchlist.
 
 import {api, DEFAULT_WATCH_THRESHOLD} from "../api.js";
-import {clearError, el, identityHash, navigate, readAsDataUrl, showError} from "../dom.js";
+import {clearError, el, identityHash, navigate, P_SAME_HELP, readAsDataUrl, showError} from "../dom.js";
 
 const MAX_PHOTOS = 16;
 
@@ -10,7 +10,7 @@ export async function renderEnroll(container) {
   const photos = el("input", {type: "file", name: "photos", accept: "image/jpeg,image/png", multiple: true,
     testid: "enroll-photos"});
   const watch = el("input", {type: "checkbox", testid: "enroll-watch"});
-  const threshold = el("input", {type: "number", min: "0.01", max: "2", step: "0.01",
+  const threshold = el("input", {type: "number", min: "0", max: "1", step: "0.05", title: P_SAME_HELP,
     value: String(DEFAULT_WATCH_THRESHOLD), testid: "enroll-threshold", disabled: true});
   watch.addEventListener("change", () => { threshold.disabled = !watch.checked; });
   const previews = el("div", {class: "previews previews-left"});
@@ -51,7 +51,7 @@ export async function renderEnroll(container) {
   el("label", {}, `Photos of the person (1 to ${MAX_PHOTOS}, JPEG or PNG, one person per photo)`, photos),
   previews,
   el("div", {class: "row"}, el("label", {class: "inline"}, watch, "Watch this person"),
-    el("label", {class: "inline"}, "threshold", threshold)),
+    el("label", {class: "inline", title: P_SAME_HELP}, "alert at P(same) ≥", threshold)),
   el("div", {}, submit));
 
   container.append(el("h1", {}, "Enroll a person"),

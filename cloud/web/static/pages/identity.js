@@ -1,13 +1,14 @@
 // One identity: reference crops, the timeline of its sightings, the sightings across cameras, the watchlist.
 
-import {api, DEFAULT_WATCH_THRESHOLD} from "../api.js";
-import {chip, clearError, el, formatNumber, formatTime, guarded, showError} from "../dom.js";
+import {api, checkThreshold, DEFAULT_WATCH_THRESHOLD} from "../api.js";
+import {chip, clearError, el, formatPSame, formatTime, guarded, P_SAME_HELP, pSameHelp, showError, timeEl, timeTitle}
+  from "../dom.js";
 import {searchFor} from "./search.js";
 
 function watchBox(identity, onChange) {
   const watching = identity.watchlist_threshold !== null && identity.watchlist_threshold !== undefined;
-  const threshold = el("input", {type: "number", min: "0.01", max: "2", step: "0.01", testid: "watch-threshold-input",
-    value: String(watching ? identity.watchlist_threshold : DEFAULT_WATCH_THRESHOLD)});
+  const threshold = el("input", {type: "number", min: "0", max: "1", step: "0.05", testid: "watch-threshold-input",
+    title: P_SAME_HELP, value: String(watching ? identity.watchlist_threshold : DEFAULT_WATCH_THRESHOLD)});
   const save = async (action) => {
     clearError();
     const updated = await guarded(action);
@@ -17,13 +18,14 @@ function watchBox(identity, onChange) {
     el("div", {},
       el("h3", {}, "Watchlist"),
       el("div", {testid: "watch-status"}, watching
-        ? chip(`watching (threshold ${formatNumber(identity.watchlist_threshold, 2)})`, "watch")
+        ? chip(`watching (alert at P(same) ≥ ${formatPSame(identity.watchlist_threshold)})`, "watch")
         : chip("not watched"))),
-    el("label", {}, "stage-1 distance threshold", threshold),
+    el("label", {title: P_SAME_HELP}, "alert when a sighting's P(same) (0–1) reaches", threshold),
     el("button", {type: "button", class: "primary", testid: "watch-button", onclick: () => {
-      const value = Number(threshold.value);
-      if (!(value > 0 && value <= 2)) {
-        showError("threshold: expected a number in (0, 2]");
+      const value = threshold.value.trim() === "" ? NaN : Number(threshold.value);
+      const problem = checkThreshold(value);
+      if (problem) {
+        showError(problem);
         return;
       }
       save(() => api.watch(identity.identity_id, value));
@@ -42,15 +44,19 @@ function renameForm(identity, onChange) {
   }}, name, el("button", {type: "submit", class: "small"}, "Rename"));
 }
 
+const P_SAME_COLUMNS = [["P(same)", "the stages fused: what the watchlist reads"], ["stage 1", "the edge model's P(same)"],
+  ["stage 2", "the hub judge's P(same)"]];
+
 function sightingsTable(sightings) {
   if (!sightings.length) return el("p", {class: "muted", testid: "no-sightings"}, "No sightings yet.");
   const cameras = new Set(sightings.map((s) => `${s.edge_id}/${s.camera_id}`));
+  const headers = [["", ""], ["sighting", ""], ["edge", ""], ["site", ""], ["camera", ""], ["seen", ""],
+    ...P_SAME_COLUMNS.map(([title, what]) => [title, `${what}. ${P_SAME_HELP}`])];
   return el("div", {},
     el("p", {class: "muted small"}, `${sightings.length} sighting${sightings.length === 1 ? "" : "s"} on `
       + `${cameras.size} camera${cameras.size === 1 ? "" : "s"}`),
     el("div", {class: "table-wrap"}, el("table", {testid: "sightings"},
-      el("thead", {}, el("tr", {}, ["", "sighting", "edge", "site", "camera", "from", "to", "stage 1", "stage 2"]
-        .map((title) => el("th", {}, title)))),
+      el("thead", {}, el("tr", {}, headers.map(([title, help]) => el("th", {title: help || undefined}, title)))),
       el("tbody", {}, sightings.slice().reverse().map((s) => el("tr", {testid: "sighting-row",
         dataset: {sightingId: String(s.sighting_id), cameraId: s.camera_id}},
       el("td", {}, el("img", {class: "thumb", src: s.crop_url, alt: `sighting ${s.sighting_id}`, loading: "lazy"})),
@@ -58,10 +64,11 @@ function sightingsTable(sightings) {
       el("td", {}, s.edge_id),
       el("td", {}, s.site || "—"),
       el("td", {}, s.camera_id),
-      el("td", {}, formatTime(s.start_s)),
-      el("td", {}, formatTime(s.end_s)),
-      el("td", {}, formatNumber(s.stage1_distance, 3)),
-      el("td", {}, formatNumber(s.stage2_score, 3))))))));
+      el("td", {testid: "sighting-time"}, timeEl(s.start_s, s.end_s)),
+      el("td", {testid: "sighting-p-same", title: P_SAME_HELP}, formatPSame(s.p_same)),
+      el("td", {title: P_SAME_HELP}, formatPSame(s.stage1_p_same)),
+      el("td", {title: P_SAME_HELP}, formatPSame(s.stage2_p_same))))))),
+    pSameHelp());
 }
 
 export async function renderIdentity(container, context) {
@@ -80,7 +87,7 @@ export async function renderIdentity(container, context) {
             chip(current.source, "", "identity-source"),
             el("span", {}, `${current.crop_count} reference crop${current.crop_count === 1 ? "" : "s"}`),
             el("span", {}, `${current.sighting_count} sighting${current.sighting_count === 1 ? "" : "s"}`),
-            el("span", {}, `last seen ${formatTime(current.last_seen_s)}`)),
+            el("span", {title: timeTitle(current.last_seen_s)}, `last seen ${formatTime(current.last_seen_s)}`)),
           el("div", {class: "row identity-actions"},
             renameForm(current, draw),
             el("button", {type: "button", class: "small", testid: "search-this",

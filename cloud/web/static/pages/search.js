@@ -1,11 +1,12 @@
-// Search page: a photo (drag and drop or file picker), an identity id or a sighting id → hits from every edge.
+// Search page: a photo (drag and drop or file picker), an identity id or a sighting id → the hub's stored
+// sightings of that person (by identity or sighting; shown at once), then hits from every edge.
 
-import {api, DEFAULT_WATCH_THRESHOLD} from "../api.js";
-import {chip, clearError, el, facts, formatNumber, formatTime, guarded, identityHash, navigate, readAsDataUrl,
-  showError} from "../dom.js";
+import {api, checkThreshold, DEFAULT_WATCH_THRESHOLD} from "../api.js";
+import {chip, clearError, el, facts, formatPSame, guarded, identityHash, navigate, P_SAME_HELP, pSame, pSameHelp,
+  readAsDataUrl, showError, timeEl} from "../dom.js";
 
 // The last search survives a visit to another page (back from an identity shows the same results).
-const state = {result: null, description: "", previews: [], pending: null, topK: 20, deadline: 10,
+const state = {result: null, stored: null, description: "", previews: [], pending: null, topK: 20, deadline: 10,
   threshold: DEFAULT_WATCH_THRESHOLD, searches: 0};
 
 /** Open the search page and run a search by identity or sighting (from other pages). */
@@ -23,13 +24,27 @@ function countOf(value) {
 function summary(result) {
   const failed = result.edges_failed && typeof result.edges_failed === "object" ? result.edges_failed : {};
   const failures = Object.entries(failed).map(([edge, error]) => `${edge}: ${error}`);
+  if (!countOf(result.edges_asked)) {
+    return el("div", {class: "summary row", testid: "search-summary"},
+      el("strong", {class: "warning", testid: "no-edges"}, "No edge is connected to the hub"),
+      el("span", {class: "muted"}, state.stored !== null ? "only the hub's stored sightings are shown"
+        : "nothing was searched: start an edge, or search by identity or sighting for what the hub holds"));
+  }
   return el("div", {class: "summary row", testid: "search-summary"},
-    el("strong", {}, `${result.hits.length} hit${result.hits.length === 1 ? "" : "s"}`),
+    el("strong", {}, `${result.hits.length} hit${result.hits.length === 1 ? "" : "s"} from the edges`),
     chip(result.complete ? "complete" : "partial", result.complete ? "same" : "unjudged", "search-complete"),
     el("span", {class: "muted"}, `edges asked ${countOf(result.edges_asked)}, answered ${countOf(result.edges_answered)}`
       + `, partial ${countOf(result.edges_partial)}, silent ${countOf(result.edges_silent)}`
       + `, failed ${failures.length}`),
     failures.length ? el("span", {class: "muted small", testid: "search-failures"}, failures.join("; ")) : null);
+}
+
+function scoreFacts(item) {
+  return [
+    ["stage 1", el("span", {title: `the edge model's P(same). ${P_SAME_HELP}`}, formatPSame(item.stage1_p_same))],
+    ["stage 2", el("span", {title: `the hub judge's P(same). ${P_SAME_HELP}`},
+      item.stage2_p_same === null || item.stage2_p_same === undefined ? "unjudged" : formatPSame(item.stage2_p_same))],
+  ];
 }
 
 function hitCard(hit, watched, refresh) {
@@ -38,6 +53,11 @@ function hitCard(hit, watched, refresh) {
     disabled: watched.has(hit.identity_id),
     onclick: async (event) => {
       event.stopPropagation();
+      const problem = checkThreshold(state.threshold);
+      if (problem) {
+        showError(problem);
+        return;
+      }
       const done = await guarded(() => api.watch(hit.identity_id, state.threshold));
       if (done) {
         watched.add(hit.identity_id);
@@ -60,33 +80,74 @@ function hitCard(hit, watched, refresh) {
   el("div", {class: "body"},
     el("div", {class: "row"}, el("span", {class: "title", title: name}, `#${hit.rank} ${name}`)),
     el("div", {class: "row"}, chip(hit.verdict, hit.verdict, "result-verdict"),
-      el("span", {class: "muted small", title: "the ranking distance (fused stage 1 and 2; lower is closer)"},
-        `distance ${formatNumber(hit.score, 3)}`)),
+      el("span", {testid: "result-p-same"}, pSame(hit.p_same))),
     facts([
       ["camera", hit.camera_id],
       ["site", hit.site || "—"],
       ["edge", hit.edge_id],
-      ["time", formatTime(hit.start_s)],
-      ["stage 1", formatNumber(hit.stage1_distance, 3)],
-      ["stage 2", hit.stage2_score === null || hit.stage2_score === undefined ? "unjudged"
-        : formatNumber(hit.stage2_score, 3)],
+      ["seen", timeEl(hit.start_s, hit.end_s)],
+      ...scoreFacts(hit),
     ]),
     el("div", {class: "actions"}, watchButton, saveButton)));
+}
+
+function storedCard(sighting) {
+  const name = sighting.display_name || sighting.identity_id || "unknown person";
+  const open = () => {
+    if (sighting.identity_id) navigate(identityHash(sighting.identity_id));
+  };
+  return el("article", {class: `card${sighting.identity_id ? " clickable" : ""}`, testid: "stored-sighting",
+    onclick: open, dataset: {sightingId: String(sighting.sighting_id), identityId: sighting.identity_id || "",
+      cameraId: sighting.camera_id}},
+  el("div", {class: "crop"}, el("img", {src: sighting.crop_url, alt: `sighting ${sighting.sighting_id}`,
+    loading: "lazy"})),
+  el("div", {class: "body"},
+    el("div", {class: "row"}, el("span", {class: "title", title: name}, `${name} · sighting ${sighting.sighting_id}`)),
+    el("div", {class: "row"}, pSame(sighting.p_same)),
+    facts([
+      ["camera", sighting.camera_id],
+      ["site", sighting.site || "—"],
+      ["edge", sighting.edge_id],
+      ["seen", timeEl(sighting.start_s, sighting.end_s)],
+      ...scoreFacts(sighting),
+    ])));
+}
+
+function storedSection(stored) {
+  if (stored === null) return null;
+  return el("section", {testid: "stored-section"},
+    el("h2", {}, `Stored at the hub: ${stored.length} sighting${stored.length === 1 ? "" : "s"}`),
+    stored.length
+      ? el("div", {class: "grid", testid: "stored-sightings"}, stored.map(storedCard))
+      : el("p", {class: "muted", testid: "no-stored"}, "The hub holds no sighting of this person yet."));
 }
 
 function renderResults(target, watched) {
   const result = state.result;
   if (!result) {
-    target.replaceChildren();
+    target.replaceChildren(storedSection(state.stored) || "");
     return;
   }
   const refresh = () => renderResults(target, watched);
+  const edgesAsked = countOf(result.edges_asked) > 0;
   target.replaceChildren(
     el("p", {class: "muted small", testid: "search-query"}, state.description),
+    storedSection(state.stored) || "",
+    el("h2", {}, "On the edges"),
     summary(result),
     result.hits.length
       ? el("div", {class: "grid", testid: "results"}, result.hits.map((hit) => hitCard(hit, watched, refresh)))
-      : el("p", {class: "muted", testid: "no-results"}, "No edge found anyone close enough."));
+      : edgesAsked ? el("p", {class: "muted", testid: "no-results"}, "No edge found anyone close enough.") : "",
+    pSameHelp());
+}
+
+/** The hub's stored sightings of the person asked for: an identity's, or a sighting's person's (itself alone when
+ * nobody knew them). Oldest-first lists from the API are shown newest first. */
+async function storedSightings(kind, value) {
+  if (kind === "identity") return (await api.identitySightings(value)).slice().reverse();
+  const sighting = await api.sighting(value);
+  if (!sighting.identity_id) return [sighting];
+  return (await api.identitySightings(sighting.identity_id)).slice().reverse();
 }
 
 export async function renderSearch(container, context) {
@@ -95,17 +156,28 @@ export async function renderSearch(container, context) {
   const watched = new Set();
   const previews = el("div", {class: "previews", testid: "previews"});
 
-  const run = async (form, description) => {
+  const run = async (form, description, by = null) => {
     const mine = ++state.searches; // a slower, older search must not overwrite a newer one
     form.append("top_k", String(state.topK));
     form.append("deadline_s", String(state.deadline));
     clearError();
     status.textContent = `searching the edges (up to ${state.deadline} s)…`;
     container.dataset.searching = "true";
+    state.result = null;
+    state.stored = null;
+    renderResults(results, watched);
+    if (by) { // what the hub holds comes first, while the edges are asked
+      storedSightings(by.kind, by.value).then((stored) => {
+        if (mine !== state.searches || state.result) return;
+        state.stored = stored;
+        if (context.isCurrent()) renderResults(results, watched);
+      }).catch(() => {}); // the search itself reports a bad id
+    }
     try {
       const result = await api.search(form);
       if (mine !== state.searches) return;
       state.result = result;
+      state.stored = by ? result.sightings : null;
       state.description = description;
       if (context.isCurrent()) renderResults(results, watched);
     } catch (error) {
@@ -166,14 +238,14 @@ export async function renderSearch(container, context) {
       if (!value) return;
       const form = new FormData();
       form.append(kind === "sighting" ? "sighting_id" : "identity_id", value);
-      run(form, `${kind} ${value}`);
+      run(form, `${kind} ${value}`, {kind, value});
     }}, el("label", {}, label, input), el("button", {type: "submit", testid: `${testid}-submit`}, "Search"));
   };
 
-  const numberField = (label, key, testid, props) => el("label", {}, label, el("input", {type: "number", testid,
-    value: String(state[key]), ...props, onchange: (event) => {
+  const numberField = (label, key, testid, props) => el("label", {title: props.title}, label,
+    el("input", {type: "number", testid, value: String(state[key]), ...props, onchange: (event) => {
       const value = Number(event.target.value);
-      if (Number.isFinite(value) && value > 0) state[key] = value;
+      if (Number.isFinite(value) && (value > 0 || (key === "threshold" && value === 0))) state[key] = value;
     }}));
 
   container.append(
@@ -187,7 +259,8 @@ export async function renderSearch(container, context) {
         el("span", {class: "spacer"}),
         numberField("results per edge", "topK", "search-top-k", {min: "1", max: "200", step: "1"}),
         numberField("deadline (s)", "deadline", "search-deadline", {min: "1", max: "60", step: "1"}),
-        numberField("watch threshold", "threshold", "watch-threshold", {min: "0.01", max: "2", step: "0.01"})),
+        numberField("watch: alert at P(same) ≥", "threshold", "watch-threshold",
+          {min: "0", max: "1", step: "0.05", title: P_SAME_HELP})),
       el("div", {class: "row"}, status)),
     results);
 
@@ -199,6 +272,6 @@ export async function renderSearch(container, context) {
     state.pending = null;
     const form = new FormData();
     form.append(kind === "sighting" ? "sighting_id" : "identity_id", value);
-    run(form, `${kind} ${value}`);
+    run(form, `${kind} ${value}`, {kind, value});
   }
 }
