@@ -159,7 +159,8 @@ def open_source(spec: CameraSpec, *, reconnect: bool = True, open_timeout_s: flo
     if not reconnect:
         return factory()
     return ReconnectingSource(factory, spec.camera_id, initial_backoff_s=initial_backoff_s,
-                              max_backoff_s=max_backoff_s, max_attempts=max_attempts, description=spec.display_uri)
+                              max_backoff_s=max_backoff_s, max_attempts=max_attempts, description=spec.display_uri,
+                              wall_clock=True)  # live sightings carry Unix seconds (cloud/times.py)
 
 
 CameraState = Literal["starting", "running", "reconnecting", "finished", "failed", "stopped"]

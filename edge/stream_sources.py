@@ -314,6 +314,8 @@ class ReconnectingSource:
         sleep: how to wait (default: a wait that `close()` interrupts); tests pass a fake.
         clock: monotonic seconds, for timestamps and gap durations.
         description: what to call the source in messages (redacted); default: the source's URL.
+        wall_clock: timestamps in Unix seconds (the wall-clock time of the first attempt plus `clock` time
+            since), which a live camera's sightings carry; default: seconds since the first attempt.
 
     Frame indices and timestamps continue across reconnects: a frame's timestamp is the time the
     connection opened plus the inner source's timestamp, and never goes backwards. A source that
@@ -326,7 +328,7 @@ class ReconnectingSource:
     def __init__(self, factory: Callable[[], Source], camera_id: str, initial_backoff_s: float = 0.5,
                  max_backoff_s: float = 30.0, max_attempts: int | None = None, jitter: float = 0.1,
                  sleep: Callable[[float], object] | None = None, clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None, description: str | None = None) -> None:
+                 rng: random.Random | None = None, description: str | None = None, wall_clock: bool = False) -> None:
         if not callable(factory):
             raise InvalidInputError(f"factory: expected a callable that returns a source, got {factory!r}")
         _camera_id(camera_id)
@@ -346,6 +348,7 @@ class ReconnectingSource:
         self._clock = clock
         self._rng = rng or random.Random()
         self.description = redact_url(description) if description else None
+        self.wall_clock = wall_clock
         self.state: ReconnectState = "idle"
         self.gaps: list[SourceGap] = []
         self.attempts = 0  # connection attempts in all
@@ -374,6 +377,7 @@ class ReconnectingSource:
 
     def __iter__(self) -> Iterator[Frame]:
         t0 = self._clock()
+        epoch0 = time.time() if self.wall_clock else 0.0  # timestamp of t0: Unix seconds, or 0
         next_index, last_ts = 0, 0.0
         failures = waits = 0  # failed attempts and backoff waits in the current outage
         outage: tuple[float, float, str] | None = None  # (clock time, epoch time, error) when it began
@@ -393,7 +397,7 @@ class ReconnectingSource:
                         outage, failures, waits = None, 0, 0
                     self.state = "running"
                     frames += 1
-                    last_ts = max(last_ts, opened_at + frame.timestamp_s)
+                    last_ts = max(last_ts, epoch0 + opened_at + frame.timestamp_s)
                     next_index = base + frame.index + 1
                     yield Frame(self.camera_id, base + frame.index, last_ts, frame.image)
                     if self._stop.is_set():

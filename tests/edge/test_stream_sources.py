@@ -12,6 +12,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -290,6 +291,18 @@ def test_file_source_is_not_reopened_and_permanent_errors_pass_through() -> None
     with pytest.raises(SourceError, match="corrupt file"):
         list(broken)
     assert broken.state == "failed" and broken.attempts == 1
+
+
+def test_live_cameras_stamp_wall_clock_times() -> None:
+    """wall_clock=True (what `edge run` opens live cameras with): Unix seconds, so the hub shows real times."""
+    clock = FakeClock()
+    before = time.time()
+    source = ReconnectingSource(lambda: _ListSource("cam", 3, live=False), "cam", clock=clock, wall_clock=True)
+    stamps = [f.timestamp_s for f in source]
+    after = time.time()
+    assert before <= stamps[0] <= after and stamps == pytest.approx([stamps[0] + i / 10 for i in range(3)])
+    relative = ReconnectingSource(lambda: _ListSource("cam", 3, live=False), "cam", clock=FakeClock())
+    assert [f.timestamp_s for f in relative] == pytest.approx([0.0, 0.1, 0.2])
 
 
 def test_failed_first_opens_count_as_a_gap_and_close_interrupts_the_wait() -> None:
