@@ -32,12 +32,16 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(edge.detect_track, "PersonTracker", lambda *a, **k: BlobTracker())
 
 
+def running_hub(tmp_path: Path, *, allow_new_identities: bool) -> RunningHub:
+    verifier = JudgeVerifier(ReidJudge(embedders=[ColourEmbedder()]),
+                             DecisionPolicy.for_judge("reid", allow_new_identities=allow_new_identities), name="reid")
+    return RunningHub(data_dir=tmp_path / "hub", api_port=None, verifier=verifier,
+                      embedder_factory=lambda fingerprint: ColourEmbedder())
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Any]:
-    verifier = JudgeVerifier(ReidJudge(embedders=[ColourEmbedder()]),
-                             DecisionPolicy.for_judge("reid", allow_new_identities=True), name="reid")
-    with RunningHub(data_dir=tmp_path / "hub", api_port=None, verifier=verifier,
-                    embedder_factory=lambda fingerprint: ColourEmbedder()) as running:
+    with running_hub(tmp_path, allow_new_identities=True) as running:
         yield running
 
 
@@ -61,7 +65,7 @@ def test_unmatched_tracklets_become_automatic_identities_at_the_hub(tmp_path: Pa
     identities = {s.identity_id for s in sightings}
     assert len(identities) == 2 and all(i.startswith("auto-") for i in identities)
     assert {store.get_identity(i).source for i in identities} == {"auto"}  # type: ignore[union-attr]
-    assert all(s.stage1_distance is None for s in sightings)  # no candidate: no stage-1 distance
+    assert all(s.p_same is None and s.stage1_p_same is None for s in sightings)  # made of itself: nothing compared
     assert all(store.get_embeddings(i, FP).shape[0] >= 1 for i in identities)  # vectors of the edge's model
 
 
@@ -74,3 +78,17 @@ def test_without_the_option_unmatched_tracklets_stay_on_the_edge(tmp_path: Path,
     assert replay_command([video], ["cam"], overrides=overrides, workdir=tmp_path / "w", progress=False) == 0
     assert hub.hub.store.sightings(edge_id="edge-u") == []
     assert hub.hub.store.count_short_lists() == 0
+
+
+def test_a_hub_without_new_identities_keeps_them_as_unknown_sightings(tmp_path: Path, fake_models: None) -> None:
+    """Nobody vanishes: every short list the hub acknowledged is a sighting, of nobody known."""
+    with running_hub(tmp_path, allow_new_identities=False) as hub:
+        token = hub.create_edge_token("edge-u")
+        overrides = ["edge_id=edge-u", "send_unmatched=true", "close_after_s=0.5", "min_quality=0.0",
+                     f"hub.target={hub.grpc_address}", f"hub.token={token}", "hub.drain_timeout_s=30"]
+        video = write_video(tmp_path / "a.mp4", [RED, GREEN])
+        assert replay_command([video], ["cam"], overrides=overrides, workdir=tmp_path / "w", progress=False) == 0
+        store = hub.hub.store
+        unknown = store.sightings(unknown=True)
+        assert len(unknown) == store.count_short_lists("edge-u") == 2
+        assert store.list_identities() == [] and all(s.edge_id == "edge-u" for s in unknown)
