@@ -142,3 +142,15 @@ def test_wrong_password_and_unreachable_hub(api: HubApi, tmp_path: Path) -> None
         HubClient("127.0.0.1:8080")
     result = runner.invoke(cli(), ["watch", "--hub", api.url])
     assert isinstance(result.exception, HubApiError) and "no credentials" in str(result.exception)
+
+
+def test_alerts_say_when_the_person_was_seen_and_the_p_same(api: HubApi, tmp_path: Path) -> None:
+    api.running.create_edge_token("edge-a")
+    api.running.hub.store.record_hello("edge-a", site="", model_fingerprint=COLOUR_FP, embedding_dim=12, cameras=[],
+                                       gallery_version=0, acked_sequence=0, hub_id="gone", now=0.0)
+    out = run(api, "enroll", str(photo(tmp_path, "red")), "--name", "visitor", "--watch", "0.5")
+    assert "watched at P(same) >= 0.50" in out
+    sighting = _seen(api, "k1", "red", [(out.split()[1], 0.1)], 1_795_000_000.0)
+    lines = run(api, "alerts", "--count", "1").splitlines()
+    assert len(lines) == 1 and f"sighting {sighting}" in lines[0]
+    assert "visitor on edge-a/cam-1, seen 2026-11-18 11:06:40–11:06:44 UTC (P(same) " in lines[0]
