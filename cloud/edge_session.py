@@ -23,8 +23,11 @@ bytes (so a malformed message is answered, not fatal to the stream) and writes H
   "retry after N ms", and the edge keeps it in its outbox. (2) Immediate replies (acks, errors) wait
   in a queue of `send_queue_size`; when the edge does not read them for `send_stall_s`, the session
   ends with RESOURCE_EXHAUSTED and trailing metadata ``retry-after-ms``. Memory per edge is bounded.
-- **Liveness**: the hub sends HubHeartbeat every `heartbeat_interval_ms`; an edge silent for
-  `missed_heartbeats` intervals is disconnected.
+- **Liveness**: the hub sends HubHeartbeat every `heartbeat_interval_ms` (and asks the edge for the same
+  in Welcome); an edge silent for `heartbeat_timeout_s` (default: `missed_heartbeats` intervals) is
+  disconnected. Each edge heartbeat marks the edge connected to this replica in the store, and
+  `SessionManager.sweep_silent_edges` marks disconnected those no replica has heard from within the
+  timeout (a replica that died holding a session never says it ended).
 """
 
 from __future__ import annotations
@@ -67,9 +70,23 @@ class SessionLimits:
     retry_after_ms: int = 1000
     heartbeat_interval_ms: int = 10_000
     missed_heartbeats: int = 3
+    heartbeat_timeout_s: float | None = None  # None: missed_heartbeats intervals
     poll_interval_s: float = 2.0
     hello_timeout_s: float = 30.0
     outgoing_page: int = 32
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval_ms <= 0:
+            raise ValueError(f"heartbeat_interval_ms: expected > 0, got {self.heartbeat_interval_ms}")
+        if self.heartbeat_timeout_s is not None and not self.heartbeat_timeout_s > 0:
+            raise ValueError(f"heartbeat_timeout_s: expected > 0 or None, got {self.heartbeat_timeout_s}")
+
+    @property
+    def silence_timeout_s(self) -> float:
+        """How long an edge may stay silent before it counts as disconnected."""
+        if self.heartbeat_timeout_s is not None:
+            return float(self.heartbeat_timeout_s)
+        return self.heartbeat_interval_ms / 1000 * self.missed_heartbeats
 
 
 class SessionAbort(Exception):
@@ -147,6 +164,10 @@ class EdgeSession:
             await send(message)
         finally:
             self._sending = False
+
+    def silent_for(self) -> float:
+        """Seconds since the edge's last message (on the loop's clock)."""
+        return self._loop.time() - self._last_heard
 
     def _mark(self, flag: str) -> None:
         setattr(self, flag, True)
@@ -299,7 +320,7 @@ class EdgeSession:
                     await self._write(send, wire.error(code, self._closing.message, fatal=True))
                 raise self._closing
             now = self._loop.time()
-            if now - self._last_heard > interval_s * limits.missed_heartbeats:
+            if now - self._last_heard > limits.silence_timeout_s:
                 raise await self._fatal(send, common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
                                         f"no message from edge {self.edge_id} for {now - self._last_heard:.0f} s")
             if now >= next_heartbeat:
@@ -330,7 +351,8 @@ class EdgeSession:
             if self._immediate or self._gallery_dirty or self._outgoing_dirty:
                 continue
             self._wake.clear()
-            timeout = max(0.0, min(next_heartbeat, next_poll) - self._loop.time())
+            timeout = max(0.0, min(next_heartbeat, next_poll, self._last_heard + limits.silence_timeout_s)
+                          - self._loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -351,7 +373,7 @@ class EdgeSession:
                     await self._on_ack(msg.ack)
                 elif body == "heartbeat":
                     await asyncio.to_thread(self.m.store.touch_edge, self.edge_id, now=self.m.clock(),
-                                            stats=wire.heartbeat_stats(msg.heartbeat))
+                                            stats=wire.heartbeat_stats(msg.heartbeat), hub_id=self.m.hub_id)
                 elif body == "search_result":
                     await self._on_search_result(msg.search_result)
                 elif body == "hello":

@@ -12,6 +12,8 @@ Plain keyword arguments here; configuration files and the command line belong to
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -52,6 +54,7 @@ class Hub:
         self.health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def create(cls, *, data_dir: str | Path, database: str | Path | None = None, verifier: Verifier | None = None,
@@ -101,12 +104,18 @@ class Hub:
                                                max_receive_message_bytes=max_receive_message_bytes)
         await self.server.start()
         await set_serving(self.health, True)
+        self._sweeper = asyncio.create_task(self.sessions.sweep_forever(), name="crossview-silent-edges")
         log.info("hub %s serving edges on %s:%d", self.hub_id, host, self.port)
         return self.port
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """NOT_SERVING first (load balancers stop sending edges here), then end sessions, then stop."""
         await self.health.enter_graceful_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         self.sessions.close_all()
         if self.server is not None:
             await self.server.stop(grace_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import Executor
@@ -15,6 +16,8 @@ from cloud.gallery import Gallery
 from cloud.shortlists import ShortListService
 from cloud.store import HubStore
 from protos.crossview.v1 import edge_to_hub_pb2
+
+log = logging.getLogger(__name__)
 
 SearchResultHandler = Callable[[str, edge_to_hub_pb2.SearchResult], tuple[int, str]]
 """(edge id, result) -> (AckStatus, message); called on a worker thread."""
@@ -71,6 +74,31 @@ class SessionManager:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self.store.record_disconnect, session.edge_id, hub_id=self.hub_id,
                                             now=self.clock())
+
+    def sweep_silent_edges(self) -> list[str]:
+        """(worker thread) Mark disconnected, in the store, every edge no replica has heard from within the
+        heartbeat timeout; their ids. An edge that speaks again is marked connected by its next heartbeat."""
+        timeout = self.limits.silence_timeout_s
+        gone = self.store.disconnect_silent_edges(silent_since=self.clock() - timeout)
+        if gone:
+            log.info("no heartbeat from edge(s) %s for %.0f s: marked disconnected", ", ".join(gone), timeout)
+        return gone
+
+    async def sweep_forever(self) -> None:
+        """Mark silent edges of any replica disconnected, every third of the heartbeat timeout, until cancelled;
+        and end this replica's sessions silent for twice the timeout (each session ends itself after one; this
+        is the backstop for a writer stuck sending)."""
+        timeout = self.limits.silence_timeout_s
+        while not self._closing:
+            await asyncio.sleep(max(timeout / 3, 0.1))
+            for session in list(self.sessions.values()):
+                if session.silent_for() > 2 * timeout:
+                    session.close(SessionAbort("unavailable", f"no message from edge {session.edge_id} for "
+                                               f"{session.silent_for():.0f} s"))
+            try:
+                await asyncio.to_thread(self.sweep_silent_edges)
+            except Exception:  # a store hiccup: try again next round
+                log.exception("marking silent edges disconnected failed")
 
     def close_all(self, message: str = "the hub is shutting down") -> None:
         """End every session (each edge gets a fatal Error UNAVAILABLE and reconnects elsewhere)."""

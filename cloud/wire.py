@@ -144,7 +144,17 @@ def heartbeat_stats(heartbeat: edge_to_hub_pb2.EdgeHeartbeat) -> dict[str, objec
         "sent_at_s": codec.timestamp_to_seconds(heartbeat.sent_at),
         "outbox_depth": int(heartbeat.outbox_depth),
         "gallery_version": int(heartbeat.gallery_version),
-        "cameras": [{"camera_id": c.camera_id, "fps": c.fps, "active_tracks": c.active_tracks,
-                     "dropped_frames": int(c.dropped_frames)} for c in heartbeat.cameras],
+        "cameras": [_camera_stats(c) for c in heartbeat.cameras],
     }
+
+
+def _camera_stats(c: edge_to_hub_pb2.CameraStats) -> dict[str, object]:
+    """A camera of a heartbeat; "state" (e.g. "no_frames") and "gap_since_s" only when the edge said."""
+    stats: dict[str, object] = {"camera_id": c.camera_id, "fps": c.fps, "active_tracks": c.active_tracks,
+                                "dropped_frames": int(c.dropped_frames)}
+    if c.state != edge_to_hub_pb2.CAMERA_STATE_UNSPECIFIED and c.state in edge_to_hub_pb2.CameraState.values():
+        stats["state"] = edge_to_hub_pb2.CameraState.Name(c.state).removeprefix("CAMERA_STATE_").lower()
+    if c.HasField("gap_since"):
+        stats["gap_since_s"] = codec.timestamp_to_seconds(c.gap_since)
+    return stats
 

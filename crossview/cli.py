@@ -129,11 +129,17 @@ def edge_replay(
     config: ConfigOption = None,
     workdir: Annotated[Path | None, typer.Option(help="Where the store, outbox and gallery live.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="key=value override, repeatable.")] = None,
+    serve: Annotated[bool | None, typer.Option(
+        "--serve/--no-serve", help="After the files, keep answering the hub's searches until Ctrl-C / SIGTERM "
+        "(serve_after_replay; off by default).")] = None,
 ) -> None:
     """Run recorded footage through the same pipeline as live cameras, as fast as the machine allows."""
     from crossview.edge_command import replay_command
+    from edge.native_logs import route_native_output
 
-    raise typer.Exit(replay_command(files, camera, config=config, overrides=set_ or [], workdir=workdir))
+    route_native_output()  # FFmpeg's and OpenCV's own lines through logging (DEBUG), not raw on stderr
+    raise typer.Exit(replay_command(files, camera, config=config, overrides=set_ or [], workdir=workdir,
+                                    serve=serve))
 
 
 @edge_app.command("run")
@@ -143,7 +149,9 @@ def edge_run(
 ) -> None:
     """Run the configured cameras through the edge pipeline and send short lists to the hub (Ctrl-C stops)."""
     from crossview.edge_command import run_command
+    from edge.native_logs import route_native_output
 
+    route_native_output()
     raise typer.Exit(run_command(config, set_ or []))
 
 

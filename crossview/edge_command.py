@@ -16,6 +16,15 @@ Both run an `edge.node.EdgeNode`. Everything it writes lives in the work folder 
 lists waiting for the hub) and ``gallery.db`` (the gallery synced from the hub, `EdgeGallery`).
 Running the same replay again resumes it: see `edge.replay`.
 
+Serving (``serve_after_replay``; ``--serve``/``--no-serve`` on ``edge replay``, where it is off by
+default; on by default for ``edge run``): once the files (or every camera) have ended, the edge keeps
+its hub link up and answers search jobs from its store until SIGINT/SIGTERM, so the footage can be
+searched from the hub afterwards. A replay prints its summary when the files end, then
+``finished the files; serving searches ...``.
+
+Logging goes to stderr at ``log_level`` (default INFO): one line per event, e.g. ``connected to hub
+HOST:PORT, gallery v12 (6 identities)`` once the link is up and the gallery synced.
+
 Gallery: the synced one in the work folder, or with ``gallery_dir=FOLDER`` an in-memory gallery built
 from a folder of identities — one sub-folder per identity id holding its crops (.jpg/.png) — for
 searching footage offline for known people.
@@ -27,6 +36,7 @@ import datetime as dt
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +101,7 @@ class PipelineConfig:
     uplink_max_height: int = 192
     uplink_jpeg_quality: int = 75
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # DEBUG also shows FFmpeg's and OpenCV's own lines
 
     def __post_init__(self) -> None:
         for name in ("imgsz", "best_k", "min_frames", "embed_threads", "embed_batch_size", "uplink_crops"):
@@ -135,6 +146,7 @@ class ReplayConfig(PipelineConfig):
     max_frames: int | None = None
     progress: bool = True
     recorded_at: str | None = None  # when the footage started: ISO 8601 (2026-11-25T09:30:00Z) or Unix seconds
+    serve_after_replay: bool = False  # after the files: keep answering the hub's searches until SIGINT/SIGTERM
     hub: HubConfig = field(default_factory=HubConfig)
 
     def __post_init__(self) -> None:
@@ -191,10 +203,14 @@ class EdgeConfig(PipelineConfig):
     """Settings of `crossview edge run`: the cameras, the hub and the pipeline."""
 
     cameras: list[CameraConfig] = field(default_factory=list)
+    serve_after_replay: bool = True  # once every camera has ended (files): keep answering the hub's searches
+    no_frames_after_s: float = 2.0  # a camera without a frame this long (or 4 frame intervals) is "no frames"
     hub: HubConfig = field(default_factory=HubConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.no_frames_after_s <= 0:
+            raise ValueError(f"no_frames_after_s: expected > 0, got {self.no_frames_after_s}")
         ids = [c.camera_id for c in self.cameras]
         if len(set(ids)) != len(ids):
             raise ValueError(f"cameras: expected unique camera ids, got {ids}")
@@ -222,22 +238,26 @@ def build_gallery_from_folder(folder: Path, embedder: Any) -> Any:
 
 def replay_command(files: Sequence[Path], cameras: Sequence[str] | None = None, *, config: Path | None = None,
                    overrides: Sequence[str] = (), workdir: Path | None = None, progress: bool | None = None,
-                   out: TextIO | None = None) -> int:
+                   serve: bool | None = None, out: TextIO | None = None) -> int:
     """Replay `files` (cameras: one name per file, or None for the file stems); print a summary.
 
     With ``hub.target`` the replay also runs the hub link: it waits (``hub.connect_timeout_s``) for a
     session, optionally (``hub.wait_gallery_s``) for a gallery, and at the end up to
-    ``hub.drain_timeout_s`` for the hub to acknowledge every short list in the outbox.
+    ``hub.drain_timeout_s`` for the hub to acknowledge every short list in the outbox. With `serve`
+    (default: ``serve_after_replay``) it then answers the hub's searches until SIGINT/SIGTERM.
 
     Exit code: 0 all files played (and, with a hub, everything acknowledged), 1 some file failed (the
     others played) or short lists are still unacknowledged (they stay in the outbox for the next run),
-    2 bad configuration or a setup error (models, store), 130 interrupted (SIGINT/SIGTERM).
+    2 bad configuration or a setup error (models, store), 130 interrupted while replaying (SIGINT/SIGTERM
+    while serving is a normal stop).
     """
     from crossview.config import load_config
 
     out = out or sys.stdout
     try:
-        cfg = load_config(ReplayConfig, config, list(overrides))
+        cfg = load_config(ReplayConfig, config, [*overrides, *([f"serve_after_replay={serve}"] if serve is not None
+                                                               else [])])
+        configure_logging(cfg.log_level)
         if cameras is not None and len(cameras) == 1 and len(files) > 1:
             cameras = list(cameras) * len(files)  # one --camera for several files: one camera, files in turn
         return _run_replay([Path(f) for f in files], list(cameras) if cameras else None, cfg,
@@ -257,10 +277,12 @@ def run_command(config: Path | None, overrides: Sequence[str] = (), *, out: Text
     still unacknowledged at exit, 2 bad configuration or a setup error."""
     from crossview.config import ConfigError, load_config
     from edge.cameras import CameraSpec
+    from edge.sources import without_camera
 
     out = out or sys.stdout
     try:
         cfg = load_config(EdgeConfig, config, list(overrides))
+        configure_logging(cfg.log_level)
         if not cfg.cameras:
             raise ConfigError("cameras: expected at least one camera ({camera_id: ..., uri: ...})")
         specs = [CameraSpec(c.camera_id, c.uri, stride=c.stride, target_fps=c.target_fps,
@@ -270,7 +292,12 @@ def run_command(config: Path | None, overrides: Sequence[str] = (), *, out: Text
         with node.stop_on_signals():
             try:
                 _connect(node, cfg.hub)
-                status = node.run_cameras(specs)
+                status = node.run_cameras(specs, no_frames_after_s=cfg.no_frames_after_s)
+                if cfg.serve_after_replay and node.link is not None and not node.stopping:
+                    ended = ", ".join(f"{n} {state}" for state, n in
+                                      sorted(Counter(st.state for st in status.values()).items()))
+                    node.serve(f"every camera has ended ({ended}); serving searches from the store until "
+                               "SIGINT/SIGTERM")
             except BaseException:
                 node.close(flush=False)
                 raise
@@ -284,11 +311,17 @@ def run_command(config: Path | None, overrides: Sequence[str] = (), *, out: Text
     failed = False
     for camera_id, st in status.items():
         failed |= st.state == "failed"
-        error = f"  {st.last_error}" if st.last_error else ""
+        error = f"  {without_camera(camera_id, st.last_error)}" if st.last_error else ""
         print(f"{camera_id:<16} {st.state:<9} {st.frames} frames, {st.dropped} dropped, {st.gaps} gaps{error}",
               file=out)
-    _print_totals(node, out)
+    _print_totals(node, node.stats(), node.outbox_depth_at_close, out)
     return 1 if failed or (node.link is not None and not drained) else 0
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr (the root logger's first configuration wins: a host program's stays)."""
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[str],
@@ -318,10 +351,10 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     node = EdgeNode(workdir, cfg.edge_id, camera_ids, tracker=tracker, embedder=embedder, gallery=gallery,
                     policy=policy, tracklets=tracklets, embed_batch_size=cfg.embed_batch_size, uplink=uplink,
                     retention=retention, send_unmatched=cfg.send_unmatched, **hub_options)
-    waits = node.link is not None and hub.wait_gallery_s > 0
-    if gallery is None and node.gallery.size == 0 and not waits and not cfg.send_unmatched:
-        log.warning("the synced gallery %s is empty (never synced with a hub): no short lists will be made; "
-                    "pass gallery_dir=FOLDER to search for known people offline", node.gallery.path)
+    # with a hub the gallery comes from it (the "connected to hub" line says how large it is)
+    if gallery is None and node.link is None and node.gallery.size == 0 and not cfg.send_unmatched:
+        log.info("no gallery (never synced with a hub): nobody will be short-listed; pass gallery_dir=FOLDER to "
+                 "search for known people offline")
     return node
 
 
@@ -359,6 +392,11 @@ def _run_replay(files: list[Path], cameras: list[str] | None, cfg: ReplayConfig,
 
     camera_ids = camera_ids_for(files, cameras)
     node = _open_node(cfg, workdir, list(dict.fromkeys(camera_ids)))
+    serve = cfg.serve_after_replay
+    if serve and node.link is None:
+        log.warning("serve_after_replay: no hub.target, so no search can reach this edge; exiting after the files")
+        serve = False
+    drain_s = cfg.hub.drain_timeout_s if node.link is not None else 0.0
     with node.stop_on_signals():
         try:
             _connect(node, cfg.hub)
@@ -367,27 +405,42 @@ def _run_replay(files: list[Path], cameras: list[str] | None, cfg: ReplayConfig,
         except BaseException:
             node.close(flush=False)  # open tracklets are dropped, not stored truncated: a re-run resumes
             raise
-        drained = node.close(drain_timeout_s=cfg.hub.drain_timeout_s if node.link is not None else 0.0)
-    for f in report.files:
-        status = "ok" if f.error is None else f"FAILED: {f.error}"
-        print(f"{f.camera_id:<16} {f.path}  {f.frames} frames  {status}", file=out)
-    print(f"{report.frames} frames in {report.elapsed_s:.1f} s ({report.fps:.1f} fps), stride {cfg.stride}; ",
-          end="", file=out)
-    _print_totals(node, out)
+        if serve:  # the summary now, with what the hub has acknowledged so far; then serve until stopped
+            node.wait_outbox_drained(drain_s)
+            _print_replay_summary(report, node, node.stats(), node.outbox.depth(), cfg.stride, out)
+            print("finished the files; serving searches from the store until SIGINT/SIGTERM", file=out, flush=True)
+            node.serve()
+        drained = node.close(drain_timeout_s=drain_s)
+    if serve:
+        print(f"stopped; outbox holds {node.outbox_depth_at_close} unsent", file=out)
+    else:
+        _print_replay_summary(report, node, node.stats(), node.outbox_depth_at_close, cfg.stride, out)
     w = node.pipeline.stats.worker
     return 0 if report.ok and not w.failed and (node.link is None or drained) else 1
 
 
-def _print_totals(node: Any, out: TextIO) -> None:
-    final = node.stats()
+def _print_replay_summary(report: Any, node: Any, stats: Any, unsent: int | None, stride: int, out: TextIO) -> None:
+    for f in report.files:
+        status = "ok" if f.error is None else f"FAILED: {f.error}"
+        print(f"{f.camera_id:<16} {f.path}  {f.frames} frames  {status}", file=out)
+    print(f"{report.frames} frames in {report.elapsed_s:.1f} s ({report.fps:.1f} fps), stride {stride}; ",
+          end="", file=out)
+    _print_totals(node, stats, unsent, out)
+
+
+def _print_totals(node: Any, final: Any, unsent: int | None, out: TextIO) -> None:
+    """Counts that can be compared: short lists this run put in the outbox; of the outbox, what the link
+    sent (first sends, by kind; resends apart), what the hub acknowledged, what is left."""
     stats = final.pipeline
     w = stats.worker
     print(f"{stats.tracklets_closed} tracklets closed, {w.embedded} embedded, {w.reused} already stored, "
           f"{w.failed} failed", file=out)
-    print(f"{w.short_lists} short lists ({w.uplink_bytes} bytes) queued; outbox {node.workdir / 'outbox.db'} "
-          f"holds {node.outbox_depth_at_close} unsent; store {node.workdir / 'edge.db'}", file=out)
+    print(f"{w.short_lists} short lists ({w.uplink_bytes} bytes) queued this run; outbox "
+          f"{node.workdir / 'outbox.db'} holds {unsent} unsent; store {node.workdir / 'edge.db'}", file=out)
     if node.link is not None and final.link is not None:
         link = final.link
         error = f"; stopped: {node.link.error}" if node.link.error is not None else ""
-        print(f"hub {node.link.target}: {link.sessions} sessions, {link.sent} sent, {link.acked} acknowledged, "
-              f"gallery version {link.gallery_version}{error}", file=out)
+        print(f"hub {node.link.target}: {link.sessions} session(s); sent {link.short_lists_sent} short lists and "
+              f"{link.sent - link.short_lists_sent} search results from the outbox ({link.resent} resent), "
+              f"{link.acked} acknowledged; gallery v{link.gallery_version} ({link.gallery_identities} identities)"
+              f"{error}", file=out)

@@ -14,6 +14,7 @@ Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here an
     tls_key: hub.key
     create_tokens: [edge-1, edge-2]         # issue a token per edge id at start-up ...
     tokens_file: tokens.txt                 # ... written here (mode 0600) instead of printed
+    heartbeat_timeout_s: 30                 # an edge silent this long is shown and treated as disconnected
     api_host: 127.0.0.1                     # the operators' REST API and web UI
     api_port: 8080                          # -1: no API
     admin_user: admin                       # an operator created (or its password reset) at start-up
@@ -65,6 +66,7 @@ class HubConfig:
     create_tokens: list[str] = field(default_factory=list)
     tokens_file: str | None = None
     workers: int = 2
+    heartbeat_timeout_s: float = 30.0  # an edge silent this long is marked disconnected (3 heartbeat intervals)
     log_level: str = "INFO"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -72,6 +74,8 @@ class HubConfig:
     admin_password: str | None = None
 
     def __post_init__(self) -> None:
+        if not self.heartbeat_timeout_s > 0:
+            raise ValueError(f"heartbeat_timeout_s: expected > 0, got {self.heartbeat_timeout_s}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: expected 0..65535 (0: any free port), got {self.port}")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -152,11 +156,12 @@ async def _start_api(hub: Hub, cfg: HubConfig, out: TextIO) -> ApiServer | None:
 def create_hub(cfg: HubConfig) -> Hub:
     """The hub the configuration describes (not started)."""
     from cloud.hub import Hub
+    from cloud.sessions import SessionLimits
     from cloud.verification import DecisionPolicy
 
     policy = DecisionPolicy.for_judge(cfg.judge, allow_new_identities=cfg.allow_new_identities)
     return Hub.create(data_dir=cfg.data_dir, database=cfg.database, judge=cfg.judge, policy=policy,
-                      workers=cfg.workers)
+                      workers=cfg.workers, limits=SessionLimits(heartbeat_timeout_s=cfg.heartbeat_timeout_s))
 
 
 async def serve(cfg: HubConfig, out: TextIO = sys.stdout) -> None:

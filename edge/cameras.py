@@ -6,7 +6,14 @@ several at once (`CameraRunner`), each in its own thread so a slow or failing ca
     >>> with CameraRunner(specs) as runner:
     ...     for frame in runner:            # frames of all cameras, in arrival order
     ...         ...
-    ...     print(runner.status())          # per camera: state, frames, dropped, gaps, last error
+    ...     print(runner.status())          # per camera: state, recent fps, frames, dropped, gaps, last error
+
+A camera's state is "running" while frames arrive, "no_frames" once none came for a few frame
+intervals (`edge.camera_health.GapWatch`, at least `no_frames_after_s`: an RTSP read can hang for
+its whole read timeout before the source itself notices), "reconnecting" while its source reopens,
+and "finished", "failed" or "stopped" at the end; `gap_since` says when a gap began. A watchdog
+thread logs each gap once as it begins and calls `on_change` on every change of state, so a
+heartbeat can tell the hub at once.
 """
 
 from __future__ import annotations
@@ -17,12 +24,22 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from edge.camera_health import NO_FRAMES_AFTER_S, CameraState, FrameRateWindow, GapWatch
 from edge.frames import Frame
-from edge.sources import DEFAULT_FPS, ImageFolderSource, Source, VideoFileSource, _positive_float, _positive_int
+from edge.sources import (
+    DEFAULT_FPS,
+    ImageFolderSource,
+    Source,
+    VideoFileSource,
+    _positive_float,
+    _positive_int,
+    without_camera,
+)
 from edge.stream_sources import (
     STREAM_SCHEMES,
     CaptureSource,
@@ -163,9 +180,6 @@ def open_source(spec: CameraSpec, *, reconnect: bool = True, open_timeout_s: flo
                               wall_clock=True)  # live sightings carry Unix seconds (cloud/times.py)
 
 
-CameraState = Literal["starting", "running", "reconnecting", "finished", "failed", "stopped"]
-
-
 @dataclass(frozen=True)
 class CameraStatus:
     """A snapshot of one camera in a `CameraRunner`."""
@@ -178,6 +192,8 @@ class CameraStatus:
     queued: int  # waiting to be consumed now
     gaps: int  # reconnects after a drop or a failed open
     last_error: str | None
+    fps: float = 0.0  # frames its source produced per second over the last 10 s
+    gap_since: float | None = None  # epoch seconds: when the current gap began ("no_frames", "reconnecting")
 
 
 class _Lane:
@@ -196,6 +212,9 @@ class _Lane:
         self.last_error: str | None = None
         self.done = False
         self.thread: threading.Thread | None = None
+        self.rate = FrameRateWindow()
+        self.watch: GapWatch | None = None  # set by the runner
+        self.started_at = time.time()
 
 
 class CameraRunner:
@@ -209,6 +228,8 @@ class CameraRunner:
             (files, folders, replay) block until there is room, so none of their frames is lost.
         opener: turns a spec into a source (default `open_source`; pass a `functools.partial` to set
             timeouts or `max_attempts`).
+        no_frames_after_s: the shortest time without a frame that is called a gap ("no_frames").
+        on_change: called (on the watchdog thread) with a camera's new status whenever its state changes.
 
     Iterating starts the threads and ends when every camera has finished or failed and its queue is
     empty, or after `stop()`. A camera that fails is reported in `status()` and logged; the others
@@ -216,8 +237,11 @@ class CameraRunner:
     """
 
     def __init__(self, cameras: Iterable[CameraSpec | Source], queue_size: int = 32,
-                 opener: Callable[[CameraSpec], Source] = open_source) -> None:
+                 opener: Callable[[CameraSpec], Source] = open_source,
+                 no_frames_after_s: float = NO_FRAMES_AFTER_S,
+                 on_change: Callable[[CameraStatus], None] | None = None) -> None:
         _positive_int("queue_size", queue_size, 1)
+        _positive_float("no_frames_after_s", no_frames_after_s)
         self._lanes: dict[str, _Lane] = {}
         for camera in cameras:
             spec = camera if isinstance(camera, CameraSpec) else None
@@ -226,7 +250,9 @@ class CameraRunner:
             camera_id = camera.camera_id
             if camera_id in self._lanes:
                 raise InvalidInputError(f"camera ids must be unique: {camera_id!r} appears twice")
-            self._lanes[camera_id] = _Lane(camera_id, spec, None if spec else camera, queue_size)  # type: ignore[arg-type]
+            lane = _Lane(camera_id, spec, None if spec else camera, queue_size)  # type: ignore[arg-type]
+            lane.watch = GapWatch(no_frames_after_s)
+            self._lanes[camera_id] = lane
         if not self._lanes:
             raise InvalidInputError("cameras: expected at least one camera")
         self._opener = opener
@@ -234,6 +260,9 @@ class CameraRunner:
         self._stopping = False
         self._started = False
         self._seq = 0
+        self._on_change = on_change
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_stop = threading.Event()
 
     @property
     def camera_ids(self) -> list[str]:
@@ -246,9 +275,12 @@ class CameraRunner:
                 return
             self._started = True
         for lane in self._lanes.values():
+            lane.started_at = time.time()
             lane.thread = threading.Thread(target=self._run, args=(lane,), name=f"camera-{lane.camera_id}",
                                            daemon=True)
             lane.thread.start()
+        self._watchdog = threading.Thread(target=self._watch, name="camera-watchdog", daemon=True)
+        self._watchdog.start()
 
     def _run(self, lane: _Lane) -> None:
         iterator: Iterator[Frame] | None = None
@@ -273,7 +305,7 @@ class CameraRunner:
         except Exception as exc:
             message = str(exc) or type(exc).__name__
             # A CrossviewError's message says it all; anything else is a bug worth a traceback.
-            logger.error("camera %r failed: %s", lane.camera_id, message,
+            logger.error("camera %r failed: %s", lane.camera_id, without_camera(lane.camera_id, message),
                          exc_info=not isinstance(exc, CrossviewError))
             with self._cond:
                 lane.state, lane.last_error = "failed", message
@@ -293,6 +325,9 @@ class CameraRunner:
             if self._stopping:
                 return False
             lane.frames += 1
+            lane.rate.tick()
+            assert lane.watch is not None
+            lane.watch.frame()
             if lane.live:
                 if len(lane.queue) >= lane.maxlen:
                     lane.queue.popleft()
@@ -326,19 +361,59 @@ class CameraRunner:
             yield frame
 
     def status(self) -> dict[str, CameraStatus]:
-        """Per camera: state, counters and last error (a snapshot; safe from any thread)."""
+        """Per camera: state, recent frame rate, counters and last error (a snapshot; safe from any thread)."""
         out = {}
         with self._cond:
             for lane in self._lanes.values():
-                state = lane.state
-                inner = getattr(lane.source, "state", None)
-                if state == "running" and inner in ("connecting", "reconnecting"):
-                    state = "reconnecting" if inner == "reconnecting" else "starting"
-                gaps = getattr(lane.source, "gaps", ())
-                error = lane.last_error or getattr(lane.source, "last_error", None)
-                out[lane.camera_id] = CameraStatus(lane.camera_id, state, lane.live, lane.frames, lane.dropped,
-                                                   len(lane.queue), len(gaps), error)
+                out[lane.camera_id] = self._lane_status(lane)
         return out
+
+    @staticmethod
+    def _lane_status(lane: _Lane) -> CameraStatus:
+        assert lane.watch is not None
+        state: CameraState = lane.state
+        since: float | None = None
+        inner = getattr(lane.source, "state", None)
+        if state == "running":
+            if inner == "reconnecting":
+                state = "reconnecting"
+                since = lane.watch.last_frame_at or getattr(lane.source, "gap_since", None) or lane.started_at
+            elif inner == "connecting" or lane.frames == 0:
+                state = "starting"
+            elif lane.watch.stalled() and not (not lane.live and len(lane.queue) >= lane.maxlen):
+                # (a recorded camera waiting for room in its queue is not silent: it is being held back)
+                state, since = "no_frames", lane.watch.last_frame_at
+        gaps = getattr(lane.source, "gaps", ())
+        error = lane.last_error or getattr(lane.source, "last_error", None)
+        return CameraStatus(lane.camera_id, state, lane.live, lane.frames, lane.dropped, len(lane.queue), len(gaps),
+                            error, fps=lane.rate.fps(), gap_since=since)
+
+    def _watch(self, every_s: float = 0.25) -> None:
+        """Log a gap once as it begins (the source logs its own drops and reconnects) and report changes."""
+        previous: dict[str, CameraStatus] = {}
+        while True:
+            with self._cond:
+                ended = self._stopping or all(lane.done for lane in self._lanes.values())
+                current = {lane.camera_id: self._lane_status(lane) for lane in self._lanes.values()}
+            for camera_id, now in current.items():
+                before = previous.get(camera_id)
+                if before is not None and before.state == now.state:
+                    continue
+                if now.state == "no_frames":
+                    assert now.gap_since is not None
+                    logger.warning("camera %r: no frames since %s", camera_id, _clock_time(now.gap_since))
+                elif now.state == "running" and before is not None and before.state == "no_frames":
+                    assert before.gap_since is not None
+                    logger.info("camera %r: frames again after a %.1f s gap", camera_id,
+                                time.time() - before.gap_since)
+                if self._on_change is not None:
+                    try:
+                        self._on_change(now)
+                    except Exception:
+                        logger.exception("camera %r: the on_change callback failed", camera_id)
+            previous = current
+            if ended or self._watchdog_stop.wait(every_s):
+                return
 
     def stop(self, timeout_s: float = 15.0) -> bool:
         """Stop every camera and join their threads; True if all ended within `timeout_s`.
@@ -350,6 +425,7 @@ class CameraRunner:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        self._watchdog_stop.set()
         for lane in self._lanes.values():
             # Only these sources' close() is safe while another thread reads them.
             if isinstance(lane.source, ReconnectingSource | CaptureSource):
@@ -372,3 +448,7 @@ class CameraRunner:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _clock_time(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")

@@ -26,12 +26,15 @@ MAX_RETRY_HINT_S = 300.0  # a hint beyond this is capped: a broken hub must not 
 
 @dataclass(frozen=True)
 class CameraLoad:
-    """One camera's numbers for a heartbeat."""
+    """One camera's numbers for a heartbeat: frame rate over a recent window, state (an
+    `edge.camera_health.CAMERA_STATES` name; "" when unknown) and when its current gap began."""
 
     camera_id: str
     fps: float
     active_tracks: int = 0
     dropped_frames: int = 0
+    state: str = ""
+    gap_since: float | None = None  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class LinkStats:
     connected: bool
     sessions: int  # streams that got a Welcome
     reconnects: int  # attempts after the first
-    sent: int  # outbox entries sent, resends included
+    sent: int  # outbox entries sent for the first time (short lists and search results)
     acked: int  # outbox entries acked OK or DUPLICATE
     dead_letters: int  # outbox entries the hub REJECTED (this run)
     outbox_depth: int
@@ -48,6 +51,9 @@ class LinkStats:
     last_error: str | None
     hub_id: str
     retry_hint_s: float | None = None  # the last `retry-after-ms` hint the hub sent, in seconds
+    short_lists_sent: int = 0  # of `sent`, short lists (the rest are search results)
+    resent: int = 0  # sends of entries sent before: the hub asked to retry, a dropped stream, an earlier run
+    gallery_identities: int = 0  # identities in the synced gallery
 
 
 class StreamSession:
@@ -62,6 +68,7 @@ class StreamSession:
         self.skipped: set[str] = set()
         self.max_bytes = max_bytes
         self.heartbeat_s = heartbeat_s
+        self.announce_at: float | None = None  # monotonic time to log "connected" (once the gallery settles)
 
     def send(self, msg: session_pb2.EdgeMessage) -> None:
         if not self.done.is_set():

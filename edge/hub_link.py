@@ -61,6 +61,7 @@ from edge.hub_messages import (
     apply_gallery_delta,
     blur_message_crops,
     build_short_list,
+    camera_stats_message,
     entry_message,
     record_verdict,
 )
@@ -81,6 +82,7 @@ _FATAL_ERRORS = frozenset({common_pb2.ERROR_CODE_UNAUTHENTICATED, common_pb2.ERR
                            common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH})
 _OK = (common_pb2.ACK_STATUS_OK, common_pb2.ACK_STATUS_DUPLICATE)
 _ENVELOPE_BYTES = 1024  # room for the EdgeMessage wrapper and gRPC framing
+_GALLERY_SETTLE_S = 1.0  # after Welcome (or a delta), no delta for this long: the gallery is in sync
 
 
 class HubLinkError(CrossviewError):
@@ -155,7 +157,9 @@ class HubLink:
         self._connected = False
         self._error: HubLinkError | None = None
         self._last_error: str | None = None
-        self._counts = {"sessions": 0, "reconnects": 0, "sent": 0, "acked": 0, "dead_letters": 0}
+        self._counts = {"sessions": 0, "reconnects": 0, "sent": 0, "short_lists_sent": 0, "resent": 0, "acked": 0,
+                        "dead_letters": 0}
+        self._beat_soon = threading.Event()
         self._hub_id = ""
         self._retry_hint: float | None = None  # the hub's retry-after hint for the next reconnect
         self._last_retry_hint: float | None = None
@@ -206,7 +210,7 @@ class HubLink:
             hint = self._last_retry_hint
         return LinkStats(connected=connected, outbox_depth=self.outbox.depth(), gallery_version=self.gallery.version,
                          last_hub_sequence=self.state.last_hub_sequence, last_error=last_error, hub_id=hub_id,
-                         retry_hint_s=hint, **counts)
+                         retry_hint_s=hint, gallery_identities=len(self.gallery.identities()), **counts)
 
     def dead_letters(self) -> list[DeadLetter]:
         return self.state.dead_letters()
@@ -230,6 +234,11 @@ class HubLink:
 
     def notify(self) -> None:
         """Tell the link that entries were put in the outbox directly (it also polls every second)."""
+        self._wake.set()
+
+    def heartbeat_soon(self) -> None:
+        """Send a heartbeat now rather than at the next interval (e.g. a camera changed state)."""
+        self._beat_soon.set()
         self._wake.set()
 
     # -- the link thread
@@ -352,8 +361,9 @@ class HubLink:
             self._connected, self._hub_id = True, w.hub_id
             self._counts["sessions"] += 1
             self._cond.notify_all()
-        log.info("hub link: session open with %s (%s), gallery version %d", self.target, w.hub_id,
-                 self.gallery.version)
+        log.debug("hub link: session open with %s (%s), gallery version %d", self.target, w.hub_id,
+                  self.gallery.version)
+        sess.announce_at = time.monotonic() + _GALLERY_SETTLE_S  # the deltas the hub queued come first
 
     # -- sending (the pump thread)
 
@@ -362,9 +372,14 @@ class HubLink:
         try:
             while not sess.done.is_set():
                 now = time.monotonic()
-                if now >= next_heartbeat:
+                if now >= next_heartbeat or self._beat_soon.is_set():
+                    self._beat_soon.clear()
                     sess.send(session_pb2.EdgeMessage(heartbeat=self._heartbeat()))
                     next_heartbeat = now + sess.heartbeat_s
+                if sess.announce_at is not None and now >= sess.announce_at:
+                    sess.announce_at = None
+                    log.info("connected to hub %s, gallery v%d (%d identities)", self.target, self.gallery.version,
+                             len(self.gallery.identities()))
                 self._send_due(sess, now)
                 self._wake.wait(min(max(next_heartbeat - time.monotonic(), 0.0), 1.0))
                 self._wake.clear()
@@ -408,7 +423,11 @@ class HubLink:
         with sess.lock:
             sess.inflight.add(entry.key)
         with self._cond:
-            self._counts["sent"] += 1
+            if entry.attempts:
+                self._counts["resent"] += 1
+            else:
+                self._counts["sent"] += 1
+                self._counts["short_lists_sent"] += entry.kind == SHORT_LIST_KIND
         sess.send(msg)
 
     def _dead_letter(self, entry: Entry, reason: str) -> None:
@@ -427,6 +446,8 @@ class HubLink:
         elif body == "error":
             self._on_error(msg.error)
         elif body in ("gallery_delta", "search_job", "verdict"):
+            if body == "gallery_delta" and sess.announce_at is not None:  # still syncing: announce after it
+                sess.announce_at = time.monotonic() + _GALLERY_SETTLE_S
             seq, last = int(msg.sequence), self.state.last_hub_sequence
             if seq and seq <= last:  # re-sent after a lost ack: processed already, only ack again
                 ack = edge_to_hub_pb2.EdgeAck(hub_sequence=last, status=common_pb2.ACK_STATUS_OK)
@@ -461,7 +482,7 @@ class HubLink:
             delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** min(attempts - 1, 30))
             with sess.lock:
                 sess.retry_at[key] = time.monotonic() + delay * self._rng.uniform(0.5, 1.0)
-            log.info("hub asks to retry %s later: %s", key, ack.error_message)
+            log.debug("hub asks to retry %s later: %s", key, ack.error_message)
         self._wake.set()
 
     def _on_error(self, error: common_pb2.Error) -> None:
@@ -511,8 +532,7 @@ class HubLink:
         cameras = []
         if self._camera_stats is not None:
             try:
-                cameras = [edge_to_hub_pb2.CameraStats(camera_id=c.camera_id, fps=c.fps, active_tracks=c.active_tracks,
-                                                       dropped_frames=c.dropped_frames) for c in self._camera_stats()]
+                cameras = [camera_stats_message(c) for c in self._camera_stats()]
             except Exception:
                 log.exception("hub link: camera_stats callback failed")
         return edge_to_hub_pb2.EdgeHeartbeat(sent_at=seconds_to_timestamp(time.time()), cameras=cameras,

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge.gallery import EdgeGallery
+from edge.hub_channel import CameraLoad
 from edge.outbox import Entry
 from edge.privacy import FaceBlurrer
 from edge.shortlist import Candidate
@@ -42,6 +43,7 @@ from models.rerank import unit_distances
 from models.types import Tracklet
 from protos.codec import (
     jpeg_to_image,
+    seconds_to_timestamp,
     short_list_to_proto,
     time_range_from_proto,
     time_range_to_proto,
@@ -265,3 +267,15 @@ def entry_message(entry: Entry) -> session_pb2.EdgeMessage:
     if key != entry.key:
         raise InvalidInputError(f"message key {key!r} differs from its outbox key {entry.key!r}")
     return msg
+
+
+def camera_stats_message(load: CameraLoad) -> edge_to_hub_pb2.CameraStats:
+    """One camera's heartbeat numbers on the wire (state and gap start only when known)."""
+    stats = edge_to_hub_pb2.CameraStats(camera_id=load.camera_id, fps=load.fps, active_tracks=load.active_tracks,
+                                        dropped_frames=load.dropped_frames)
+    if load.state:
+        stats.state = edge_to_hub_pb2.CameraState.Value(f"CAMERA_STATE_{load.state.upper()}")
+    if load.gap_since is not None:
+        stats.gap_since.CopyFrom(seconds_to_timestamp(load.gap_since))
+    return stats
+

@@ -13,8 +13,14 @@ the link drains it, applies gallery deltas to the gallery the pipeline recalls a
 search jobs from the store. Without a hub target the node only fills the outbox; a later run with a
 hub sends what is there.
 
-Heartbeats carry each camera's frame rate (from the pipeline's stats) and dropped frames (from the
-camera runner), and the link adds the outbox depth.
+Heartbeats carry each camera's frame rate over the last 10 s (from the pipeline's stats), its state
+(running, no frames, reconnecting, finished, ...) with when a gap began, and dropped frames (from the
+camera runner), and the link adds the outbox depth. A camera that changes state triggers a heartbeat
+at once, so the hub hears of a gap within a second or two.
+
+Serving: once replayed files (or every camera) have ended, `serve()` keeps the hub link up and
+answers search jobs from the store until `request_stop()`, so footage that has been played stays
+searchable from the hub.
 
 Shutdown: `request_stop()` (what SIGINT/SIGTERM do under `stop_on_signals`) ends live cameras; the
 node's `close()` then closes their open tracklets, lets the embedding worker finish, optionally waits
@@ -35,6 +41,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from edge.camera_health import NO_FRAMES_AFTER_S
 from edge.cameras import CameraRunner, CameraSpec, CameraStatus, open_source
 from edge.embed_worker import CropEmbedder, Recaller, TrackletResult
 from edge.gallery import EdgeGallery
@@ -42,7 +49,7 @@ from edge.hub_link import CameraLoad, HubLink, LinkStats
 from edge.outbox import Outbox
 from edge.pipeline import EdgePipeline, FrameTracker, PipelineStats
 from edge.replay import ReplayReport, replay
-from edge.sources import Source
+from edge.sources import Source, without_camera
 from edge.store import TrackletStore
 from models.errors import CrossviewError, InvalidInputError
 
@@ -105,6 +112,7 @@ class EdgeNode:
         self._stop = threading.Event()
         self._runner: CameraRunner | None = None
         self._replaying = False
+        self._serving = False
         self._closed = False
         self.outbox_depth_at_close: int | None = None  # unacknowledged outbox entries left by `close()`
         self._final_stats: NodeStats | None = None
@@ -189,13 +197,16 @@ class EdgeNode:
             self._replaying = False
 
     def run_cameras(self, cameras: Sequence[CameraSpec | Source], *, queue_size: int = 32,
-                    opener: Callable[[CameraSpec], Source] = open_source) -> dict[str, CameraStatus]:
+                    opener: Callable[[CameraSpec], Source] = open_source,
+                    no_frames_after_s: float = NO_FRAMES_AFTER_S) -> dict[str, CameraStatus]:
         """Run `cameras` until every one has ended or failed, or `request_stop()`; returns their status.
 
         A camera that fails is logged and reported; the others keep running. A frame the pipeline
-        refuses is logged and skipped.
+        refuses is logged and skipped. A camera without frames for `no_frames_after_s` (or a few of
+        its frame intervals, if longer) is reported as "no_frames".
         """
-        runner = CameraRunner(cameras, queue_size=queue_size, opener=opener)
+        runner = CameraRunner(cameras, queue_size=queue_size, opener=opener, no_frames_after_s=no_frames_after_s,
+                              on_change=lambda _status: self.link.heartbeat_soon() if self.link else None)
         for camera_id in runner.camera_ids:
             self.pipeline.add_camera(camera_id)
         self._runner = runner
@@ -208,7 +219,8 @@ class EdgeNode:
                 try:
                     self.pipeline.process(frame)
                 except CrossviewError as exc:
-                    log.error("camera %r: frame %d skipped: %s", frame.camera_id, frame.index, exc)
+                    log.error("camera %r: frame %d skipped: %s", frame.camera_id, frame.index,
+                              without_camera(frame.camera_id, str(exc)))
         finally:
             runner.stop()
         return runner.status()
@@ -224,6 +236,25 @@ class EdgeNode:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def serve(self, notice: str | None = None, *, poll_s: float = 0.5) -> bool:
+        """Keep the hub link up and answer search jobs from the store until `request_stop()` (SIGINT/SIGTERM
+        under `stop_on_signals`); for after the files or cameras have ended. `notice` is logged (info) as
+        serving begins. Returns False at once without a hub (nobody could ask), or when the link stops
+        for good (the hub refused this edge); True when stopped."""
+        if self.link is None or self._stop.is_set():
+            return self.link is not None
+        if notice:
+            log.info("%s", notice)
+        self.link.heartbeat_soon()  # the hub sees the cameras' final states now, not at the next interval
+        self._serving = True
+        try:
+            while not self._stop.wait(poll_s):
+                if self.link.error is not None or not self.link.running:
+                    return False
+            return True
+        finally:
+            self._serving = False
+
     @contextlib.contextmanager
     def stop_on_signals(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
         """While inside: the first SIGINT/SIGTERM stops the node cleanly (a replay is interrupted with
@@ -234,7 +265,8 @@ class EdgeNode:
                 log.warning("%s: interrupting", name)
                 self._stop.set()
                 raise KeyboardInterrupt(name)
-            log.warning("%s: stopping the cameras; finishing the work in progress", name)
+            log.warning("%s: %s", name, "stopping" if self._serving
+                        else "stopping the cameras; finishing the work in progress")
             self.request_stop()
 
         previous = {s: signal.signal(s, handler) for s in signals}
@@ -253,10 +285,20 @@ class EdgeNode:
     # -- numbers
 
     def camera_loads(self) -> list[CameraLoad]:
-        """Per camera, for heartbeats: frame rate (pipeline stats) and frames dropped (live cameras)."""
+        """Per camera, for heartbeats: frames processed per second over the last 10 s (pipeline stats), and
+        state, gap start and frames dropped (from the camera runner of a live run; a replay's cameras are
+        running while their stream is open, finished after)."""
         status = self._runner.status() if self._runner is not None else {}
-        return [CameraLoad(cid, cam.fps, dropped_frames=status[cid].dropped if cid in status else 0)
-                for cid, cam in self.pipeline.stats.cameras.items()]
+        loads = []
+        for cid, cam in self.pipeline.stats.cameras.items():
+            st = status.get(cid)
+            if st is not None:
+                loads.append(CameraLoad(cid, cam.recent_fps, dropped_frames=st.dropped, state=st.state,
+                                        gap_since=st.gap_since))
+            else:
+                state = "running" if cam.streaming else "finished" if cam.frames else "starting"
+                loads.append(CameraLoad(cid, cam.recent_fps, state=state))
+        return loads
 
     def stats(self) -> NodeStats:
         """Pipeline, link and camera numbers now (after `close()`: as they were when it closed)."""

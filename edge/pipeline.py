@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
+from edge.camera_health import FrameRateWindow
 from edge.embed_worker import CropEmbedder, EmbedWorker, Recaller, TrackletResult, UplinkSettings, WorkerStats
 from edge.frames import Frame
 from edge.outbox import Outbox
@@ -91,6 +92,8 @@ class CameraStats:
     streams: int
     busy_s: float  # time in detection + tracking + tracklet building
     fps: float  # frames per second of wall time from the camera's first frame to its last
+    recent_fps: float = 0.0  # frames per second over the last 10 s (0 once frames stop)
+    streaming: bool = False  # a stream is open (frames may come); False before the first and after the last
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,13 @@ class _Camera:
         self.busy_s = 0.0
         self.first_wall: float | None = None
         self.last_wall = 0.0
+        self.rate = FrameRateWindow()
 
     def stats(self) -> CameraStats:
         span = self.last_wall - self.first_wall if self.first_wall is not None else 0.0
         fps = (self.frames - 1) / span if self.frames > 1 and span > 0 else 0.0
         return CameraStats(self.camera_id, self.frames, self.detections, self.closed, self.streams,
-                           self.busy_s, fps)
+                           self.busy_s, fps, self.rate.fps(), self.builder is not None)
 
 
 class EdgePipeline:
@@ -262,6 +266,7 @@ class EdgePipeline:
             now = time.perf_counter()
             camera.busy_s += now - start
             camera.frames += 1
+            camera.rate.tick()
             camera.detections += len(detections)
             if camera.first_wall is None:
                 camera.first_wall = start

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from edge.frames import Frame
 from edge.pipeline import EdgePipeline, PipelineStats
-from edge.sources import VideoFileSource
+from edge.sources import VideoFileSource, camera_message
 from models.errors import CrossviewError, InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ def replay(files: Sequence[str | Path], cameras: Sequence[str] | None = None, *,
                     report.frames += 1
                     bars[event.file].update(1)
                 except CrossviewError as exc:  # e.g. the detector failing on this camera's frames
-                    report.error = f"camera {reader.camera_id!r}: {exc}"
+                    report.error = camera_message(reader.camera_id, str(exc))
                     log.error("replay: %s; skipping the rest of %s", report.error, report.path)
                     failed.add(event.file)
             pull(reader)

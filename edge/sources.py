@@ -75,6 +75,18 @@ def _positive_float(name: str, value: float | None, allow_none: bool = False) ->
         raise InvalidInputError(f"{name}: expected a finite number > 0, got {value!r}")
 
 
+def camera_message(camera_id: str, message: str) -> str:
+    """`message` about camera `camera_id`, naming the camera once: errors raised here already start with
+    ``camera 'x': ``, so a log line that adds the name would say it twice."""
+    prefix = f"camera {camera_id!r}: "
+    return message if message.startswith(prefix) else prefix + message
+
+
+def without_camera(camera_id: str, message: str) -> str:
+    """`message` without its leading ``camera 'x': `` (to put the name elsewhere in a line)."""
+    return message.removeprefix(f"camera {camera_id!r}: ")
+
+
 def _camera_id(camera_id: str) -> None:
     if not isinstance(camera_id, str) or not camera_id.strip():
         raise InvalidInputError(f"camera_id: expected a non-empty string, got {camera_id!r}")

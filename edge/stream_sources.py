@@ -39,6 +39,8 @@ from edge.sources import (
     _camera_id,
     _positive_float,
     _positive_int,
+    camera_message,
+    without_camera,
 )
 from models.errors import InvalidInputError
 
@@ -353,6 +355,13 @@ class ReconnectingSource:
         self.gaps: list[SourceGap] = []
         self.attempts = 0  # connection attempts in all
         self.last_error: str | None = None
+        self._outage_since: float | None = None  # epoch seconds: when the current outage began
+
+    @property
+    def gap_since(self) -> float | None:
+        """Epoch seconds when the current outage began (its last frame, or its first failed attempt);
+        None while frames flow."""
+        return self._outage_since
 
     def __repr__(self) -> str:
         return f"ReconnectingSource({self.description or self.factory!r}, camera_id={self.camera_id!r})"
@@ -381,6 +390,7 @@ class ReconnectingSource:
         next_index, last_ts = 0, 0.0
         failures = waits = 0  # failed attempts and backoff waits in the current outage
         outage: tuple[float, float, str] | None = None  # (clock time, epoch time, error) when it began
+        last_frame: tuple[float, float] | None = None  # (clock time, epoch time) of the last frame
         source: Source | None = None
         self.state = "connecting"
         while not self._stop.is_set():
@@ -395,8 +405,10 @@ class ReconnectingSource:
                     if outage is not None:
                         self._record_gap(outage, t0, failures + 1, source)
                         outage, failures, waits = None, 0, 0
+                        self._outage_since = None
                     self.state = "running"
                     frames += 1
+                    last_frame = (self._clock(), time.time())
                     last_ts = max(last_ts, epoch0 + opened_at + frame.timestamp_s)
                     next_index = base + frame.index + 1
                     yield Frame(self.camera_id, base + frame.index, last_ts, frame.image)
@@ -417,9 +429,11 @@ class ReconnectingSource:
             if self._stop.is_set():
                 break
             self.last_error = error
-            if outage is None:  # a drop, or the very first attempt failed
-                outage = (self._clock(), time.time(), error)
-                logger.warning("camera %r: %s; reconnecting with backoff", self.camera_id, error)
+            if outage is None:  # a drop (it began with the last frame), or the very first attempt failed
+                began = last_frame if frames and last_frame is not None else (self._clock(), time.time())
+                outage = (*began, error)
+                self._outage_since = began[1]
+                logger.warning("%s; reconnecting with backoff", camera_message(self.camera_id, error))
             if not frames:
                 failures += 1
             self.state = "reconnecting"
@@ -427,7 +441,8 @@ class ReconnectingSource:
                 self.state = "failed"
                 waited = self._clock() - outage[0]
                 raise SourceError(f"camera {self.camera_id!r}: gave up on {self._name(None)} after {failures} failed "
-                                  f"connection attempt(s) over {waited:.1f} s; last error: {error}")
+                                  f"connection attempt(s) over {waited:.1f} s; last error: "
+                                  f"{without_camera(self.camera_id, error)}")
             waits += 1
             self._sleep(self.backoff_s(waits))
         self.state = "closed"

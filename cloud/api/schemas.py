@@ -128,8 +128,10 @@ class Alert(BaseModel):
 
 class Camera(BaseModel):
     camera_id: str
-    fps: float | None
-    status: str | None
+    fps: float | None = Field(description="frames per second over the edge's last 10 s")
+    status: str | None = Field(description="running, no_frames, reconnecting, starting, finished, failed, "
+                               "stopped; offline when the edge is disconnected; null before its first heartbeat")
+    since_s: float | None = Field(default=None, description="no_frames / reconnecting: when the gap began (Unix s)")
 
 
 class Edge(BaseModel):

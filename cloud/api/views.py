@@ -69,7 +69,10 @@ def _number(value: object) -> float | None:
 
 
 def edge_view(e: EdgeRecord) -> dict[str, Any]:
-    """Cameras from Hello; fps and status from the last heartbeat when it reported the camera."""
+    """Cameras from Hello; fps (over the edge's last 10 s), status and since when a gap began from the last
+    heartbeat that reported the camera. Status: the edge's own state ("running", "no_frames",
+    "reconnecting", "starting", "finished", "failed", "stopped"), "idle"/"running" by fps from an edge that
+    reports no state, "offline" when the edge is disconnected."""
     connected = e.connected_hub_id is not None
     beats = {str(c.get("camera_id")): c for c in _dicts(e.stats.get("cameras"))}
     cameras = []
@@ -77,13 +80,16 @@ def edge_view(e: EdgeRecord) -> dict[str, Any]:
         camera_id = str(camera.get("camera_id", ""))
         beat = beats.get(camera_id)
         fps = _number(beat.get("fps")) if beat is not None else _number(camera.get("fps"))
+        since = None
         if not connected:
             status: str | None = "offline"
         elif beat is None:
             status = None
+        elif isinstance(beat.get("state"), str):
+            status, since = str(beat["state"]), _number(beat.get("gap_since_s"))
         else:
             status = "running" if (fps or 0.0) > 0 else "idle"
-        cameras.append({"camera_id": camera_id, "fps": fps, "status": status})
+        cameras.append({"camera_id": camera_id, "fps": fps, "status": status, "since_s": since})
     outbox = e.stats.get("outbox_depth")
     return {
         "edge_id": e.edge_id, "site": e.site, "connected": connected, "connected_hub_id": e.connected_hub_id,

@@ -284,7 +284,14 @@ class HubStore(ABC):
 
     @abstractmethod
     def touch_edge(self, edge_id: str, *, now: float, stats: Mapping[str, object] | None = None,
-                   gallery_version: int | None = None) -> None: ...
+                   gallery_version: int | None = None, hub_id: str | None = None) -> None:
+        """Record a heartbeat (last seen, stats); with `hub_id`, the edge is connected to that replica (again,
+        if `disconnect_silent_edges` had given it up)."""
+
+    @abstractmethod
+    def disconnect_silent_edges(self, *, silent_since: float) -> list[str]:
+        """Mark disconnected every edge marked connected that was last seen before `silent_since` (a silent edge,
+        or a replica that died holding its session); the ids of those edges."""
 
     # ------------------------------------------------------------------ gallery
     @abstractmethod

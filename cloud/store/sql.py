@@ -196,13 +196,23 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
                        "AND connected_hub_id = ?", (now, edge_id, hub_id))
 
     def touch_edge(self, edge_id: str, *, now: float, stats: Mapping[str, object] | None = None,
-                   gallery_version: int | None = None) -> None:
+                   gallery_version: int | None = None, hub_id: str | None = None) -> None:
         with self._transaction() as tx:
-            tx.execute("UPDATE edges SET last_seen_s = ? WHERE edge_id = ?", (now, edge_id))
+            if hub_id is None:
+                tx.execute("UPDATE edges SET last_seen_s = ? WHERE edge_id = ?", (now, edge_id))
+            else:
+                tx.execute("UPDATE edges SET last_seen_s = ?, connected_hub_id = ? WHERE edge_id = ?",
+                           (now, hub_id, edge_id))
             if stats is not None:
                 tx.execute("UPDATE edges SET stats = ? WHERE edge_id = ?", (json.dumps(dict(stats)), edge_id))
             if gallery_version is not None:
                 tx.execute("UPDATE edges SET gallery_version = ? WHERE edge_id = ?", (gallery_version, edge_id))
+
+    def disconnect_silent_edges(self, *, silent_since: float) -> list[str]:
+        with self._transaction() as tx:
+            rows = tx.all("UPDATE edges SET connected_hub_id = NULL WHERE connected_hub_id IS NOT NULL AND "
+                          "COALESCE(last_seen_s, created_s) < ? RETURNING edge_id", (silent_since,))
+        return sorted(str(r[0]) for r in rows)
 
     # ------------------------------------------------------------------ gallery
     def create_identity(self, identity_id: str, *, display_name: str, watchlist_threshold: float | None,

@@ -276,7 +276,20 @@ def test_run_command_cameras_to_the_hub(tmp_path: Path, hub: Any, fake_models: N
                       f"cameras:\n  - {{camera_id: a, uri: {tmp_path / 'a.mp4'}}}\n"
                       f"  - {{camera_id: b, uri: {tmp_path / 'b.mp4'}, stride: 2}}\n"
                       f"hub: {{target: '{hub.address}', heartbeat_s: 0.2, drain_timeout_s: 30}}\n")
+    finished = edge_to_hub_pb2.CAMERA_STATE_FINISHED
+
+    def stop_once_served() -> None:
+        """The files are done, both short lists acknowledged and the hub told so: then Ctrl-C, as an operator
+        would (until then the edge serves searches)."""
+        hub.wait_for(lambda h: len(h.accepted) == 2 and any(
+            sorted((c.camera_id, c.state) for c in beat.cameras) == [("a", finished), ("b", finished)]
+            for beat in h.heartbeats), timeout=120, what="both cameras finished and their short lists stored")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    stopper = threading.Thread(target=stop_once_served, daemon=True)
+    stopper.start()
     assert run_command(config, []) == 0, capsys.readouterr()
+    stopper.join(10)
     out = capsys.readouterr().out
     assert out.count("finished") == 2 and "holds 0 unsent" in out and "2 acknowledged" in out
     assert candidates(hub) == [("a", "red"), ("b", "green")]

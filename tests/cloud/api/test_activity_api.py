@@ -179,13 +179,13 @@ def test_edges(api: HubApi, kit: types.SimpleNamespace, edge_runner: Callable) -
         assert (edge_a["edge_id"], edge_a["site"], edge_a["connected"], edge_a["model_fingerprint"]) == (
             "edge-a", "site-1", True, kit.FP)
         assert edge_a["connected_hub_id"] == api.running.hub.hub_id and edge_a["last_seen_s"] is not None
-        assert edge_a["cameras"] == [{"camera_id": "cam-1", "fps": 7.5, "status": "running"}]
+        assert edge_a["cameras"] == [{"camera_id": "cam-1", "fps": 7.5, "status": "running", "since_s": None}]
 
     asyncio.run(edge_runner(kit, api.running, [], during=while_connected))
     api.running.create_edge_token("edge-new", site="north")  # registered, never connected
     edges = {e["edge_id"]: e for e in api.client.get("/api/edges").json()}
     assert edges["edge-a"]["connected"] is False
-    assert edges["edge-a"]["cameras"] == [{"camera_id": "cam-1", "fps": 7.5, "status": "offline"}]
+    assert edges["edge-a"]["cameras"] == [{"camera_id": "cam-1", "fps": 7.5, "status": "offline", "since_s": None}]
     assert (edges["edge-new"]["site"], edges["edge-new"]["cameras"], edges["edge-new"]["outbox_depth"]) == (
         "north", [], None)
 

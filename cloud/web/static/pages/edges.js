@@ -1,9 +1,19 @@
-// Edges and their cameras: connection, last heartbeat age, frame rates, outbox depth. Refreshed every few seconds.
+// Edges and their cameras: connection, last heartbeat age, recent frame rates and states, outbox depth. Refreshed
+// every few seconds.
 
 import {api} from "../api.js";
-import {chip, el, formatAge, formatNumber, guarded, nowSeconds} from "../dom.js";
+import {chip, el, formatAge, formatNumber, formatTime, guarded, nowSeconds} from "../dom.js";
 
 const REFRESH_MS = 3000;
+
+// "no frames since 14:02:07 (41 s)": the edge's state, and when its gap began
+function cameraStatus(camera) {
+  if (!camera.status) return null;
+  const label = camera.status.replace("_", " ");
+  const since = Number.isFinite(camera.since_s)
+    ? ` since ${formatTime(camera.since_s)} (${formatAge(nowSeconds() - camera.since_s)})` : "";
+  return el("span", {class: "muted", testid: "camera-status"}, ` · ${label}${since}`);
+}
 
 function camerasCell(cameras) {
   if (!cameras.length) return el("span", {class: "muted"}, "none reported");
@@ -12,7 +22,7 @@ function camerasCell(cameras) {
   el("strong", {}, camera.camera_id), " ",
   el("span", {testid: "camera-fps"}, camera.fps === null || camera.fps === undefined ? "— fps"
     : `${formatNumber(camera.fps, 1)} fps`),
-  camera.status ? el("span", {class: "muted"}, ` · ${camera.status}`) : null)));
+  cameraStatus(camera))));
 }
 
 function edgeRow(edge) {
