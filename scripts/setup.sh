@@ -18,7 +18,7 @@ fi
 # torch first: pinned to the releases this machine kind keeps on local disk (Ultralytics needs torch).
 .venv/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 # lap up front, or Ultralytics pip-installs it at run time.
-.venv/bin/python -m pip install --quiet -e ".[dev,detect,openvino,torch,ann,postgres,mllm,api]"
+.venv/bin/python -m pip install --quiet -e ".[dev,detect,openvino,torch,ann,postgres,mllm,api,calibrate]"
 # Browser tests drive Debian's Chromium through Playwright (no browser download is possible here).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -128,6 +128,34 @@ class Judge(ABC):
         """(K,) float32 μ of one query crop against each of K candidate crops."""
         return self.score_pairs([(query, candidate) for candidate in candidates])
 
+    @property
+    def fingerprint(self) -> str:
+        """Names what produces this judge's μ (its calibration is fitted per fingerprint)."""
+        return self.name or type(self).__name__
+
+    def candidate_mu(self, query_crops: Sequence[np.ndarray], references: Sequence[Sequence[np.ndarray]], *,
+                     max_query_crops: int = 3, max_reference_crops: int = 4) -> list[float]:
+        """μ per candidate of one short list, from one `score_pairs` call: every (query crop, reference
+        crop) pair is scored and a candidate's μ is the smallest, over its reference crops, of the mean
+        over the query crops (a person is confirmed by their best-matching reference photo). NaN for a
+        candidate without reference crops (or no query crop)."""
+        queries = list(query_crops[:max_query_crops])
+        pairs: list[Pair] = []
+        spans: list[tuple[int, int]] = []
+        for refs in references:
+            refs = list(refs[:max_reference_crops])
+            spans.append((len(pairs), len(refs)))
+            pairs += [(q, r) for r in refs for q in queries]
+        mu = np.asarray(self.score_pairs(pairs), dtype=np.float64) if pairs else np.zeros(0)
+        out = []
+        for start, n_refs in spans:
+            if n_refs == 0 or not queries:
+                out.append(math.nan)
+                continue
+            block = mu[start:start + n_refs * len(queries)].reshape(n_refs, len(queries))
+            out.append(float(block.mean(axis=1).min()))
+        return out
+
     def judge_shortlist(self, query: np.ndarray, candidates: Sequence[np.ndarray],
                         threshold: float = 0.5) -> JudgeResult:
         """`score_shortlist` wrapped in a `JudgeResult` (best candidate, same-person flags)."""

@@ -124,6 +124,10 @@ class ReidJudge(Judge):
                     self._cache.popitem(last=False)
         return out
 
+    @property
+    def fingerprint(self) -> str:
+        return "reid:" + "+".join(self.models)
+
     def __repr__(self) -> str:
         return f"ReidJudge(models={list(self.models)!r})"
 
