@@ -15,6 +15,10 @@ download URL):
 5. prints every sighting (identity, camera, time in the video, stage-1 distance, stage-2 score), the web
    UI address and the operator login, then serves until Ctrl-C (``--once``: exits after printing).
 
+Both edges stay up after their files (``crossview edge replay --serve``, `crossview.demo_edges`) and
+answer the hub's searches from their stores, so the web UI's search finds him on camera B; Ctrl-C
+stops them and the hub. With ``--once`` each edge exits after its files.
+
 Who is in both videos: the two Intel sample videos were shot in the same room. The man in the black
 T-shirt (video A, ~75-87 s) walks through video B at ~7-10 s (next to a woman in a striped skirt):
 the closest cross-video pair for both intel-0288 and intel-0277, and the same clothes and build when
@@ -30,7 +34,6 @@ import logging
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from models.errors import CrossviewError
+from crossview.demo_edges import DemoError, EdgeProcess, stop_all
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +90,6 @@ class DemoConfig:
             raise ValueError(f"edge_timeout_s: expected > 0, got {self.edge_timeout_s}")
 
 
-class DemoError(CrossviewError):
-    """An edge process failed or camera A saw nobody to enrol."""
-
-
 @dataclass(frozen=True)
 class CrossCameraResult:
     identity_id: str
@@ -99,27 +98,16 @@ class CrossCameraResult:
     found: tuple[Any, ...]  # confirmed SightingRecords of the identity on camera B
     sightings: tuple[Any, ...]  # every sighting, by camera then time
     edge_outputs: dict[str, str]  # camera -> the edge process's summary
+    edges: tuple[EdgeProcess, ...] = ()  # serving edges (cross_camera(serve=True)): the caller stops them
 
 
 def replay_edge(video: Path, camera_id: str, *, edge_id: str, workdir: Path, hub_address: str, token: str,
                 settings: Sequence[str] = (), timeout_s: float = 900.0) -> str:
-    """Replay `video` as `camera_id` in a separate ``crossview edge replay`` process sending to the hub;
-    its summary (stdout). Raises DemoError when it fails or exits non-zero."""
-    command = [sys.executable, "-m", "crossview.cli", "edge", "replay", str(video), "--camera", camera_id,
-               "--workdir", str(workdir)]
-    for setting in (f"edge_id={edge_id}", f"hub.target={hub_address}", f"hub.token={token}", "progress=false",
-                    *settings):
-        command += ["--set", setting]
-    log.info("edge %s: %s", edge_id, " ".join(command).replace(token, "***"))
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    except subprocess.TimeoutExpired as exc:
-        raise DemoError(f"edge {edge_id} ({camera_id}) did not finish within {timeout_s:g} s") from exc
-    if done.returncode != 0:
-        tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-5:]
-        raise DemoError(f"edge {edge_id} ({camera_id}) exited with status {done.returncode}: " + " | ".join(tail))
-    return done.stdout
+    """Replay `video` as `camera_id` in a separate ``crossview edge replay`` process sending to the hub, to
+    its end; its summary (stdout). Raises DemoError when it fails or exits non-zero."""
+    edge = EdgeProcess(video, camera_id, edge_id=edge_id, workdir=workdir, hub_address=hub_address, token=token,
+                       settings=settings)
+    return edge.start().wait_replayed(timeout_s)
 
 
 def pick_sighting(store: Any, camera_id: str, at_s: float | None) -> Any:
@@ -135,36 +123,45 @@ def pick_sighting(store: Any, camera_id: str, at_s: float | None) -> Any:
 def cross_camera(running: Any, video_a: Path, video_b: Path, workdir: Path, *, camera_a: str = "cam-a",
                  camera_b: str = "cam-b", enroll_at_s: float | None = 80.0,
                  display_name: str = "person from cam-a", stride: int = 2, max_frames_a: int | None = None,
-                 max_frames_b: int | None = None, edge_timeout_s: float = 900.0, out: TextIO | None = None
-                 ) -> CrossCameraResult:
+                 max_frames_b: int | None = None, edge_timeout_s: float = 900.0, serve: bool = False,
+                 out: TextIO | None = None) -> CrossCameraResult:
     """Camera A's edge process fills the hub with sightings, one of them is enrolled, camera B's edge
     process finds that person (steps 2-4 of the module docstring). `running`: a started `RunningHub`
-    allowing new identities."""
+    allowing new identities. With `serve` the edges stay up, answering searches, in `result.edges`:
+    stop them with `crossview.demo_edges.stop_all` (an error here stops them itself)."""
     def say(line: str) -> None:
         if out is not None:
             print(line, file=out, flush=True)
 
     hub = running.hub
     outputs: dict[str, str] = {}
-    for camera, video, edge_id, settings, max_frames in (
-            (camera_a, video_a, "edge-a", EDGE_A_SETTINGS, max_frames_a),
-            (camera_b, video_b, "edge-b", EDGE_B_SETTINGS, max_frames_b)):
-        if camera == camera_b:
-            sighting = pick_sighting(hub.store, camera_a, enroll_at_s)
-            identity = hub.gallery.enroll_from_sighting(sighting.sighting_id, display_name=display_name)
-            say(f"enrolled {identity.display_name!r} ({identity.identity_id}) from sighting {sighting.sighting_id} "
-                f"({camera_a}, {_span(sighting)})")
-        say(f"{edge_id}: replaying {video.name} as camera {camera} ...")
-        frames = [f"max_frames={max_frames}"] if max_frames is not None else []
-        outputs[camera] = replay_edge(video, camera, edge_id=edge_id, workdir=workdir / edge_id,
-                                      hub_address=running.grpc_address, token=running.create_edge_token(edge_id),
-                                      settings=[*settings, f"stride={stride}", *frames], timeout_s=edge_timeout_s)
-        say("".join(f"  {line}\n" for line in outputs[camera].strip().splitlines()).rstrip())
+    edges: list[EdgeProcess] = []
+    try:
+        for camera, video, edge_id, settings, max_frames in (
+                (camera_a, video_a, "edge-a", EDGE_A_SETTINGS, max_frames_a),
+                (camera_b, video_b, "edge-b", EDGE_B_SETTINGS, max_frames_b)):
+            if camera == camera_b:
+                sighting = pick_sighting(hub.store, camera_a, enroll_at_s)
+                identity = hub.gallery.enroll_from_sighting(sighting.sighting_id, display_name=display_name)
+                say(f"enrolled {identity.display_name!r} ({identity.identity_id}) from sighting "
+                    f"{sighting.sighting_id} ({camera_a}, {_span(sighting)})")
+            say(f"{edge_id}: replaying {video.name} as camera {camera} ...")
+            frames = [f"max_frames={max_frames}"] if max_frames is not None else []
+            edge = EdgeProcess(video, camera, edge_id=edge_id, workdir=workdir / edge_id,
+                               hub_address=running.grpc_address, token=running.create_edge_token(edge_id),
+                               settings=[*settings, f"stride={stride}", *frames], serve=serve)
+            edges.append(edge.start())
+            outputs[camera] = edge.wait_replayed(edge_timeout_s)
+            say("".join(f"  {line}\n" for line in outputs[camera].strip().splitlines()).rstrip())
+    except BaseException:
+        stop_all(edges)
+        raise
     sightings = sorted(hub.store.sightings(limit=10_000), key=lambda s: (s.camera_id != camera_a, s.camera_id,
                                                                          s.start_s, s.sighting_id))
     # a sighting of a known identity is a confirmed verdict (new people get new automatic identities)
     found = tuple(s for s in sightings if s.identity_id == identity.identity_id and s.camera_id == camera_b)
-    return CrossCameraResult(identity.identity_id, identity.display_name, sighting, found, tuple(sightings), outputs)
+    return CrossCameraResult(identity.identity_id, identity.display_name, sighting, found, tuple(sightings), outputs,
+                             tuple(edges) if serve else ())
 
 
 def _span(sighting: Any) -> str:
@@ -234,20 +231,30 @@ def _serve(cfg: DemoConfig, videos: list[Path], workdir: Path, password: str, on
         result = cross_camera(running, videos[0], videos[1], workdir, camera_a=cfg.camera_a, camera_b=cfg.camera_b,
                               enroll_at_s=cfg.enroll_at_s, display_name=cfg.display_name, stride=cfg.stride,
                               max_frames_a=cfg.max_frames_a, max_frames_b=cfg.max_frames_b,
-                              edge_timeout_s=cfg.edge_timeout_s, out=out)
-        print("\n" + format_sightings(running.hub.store, result) + "\n", file=out)
-        if result.found:
-            best = max(result.found, key=lambda s: s.p_same or 0.0)
-            print(f"found {result.display_name!r} on {cfg.camera_b} at {_span(best)} (P(same) {_p(best.p_same)}: "
-                  f"stage 1 {_p(best.stage1_p_same)}, stage 2 {_p(best.stage2_p_same)})", file=out)
-        else:
-            print(f"{result.display_name!r} was not found on {cfg.camera_b}", file=out)
-        print(f"web UI: {running.api_url}  operator: {cfg.admin_user}  password: {password}", file=out, flush=True)
-        if not once:
-            print("serving until Ctrl-C", file=out, flush=True)
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                print("stopping", file=out, flush=True)
+                              edge_timeout_s=cfg.edge_timeout_s, serve=not once, out=out)
+        try:
+            _report(cfg, running, result, password, once, out)
+        finally:
+            stop_all(result.edges)
     return 0 if result.found else 1
+
+
+def _report(cfg: DemoConfig, running: Any, result: CrossCameraResult, password: str, once: bool, out: TextIO
+            ) -> None:
+    """The table and the UI's address; then, unless `once`, wait for Ctrl-C (the edges answer searches)."""
+    print("\n" + format_sightings(running.hub.store, result) + "\n", file=out)
+    if result.found:
+        best = max(result.found, key=lambda s: s.p_same or 0.0)
+        print(f"found {result.display_name!r} on {cfg.camera_b} at {_span(best)} (P(same) {_p(best.p_same)}: "
+              f"stage 1 {_p(best.stage1_p_same)}, stage 2 {_p(best.stage2_p_same)})", file=out)
+    else:
+        print(f"{result.display_name!r} was not found on {cfg.camera_b}", file=out)
+    print(f"web UI: {running.api_url}  operator: {cfg.admin_user}  password: {password}", file=out, flush=True)
+    if not once:
+        print(f"serving until Ctrl-C; edges {', '.join(e.edge_id for e in result.edges)} answer searches",
+              file=out, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping", file=out, flush=True)

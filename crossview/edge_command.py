@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_WORKDIR = Path("crossview-edge")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 TOKEN_ENV = "CROSSVIEW_EDGE_TOKEN"
+SERVING_NOTICE = "finished the files; serving searches"  # the line a serving replay prints when its files end
 
 
 @dataclass
@@ -408,7 +409,7 @@ def _run_replay(files: list[Path], cameras: list[str] | None, cfg: ReplayConfig,
         if serve:  # the summary now, with what the hub has acknowledged so far; then serve until stopped
             node.wait_outbox_drained(drain_s)
             _print_replay_summary(report, node, node.stats(), node.outbox.depth(), cfg.stride, out)
-            print("finished the files; serving searches from the store until SIGINT/SIGTERM", file=out, flush=True)
+            print(f"{SERVING_NOTICE} from the store until SIGINT/SIGTERM", file=out, flush=True)
             node.serve()
         drained = node.close(drain_timeout_s=drain_s)
     if serve:
