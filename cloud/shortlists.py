@@ -120,8 +120,10 @@ class ShortListService:
             if identity is None or identity.deleted:
                 continue
             evidence.append(CandidateEvidence(identity_id, distance,
-                                              self.gallery.reference_images(identity_id, self.max_reference_crops)))
-        request = VerifyRequest(item.crops, item.query_vector, evidence, self.gallery.matrix(item.model_fingerprint))
+                                              self.gallery.reference_images(identity_id, self.max_reference_crops),
+                                              item.cosine_distances.get(identity_id)))
+        request = VerifyRequest(item.crops, item.query_vector, evidence, self.gallery.matrix(item.model_fingerprint),
+                                item.model_fingerprint)
         result = self._verify(request)
 
         scores = result_scores(result)

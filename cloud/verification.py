@@ -1,22 +1,17 @@
-"""Stage two at the hub: judge a short list's candidates, fuse, re-rank and decide (DESIGN §2).
+"""Stage two at the hub: judge a short list's candidates, calibrate, fuse and decide.
 
 `Verifier` is the one thing the short-list service needs; `JudgeVerifier` is the real one:
 
-1. μ per candidate from a `models.verify` judge: every (query crop, reference crop) pair is scored
-   in one `score_pairs` call; a candidate's μ is the smallest, over its reference crops, of the
-   mean over the query crops (a person is confirmed by their best-matching reference photo).
-2. ``d' = (1-α)·d + α·2μ`` on the candidates' entries of the query's cosine-distance row against the
-   gallery (identity mean vectors of the edge's model), then k-reciprocal re-ranking
-   (`models.verify.fuse_and_rerank`); the gallery is cut to the `rerank_pool` items nearest the
-   query plus the candidates, so the cost does not grow with the gallery.
-3. `models.verify.decide` on the re-ranked row, with the judge's μ row as a gate.
-
-Re-ranked distances are relative (each column is scaled by its maximum), so in a small gallery an
-absent person still has a "near" best match. `DecisionPolicy.new_when_all_rejected` therefore also
-opens a new identity when the judge said "different" (μ ≥ `mu_new`) for every judged candidate, and
-the μ gate (`mu_confirm`) is what keeps a wrong nearest neighbour from being confirmed. The μ
-thresholds belong to the judge: an MLLM's μ is a probability (0.5 is "Yes"/"No"); the `reid`
-judge's is a halved cosine distance (see `DecisionPolicy.for_judge`).
+1. μ per candidate from a `models.verify` judge (`Judge.candidate_mu`: up to 3 query crops against
+   up to 4 reference crops, in one `score_pairs` call).
+2. Both stages on one scale, P(same) (`models.scores`): the edge's cosine distance to the candidate
+   through the edge model's calibration (``stage1_p_same``), the judge's μ through the judge's
+   (``stage2_p_same``), fused by `models.calibration.fuse_p_same` (``p_same``).
+3. Decide on ``p_same`` alone — an absolute number, so the decision does not drift with the gallery's
+   size (re-ranked distances, relative to the gallery, only ordered the edge's candidates): the most
+   likely judged candidate is CONFIRMED when its ``p_same`` reaches `DecisionPolicy.confirm_p_same`;
+   with new identities allowed, a short list whose candidates all fall below `new_below_p_same`
+   (or that has none) is a NEW_IDENTITY; anything else is REJECTED (an unknown sighting).
 """
 
 from __future__ import annotations
@@ -28,6 +23,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from models.calibration import Calibration, calibration_for, fuse_p_same
+from models.scores import DEFAULT_CONFIRM_P_SAME, check_p_same
+
 Outcome = Literal["confirmed", "rejected", "new_identity"]
 
 
@@ -36,8 +34,9 @@ class CandidateEvidence:
     """A short-list candidate the hub knows: its stage-1 distance and reference crops (BGR)."""
 
     identity_id: str
-    stage1_distance: float
+    stage1_distance: float  # the edge's ordering distance
     reference_crops: Sequence[np.ndarray]
+    cosine_distance: float | None = None  # as the edge measured it; None: the hub measures it on the gallery
 
 
 @dataclass(frozen=True)
@@ -58,14 +57,17 @@ class VerifyRequest:
     query_vector: np.ndarray  # (D,) of the edge's model
     candidates: Sequence[CandidateEvidence]  # those the hub knows, best first
     gallery: GalleryMatrix  # of the edge's model
+    model_fingerprint: str = ""  # the edge's model (its calibration reads the cosine distances)
 
 
 @dataclass(frozen=True)
 class VerifyResult:
     outcome: Outcome
-    identity_id: str | None  # the confirmed identity, or the best unconfirmed candidate
-    stage2_score: float  # P(same) = 1 - μ of identity_id (0 when there is none or it was not judged)
-    scores: dict[str, float] = field(default_factory=dict)  # P(same) per judged candidate
+    identity_id: str | None  # the confirmed identity, or the most likely unconfirmed candidate
+    p_same: float | None = None  # of identity_id, both stages fused: what the decision read
+    stage1_p_same: float | None = None  # of identity_id, the edge model's
+    stage2_p_same: float | None = None  # of identity_id, the judge's
+    scores: dict[str, float] = field(default_factory=dict)  # fused P(same) per judged candidate
 
 
 class Verifier(Protocol):
@@ -79,121 +81,98 @@ class Verifier(Protocol):
 class PairJudge(Protocol):
     """What `JudgeVerifier` needs of a `models.verify.Judge`."""
 
-    def score_pairs(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray: ...
+    def candidate_mu(self, query_crops: Sequence[np.ndarray], references: Sequence[Sequence[np.ndarray]], *,
+                     max_query_crops: int = 3, max_reference_crops: int = 4) -> list[float]: ...
 
 
 @dataclass(frozen=True)
 class DecisionPolicy:
-    """Fusion and decision parameters (defaults: DESIGN §2 and `models.verify.decide`)."""
+    """The hub's decision line and fusion (P(same) thresholds in [0, 1], `models.scores`)."""
 
-    alpha: float = 0.2
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
-    confirm_below: float = 0.45
-    new_above: float = 0.6
-    mu_confirm: float = 0.5
-    mu_new: float = 0.5
+    confirm_p_same: float = DEFAULT_CONFIRM_P_SAME
+    new_below_p_same: float = 0.2
+    stage1_weight: float = 0.2
     allow_new_identities: bool = False
-    new_when_all_rejected: bool = True
-    rerank_pool: int = 100
     max_query_crops: int = 3
     max_reference_crops: int = 4
 
-    @classmethod
-    def for_judge(cls, judge_name: str, **overrides: Any) -> DecisionPolicy:
-        """Defaults for a judge. `reid`: its μ is half a cosine distance; on CUHK03 val (its module's
-        notes) same-person pairs had μ 0.18-0.33 and different people 0.31-0.45."""
-        if judge_name == "reid":
-            overrides = {"mu_confirm": 0.3, "mu_new": 0.36, **overrides}
-        return cls(**overrides)
+    def __post_init__(self) -> None:
+        for name in ("confirm_p_same", "new_below_p_same", "stage1_weight"):
+            check_p_same(name, getattr(self, name))
+        if self.new_below_p_same > self.confirm_p_same:
+            raise ValueError(f"new_below_p_same: expected at most confirm_p_same ({self.confirm_p_same}), "
+                             f"got {self.new_below_p_same}")
 
 
 class JudgeVerifier:
-    """`Verifier` from a `models.verify` judge plus fusion and decision."""
+    """`Verifier` from a `models.verify` judge plus calibration, fusion and decision.
 
-    def __init__(self, judge: PairJudge, policy: DecisionPolicy | None = None, *, name: str | None = None):
+    Args:
+        calibration: the judge's μ → P(same) (default: the zoo's for `judge.fingerprint`, else uncalibrated).
+        model_calibrations: an edge model fingerprint → its cosine-distance calibration (default `calibration_for`).
+    """
+
+    def __init__(self, judge: PairJudge, policy: DecisionPolicy | None = None, *, name: str | None = None,
+                 calibration: Calibration | None = None,
+                 model_calibrations: Any = None) -> None:
         self.judge = judge
         self.name = name or getattr(judge, "name", "") or type(judge).__name__
-        self.policy = policy or DecisionPolicy.for_judge(self.name)
+        self.policy = policy or DecisionPolicy()
+        fingerprint = getattr(judge, "fingerprint", self.name)
+        self.calibration = calibration or calibration_for(fingerprint, "judge_mu")
+        if self.calibration.model_fingerprint != fingerprint or self.calibration.score != "judge_mu":
+            raise ValueError(f"judge calibration: it maps a {self.calibration.score} of "
+                             f"{self.calibration.model_fingerprint!r}, this judge is {fingerprint!r}")
+        self._model_calibrations = model_calibrations or calibration_for
+        self._cache: dict[str, Calibration] = {}
 
-    def candidate_mu(self, query_crops: Sequence[np.ndarray],
-                     candidates: Sequence[CandidateEvidence]) -> list[float]:
-        """μ per candidate (NaN for one without reference crops), from one `score_pairs` call."""
-        p = self.policy
-        queries = list(query_crops[: p.max_query_crops])
-        pairs: list[tuple[np.ndarray, np.ndarray]] = []
-        spans: list[tuple[int, int]] = []
-        for candidate in candidates:
-            refs = list(candidate.reference_crops[: p.max_reference_crops])
-            start = len(pairs)
-            pairs += [(q, r) for r in refs for q in queries]
-            spans.append((start, len(refs)))
-        mu = np.asarray(self.judge.score_pairs(pairs), dtype=np.float64) if pairs else np.zeros(0)
-        out = []
-        for start, n_refs in spans:
-            if n_refs == 0 or not queries:
-                out.append(math.nan)
-                continue
-            block = mu[start:start + n_refs * len(queries)].reshape(n_refs, len(queries))
-            out.append(float(block.mean(axis=1).min()))
-        return out
+    def model_calibration(self, fingerprint: str) -> Calibration:
+        if fingerprint not in self._cache:
+            self._cache[fingerprint] = self._model_calibrations(fingerprint, "cosine_distance")
+        return self._cache[fingerprint]
 
     def verify(self, request: VerifyRequest) -> VerifyResult:
-        from models.verify import NEW_IDENTITY, decide, fuse_and_rerank
-
         p = self.policy
-        mus = self.candidate_mu(request.query_crops, request.candidates)
-        judged = {c.identity_id: m for c, m in zip(request.candidates, mus, strict=True) if not math.isnan(m)}
-        scores = {identity: 1.0 - m for identity, m in judged.items()}
-        all_rejected = bool(judged) and all(m >= p.mu_new for m in judged.values())
-        new_ok = p.allow_new_identities and (not judged or (p.new_when_all_rejected and all_rejected))
+        candidates = list(request.candidates)
+        mus = self.judge.candidate_mu(request.query_crops, [c.reference_crops for c in candidates],
+                                      max_query_crops=p.max_query_crops, max_reference_crops=p.max_reference_crops) \
+            if candidates else []
+        cosine = self._cosine(request)
+        rows = []  # (fused, stage1, stage2, identity)
+        for candidate, mu in zip(candidates, mus, strict=True):
+            d = candidate.cosine_distance
+            d = cosine.get(candidate.identity_id) if d is None else d
+            s1 = None if d is None else float(self.model_calibration(request.model_fingerprint).p_same(d))
+            s2 = None if math.isnan(mu) else float(self.calibration.p_same(mu))
+            rows.append((fuse_p_same(s1, s2, p.stage1_weight), s1, s2, candidate.identity_id))
+        scores = {r[3]: r[0] for r in rows if r[2] is not None and r[0] is not None}
+        judged = [r for r in rows if r[2] is not None]
+        best = max(judged, key=lambda r: r[0], default=None)  # first on ties: the edge's order
+        if best is not None and best[0] >= p.confirm_p_same:
+            return VerifyResult("confirmed", best[3], *best[:3], scores)
+        nobody = all((r[0] if r[0] is not None else 0.0) < p.new_below_p_same for r in rows)
+        if p.allow_new_identities and nobody:
+            return VerifyResult("new_identity", None, scores=scores)
+        if best is None:
+            return VerifyResult("rejected", None, scores=scores)
+        return VerifyResult("rejected", best[3], *best[:3], scores)
 
-        best_judged = min(judged, key=lambda i: judged[i]) if judged else None
-        rejected = VerifyResult("rejected", best_judged, scores.get(best_judged, 0.0) if best_judged else 0.0, scores)
-        ids, q_g, g_g = self._pool(request, judged)
-        if not ids:
-            return VerifyResult("new_identity", None, 0.0, scores) if new_ok else rejected
-        columns = [i for i, identity in enumerate(ids) if identity in judged]
-        mu_row = np.full(len(ids), np.nan)
-        mu_row[columns] = [judged[ids[i]] for i in columns]
-        if columns:
-            mu, indices = mu_row[columns][None, :], np.asarray([columns], np.int64)
-        else:  # nothing judged: fusion leaves the row as it is
-            mu, indices = np.full((1, 1), np.nan), np.zeros((1, 1), np.int64)
-        fused = fuse_and_rerank(q_g, np.zeros((1, 1)), g_g, mu, indices, alpha=p.alpha, k1=p.k1, k2=p.k2,
-                                lambda_value=p.lambda_value)[0]
-        decision = decide(fused, ids, mu_row, confirm_below=p.confirm_below, new_above=p.new_above,
-                          mu_confirm=p.mu_confirm, mu_new=p.mu_new)
-        # only a judged candidate is confirmed: the hub has no stage-2 evidence for anyone else
-        if decision.outcome.value == "confirmed" and decision.identity in judged:
-            return VerifyResult("confirmed", decision.identity, scores[decision.identity], scores)
-        if new_ok or (decision.outcome is NEW_IDENTITY and p.allow_new_identities):
-            return VerifyResult("new_identity", None, 0.0, scores)
-        return rejected
-
-    def _pool(self, request: VerifyRequest, judged: dict[str, float]) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """The gallery items fusion sees: the `rerank_pool` nearest the query plus the judged
-        candidates; their (1, G) query distances and (G, G) mutual distances."""
+    @staticmethod
+    def _cosine(request: VerifyRequest) -> dict[str, float]:
+        """Cosine distances to the gallery's identity vectors, for candidates the edge sent none for."""
         gallery = request.gallery
-        if not gallery.identity_ids:
-            return [], np.zeros((1, 0)), np.zeros((0, 0))
+        missing = {c.identity_id for c in request.candidates if c.cosine_distance is None}
         query = np.asarray(request.query_vector, np.float64).reshape(-1)
-        vectors = np.asarray(gallery.vectors, np.float64)
-        if vectors.shape[1] != query.shape[0]:
-            return [], np.zeros((1, 0)), np.zeros((0, 0))
-        distances = np.clip(1.0 - vectors @ query, 0.0, 2.0)
-        keep = set(np.argsort(distances, kind="stable")[: self.policy.rerank_pool].tolist())
-        keep |= {i for i, identity in enumerate(gallery.identity_ids) if identity in judged}
-        order = sorted(keep)
-        pool = vectors[order]
-        g_g = np.clip(1.0 - pool @ pool.T, 0.0, 2.0)
-        np.fill_diagonal(g_g, 0.0)
-        return [gallery.identity_ids[i] for i in order], distances[order][None, :], g_g
+        if not missing or not gallery.identity_ids or gallery.vectors.shape[1] != query.shape[0]:
+            return {}
+        norm = max(float(np.linalg.norm(query)), 1e-12)
+        return {identity: float(np.clip(1.0 - gallery.vectors[i] @ query / norm, 0.0, 2.0))
+                for i, identity in enumerate(gallery.identity_ids) if identity in missing}
 
 
-def create_verifier(judge: str = "reid", *, policy: DecisionPolicy | None = None, **judge_kwargs: Any) -> Verifier:
+def create_verifier(judge: str = "reid", *, policy: DecisionPolicy | None = None,
+                    calibration: Calibration | None = None, **judge_kwargs: Any) -> Verifier:
     """A `JudgeVerifier` around `models.verify.create_judge(judge, **judge_kwargs)`."""
     from models.verify import create_judge
 
-    return JudgeVerifier(create_judge(judge, **judge_kwargs), policy or DecisionPolicy.for_judge(judge), name=judge)
+    return JudgeVerifier(create_judge(judge, **judge_kwargs), policy, name=judge, calibration=calibration)

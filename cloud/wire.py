@@ -8,7 +8,7 @@ stores exactly what the edge sent, without re-encoding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +36,7 @@ class ShortListInput:
     candidates: tuple[tuple[str, float], ...]  # (identity id, stage-1 distance), best first
     created_s: float
     gallery_version: int
+    cosine_distances: dict[str, float] = field(default_factory=dict)  # identity id -> as the edge measured it
 
 
 MAX_ID_CHARS = 256
@@ -66,8 +67,14 @@ def decode_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, fingerpri
     check_id("short list: camera id", msg.camera_id)
     check_id("short list: tracklet id", msg.tracklet_id)
     check_int64("short list: gallery version", msg.gallery_version)
+    cosine_distances = {}
     for candidate in msg.candidates:
         check_id("short list: candidate identity id", candidate.identity_id)
+        if candidate.HasField("cosine_distance"):
+            if not 0.0 <= candidate.cosine_distance <= 2.0:  # also refuses NaN
+                raise InvalidInputError(f"short list: candidate {candidate.identity_id!r}: expected a cosine "
+                                        f"distance in [0, 2], got {candidate.cosine_distance}")
+            cosine_distances[candidate.identity_id] = float(candidate.cosine_distance)
     if msg.edge_id and msg.edge_id != edge_id:
         raise InvalidInputError(f"short list: expected edge id {edge_id!r} (this session's), got {msg.edge_id!r}")
     if len(msg.query_crops) == 0:
@@ -85,7 +92,7 @@ def decode_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, fingerpri
         tracklet_id=tracklet.tracklet_id, track_id=tracklet.track_id, start_s=tracklet.start_s,
         end_s=tracklet.end_s, crops=tuple(c.image for c in tracklet.crops),
         jpegs=tuple(bytes(c.jpeg) for c in msg.query_crops), query_vector=tracklet.embedding.vectors[0],
-        model_fingerprint=fingerprint, candidates=tuple(candidates),
+        model_fingerprint=fingerprint, candidates=tuple(candidates), cosine_distances=cosine_distances,
         created_s=codec.timestamp_to_seconds(msg.created_at), gallery_version=int(msg.gallery_version))
 
 

@@ -122,6 +122,24 @@ def eval_(
     raise typer.Exit(code)
 
 
+@app.command()
+def calibrate(
+    data: Annotated[Path, typer.Option(help="Labelled folder to fit on (e.g. CUHK03 train, a site's own).")],
+    format: Annotated[str, typer.Option("--format", help="market1501 | cuhk03")],
+    out: Annotated[Path, typer.Option(help="Folder (or .json file) for the calibration file(s).")],
+    model: Annotated[str, typer.Option(help="The edge's Re-ID model.")] = "reid/intel-0288",
+    judge: Annotated[str | None, typer.Option(help="Also calibrate this hub judge (reid).")] = None,
+    check: Annotated[Path | None, typer.Option(help="A held-out labelled folder to check the fit on.")] = None,
+    png: Annotated[Path | None, typer.Option(help="Where to draw the calibration curve.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Fit P(same) = the probability two tracklets show the same person, from a model's score."""
+    from crossview.calibrate_command import calibrate_command
+
+    raise typer.Exit(calibrate_command(data, format, model, out, judge=judge, check=check, png=png,
+                                       json_out=json_out))
+
+
 @edge_app.command("replay")
 def edge_replay(
     files: Annotated[list[Path], typer.Argument(help="Recorded video files.")],

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 EDGE_A_SETTINGS = ("send_unmatched=true", "top_k=0", "uplink_crops=4")
 #: camera B searches: recall against the synced gallery (a small one: k-reciprocal distances run
 #: high, so a looser stage-1 threshold lets the hub's judge decide), unmatched people go up too
-EDGE_B_SETTINGS = ("send_unmatched=true", "max_distance=0.5", "uplink_crops=4", "hub.wait_gallery_s=60")
+EDGE_B_SETTINGS = ("send_unmatched=true", "uplink_crops=4", "hub.wait_gallery_s=60")
 
 
 @dataclass
@@ -223,7 +223,7 @@ def _serve(cfg: DemoConfig, videos: list[Path], workdir: Path, password: str, on
     from cloud.running import RunningHub
     from cloud.verification import DecisionPolicy
 
-    policy = DecisionPolicy.for_judge(cfg.judge, allow_new_identities=True)
+    policy = DecisionPolicy(allow_new_identities=True)
     with RunningHub(data_dir=workdir / "hub", judge=cfg.judge, policy=policy, api_host=cfg.api_host,
                     api_port=cfg.api_port, operators={cfg.admin_user: password}) as running:
         print(f"hub on {running.grpc_address} (judge {cfg.judge}), web UI on {running.api_url}; work folder {workdir}",

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from models.errors import CrossviewError
+from models.scores import DEFAULT_RECALL_P_SAME, check_p_same
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,11 @@ class PipelineConfig:
     # recall and short lists
     gallery_dir: str | None = None
     top_k: int = 5
-    # k-reciprocal distance (0..1); gallery-relative, so calibrate it per site (see docs/benchmarks.md)
-    max_distance: float = 0.3
+    # the stage-1 P(same) (0..1, calibrated: see README "Scores") a candidate needs to go up; low, for recall
+    min_p_same: float = DEFAULT_RECALL_P_SAME
+    # the edge model's P(same) calibration file (default: the zoo's, fitted on CUHK03 train; refit with
+    # `crossview calibrate` on a site's own labels)
+    calibration: str | None = None
     # also send tracklets nobody in the gallery matched (no candidates): a hub allowing new identities
     # gives each an automatic identity and a sighting, which an operator can then name (enrol from sighting)
     send_unmatched: bool = False
@@ -110,6 +114,7 @@ class PipelineConfig:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.top_k < 0:
             raise ValueError(f"top_k: expected >= 0, got {self.top_k}")
+        check_p_same("min_p_same", self.min_p_same)
 
 
 @dataclass
@@ -325,6 +330,13 @@ def configure_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _runtime_kwargs(cfg: ReplayConfig | EdgeConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"batch_size": cfg.embed_batch_size}
+    if (cfg.embed_runtime or "openvino") in ("openvino", "onnxruntime"):
+        kwargs["num_threads"] = cfg.embed_threads
+    return kwargs
+
+
 def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[str],
                camera_trackers: dict[str, str] | None = None) -> Any:
     """The `EdgeNode` for `cfg`: everything that can be refused is checked before the models load."""
@@ -333,17 +345,17 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     from edge.node import EdgeNode, RetentionPolicy
     from edge.pipeline import TrackletSettings
     from edge.shortlist import ShortListPolicy
+    from models.calibration import calibration_for
     from models.embed import create_embedder
 
     hub = cfg.hub
     hub_options = _hub_options(hub)
-    policy = ShortListPolicy(cfg.top_k, cfg.max_distance)
+    embedder = create_embedder(cfg.embedder, cfg.embed_runtime, **_runtime_kwargs(cfg))
+    calibration = calibration_for(embedder.fingerprint, "cosine_distance",
+                                  Path(cfg.calibration).expanduser() if cfg.calibration else None)
+    policy = ShortListPolicy(cfg.top_k, cfg.min_p_same, calibration=calibration)
     tracklets = TrackletSettings(cfg.best_k, cfg.close_after_s, cfg.min_frames, cfg.min_quality)
     uplink = UplinkSettings(cfg.uplink_crops, cfg.uplink_max_height, cfg.uplink_jpeg_quality)
-    runtime_kwargs: dict[str, Any] = {"batch_size": cfg.embed_batch_size}
-    if (cfg.embed_runtime or "openvino") in ("openvino", "onnxruntime"):
-        runtime_kwargs["num_threads"] = cfg.embed_threads
-    embedder = create_embedder(cfg.embedder, cfg.embed_runtime, **runtime_kwargs)
     tracker = PersonTracker(cfg.detector, tracker=cfg.tracker, conf=cfg.conf, imgsz=cfg.imgsz,
                             camera_trackers=camera_trackers)
     keep = cfg.retention

@@ -159,7 +159,7 @@ def create_hub(cfg: HubConfig) -> Hub:
     from cloud.sessions import SessionLimits
     from cloud.verification import DecisionPolicy
 
-    policy = DecisionPolicy.for_judge(cfg.judge, allow_new_identities=cfg.allow_new_identities)
+    policy = DecisionPolicy(allow_new_identities=cfg.allow_new_identities)
     return Hub.create(data_dir=cfg.data_dir, database=cfg.database, judge=cfg.judge, policy=policy,
                       workers=cfg.workers, limits=SessionLimits(heartbeat_timeout_s=cfg.heartbeat_timeout_s))
 

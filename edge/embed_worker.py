@@ -54,6 +54,7 @@ from edge.outbox import Outbox
 from edge.shortlist import Candidate, ShortListPolicy
 from edge.store import TrackletStore, UnknownIdError
 from edge.tracklets import ClosedTracklet, aggregate
+from models.calibration import calibration_for
 from models.errors import CrossviewError, InvalidInputError
 from models.rerank import GalleryIndex, unit_distances
 from models.types import Crop, Embeddings, Tracklet
@@ -68,9 +69,10 @@ class Recaller(Protocol):
     @property
     def version(self) -> int: ...
 
-    def recall(self, vector: np.ndarray | Embeddings) -> tuple[Sequence[str], np.ndarray]:
-        """Identity id per gallery entry and its (re-ranked) distance to `vector` (one vector: (D,),
-        (1, D), or `Embeddings` whose fingerprint is checked), lower is closer."""
+    def recall_scored(self, vector: np.ndarray | Embeddings) -> tuple[Sequence[str], np.ndarray, np.ndarray]:
+        """Per gallery entry: identity id, ordering distance (re-ranked or cosine; lower is closer) and
+        plain cosine distance to `vector` (one vector: (D,), (1, D), or `Embeddings` whose fingerprint
+        is checked)."""
         ...
 
     def watchlist_thresholds(self) -> Mapping[str, float]: ...
@@ -157,6 +159,10 @@ class MemoryGallery:
             return dict(self._watchlist)
 
     def recall(self, vector: np.ndarray | Embeddings) -> tuple[list[str], np.ndarray]:
+        ids, order, _ = self.recall_scored(vector)
+        return ids, order
+
+    def recall_scored(self, vector: np.ndarray | Embeddings) -> tuple[list[str], np.ndarray, np.ndarray]:
         if isinstance(vector, Embeddings):
             if vector.model_fingerprint != self.model_fingerprint:
                 raise InvalidInputError(f"vector: expected model fingerprint {self.model_fingerprint!r}, "
@@ -167,15 +173,16 @@ class MemoryGallery:
             raise InvalidInputError(f"vector: expected shape ({self.dim},), got {np.shape(vector)}")
         with self._lock:
             if not self._identities:
-                return [], np.zeros(0, np.float32)
+                return [], np.zeros(0, np.float32), np.zeros(0, np.float32)
+            cosine = unit_distances(query[None] / np.linalg.norm(query), self._vectors)[0] / 2.0
             if not self.rerank:
-                return list(self._identities), unit_distances(query[None] / np.linalg.norm(query), self._vectors)[0]
+                return list(self._identities), cosine, cosine
             if self._index is None:  # gallery-only work, once per version
                 k1, k2, lam = self._params
                 self._index = GalleryIndex(k1, k2, lam)
                 self._index.add(np.arange(len(self._identities)), self._vectors)
             distances = self._index.query(query)[0]
-            return list(self._identities), distances
+            return list(self._identities), distances, cosine
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,13 @@ class EmbedWorker:
         self.outbox = outbox
         self.gallery = gallery
         self.policy = policy if policy is not None else ShortListPolicy()
+        self.calibration = self.policy.calibration or calibration_for(embedder.fingerprint, "cosine_distance")
+        if self.calibration.model_fingerprint != embedder.fingerprint:
+            raise InvalidInputError(f"calibration: it is for model {self.calibration.model_fingerprint!r}, this "
+                                    f"edge runs {embedder.fingerprint!r}")
+        if not self.calibration.fitted:
+            log.warning("no P(same) calibration for %s: P(same) is read as 1 - cosine distance (uncalibrated); "
+                        "fit one with `crossview calibrate`", embedder.fingerprint)
         self.batch_size = batch_size
         self.max_wait_s = float(max_wait_s)
         self.queue_size = queue_size
@@ -414,8 +428,9 @@ class EmbedWorker:
         if not reused:
             self.store.upsert_tracklet(tracklet, closed=True)
         version = int(self.gallery.version)
-        ids, distances = self.gallery.recall(vector)
-        candidates = self._policy(version).decide(ids, distances) if len(ids) else []
+        ids, order, cosine = self.gallery.recall_scored(vector)
+        candidates = (self._policy(version).decide(ids, order, self.calibration.p_same(cosine), cosine)
+                      if len(ids) else [])
         key = None
         if candidates or self.send_unmatched:
             key, payload = self._short_list(tracklet, candidates, version)
@@ -430,10 +445,9 @@ class EmbedWorker:
                 log.exception("embedding worker: on_result failed for tracklet %s", tracklet.tracklet_id)
 
     def _policy(self, version: int) -> ShortListPolicy:
-        """The configured policy with the gallery's watchlist thresholds (theirs win), rebuilt per version."""
+        """The configured policy with the gallery's watchlist added, rebuilt per version."""
         if self._policy_cache is None or self._policy_cache[0] != version:
-            watch = {**self.policy.watchlist_thresholds, **dict(self.gallery.watchlist_thresholds())}
-            policy = ShortListPolicy(self.policy.top_k, self.policy.max_distance, watch)
+            policy = self.policy.with_watchlist({*self.policy.watchlist, *self.gallery.watchlist_thresholds()})
             self._policy_cache = (version, policy)
         return self._policy_cache[1]
 

@@ -33,6 +33,7 @@ import numpy as np
 from edge.sqlite_util import migrate, open_database, write_transaction
 from models.errors import InvalidInputError
 from models.rerank import GalleryIndex
+from models.rerank.adaptive import rerank_k1
 from models.types import Embeddings
 from protos.codec import vector_from_proto
 from protos.crossview.v1 import hub_to_edge_pb2
@@ -136,10 +137,13 @@ class EdgeGallery:
     Args:
         path: SQLite file (its own, or shared with the store: the tables are ``gallery_*``).
         model_fingerprint, dim: the edge's Re-ID model; every vector in the gallery is of it.
+        rerank_min_identities: below this many identities recall orders by cosine distance
+            (`models.rerank.adaptive.rerank_k1`); above, k1 follows the images per identity, at most `k1`.
         **rerank_kwargs: passed to `GalleryIndex` (k1, k2, lambda_value, neighbours, ...).
     """
 
-    def __init__(self, path: Path, model_fingerprint: str, dim: int, **rerank_kwargs: object) -> None:
+    def __init__(self, path: Path, model_fingerprint: str, dim: int, *, rerank_min_identities: int = 20,
+                 **rerank_kwargs: object) -> None:
         if not isinstance(model_fingerprint, str) or not model_fingerprint.strip():
             raise InvalidInputError(f"model_fingerprint: expected a non-empty string, got {model_fingerprint!r}")
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
@@ -148,7 +152,9 @@ class EdgeGallery:
         self.model_fingerprint = model_fingerprint
         self.dim = dim
         self._rerank_kwargs = dict(rerank_kwargs)
-        GalleryIndex(**self._rerank_kwargs)  # reject bad parameters before touching the file
+        self.rerank_min_identities = int(rerank_min_identities)
+        self._k1_max = GalleryIndex(**self._rerank_kwargs).k1  # also rejects bad parameters before the file
+        self._k1: int | None = None  # re-ranking's k1 for the gallery as it is; None: off
         self._lock = threading.RLock()
         self._conn = open_database(self.path)
         try:
@@ -199,6 +205,18 @@ class EdgeGallery:
             rows = self._conn.execute("SELECT id, watchlist_threshold FROM gallery_identities "
                                       "WHERE watchlist_threshold IS NOT NULL ORDER BY id").fetchall()
         return {r[0]: float(r[1]) for r in rows}
+
+    def recall_scored(self, vector: np.ndarray | Embeddings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Identity ids (M,), ordering distances (M,) and plain cosine distances (M,), one per item in
+        index order: the order is k-reciprocal re-ranked when the gallery is large enough for that to
+        help (`models.rerank.adaptive`), else the cosine distance itself."""
+        x = self._query_vector(vector)
+        with self._lock:
+            if self._index.size == 0:
+                return np.zeros(0, dtype="<U1"), np.zeros(0, np.float32), np.zeros(0, np.float32)
+            cosine = self._index.cosine_distances(x)
+            order = cosine if self._k1 is None else self._index.query(x)[0]
+            return self._column_ids.copy(), order, cosine
 
     def recall(self, vector: np.ndarray | Embeddings, top_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Re-ranked distances of one tracklet vector to the gallery.
@@ -288,7 +306,7 @@ class EdgeGallery:
 
     def _update_index(self, full: bool, removed: Sequence[int], added: Sequence[tuple[int, str, np.ndarray]]) -> None:
         if full:
-            self._index = GalleryIndex(**self._rerank_kwargs)
+            self._index = self._new_index()
             self._item_identity = {}
         elif removed:
             self._index.remove(np.asarray(removed, np.int64))
@@ -301,16 +319,26 @@ class EdgeGallery:
 
     def _rebuild_index(self) -> None:
         rows = self._conn.execute("SELECT item, identity, data FROM gallery_vectors ORDER BY item").fetchall()
-        self._index = GalleryIndex(**self._rerank_kwargs)
+        self._index = self._new_index()
         self._item_identity = {int(r[0]): r[1] for r in rows}
         if rows:
             vectors = np.frombuffer(b"".join(r[2] for r in rows), "<f4").reshape(len(rows), self.dim)
             self._index.add(np.array([r[0] for r in rows], np.int64), vectors.astype(np.float32))
         self._refresh_columns()
 
+    def _new_index(self) -> GalleryIndex:
+        return GalleryIndex(**{**self._rerank_kwargs, "k1": self._k1 or self._k1_max})
+
     def _refresh_columns(self) -> None:
         ids = [self._item_identity[int(i)] for i in self._index.ids]
         self._column_ids = np.array(ids, dtype=str) if ids else np.zeros(0, dtype="<U1")
+        k1 = rerank_k1(len(set(ids)), len(ids), k1_max=self._k1_max, min_identities=self.rerank_min_identities)
+        if k1 != self._k1:
+            previous, self._k1 = self._k1, k1
+            log.info("gallery: %d identities, %d vectors: %s", len(set(ids)), len(ids),
+                     "ordering by cosine distance" if k1 is None else f"k-reciprocal re-ranking with k1={k1}")
+            if k1 is not None and k1 != (previous or self._k1_max) and self._index.size:
+                self._rebuild_index()  # the neighbourhoods depend on k1
 
     def _adopt_model(self) -> None:
         """Record the model on a new gallery; empty a gallery written with another model."""

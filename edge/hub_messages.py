@@ -73,7 +73,8 @@ def build_short_list(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[
         got = None if tracklet.embedding is None else tracklet.embedding.model_fingerprint
         raise InvalidInputError(f"short list: expected a tracklet embedding of model {model_fingerprint!r}, "
                                 f"got {got!r}")
-    pairs = [(c.identity_id, c.distance) if isinstance(c, Candidate) else (str(c[0]), float(c[1]))
+    pairs = [(c.identity_id, c.distance, c.cosine_distance) if isinstance(c, Candidate) and c.cosine_distance
+             is not None else (c.identity_id, c.distance) if isinstance(c, Candidate) else tuple(c)
              for c in candidates]
     msg = short_list_to_proto(tracklet, pairs, idempotency_key=short_list_key(edge_id, tracklet.tracklet_id,
                                                                               gallery_version),

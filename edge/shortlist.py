@@ -1,127 +1,111 @@
 """The short-list policy: which gallery identities a closed tracklet sends up for confirmation.
 
-Input is one tracklet's re-ranked distance row to the gallery: an identity id per gallery entry and
-a distance (lower is closer). An identity with several gallery vectors counts once, at its nearest
-entry. The policy keeps
+Input is one tracklet's recall against the gallery: per gallery entry an identity id, an *ordering*
+distance (k-reciprocal re-ranked when the gallery is large enough for that to help, else the cosine
+distance) and the entry's P(same) (`models.scores`: the cosine distance through the edge model's
+calibration). An identity with several gallery vectors counts once: at its nearest entry for the
+order, at its most likely entry for P(same). The policy keeps
 
-- the `top_k` nearest identities among those within their threshold, and
-- every watchlist identity within its own threshold, even beyond `top_k` (an operator asked to be
-  told about that person, so it is never crowded out by look-alikes).
+- the `top_k` nearest identities among those whose P(same) reaches `min_p_same`, and
+- every watchlist identity that reaches `min_p_same`, even beyond `top_k` (an operator asked to be
+  told about that person, so it is never crowded out by look-alikes; the hub decides the alert).
 
-An identity's threshold is its watchlist threshold if it has one (stricter or looser than the
-global one), else `max_distance`. A distance equal to the threshold passes. Ties in distance are
-broken by identity id, so the result never depends on the gallery's order.
+The threshold reads P(same) only: re-ranked distances are relative to the gallery (with one identity
+enrolled they are constant), so they order candidates and never decide whether one passes. Ties in
+order are broken by identity id, so the result never depends on the gallery's order.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from models.calibration import Calibration
 from models.errors import InvalidInputError
+from models.scores import DEFAULT_RECALL_P_SAME, check_p_same
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One short-listed identity.
 
-    `rank` is the identity's 0-based position among the distinct identities of the row sorted by
-    distance (0 = nearest), whether or not the nearer ones were kept; as in the wire's `Candidate`.
-    `watchlist` says the identity has a watchlist threshold and passed it.
+    `rank` is the identity's 0-based position among the identities that reached `min_p_same`, by
+    ordering distance (0 = nearest); as in the wire's `Candidate`. `watchlist` says the identity is
+    on the watchlist. `cosine_distance` (to its nearest reference vector) is what `p_same` was read
+    from.
     """
 
     identity_id: str
     distance: float
     rank: int
     watchlist: bool = False
+    p_same: float | None = None
+    cosine_distance: float | None = None
 
 
 class ShortListPolicy:
-    """Top-K within a distance threshold, with per-identity watchlist thresholds.
+    """Top-K above a P(same) floor, watchlist identities never crowded out.
 
     Args:
         top_k: how many identities to keep at most, watchlist hits aside (0: watchlist hits only).
-        max_distance: the threshold for identities not on the watchlist. The default, infinity, keeps
-            the plain top-K; the right value depends on the model and the re-ranking and should be
-            calibrated on labelled data.
-        watchlist_thresholds: identity id → its own distance threshold.
+        min_p_same: the stage-1 P(same) a candidate needs (stage one is for recall: keep it low).
+        watchlist: identity ids on the watchlist.
+        calibration: the edge model's P(same) calibration (None: the zoo's, see `EmbedWorker`).
     """
 
-    def __init__(
-        self,
-        top_k: int = 5,
-        max_distance: float = math.inf,
-        watchlist_thresholds: Mapping[str, float] | None = None,
-    ) -> None:
-        if not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 0:
+    def __init__(self, top_k: int = 5, min_p_same: float = DEFAULT_RECALL_P_SAME,
+                 watchlist: Collection[str] = (), calibration: Calibration | None = None) -> None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 0:
             raise InvalidInputError(f"top_k: expected an integer >= 0, got {top_k!r}")
-        if not isinstance(max_distance, numbers.Real) or math.isnan(max_distance):
-            raise InvalidInputError(f"max_distance: expected a number, got {max_distance!r}")
-        watchlist = dict(watchlist_thresholds or {})
-        for identity, threshold in watchlist.items():
-            if not isinstance(identity, str) or not identity:
-                raise InvalidInputError(f"watchlist_thresholds: expected non-empty string ids, got {identity!r}")
-            if not isinstance(threshold, numbers.Real) or math.isnan(threshold):
-                raise InvalidInputError(
-                    f"watchlist_thresholds[{identity!r}]: expected a number, got {threshold!r}"
-                )
+        bad = next((i for i in watchlist if not isinstance(i, str) or not i), None)
+        if bad is not None:
+            raise InvalidInputError(f"watchlist: expected non-empty string ids, got {bad!r}")
         self.top_k = int(top_k)
-        self.max_distance = float(max_distance)
-        self.watchlist_thresholds = {identity: float(t) for identity, t in watchlist.items()}
-        self._max_watch = max(self.watchlist_thresholds.values(), default=-math.inf)
-        self._reach = max(self.max_distance, self._max_watch)
+        self.min_p_same = check_p_same("min_p_same", min_p_same)
+        self.watchlist = frozenset(watchlist)
+        self.calibration = calibration
 
-    def threshold(self, identity_id: str) -> float:
-        """The distance threshold that applies to one identity."""
-        return self.watchlist_thresholds.get(identity_id, self.max_distance)
+    def with_watchlist(self, watchlist: Collection[str]) -> ShortListPolicy:
+        return ShortListPolicy(self.top_k, self.min_p_same, watchlist, self.calibration)
 
-    def decide(self, ids: Sequence[str] | np.ndarray, distances: Sequence[float] | np.ndarray) -> list[Candidate]:
-        """The short list for one distance row (N gallery entries), nearest first.
+    def decide(self, ids: Sequence[str] | np.ndarray, distances: Sequence[float] | np.ndarray,
+               p_same: Sequence[float] | np.ndarray, cosine: Sequence[float] | np.ndarray | None = None
+               ) -> list[Candidate]:
+        """The short list for one recall row (N gallery entries), nearest first.
 
-        `ids` may be a list of strings or a numpy string array (cheaper for a large gallery: keep one).
-        Only the nearest entries are sorted, so the cost is O(N) plus a sort of a few times top_k
-        entries and of the entries within the widest watchlist threshold.
+        `ids` may be a list of strings or a numpy string array (cheaper for a large gallery: keep one);
+        `cosine` (N,), when given, is carried on the candidates. Only entries that reach `min_p_same`
+        are grouped and sorted, so the cost is O(N) plus a sort of those.
         """
         id_array, d = _validate_row(ids, distances)
-        eligible = np.flatnonzero(d <= self._reach)  # anything farther passes no threshold
-        head_size = 16 * (self.top_k + 1)
-        if len(eligible) > 4 * head_size:
-            near = d[eligible]
-            cutoff = max(float(np.partition(near, head_size)[head_size]), self._max_watch)
-            head = eligible[near <= cutoff]  # every entry at or below the cutoff, ties included
-            short, kept = self._walk(id_array, d, head)
-            if kept >= self.top_k:  # farther entries could only matter to an unfilled top-K
-                return short
-        return self._walk(id_array, d, eligible)[0]
-
-    def _walk(self, id_array: np.ndarray, d: np.ndarray, entries: np.ndarray) -> tuple[list[Candidate], int]:
-        """Walk `entries` (every entry of the row up to some distance) nearest first; (short list, kept)."""
-        order = entries[np.lexsort((id_array[entries], d[entries]))]
-        short: list[Candidate] = []
-        seen: set[str] = set()
-        kept = 0
-        for index in order:
-            distance = float(d[index])
-            if kept >= self.top_k and distance > self._max_watch:
-                break  # top-K is full and no watchlist threshold reaches this far
+        p = np.asarray(p_same, dtype=np.float64)
+        if p.shape != d.shape or np.any(np.isnan(p)):
+            raise InvalidInputError(f"p_same: expected {len(d)} numbers, one per distance, got shape {p.shape}")
+        c = None if cosine is None else np.asarray(cosine, dtype=np.float64)
+        if c is not None and c.shape != d.shape:
+            raise InvalidInputError(f"cosine: expected {len(d)} numbers, one per distance, got shape {c.shape}")
+        eligible = np.flatnonzero(p >= self.min_p_same)
+        best: dict[str, list[float]] = {}  # identity -> [order distance, p_same, cosine]
+        for index in eligible[np.argsort(d[eligible], kind="stable")]:
             identity = str(id_array[index])
-            if identity in seen:
+            entry = best.get(identity)
+            cos = math.nan if c is None else float(c[index])
+            if entry is None:
+                best[identity] = [float(d[index]), float(p[index]), cos]
+            elif p[index] > entry[1]:
+                entry[1], entry[2] = float(p[index]), cos
+        order = sorted(best, key=lambda i: (best[i][0], i))
+        short: list[Candidate] = []
+        for rank, identity in enumerate(order):
+            on_watchlist = identity in self.watchlist
+            if rank >= self.top_k and not on_watchlist:
                 continue
-            rank = len(seen)
-            seen.add(identity)
-            on_watchlist = identity in self.watchlist_thresholds
-            if distance > self.threshold(identity):
-                continue
-            if kept < self.top_k:
-                kept += 1
-            elif not on_watchlist:
-                continue
-            short.append(Candidate(identity, distance, rank, on_watchlist))
-        return short, kept
+            distance, prob, cos = best[identity]
+            short.append(Candidate(identity, distance, rank, on_watchlist, prob, None if math.isnan(cos) else cos))
+        return short
 
 
 def _validate_row(ids: Sequence[str] | np.ndarray, distances: Sequence[float] | np.ndarray) -> tuple[

@@ -278,7 +278,7 @@ def time_range_from_proto(msg: common_pb2.TimeRange) -> tuple[float, float]:
 # -------------------------------------------------------------------------------------- short list
 def short_list_to_proto(
     tracklet: Tracklet,
-    candidates: Sequence[tuple[str, float]],
+    candidates: Sequence[tuple[str, float] | tuple[str, float, float]],
     *,
     idempotency_key: str,
     edge_id: str,
@@ -287,7 +287,7 @@ def short_list_to_proto(
     jpeg_quality: int = 90,
     max_crop_bytes: int = DEFAULT_MAX_CROP_BYTES,
 ) -> edge_to_hub_pb2.ShortList:
-    """Encode a tracklet and its ranked candidates, (identity id, stage-1 distance) best first."""
+    """Encode a tracklet and its ranked candidates, (identity id, stage-1 distance[, cosine distance]) best first."""
     if not idempotency_key:
         raise InvalidInputError("short list: expected a non-empty idempotency key")
     if tracklet.embedding is None:
@@ -304,8 +304,9 @@ def short_list_to_proto(
         ],
         query_vector=embeddings_to_proto(tracklet.embedding),
         candidates=[
-            edge_to_hub_pb2.Candidate(identity_id=identity_id, stage1_distance=distance, rank=rank)
-            for rank, (identity_id, distance) in enumerate(candidates)
+            edge_to_hub_pb2.Candidate(identity_id=c[0], stage1_distance=c[1], rank=rank,
+                                      cosine_distance=c[2] if len(c) > 2 else None)
+            for rank, c in enumerate(candidates)
         ],
         created_at=seconds_to_timestamp(created_s),
         gallery_version=gallery_version,

@@ -51,7 +51,7 @@ from edge.store import TrackletStore  # noqa: E402
 from models.embed import create_embedder  # noqa: E402
 
 DEFAULT_VIDEO = "one-by-one-person-detection.mp4"
-MAX_DISTANCE = 0.3  # the replay command's default short-list threshold
+from models.scores import DEFAULT_RECALL_P_SAME  # noqa: E402  the replay command's default P(same) floor
 
 
 def find_video(name: str) -> Path:
@@ -108,12 +108,12 @@ def as_camera(frame: Frame, camera_id: str) -> Frame:
 
 
 def make_pipeline(workdir: Path, tracker: PersonTracker, embedder: Any, gallery: MemoryGallery,
-                  max_distance: float, uplink: UplinkSettings | None = None
+                  min_p_same: float, uplink: UplinkSettings | None = None
                   ) -> tuple[EdgePipeline, TrackletStore, Outbox]:
     store = TrackletStore(workdir / "edge.db")
     outbox = Outbox(workdir / "outbox.db")
     pipeline = EdgePipeline("bench-edge", tracker=tracker, embedder=embedder, store=store, outbox=outbox,
-                            gallery=gallery, policy=ShortListPolicy(top_k=5, max_distance=max_distance),
+                            gallery=gallery, policy=ShortListPolicy(top_k=5, min_p_same=min_p_same),
                             uplink=uplink)
     return pipeline, store, outbox
 
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     gallery.recall(np.ones(embedder.dim, np.float32))  # gallery-only work, done once per gallery version
 
     uplink = UplinkSettings(args.uplink_crops, args.uplink_max_height, args.uplink_jpeg_quality)
-    pipeline, store, outbox = make_pipeline(tmp / "pipeline", tracker, embedder, gallery, args.max_distance, uplink)
+    pipeline, store, outbox = make_pipeline(tmp / "pipeline", tracker, embedder, gallery, args.min_p_same, uplink)
     tracker.reset("detector")
     pipeline.begin_stream("pipeline")
     warm = VideoFileSource(video, "warm", stride=args.stride, max_frames=10)
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "embed_batches": stats.worker.batches, "short_lists": len(entries),
         "short_list_identities": sorted({k for k in _named(entries)}),
         "gallery": f"{distractor_note} + {len(real_ids)} people of this video ({gallery.size} vectors)",
-        "max_distance": args.max_distance, "uplink": vars(uplink), "chunk_frames": args.chunk,
+        "min_p_same": args.min_p_same, "uplink": vars(uplink), "chunk_frames": args.chunk,
         "load_s": round(load_s, 1),
         "cpus": os.cpu_count(), "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=100, help="frames per paired chunk")
     parser.add_argument("--identities", type=int, default=3, help="people of the video in the gallery")
     parser.add_argument("--distractors", type=int, default=300, help="other identities in the gallery")
-    parser.add_argument("--max-distance", type=float, default=MAX_DISTANCE, help="short-list threshold")
+    parser.add_argument("--min-p-same", type=float, default=DEFAULT_RECALL_P_SAME, help="short-list P(same) floor")
     parser.add_argument("--uplink-crops", type=int, default=UplinkSettings.crops, help="crops per short list")
     parser.add_argument("--uplink-max-height", type=int, default=UplinkSettings.max_height)
     parser.add_argument("--uplink-jpeg-quality", type=int, default=UplinkSettings.jpeg_quality)

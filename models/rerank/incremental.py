@@ -200,6 +200,14 @@ class GalleryIndex:
     def _vectors(self) -> np.ndarray:
         return self._search.vectors
 
+    def cosine_distances(self, vector: np.ndarray) -> np.ndarray:
+        """(G,) float32 plain cosine distances ``1 - cos`` of one query to the gallery, columns in the
+        order of ``ids``: what a P(same) calibration reads (re-ranked distances are relative)."""
+        if self._st is None:
+            raise InvalidInputError("gallery is empty: add items before querying")
+        x = check_vectors(vector, self._dim)
+        return np.clip(1.0 - self._vectors() @ x[0], 0.0, 2.0).astype(np.float32)
+
     def _check_ids(self, ids: np.ndarray | list[int], n: int) -> np.ndarray:
         ids = np.asarray(ids)
         if ids.ndim != 1 or len(ids) != n or not np.issubdtype(ids.dtype, np.integer):

@@ -65,14 +65,16 @@ class Hello(_message.Message):
     def __init__(self, edge_id: _Optional[str] = ..., site: _Optional[str] = ..., auth_token: _Optional[str] = ..., cameras: _Optional[_Iterable[_Union[CameraInfo, _Mapping]]] = ..., model_fingerprint: _Optional[str] = ..., gallery_version: _Optional[int] = ..., last_acked_hub_sequence: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., software_version: _Optional[str] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("identity_id", "stage1_distance", "rank")
+    __slots__ = ("identity_id", "stage1_distance", "rank", "cosine_distance")
     IDENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE1_DISTANCE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    COSINE_DISTANCE_FIELD_NUMBER: _ClassVar[int]
     identity_id: str
     stage1_distance: float
     rank: int
-    def __init__(self, identity_id: _Optional[str] = ..., stage1_distance: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
+    cosine_distance: float
+    def __init__(self, identity_id: _Optional[str] = ..., stage1_distance: _Optional[float] = ..., rank: _Optional[int] = ..., cosine_distance: _Optional[float] = ...) -> None: ...
 
 class ShortList(_message.Message):
     __slots__ = ("idempotency_key", "edge_id", "camera_id", "tracklet_id", "track_id", "span", "query_crops", "query_vector", "candidates", "created_at", "gallery_version")
