@@ -29,7 +29,7 @@ import sys
 import threading
 from typing import TextIO
 
-_FFMPEG = re.compile(r"^\[[\w.-]+ @ (0x)?[0-9a-fA-F]+\]")
+_FFMPEG = re.compile(r"^\[[^\]@]+ @ (0x)?[0-9a-fA-F]+\]")  # [h264 @ 0x55d…], [mov,mp4,m4a,… @ 0x…]
 _OPENCV = re.compile(r"^\[ ?(WARN|ERROR|INFO|DEBUG|FATAL|VERBOSE)[:\]]")
 
 _lock = threading.Lock()
