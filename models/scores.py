@@ -25,7 +25,7 @@ P_SAME_LABEL = "P(same)"
 #: the hub confirms the best candidate when its fused P(same) reaches this
 DEFAULT_CONFIRM_P_SAME = 0.5
 #: a watchlist identity raises an alert when a confirmed sighting's P(same) reaches this
-DEFAULT_WATCH_P_SAME = 0.8
+DEFAULT_WATCH_P_SAME = 0.5
 #: the edge sends a candidate up when its stage-1 P(same) reaches this (stage one is for recall)
 DEFAULT_RECALL_P_SAME = 0.05
 

@@ -93,7 +93,7 @@ export const api = {
 };
 
 /** The watchlist threshold offered by default: a P(same) in [0, 1] (models.scores.DEFAULT_WATCH_P_SAME). */
-export const DEFAULT_WATCH_THRESHOLD = 0.8;
+export const DEFAULT_WATCH_THRESHOLD = 0.5;
 
 /** The one rule for a watch threshold (the API answers 422 otherwise): a P(same) in [0, 1]. */
 export function checkThreshold(value) {
