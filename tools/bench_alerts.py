@@ -34,16 +34,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cloud.verification import CandidateEvidence, DecisionPolicy, GalleryMatrix, JudgeVerifier, \
-    VerifyRequest  # noqa: E402
-from edge.embed_worker import UplinkSettings  # noqa: E402
-from edge.gallery import EdgeGallery, GalleryChange, Identity  # noqa: E402
-from edge.shortlist import ShortListPolicy  # noqa: E402
-from models.calibration import Calibration, calibration_for  # noqa: E402
-from models.embed import create_embedder  # noqa: E402
-from models.evaluation import load_dataset  # noqa: E402
-from models.scores import DEFAULT_WATCH_P_SAME  # noqa: E402
-from models.verify import create_judge  # noqa: E402
+from cloud.verification import (
+    CandidateEvidence,
+    DecisionPolicy,
+    GalleryMatrix,
+    JudgeVerifier,
+    VerifyRequest,
+)
+from edge.embed_worker import UplinkSettings
+from edge.gallery import EdgeGallery, GalleryChange, Identity
+from edge.shortlist import ShortListPolicy
+from models.calibration import Calibration, calibration_for
+from models.embed import create_embedder
+from models.evaluation import load_dataset
+from models.scores import DEFAULT_WATCH_P_SAME
+from models.verify import create_judge
 
 
 @dataclass(frozen=True)
