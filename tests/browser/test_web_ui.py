@@ -246,6 +246,8 @@ def test_edges_page_shows_each_edge_its_cameras_and_outbox(seen: tuple[HubApi, E
     assert row.locator("[data-testid=camera][data-camera-id=door]").count() == 1
     ui.wait_until(lambda: row.get_by_test_id("edge-outbox").inner_text() == "0", what="outbox depth 0")
     assert row.get_by_test_id("edge-heartbeat-age").inner_text().endswith("ago")
+    # its replay is over: the camera says so (not "running" at a lifetime-average frame rate)
+    ui.wait_until(lambda: row.get_by_test_id("camera-status").inner_text() == " · finished", what="finished")
     edge.close()  # the edge goes away: the page (refreshing by itself) says so
     page.wait_for_selector("[data-testid=edge-row][data-edge-id=edge-colour][data-connected=false]")
 
