@@ -43,9 +43,10 @@ def calibrate_command(data: Path, format: str, model: str, out: Path, *, judge: 
         for c in calibrations:
             written.append(str(save_calibration(c, Path(out) if Path(out).suffix != ".json" or judge_obj is None
                                                  else Path(out).parent)))
-            rows.append((f"{c.model_fingerprint} on {fitted.dataset} (fitted)", c, fitted))
+            name = _short(c.model_fingerprint)
+            rows.append((f"{name}, {fitted.dataset} (fitted)", c, fitted))
             if held is not None:
-                rows.append((f"{c.model_fingerprint} on {held.dataset} (held out)", c, held))
+                rows.append((f"{name}, {held.dataset} (held out)", c, held))
         if png is not None:
             curves = [(label, c.p_same(p.distance if c.score == "cosine_distance" else p.mu), p.same)
                       for label, c, p in rows]
@@ -63,6 +64,13 @@ def calibrate_command(data: Path, format: str, model: str, out: Path, *, judge: 
             print(f"{r['label']}: {r['pairs']} pairs ({r['same']} same), ECE {r['ece']:.3f}, mean P(same) "
                   f"{r['mean_p_same_same']:.3f} for the same person, {r['mean_p_same_different']:.3f} for others")
     return 0
+
+
+def _short(fingerprint: str) -> str:
+    """``reid:reid/intel-0277@6bb6…+reid/intel-0286@d06b…`` → ``reid:intel-0277+intel-0286``."""
+    import re
+
+    return re.sub(r"(reid/|@[0-9a-f]+)", "", fingerprint)
 
 
 def _judge(name: str) -> Any:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from crossview.demo_edges import DemoError, EdgeProcess, stop_all
+from models.scores import check_p_same
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ class DemoConfig:
     enroll_at_s: float | None = 80.0  # enrol camera A's sighting covering this time; null: its longest sighting
     display_name: str = "person from cam-a"
     judge: str = "reid"
+    # the hub's decision line, lower than a hub's default 0.5: the zoo's calibration was fitted on CUHK03
+    # (outdoor, hard look-alikes), and on these indoor sample videos the man's cam-b P(same) is about 0.22
+    # while the other people score below 0.05; a real site refits the calibration on its own labels
+    confirm_p_same: float = 0.15
     stride: int = 2
     max_frames_a: int | None = None
     max_frames_b: int | None = None
@@ -76,6 +81,7 @@ class DemoConfig:
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
+        check_p_same("confirm_p_same", self.confirm_p_same)
         if self.stride < 1:
             raise ValueError(f"stride: expected >= 1, got {self.stride}")
         for name in ("max_frames_a", "max_frames_b"):
@@ -223,7 +229,8 @@ def _serve(cfg: DemoConfig, videos: list[Path], workdir: Path, password: str, on
     from cloud.running import RunningHub
     from cloud.verification import DecisionPolicy
 
-    policy = DecisionPolicy(allow_new_identities=True)
+    policy = DecisionPolicy(allow_new_identities=True, confirm_p_same=cfg.confirm_p_same,
+                            new_below_p_same=min(DecisionPolicy.new_below_p_same, cfg.confirm_p_same))
     with RunningHub(data_dir=workdir / "hub", judge=cfg.judge, policy=policy, api_host=cfg.api_host,
                     api_port=cfg.api_port, operators={cfg.admin_user: password}) as running:
         print(f"hub on {running.grpc_address} (judge {cfg.judge}), web UI on {running.api_url}; work folder {workdir}",

@@ -10,6 +10,8 @@ Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here an
     allow_new_identities: false             # true: a person nobody in the gallery resembles (an edge's
                                             # send_unmatched) gets an automatic identity; false: an
                                             # "unknown" sighting, promotable to an identity
+    confirm_p_same: 0.5                     # the decision line: confirm the most likely candidate from
+                                            # this fused P(same) (0..1, calibrated; README "Scores")
     tls_cert: hub.pem                       # TLS (both or neither); tls_client_ca enables mTLS
     tls_key: hub.key
     create_tokens: [edge-1, edge-2]         # issue a token per edge id at start-up ...
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from models.errors import CrossviewError
+from models.scores import DEFAULT_CONFIRM_P_SAME, check_p_same
 
 if TYPE_CHECKING:
     from cloud.api import ApiServer
@@ -59,6 +62,7 @@ class HubConfig:
     port: int = 50051
     judge: str = "reid"
     allow_new_identities: bool = False
+    confirm_p_same: float = DEFAULT_CONFIRM_P_SAME
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
@@ -74,6 +78,7 @@ class HubConfig:
     admin_password: str | None = None
 
     def __post_init__(self) -> None:
+        check_p_same("confirm_p_same", self.confirm_p_same)
         if not self.heartbeat_timeout_s > 0:
             raise ValueError(f"heartbeat_timeout_s: expected > 0, got {self.heartbeat_timeout_s}")
         if not 0 <= self.port <= 65535:
@@ -159,7 +164,8 @@ def create_hub(cfg: HubConfig) -> Hub:
     from cloud.sessions import SessionLimits
     from cloud.verification import DecisionPolicy
 
-    policy = DecisionPolicy(allow_new_identities=cfg.allow_new_identities)
+    policy = DecisionPolicy(allow_new_identities=cfg.allow_new_identities, confirm_p_same=cfg.confirm_p_same,
+                            new_below_p_same=min(DecisionPolicy.new_below_p_same, cfg.confirm_p_same))
     return Hub.create(data_dir=cfg.data_dir, database=cfg.database, judge=cfg.judge, policy=policy,
                       workers=cfg.workers, limits=SessionLimits(heartbeat_timeout_s=cfg.heartbeat_timeout_s))
 

@@ -118,21 +118,21 @@ def plot_reliability(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5.6, 5.0), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.0, 6.0), dpi=100)
     try:
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
         for label, p, same in curves:
             pts = reliability(p, same)
             ece = expected_calibration_error(p, same)
             ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker="o", markersize=4,
-                    label=f"{label} (ECE {ece:.3f}, {len(p)} pairs)")
+                    label=f"{label}: ECE {ece:.3f}, {len(p)} pairs")
         ax.set_xlabel("predicted P(same)")
         ax.set_ylabel("observed fraction of same-person pairs")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.grid(True, alpha=0.3)
         ax.set_title(title or "P(same) calibration")
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="lower right", fontsize=7)
         fig.tight_layout()
         fig.savefig(path)
     finally:

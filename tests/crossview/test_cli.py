@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from crossview.demo_command import DemoConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -77,7 +79,7 @@ def test_demo_once_finds_the_person_enrolled_on_camera_a_on_camera_b(models_dir:
     assert [r[3] for r in enrolled] == ["cam-a"] and enrolled[0][4] == "video"
     assert enrolled[0][7:10] == ["-", "-", "-"]  # the identity was made from this sighting: nothing compared
     assert found and all(r[3] == "cam-b" and r[4] == "video" for r in found)
-    assert 0.5 <= float(found[0][7]) <= 1  # the fused P(same) of a confirmed verdict
+    assert DemoConfig.confirm_p_same <= float(found[0][7]) <= 1  # a confirmed verdict's fused P(same): the demo's line
     assert all(v == "-" or 0 <= float(v) <= 1 for v in found[0][8:10])
     assert "found 'person from cam-a' on cam-b" in out
     assert "web UI: http://127.0.0.1:" in out and "operator: admin  password: demo-secret" in out
