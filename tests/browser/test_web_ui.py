@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from crossview_testing.edge_fakes import BlobTracker, write_video
 from crossview_testing.hub_api import ColourEmbedder, HubApi, colour_hub_kwargs, colour_jpeg, start_hub_api
+from crossview_testing.web_ui import wait_for_search
 
 from edge.node import EdgeNode
 from edge.pipeline import TrackletSettings
@@ -73,12 +74,6 @@ def red_crop(edge: EdgeNode, api: HubApi) -> Path:
             if red > 2 * green:
                 return Path(record.crop_paths[0])
     raise AssertionError("no red crop on the edge")
-
-
-def wait_for_search(page: Any, query: str) -> None:
-    """Wait until the results on the page are those of `query` (as the page describes it)."""
-    page.wait_for_function("(query) => document.querySelector('[data-testid=search-query]')?.textContent === query",
-                           arg=query)
 
 
 def test_every_page_needs_a_login_and_login_errors_show_the_api_detail(site: HubApi, page: Any, ui: Any) -> None:
