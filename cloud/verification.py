@@ -57,7 +57,7 @@ class VerifyRequest:
     query_vector: np.ndarray  # (D,) of the edge's model
     candidates: Sequence[CandidateEvidence]  # those the hub knows, best first
     gallery: GalleryMatrix  # of the edge's model
-    model_fingerprint: str = ""  # the edge's model (its calibration reads the cosine distances)
+    model_fingerprint: str = ""  # the edge's model (its calibration reads the cosine distances; "": no stage 1)
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,8 @@ class JudgeVerifier:
         for candidate, mu in zip(candidates, mus, strict=True):
             d = candidate.cosine_distance
             d = cosine.get(candidate.identity_id) if d is None else d
-            s1 = None if d is None else float(self.model_calibration(request.model_fingerprint).p_same(d))
+            s1 = None if d is None or not request.model_fingerprint \
+                else float(self.model_calibration(request.model_fingerprint).p_same(d))
             s2 = None if math.isnan(mu) else float(self.calibration.p_same(mu))
             rows.append((fuse_p_same(s1, s2, p.stage1_weight), s1, s2, candidate.identity_id))
         scores = {r[3]: r[0] for r in rows if r[2] is not None and r[0] is not None}

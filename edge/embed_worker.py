@@ -174,7 +174,10 @@ class MemoryGallery:
         with self._lock:
             if not self._identities:
                 return [], np.zeros(0, np.float32), np.zeros(0, np.float32)
-            cosine = unit_distances(query[None] / np.linalg.norm(query), self._vectors)[0] / 2.0
+            # 1 - cos, clipped as GalleryIndex.cosine_distances clips it: rounding can reach 2.0000002, which the
+            # hub refuses on the wire
+            cosine = np.minimum(unit_distances(query[None] / np.linalg.norm(query), self._vectors)[0] / 2.0,
+                                np.float32(2.0))
             if not self.rerank:
                 return list(self._identities), cosine, cosine
             if self._index is None:  # gallery-only work, once per version

@@ -334,11 +334,13 @@ class EdgeGallery:
         self._column_ids = np.array(ids, dtype=str) if ids else np.zeros(0, dtype="<U1")
         k1 = rerank_k1(len(set(ids)), len(ids), k1_max=self._k1_max, min_identities=self.rerank_min_identities)
         if k1 != self._k1:
-            previous, self._k1 = self._k1, k1
+            self._k1 = k1
             log.info("gallery: %d identities, %d vectors: %s", len(set(ids)), len(ids),
                      "ordering by cosine distance" if k1 is None else f"k-reciprocal re-ranking with k1={k1}")
-            if k1 is not None and k1 != (previous or self._k1_max) and self._index.size:
-                self._rebuild_index()  # the neighbourhoods depend on k1
+            # the neighbourhoods depend on k1: compare with the index's own (built under an earlier k1,
+            # kept while re-ranking was off, it is not necessarily k1_max)
+            if k1 is not None and k1 != self._index.k1 and self._index.size:
+                self._rebuild_index()
 
     def _adopt_model(self) -> None:
         """Record the model on a new gallery; empty a gallery written with another model."""

@@ -60,9 +60,9 @@ class ShortListPolicy:
                  watchlist: Collection[str] = (), calibration: Calibration | None = None) -> None:
         if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 0:
             raise InvalidInputError(f"top_k: expected an integer >= 0, got {top_k!r}")
-        bad = next((i for i in watchlist if not isinstance(i, str) or not i), None)
-        if bad is not None:
-            raise InvalidInputError(f"watchlist: expected non-empty string ids, got {bad!r}")
+        bad = [i for i in watchlist if not isinstance(i, str) or not i]
+        if bad:  # a list, so that a None id is caught too
+            raise InvalidInputError(f"watchlist: expected non-empty string ids, got {bad[0]!r}")
         self.top_k = int(top_k)
         self.min_p_same = check_p_same("min_p_same", min_p_same)
         self.watchlist = frozenset(watchlist)
@@ -120,9 +120,9 @@ def _validate_row(ids: Sequence[str] | np.ndarray, distances: Sequence[float] | 
         id_array = ids
     else:
         id_list = list(ids)
-        bad = next((x for x in id_list if not isinstance(x, str)), None)
-        if bad is not None:
-            raise InvalidInputError(f"ids: expected identity ids as strings, got {type(bad).__name__} {bad!r}")
+        bad = [x for x in id_list if not isinstance(x, str)]
+        if bad:  # a list, so that a None id is caught too (np.array would make it "None")
+            raise InvalidInputError(f"ids: expected identity ids as strings, got {type(bad[0]).__name__} {bad[0]!r}")
         id_array = np.array(id_list, dtype=str) if id_list else np.zeros(0, dtype="<U1")
     if id_array.shape != d.shape:
         raise InvalidInputError(f"ids: expected {len(d)} ids, one per distance, got shape {id_array.shape}")

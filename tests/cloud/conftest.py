@@ -17,7 +17,16 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from crossview_testing.colour_model import DIM, FP, OTHER_FP, ColourEmbedder, colour_factory, crop, jpeg
+from crossview_testing.colour_model import (
+    DIM,
+    FP,
+    JUDGE_CALIBRATION,
+    OTHER_FP,
+    ColourEmbedder,
+    colour_factory,
+    crop,
+    jpeg,
+)
 
 from cloud.hub import Hub
 from cloud.sessions import SessionLimits
@@ -121,7 +130,7 @@ def kit() -> types.SimpleNamespace:
 
 def colour_verifier(**policy: Any) -> JudgeVerifier:
     judge = ReidJudge(embedders=[ColourEmbedder()])
-    return JudgeVerifier(judge, DecisionPolicy.for_judge("reid", **policy), name="reid")
+    return JudgeVerifier(judge, DecisionPolicy(**policy), name="reid", calibration=JUDGE_CALIBRATION)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from cloud.alerts import Alert
 from cloud.hub import Hub
 from cloud.wire import ShortListInput, decode_short_list
+from models.errors import InvalidInputError
 from protos.crossview.v1 import hub_to_edge_pb2, session_pb2
 
 
@@ -180,3 +181,43 @@ def test_in_progress_and_failures(hub: Hub, kit: types.SimpleNamespace) -> None:
     assert hub.store.get_short_list("k2") is None  # released: the edge's retry is processed afresh
     gate.fail = False
     assert hub.shortlists.process(item(kit, "k2", "red", [(red, 0.2)])).status == "ok"
+
+
+# ---------------------------------------------------------------- the edge's cosine distance on the wire
+
+def _with_cosine(kit: types.SimpleNamespace, cosine: dict[str, float], candidates: list[tuple[str, float]],
+                 colour: str = "red", key: str = "k1") -> object:
+    msg = kit.short_list(key, colour, candidates).short_list
+    for candidate in msg.candidates:
+        if candidate.identity_id in cosine:
+            candidate.cosine_distance = cosine[candidate.identity_id]
+    return msg
+
+
+def test_decode_short_list_reads_each_candidate_s_cosine_distance(kit: types.SimpleNamespace) -> None:
+    msg = _with_cosine(kit, {"a": 0.25, "c": 2.0, "d": 0.0}, [("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 0.4)])
+    decoded = decode_short_list(msg, edge_id="edge-a", fingerprint=kit.FP, dim=kit.DIM)
+    assert decoded.cosine_distances == {"a": 0.25, "c": 2.0, "d": 0.0}  # "b" was sent without one
+    assert [c for c, _ in decoded.candidates] == ["a", "b", "c", "d"]
+    assert item(kit, "k2", "red", [("a", 0.1)]).cosine_distances == {}  # an edge from before the field
+
+
+@pytest.mark.parametrize("bad", [-0.01, 2.01, float("nan"), float("inf"), -float("inf")])
+def test_decode_short_list_refuses_a_cosine_distance_outside_0_2(kit: types.SimpleNamespace, bad: float) -> None:
+    msg = _with_cosine(kit, {"b": bad}, [("a", 0.1), ("b", 0.2)])
+    with pytest.raises(InvalidInputError, match=r"candidate 'b': expected a cosine distance in \[0, 2\]"):
+        decode_short_list(msg, edge_id="edge-a", fingerprint=kit.FP, dim=kit.DIM)
+
+
+def test_the_edge_s_cosine_distance_is_what_stage_one_reads(hub: Hub, kit: types.SimpleNamespace) -> None:
+    red = hub.gallery.enroll([kit.jpeg("red", seed=30)]).identity_id
+    measured = hub.shortlists.process(item(kit, "k1", "red", [(red, 0.2)]))
+    msg = _with_cosine(kit, {red: 0.5}, [(red, 0.2)], key="k2")
+    sent = hub.shortlists.process(decode_short_list(msg, edge_id="edge-a", fingerprint=kit.FP, dim=kit.DIM))
+    assert measured.verdict.decision == sent.verdict.decision == "confirmed"  # type: ignore[union-attr]
+    by_key = {s.idempotency_key: s for s in hub.store.sightings(identity_id=red)}
+    fp_calibration = hub.shortlists.verifier.model_calibration(kit.FP)  # type: ignore[attr-defined]
+    assert by_key["k1"].stage1_p_same == pytest.approx(float(fp_calibration.p_same(0.0)), abs=1e-4)  # hub's own
+    assert by_key["k2"].stage1_p_same == pytest.approx(float(fp_calibration.p_same(0.5)), abs=1e-6)  # the edge's
+    assert by_key["k2"].stage2_p_same == pytest.approx(by_key["k1"].stage2_p_same)
+    assert by_key["k2"].p_same < by_key["k1"].p_same

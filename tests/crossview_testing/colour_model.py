@@ -1,17 +1,26 @@
 """A colour "Re-ID model" for hub tests (no weights needed): a crop's vector is its mean BGR colour in
 four horizontal bands, so crops of one colour are the same "person". The `reid` judge
-(`models.verify.ReidJudge`) runs on it unchanged."""
+(`models.verify.ReidJudge`) runs on it unchanged.
+
+Uncalibrated, the `reid` judge on this model reads two different colours as P(same) = 1 - μ ≈ 0.51
+(μ is half a cosine distance, ≈ 0.49 for orthogonal colours): `JUDGE_CALIBRATION` is a fitted-looking
+calibration for it (one colour: P ≈ 1; two of RED, GREEN, BLUE: P ≈ 0), as a real judge's would be."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from models.calibration import Calibration
 from models.types import Embeddings
 
 FP = "test/colour@0123456789ab"
 OTHER_FP = "test/other@ba9876543210"
 DIM = 12
+#: the `reid` judge's fingerprint on this model (`ReidJudge(embedders=[ColourEmbedder()]).fingerprint`)
+JUDGE_FP = "reid:" + FP
+#: μ 0 → P(same) 0.998, μ 0.14 (yellow vs red) → 0.86, μ 0.49 (red vs blue) → 0.0002
+JUDGE_CALIBRATION = Calibration(JUDGE_FP, "judge_mu", "logistic", 6.0, -30.0, "test: the colour model")
 COLOURS = {"red": (0, 0, 230), "green": (0, 200, 0), "blue": (220, 0, 0), "yellow": (0, 210, 210)}
 
 

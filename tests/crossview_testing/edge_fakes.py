@@ -1,5 +1,9 @@
 """Fakes for edge tests that need no models: a blob "detector + tracker", a colour "embedder", and
-synthetic videos of coloured blobs walking by (shared by tests/edge/test_node.py and test_replay.py)."""
+synthetic videos of coloured blobs walking by (shared by tests/edge/test_node.py and test_replay.py).
+
+Neither model is calibrated: the edge reads P(same) = 1 - cosine distance (0.975 is the old 0.05 of
+2 - 2·cos), and a hub's `reid` judge on `ColourEmbedder` gets `JUDGE_CALIBRATION` (uncalibrated, it
+would read two of the video colours, μ ≈ 0.32, as P(same) 0.68)."""
 
 from __future__ import annotations
 
@@ -11,9 +15,15 @@ import numpy as np
 import pytest
 
 from edge.frames import Frame
+from models.calibration import Calibration
 from models.types import Detections, Embeddings
 
 FP = "fake-colour@1"
+#: the stage-1 P(same) an edge test asks of a candidate: one colour passes, two do not
+MIN_P_SAME = 0.975
+#: the `reid` judge on `ColourEmbedder`: μ 0 → P(same) 0.998, μ 0.32 (two video colours) → 0.001
+JUDGE_FP = "reid:" + FP
+JUDGE_CALIBRATION = Calibration(JUDGE_FP, "judge_mu", "logistic", 6.0, -40.0, "test: the fake colour model")
 FPS = 12.0
 
 

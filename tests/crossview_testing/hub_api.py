@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from crossview_testing.colour_model import FP, ColourEmbedder, colour_factory, jpeg
+from crossview_testing.colour_model import FP, JUDGE_CALIBRATION, ColourEmbedder, colour_factory, jpeg
 
 from cloud.running import RunningHub
 from cloud.sessions import SessionLimits
@@ -37,8 +37,8 @@ def colour_hub_kwargs(*, allow_new_identities: bool = False, **policy: Any) -> d
     """`Hub.create` arguments for a hub on the colour model with the `reid` judge (no weights needed).
     Edges talking to it must say model_fingerprint=COLOUR_FP and send 12-number vectors."""
     judge = ReidJudge(embedders=[ColourEmbedder()])
-    verifier = JudgeVerifier(judge, DecisionPolicy.for_judge("reid", allow_new_identities=allow_new_identities,
-                                                             **policy), name="reid")
+    verifier = JudgeVerifier(judge, DecisionPolicy(allow_new_identities=allow_new_identities, **policy), name="reid",
+                             calibration=JUDGE_CALIBRATION)
     return {"verifier": verifier, "embedder_factory": colour_factory,
             "limits": SessionLimits(heartbeat_interval_ms=60_000, poll_interval_s=0.5)}
 

@@ -9,8 +9,10 @@ import pytest
 
 from edge.gallery import EdgeGallery, GalleryChange, GalleryDeltaError, Identity, decode_delta
 from edge.shortlist import ShortListPolicy
+from models.calibration import Calibration
 from models.errors import InvalidInputError
 from models.rerank import GalleryIndex
+from models.rerank.adaptive import rerank_k1
 from models.types import Embeddings
 from protos.codec import vector_to_proto
 from protos.crossview.v1 import hub_to_edge_pb2
@@ -67,8 +69,11 @@ def test_delta_applies_and_recall_names_identities(gallery: EdgeGallery) -> None
     assert ids[np.argmin(d)] == "bob"
     top_ids, top_d = gallery.recall(Embeddings(query[None], FP), top_k=2)
     assert top_ids[0] == "bob" and top_d[0] == pytest.approx(d.min()) and top_d[0] <= top_d[1]
-    short = ShortListPolicy(top_k=1, watchlist_thresholds=gallery.watchlist_thresholds()).decide(ids, d)
-    assert short[0].identity_id == "bob"
+    scored_ids, order, cosine = gallery.recall_scored(query)
+    assert scored_ids.tolist() == ids.tolist()
+    short = ShortListPolicy(top_k=1, watchlist=gallery.watchlist_thresholds()).decide(
+        scored_ids, order, Calibration.uncalibrated(FP, "cosine_distance").p_same(cosine), cosine)
+    assert short[0].identity_id == "bob" and short[0].p_same > 0.99
 
 
 def test_recall_equals_an_index_built_from_scratch(gallery: EdgeGallery) -> None:
@@ -193,3 +198,147 @@ def test_constructor_errors(tmp_path: Path, args: tuple, message: str) -> None:
     kwargs = args[2] if len(args) > 2 else {}
     with pytest.raises(InvalidInputError, match=message):
         EdgeGallery(tmp_path / "g.db", args[0], args[1], **kwargs)
+
+
+# ---------------------------------------------------------------- recall_scored: P(same) and adaptive re-ranking
+
+CALIBRATED = Calibration(FP, "cosine_distance", "logistic", 4.0, -11.5)  # like the zoo's for intel-0288
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _ordered(ids: np.ndarray, d: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Rows in a canonical order (distance, then id), to compare recalls that number items differently."""
+    order = np.lexsort((ids, d))
+    return ids[order].tolist(), d[order]
+
+
+def _fresh_rerank(refs: list[tuple[str, np.ndarray]], query: np.ndarray, **index_kwargs: object
+                  ) -> tuple[list[str], np.ndarray]:
+    """Re-ranked distances from an index built from scratch over `refs` (identity, (N, D) vectors)."""
+    index = GalleryIndex(**index_kwargs)
+    vecs = np.concatenate([v for _, v in refs])
+    index.add(np.arange(len(vecs)), vecs)
+    ids = np.repeat([name for name, _ in refs], [len(v) for _, v in refs])
+    return _ordered(ids, index.query(query)[0])
+
+
+def test_one_identity_a_near_duplicate_scores_high_and_a_stranger_low(gallery: EdgeGallery) -> None:
+    # the issue: with one identity enrolled every re-ranked distance is the same (0.3 here), so a
+    # threshold on it passes a stranger exactly as it passes the person; the cosine distance does not
+    base = vectors(1, 1)[0]
+    gallery.apply_delta(delta(0, 1, [hub_to_edge_pb2.IdentityUpsert(
+        identity_id="alice", vectors=[vector_to_proto(base[None], FP)])]))
+    near = base + 0.02 * vectors(2, 1)[0]
+    stranger = vectors(3, 1)[0]
+    stranger -= (stranger @ base) / (base @ base) * base  # orthogonal to alice: cosine distance 1
+    (_, rerank_near), (_, rerank_stranger) = gallery.recall(near), gallery.recall(stranger)
+    assert rerank_near.tolist() == pytest.approx(rerank_stranger.tolist(), abs=1e-6)  # no signal in it
+
+    results = {}
+    for name, query in (("near", near), ("stranger", stranger)):
+        ids, order, cosine = gallery.recall_scored(query)
+        assert ids.tolist() == ["alice"] and order.dtype == cosine.dtype == np.float32
+        np.testing.assert_array_equal(order, cosine)  # one identity: ordered by cosine, not re-ranked
+        assert cosine[0] == pytest.approx(1.0 - float(_unit(query) @ _unit(base)), abs=1e-5)
+        results[name] = cosine[0]
+    assert results["near"] < 0.01 and results["stranger"] == pytest.approx(1.0, abs=1e-5)
+
+    for calibration in (CALIBRATED, Calibration.uncalibrated(FP, "cosine_distance")):
+        p_near, p_stranger = calibration.p_same([results["near"], results["stranger"]])
+        assert p_near > 0.95 and p_stranger < 0.01
+    policy = ShortListPolicy()
+    for query, expected in ((near, ["alice"]), (stranger, [])):
+        ids, order, cosine = gallery.recall_scored(query)
+        assert [c.identity_id for c in policy.decide(ids, order, CALIBRATED.p_same(cosine), cosine)] == expected
+
+
+def test_recall_scored_cosine_matches_numpy_and_an_empty_gallery(gallery: EdgeGallery) -> None:
+    ids, order, cosine = gallery.recall_scored(vectors(1, 1)[0])
+    assert ids.shape == order.shape == cosine.shape == (0,)
+    gallery.apply_delta(delta(0, 1, [upsert("alice", 1, 2), upsert("bob", 2, 3)]))
+    query = vectors(7, 1)
+    ids, order, cosine = gallery.recall_scored(Embeddings(query, FP))
+    refs = {"alice": vectors(1, 2), "bob": vectors(2, 3)}
+    want = sorted((identity, float(1.0 - _unit(query[0]) @ _unit(v))) for identity, vs in refs.items() for v in vs)
+    assert sorted(zip(ids.tolist(), cosine.tolist(), strict=True)) == [
+        (i, pytest.approx(c, abs=1e-5)) for i, c in want]
+    assert np.all((cosine >= 0.0) & (cosine <= 2.0))
+    with pytest.raises(InvalidInputError, match="expected a vector of model"):
+        gallery.recall_scored(Embeddings(query, "other"))
+    with pytest.raises(InvalidInputError, match=r"shape \(16,\)"):
+        gallery.recall_scored(np.zeros(8, np.float32))
+
+
+def test_the_order_switches_to_reranking_when_the_gallery_grows_past_the_minimum(tmp_path: Path) -> None:
+    refs = [(f"p{i}", vectors(100 + i, 3)) for i in range(6)]
+    query = refs[2][1][0] + 0.3 * vectors(7, 1)[0]
+
+    def upserts(items: list[tuple[str, np.ndarray]]) -> list[hub_to_edge_pb2.IdentityUpsert]:
+        return [hub_to_edge_pb2.IdentityUpsert(identity_id=n, vectors=[vector_to_proto(v, FP)]) for n, v in items]
+
+    with EdgeGallery(tmp_path / "g.db", FP, DIM, rerank_min_identities=5) as g:
+        g.apply_delta(delta(0, 1, upserts(refs[:4])))  # 4 identities: below the minimum
+        ids, order, cosine = g.recall_scored(query)
+        np.testing.assert_array_equal(order, cosine)
+        g.apply_delta(delta(1, 2, upserts(refs[4:5])))  # 5: re-ranked, k1 from the images per identity
+        ids, order, cosine = g.recall_scored(query)
+        assert not np.allclose(order, cosine)
+        assert rerank_k1(5, 15, min_identities=5) == 6
+        want_ids, want = _fresh_rerank(refs[:5], query, k1=6)
+        got_ids, got = _ordered(ids, order)
+        assert got_ids == want_ids
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert _ordered(ids, cosine)[0][0] == "p2" and got_ids[0] == "p2"
+        g.apply_delta(delta(2, 3, removals=["p0", "p1"]))  # 3: cosine again
+        ids, order, cosine = g.recall_scored(query)
+        np.testing.assert_array_equal(order, cosine)
+        assert sorted(set(ids.tolist())) == ["p2", "p3", "p4"]
+
+
+def test_default_minimum_is_twenty_identities(gallery: EdgeGallery) -> None:
+    assert gallery.rerank_min_identities == 20
+    gallery.apply_delta(delta(0, 1, [upsert(f"p{i:02d}", i, 1) for i in range(19)]))
+    query = vectors(99, 1)[0]
+    _, order, cosine = gallery.recall_scored(query)
+    np.testing.assert_array_equal(order, cosine)
+    gallery.apply_delta(delta(1, 2, [upsert("p19", 19, 1)]))
+    ids, order, cosine = gallery.recall_scored(query)
+    assert not np.allclose(order, cosine)
+    np.testing.assert_allclose(_ordered(ids, order)[1],
+                               _fresh_rerank([(f"p{i:02d}", vectors(i, 1)) for i in range(20)], query, k1=2)[1],
+                               atol=1e-5)
+
+
+def test_k1_follows_the_gallery_as_it_shrinks_and_grows_again(tmp_path: Path) -> None:
+    # reranking on with k1=2, off, then on with k1=20: the index must be rebuilt with 20, whatever
+    # k1 it was last built with (and a reopened gallery must agree)
+    def upserts(items: list[tuple[str, np.ndarray]]) -> list[hub_to_edge_pb2.IdentityUpsert]:
+        return [hub_to_edge_pb2.IdentityUpsert(identity_id=n, vectors=[vector_to_proto(v, FP)]) for n, v in items]
+
+    small = [(f"s{i}", vectors(200 + i, 1)) for i in range(3)]
+    large = [(f"l{i}", vectors(300 + i, 20)) for i in range(3)]
+    query = large[1][1][3] + 0.2 * vectors(8, 1)[0]
+    path = tmp_path / "g.db"
+    with EdgeGallery(path, FP, DIM, rerank_min_identities=3) as g:
+        g.apply_delta(delta(0, 1, upserts(small)))
+        assert rerank_k1(3, 3, min_identities=3) == 2
+        ids, order, _ = g.recall_scored(query)
+        np.testing.assert_allclose(_ordered(ids, order)[1], _fresh_rerank(small, query, k1=2)[1], atol=1e-5)
+        g.apply_delta(delta(1, 2, removals=["s2"]))
+        _, order, cosine = g.recall_scored(query)
+        np.testing.assert_array_equal(order, cosine)
+        g.apply_delta(delta(2, 3, upserts(large)))
+        remaining = small[:2] + large
+        assert rerank_k1(5, 62, min_identities=3) == 20
+        ids, order, _ = g.recall_scored(query)
+        want_ids, want = _fresh_rerank(remaining, query, k1=20)
+        got_ids, got = _ordered(ids, order)
+        assert got_ids == want_ids
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        # recall() reads the same index
+        np.testing.assert_allclose(_ordered(*g.recall(query))[1], want, atol=1e-5)
+    with EdgeGallery(path, FP, DIM, rerank_min_identities=3) as g:
+        np.testing.assert_allclose(_ordered(*g.recall_scored(query)[:2])[1], want, atol=1e-5)

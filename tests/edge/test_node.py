@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 from crossview_testing import hub_fixture
-from crossview_testing.edge_fakes import FP, FPS, BlobTracker, ColourEmbedder, write_video
+from crossview_testing.edge_fakes import FP, FPS, MIN_P_SAME, BlobTracker, ColourEmbedder, write_video
 
 import edge.detect_track
 import models.embed
@@ -92,7 +92,7 @@ def make_node(workdir: Path, cameras: list[str], hub: Any | None = None, **kwarg
         "hub_target": hub.address, "hub_token": TOKEN,
         "link_options": {"heartbeat_s": 0.1, "initial_backoff_s": 0.05, "max_backoff_s": 0.3}}
     return EdgeNode(workdir, "edge-n", cameras, tracker=BlobTracker(), embedder=ColourEmbedder(), gallery=gallery(),
-                    policy=ShortListPolicy(top_k=1, max_distance=0.05), embed_nice=None,
+                    policy=ShortListPolicy(top_k=1, min_p_same=MIN_P_SAME), embed_nice=None,
                     tracklets=TrackletSettings(close_after_s=0.5, min_quality=0.0), **hub_args, **kwargs)
 
 
@@ -216,9 +216,15 @@ def test_edge_config_from_yaml_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "edge.yaml"
     path.write_text("edge_id: e1\ncameras:\n  - {camera_id: gate, uri: rtsp://10.0.0.5/live, target_fps: 10}\n"
                     "  - {camera_id: lobby, uri: lobby.mp4, stride: 2}\nhub: {target: 'hub:7443', token: t}\n")
-    cfg = load_config(EdgeConfig, path, ["hub.blur_faces=true", "max_distance=0.2"])
+    cfg = load_config(EdgeConfig, path, ["hub.blur_faces=true", "min_p_same=0.2"])
     assert [(c.camera_id, c.stride, c.target_fps) for c in cfg.cameras] == [("gate", 1, 10.0), ("lobby", 2, None)]
-    assert (cfg.hub.target, cfg.hub.token, cfg.hub.blur_faces, cfg.max_distance) == ("hub:7443", "t", True, 0.2)
+    assert (cfg.hub.target, cfg.hub.token, cfg.hub.blur_faces, cfg.min_p_same) == ("hub:7443", "t", True, 0.2)
+    assert (cfg.min_p_same, cfg.calibration) == (0.2, None)
+    assert load_config(EdgeConfig, path, []).min_p_same == 0.05  # low by default: stage one is for recall
+    with pytest.raises(ConfigError, match="unknown config key 'max_distance'"):  # a distance no longer decides
+        load_config(EdgeConfig, path, ["max_distance=0.2"])
+    with pytest.raises(ConfigError, match=r"min_p_same: expected a P\(same\) in \[0, 1\], got 1.5"):
+        load_config(ReplayConfig, None, ["min_p_same=1.5"])
     replay = load_config(ReplayConfig, None, ["stride=2", "hub.target=127.0.0.1:1", "hub.drain_timeout_s=5"])
     assert (replay.stride, replay.hub.target, replay.hub.drain_timeout_s, replay.top_k) == (2, "127.0.0.1:1", 5.0, 5)
 
@@ -272,7 +278,7 @@ def test_run_command_cameras_to_the_hub(tmp_path: Path, hub: Any, fake_models: N
     write_video(tmp_path / "b.mp4", [GREEN])
     config = tmp_path / "edge.yaml"
     config.write_text(f"edge_id: edge-cli\nworkdir: {tmp_path / 'w'}\ngallery_dir: {gallery_dir(tmp_path)}\n"
-                      f"close_after_s: 0.5\nmin_quality: 0.0\nmax_distance: 0.05\ntop_k: 1\n"
+                      f"close_after_s: 0.5\nmin_quality: 0.0\nmin_p_same: {MIN_P_SAME}\ntop_k: 1\n"
                       f"cameras:\n  - {{camera_id: a, uri: {tmp_path / 'a.mp4'}}}\n"
                       f"  - {{camera_id: b, uri: {tmp_path / 'b.mp4'}, stride: 2}}\n"
                       f"hub: {{target: '{hub.address}', heartbeat_s: 0.2, drain_timeout_s: 30}}\n")
@@ -299,7 +305,7 @@ def test_replay_command_sends_to_the_hub_and_waits_for_the_outbox(tmp_path: Path
                                                                    capsys: pytest.CaptureFixture) -> None:
     video = write_video(tmp_path / "a.mp4", [RED, GREEN])
     overrides = [f"gallery_dir={gallery_dir(tmp_path)}", "close_after_s=0.5", "min_quality=0.0",
-                 "max_distance=0.05", "top_k=1", f"hub.target={hub.address}", f"hub.token={TOKEN}",
+                 f"min_p_same={MIN_P_SAME}", "top_k=1", f"hub.target={hub.address}", f"hub.token={TOKEN}",
                  "hub.drain_timeout_s=30"]
     assert replay_command([video], ["cam"], overrides=overrides, workdir=tmp_path / "w", progress=False) == 0
     assert "holds 0 unsent" in capsys.readouterr().out
@@ -318,6 +324,6 @@ def test_replay_command_with_the_hub_down_keeps_the_outbox(tmp_path: Path, fake_
     hub.stop()  # nobody listens there now
     video = write_video(tmp_path / "a.mp4", [RED])
     code = replay_command([video], ["cam"], workdir=tmp_path / "w", progress=False, overrides=[
-        f"gallery_dir={gallery_dir(tmp_path)}", "close_after_s=0.5", "min_quality=0.0", "max_distance=0.05",
+        f"gallery_dir={gallery_dir(tmp_path)}", "close_after_s=0.5", "min_quality=0.0", f"min_p_same={MIN_P_SAME}",
         f"hub.target={address}", f"hub.token={TOKEN}", "hub.connect_timeout_s=0.5", "hub.drain_timeout_s=0.5"])
     assert code == 1 and "holds 1 unsent" in capsys.readouterr().out

@@ -4,6 +4,7 @@ checks (skipped without $CROSSVIEW_MODELS / $CROSSVIEW_DATA)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -30,6 +31,7 @@ from edge.shortlist import ShortListPolicy
 from edge.sources import VideoFileSource
 from edge.store import TrackletStore
 from edge.tracklets import ClosedTracklet
+from models.calibration import Calibration
 from models.errors import InvalidInputError
 from models.types import Crop, Detections, Embeddings
 from protos.codec import short_list_from_proto
@@ -97,7 +99,10 @@ def test_memory_gallery_recall_versions_and_refusals() -> None:
     assert gallery.version == 1 and gallery.size == 2 and gallery.watchlist_thresholds() == {"alice": 0.5}
     ids, d = gallery.recall(v.vectors[0])
     assert ids == ["alice", "alice"] and d[0] == pytest.approx(0.0, abs=1e-5)
-    assert d[1] == pytest.approx(2 - 2 * float(v.vectors[0] @ v.vectors[1]), abs=1e-5)
+    assert d[1] == pytest.approx(1 - float(v.vectors[0] @ v.vectors[1]), abs=1e-5)  # without re-ranking: cosine
+    ids, order, cosine = gallery.recall_scored(v.vectors[0])
+    assert ids == ["alice", "alice"] and np.array_equal(order, d) and np.array_equal(cosine, d)
+    assert gallery.recall_scored(np.ones(DIM, np.float32))[0] == ["alice", "alice"]
     with pytest.raises(InvalidInputError, match="expected model fingerprint"):
         gallery.add("bob", Embeddings(v.vectors, "other-model"))
     with pytest.raises(InvalidInputError, match=f"expected shape \\(N, {DIM}\\)"):
@@ -112,13 +117,37 @@ def test_memory_gallery_recall_versions_and_refusals() -> None:
 def test_memory_gallery_rerank_ranks_the_same_identity_first() -> None:
     rng = np.random.default_rng(0)
     gallery = MemoryGallery(FP, DIM)
+    added = []
     for i in range(30):
-        gallery.add(f"other-{i}", rng.standard_normal((2, DIM)).astype(np.float32))
+        added.append(rng.standard_normal((2, DIM)).astype(np.float32))
+        gallery.add(f"other-{i}", added[-1])
     target = rng.standard_normal(DIM).astype(np.float32)
-    gallery.add("target", np.stack([target + 0.05 * rng.standard_normal(DIM).astype(np.float32)
-                                    for _ in range(2)]))
+    added.append(np.stack([target + 0.05 * rng.standard_normal(DIM).astype(np.float32) for _ in range(2)]))
+    gallery.add("target", added[-1])
     ids, d = gallery.recall(target)
     assert ids[int(np.argmin(d))] == "target" and len(d) == 62
+    scored_ids, order, cosine = gallery.recall_scored(target)
+    assert scored_ids == ids and np.array_equal(order, d)  # re-ranked order ...
+    refs = np.concatenate(added)
+    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+    np.testing.assert_allclose(cosine, 1 - refs @ (target / np.linalg.norm(target)), atol=1e-5)  # ... plain cosine
+    assert not np.allclose(order, cosine)
+
+
+def test_memory_gallery_cosine_stays_within_0_2() -> None:
+    """An opposite vector is at cosine distance 2, not 2.0000002: the hub refuses a short list beyond 2."""
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(1000):  # the 730th rounds to 2.0000002 unless clipped
+        v = rng.standard_normal(DIM).astype(np.float32)
+        gallery = MemoryGallery(FP, DIM, rerank=False)
+        gallery.add("opposite", -v)
+        gallery.add("same", v)
+        _, order, cosine = gallery.recall_scored(v)
+        assert cosine.dtype == np.float32 and np.array_equal(order, cosine)
+        worst = max(worst, float(cosine.max()))
+        assert cosine.min() >= 0.0
+    assert worst == pytest.approx(2.0, abs=1e-6) and worst <= 2.0
 
 
 @pytest.mark.parametrize(("kwargs", "error"), [
@@ -161,7 +190,7 @@ def test_worker_short_list_lands_in_outbox_and_decodes(sinks) -> None:
     gallery.add("alice", embedder.embed([c.image for c in tracklet.crops]))
     gallery.add("stranger", embedder.embed([texture(999)]))
     results = []
-    worker = make_worker(store, outbox, embedder, gallery, policy=ShortListPolicy(top_k=5, max_distance=0.05),
+    worker = make_worker(store, outbox, embedder, gallery, policy=ShortListPolicy(top_k=5, min_p_same=0.5),
                          uplink=UplinkSettings(crops=2, max_height=64, jpeg_quality=70), on_result=results.append)
     worker.submit(tracklet)
     worker.close()
@@ -171,26 +200,94 @@ def test_worker_short_list_lands_in_outbox_and_decodes(sinks) -> None:
     assert entry is not None and entry.kind == SHORT_LIST_KIND and outbox.depth() == 1
     message = edge_to_hub_pb2.ShortList.FromString(entry.payload)
     decoded, candidates = short_list_from_proto(message, expected_dim=DIM, expected_fingerprint=FP)
-    assert [c[0] for c in candidates] == ["alice"]  # the stranger is beyond max_distance
+    assert [c[0] for c in candidates] == ["alice"]  # the stranger's P(same) is below min_p_same
+    sent = message.candidates[0]
+    assert sent.HasField("cosine_distance") and sent.cosine_distance < 0.01  # what the hub's stage 1 reads
     assert message.edge_id == "edge-t" and message.gallery_version == 2 and message.idempotency_key == key
     assert message.created_at.ToNanoseconds() == 8_500_000_000  # the tracklet's end: replays rebuild it alike
     assert decoded.tracklet_id == "t0007" and len(decoded.crops) == 2
     assert all(c.image.shape[0] <= 64 for c in decoded.crops)
     np.testing.assert_allclose(decoded.embedding.vectors, store.vector("t0007", FP).vectors, atol=1e-6)
     assert results[0].short_list_key == key and results[0].candidates[0].identity_id == "alice"
+    alice = results[0].candidates[0]
+    assert alice.p_same == pytest.approx(1.0 - alice.cosine_distance)  # the uncalibrated stand-in
+    assert sent.cosine_distance == pytest.approx(alice.cosine_distance)
     assert worker.stats.uplink_bytes == len(entry.payload)
 
 
-def test_worker_watchlist_threshold_from_gallery_reaches_past_max_distance(sinks) -> None:
+def test_worker_gallery_watchlist_is_never_crowded_out(sinks) -> None:
+    store, outbox = sinks
+    embedder = FakeEmbedder()
+    tracklet = closed_tracklet(3)
+    gallery = MemoryGallery(FP, DIM, rerank=False)
+    crops = [c.image for c in tracklet.crops]
+    gallery.add("near", embedder.embed(crops))
+    gallery.add("also-near", embedder.embed([cv2.flip(c, 1) for c in crops]))
+    gallery.add("wanted", embedder.embed([texture(4242)]), watchlist_threshold=0.9)  # far, on the watchlist
+    gallery.add("far", embedder.embed([texture(4243)]))
+    results = []
+    worker = make_worker(store, outbox, embedder, gallery, policy=ShortListPolicy(top_k=1, min_p_same=0.0),
+                         on_result=results.append)
+    worker.submit(tracklet)
+    worker.close()
+    message = edge_to_hub_pb2.ShortList.FromString(outbox.pending()[0].payload)
+    assert [c.identity_id for c in message.candidates] == ["near", "wanted"]  # top-1, and the watchlist beyond it
+    assert [(c.identity_id, c.watchlist) for c in results[0].candidates] == [("near", False), ("wanted", True)]
+    assert results[0].candidates[1].rank > 1  # behind "also-near", which top_k left out
+
+
+def test_worker_watchlist_still_needs_the_p_same_floor(sinks) -> None:
     store, outbox = sinks
     embedder = FakeEmbedder()
     gallery = MemoryGallery(FP, DIM, rerank=False)
-    gallery.add("wanted", embedder.embed([texture(4242)]), watchlist_threshold=4.0)
-    worker = make_worker(store, outbox, embedder, gallery, policy=ShortListPolicy(top_k=5, max_distance=0.0))
-    worker.submit(closed_tracklet(3))
+    gallery.add("wanted", embedder.embed([texture(4242)]), watchlist_threshold=0.0)  # a hub threshold, not ours
+    worker = make_worker(store, outbox, embedder, gallery, policy=ShortListPolicy(top_k=5, min_p_same=0.5))
+    worker.submit(closed_tracklet(3))  # a stranger to "wanted": P(same) ≈ 0.04
     worker.close()
-    message = edge_to_hub_pb2.ShortList.FromString(outbox.pending()[0].payload)
-    assert [c.identity_id for c in message.candidates] == ["wanted"]
+    assert outbox.depth() == 0 and worker.stats.short_lists == 0
+
+
+def test_worker_reads_p_same_through_the_policy_s_calibration(tmp_path: Path) -> None:
+    embedder = FakeEmbedder()
+    tracklet = closed_tracklet(7)
+    gallery = MemoryGallery(FP, DIM, rerank=False)
+    gallery.add("alice", embedder.embed([c.image for c in tracklet.crops]))
+    gallery.add("stranger", embedder.embed([texture(999)]))  # cosine distance ≈ 0.65
+    strict = Calibration(FP, "cosine_distance", "logistic", 3.0, -30.0)  # P(same) 0.5 at 0.1
+    lenient = Calibration(FP, "cosine_distance", "logistic", 3.0, -4.0)  # P(same) 0.5 at 0.75
+    sent = {}
+    for name, calibration in (("strict", strict), ("lenient", lenient)):
+        results = []
+        with TrackletStore(tmp_path / f"{name}.db") as store, Outbox(tmp_path / f"{name}-outbox.db") as outbox:
+            store.add_camera("cam")
+            worker = make_worker(store, outbox, embedder, gallery, on_result=results.append,
+                                 policy=ShortListPolicy(top_k=5, min_p_same=0.5, calibration=calibration))
+            assert worker.calibration is calibration
+            worker.submit(tracklet)
+            worker.close()
+        sent[name] = results[0].candidates
+        for c in sent[name]:
+            assert c.p_same == pytest.approx(float(calibration.p_same(c.cosine_distance)))
+    assert [c.identity_id for c in sent["strict"]] == ["alice"]
+    assert [c.identity_id for c in sent["lenient"]] == ["alice", "stranger"]
+
+
+def test_worker_refuses_another_model_s_calibration_and_warns_without_one(sinks, caplog) -> None:
+    store, outbox = sinks
+    other = Calibration("other-model@1", "cosine_distance", "logistic", 3.0, -4.0)
+    with pytest.raises(InvalidInputError, match="calibration: it is for model 'other-model@1', this edge runs"):
+        make_worker(store, outbox, FakeEmbedder(), MemoryGallery(FP, DIM), policy=ShortListPolicy(calibration=other))
+    with caplog.at_level(logging.WARNING, logger="edge.embed_worker"):
+        worker = make_worker(store, outbox, FakeEmbedder(), MemoryGallery(FP, DIM))
+        worker.close()
+    assert not worker.calibration.fitted and worker.calibration.model_fingerprint == FP
+    assert "no P(same) calibration for fake-embedder@1" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edge.embed_worker"):
+        fitted = Calibration(FP, "cosine_distance", "logistic", 3.0, -4.0)
+        make_worker(store, outbox, FakeEmbedder(), MemoryGallery(FP, DIM),
+                    policy=ShortListPolicy(calibration=fitted)).close()
+    assert "calibration" not in caplog.text
 
 
 def test_worker_recalls_against_the_synced_edge_gallery(sinks, tmp_path: Path) -> None:
@@ -204,11 +301,19 @@ def test_worker_recalls_against_the_synced_edge_gallery(sinks, tmp_path: Path) -
         others = [Identity(f"other-{i}", embedder.embed([texture(300 + i)]).vectors) for i in range(25)]
         me = Identity("me", embedder.embed([c.image for c in tracklet.crops]).vectors, watchlist_threshold=0.5)
         gallery.apply_delta(GalleryChange(0, 7, FP, (*others, me)))
-        worker = make_worker(store, outbox, embedder, gallery, policy=ShortListPolicy(top_k=1, max_distance=0.0))
+        _, order, cosine = gallery.recall_scored(embedder.embed([tracklet.crops[0].image]))
+        assert not np.array_equal(order, cosine)  # 26 identities: re-ranked order
+        results = []
+        worker = make_worker(store, outbox, embedder, gallery, policy=ShortListPolicy(top_k=3, min_p_same=0.5),
+                             on_result=results.append)
         worker.submit(tracklet)
         worker.close()
     message = edge_to_hub_pb2.ShortList.FromString(outbox.get(short_list_key("edge-t", "t0009", 7)).payload)
-    assert [c.identity_id for c in message.candidates] == ["me"] and message.gallery_version == 7
+    assert [c.identity_id for c in message.candidates] == ["me"] and message.gallery_version == 7  # strangers < 0.5
+    (me_candidate,) = results[0].candidates
+    assert me_candidate.watchlist and me_candidate.p_same > 0.99
+    assert message.candidates[0].cosine_distance == pytest.approx(me_candidate.cosine_distance)
+    assert message.candidates[0].stage1_distance == pytest.approx(me_candidate.distance)  # the re-ranked order
 
 
 def test_worker_without_candidates_puts_nothing(sinks) -> None:
@@ -224,7 +329,7 @@ def test_worker_sends_unmatched_tracklets_with_no_candidates_when_asked(sinks) -
     gallery = MemoryGallery(FP, DIM, rerank=False)
     gallery.add("stranger", FakeEmbedder().embed([texture(999)]))
     results = []
-    worker = make_worker(store, outbox, FakeEmbedder(), gallery, policy=ShortListPolicy(top_k=5, max_distance=0.05),
+    worker = make_worker(store, outbox, FakeEmbedder(), gallery, policy=ShortListPolicy(top_k=5, min_p_same=0.5),
                          send_unmatched=True, on_result=results.append)
     worker.submit(closed_tracklet(1))  # nobody in the gallery is near
     worker.close()
@@ -372,11 +477,13 @@ SCRIPT = {i: [(1, (10.0 + i, 20.0, 40.0 + i, 90.0))] + ([(2, (150.0 - i, 30.0, 1
                                                         else []) for i in range(20)}
 
 
-def run_scripted(tmp: Path, gallery: MemoryGallery, namespace: str = "ns") -> tuple[EdgePipeline, list]:
+def run_scripted(tmp: Path, gallery: MemoryGallery, policy: ShortListPolicy | None = None, namespace: str = "ns"
+                 ) -> tuple[EdgePipeline, list]:
     tracker = ScriptedTracker(SCRIPT)
     with TrackletStore(tmp / "edge.db") as store, Outbox(tmp / "outbox.db") as outbox:
         pipeline = EdgePipeline("edge-s", ["cam"], tracker=tracker, embedder=FakeEmbedder(), store=store,
-                                outbox=outbox, gallery=gallery, tracklets=TrackletSettings(close_after_s=0.5))
+                                outbox=outbox, gallery=gallery, tracklets=TrackletSettings(close_after_s=0.5),
+                                policy=policy)
         pipeline.begin_stream("cam", id_namespace=namespace)
         results = [pipeline.process(f) for f in synthetic_frames("cam", 30)]
         pipeline.close()
@@ -387,14 +494,15 @@ def run_scripted(tmp: Path, gallery: MemoryGallery, namespace: str = "ns") -> tu
 def test_pipeline_closes_tracklets_embeds_and_short_lists(tmp_path: Path) -> None:
     gallery = MemoryGallery(FP, DIM, rerank=False)
     gallery.add("p1", FakeEmbedder().embed([texture(11, 70, 30)]))
-    pipeline, (results, rows, tracklet_ids, tracker) = run_scripted(tmp_path, gallery)
+    pipeline, (results, rows, tracklet_ids, tracker) = run_scripted(tmp_path, gallery,
+                                                                    ShortListPolicy(min_p_same=0.0))
     closed = [t for r in results for t in r.closed]
     assert [t.track_id for t in closed] == [2, 1]  # track 2 leaves at frame 11 and closes 0.5 s later
     assert closed[0].tracklet_id in tracklet_ids and len(tracklet_ids) == 2
     stats = pipeline.stats
     assert (stats.frames, stats.tracklets_closed, stats.embedded) == (30, 2, 2)
     assert stats.cameras["cam"].frames == 30 and stats.cameras["cam"].streams == 1
-    assert len(rows) == stats.short_lists == 2  # top-K without a threshold: every tracklet has a candidate
+    assert len(rows) == stats.short_lists == 2  # top-K with no P(same) floor: every tracklet has a candidate
     assert tracker.resets[-1] == "cam"
 
 
@@ -461,7 +569,7 @@ def run_real(real, workdir: Path, gallery: MemoryGallery | None) -> dict:
     gallery = gallery if gallery is not None else MemoryGallery(embedder.fingerprint, embedder.dim)
     with TrackletStore(workdir / "edge.db") as store, Outbox(workdir / "outbox.db") as outbox:
         pipeline = EdgePipeline("edge-real", tracker=tracker, embedder=embedder, store=store, outbox=outbox,
-                                gallery=gallery, policy=ShortListPolicy(top_k=3, max_distance=0.3))
+                                gallery=gallery, policy=ShortListPolicy(top_k=3))
         with pipeline:
             pipeline.begin_stream("cam", id_namespace="sample")
             for frame in VideoFileSource(video, "cam", max_frames=FRAMES):
@@ -515,6 +623,12 @@ def test_real_short_list_names_the_person_from_the_gallery(gallery_runs: list[di
     message = edge_to_hub_pb2.ShortList.FromString(payload)
     assert message.candidates[0].identity_id == "person-a" and message.candidates[0].rank == 0
     assert message.candidates[0].stage1_distance < 0.05
+    # the zoo's calibration of the edge model reads the person's cosine distance as a likely match
+    from models.calibration import calibration_for
+
+    calibration = calibration_for(gallery.model_fingerprint, "cosine_distance")
+    assert message.candidates[0].HasField("cosine_distance")
+    assert float(calibration.p_same(message.candidates[0].cosine_distance)) > 0.5
     assert message.tracklet_id == tracklet_id and len(message.query_crops) == 1
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from crossview_testing.edge_fakes import FP, BlobTracker, ColourEmbedder, write_video
+from crossview_testing.edge_fakes import FP, MIN_P_SAME, BlobTracker, ColourEmbedder, write_video
 from crossview_testing.processes import sigkill_when
 
 import edge.replay as replay_module
@@ -59,7 +59,7 @@ def run_fake(tmp: Path, files: list[Path], cameras: list[str] | None = None, **k
     with TrackletStore(tmp / "edge.db") as store, Outbox(tmp / "outbox.db") as outbox:
         pipeline = EdgePipeline("edge-f", tracker=BlobTracker(), embedder=ColourEmbedder(), store=store,
                                 outbox=outbox, gallery=fake_gallery(),
-                                policy=ShortListPolicy(top_k=1, max_distance=0.05),
+                                policy=ShortListPolicy(top_k=1, min_p_same=MIN_P_SAME),
                                 tracklets=TrackletSettings(close_after_s=0.5, min_quality=0.0))
         with pipeline:
             report = replay(files, cameras, pipeline=pipeline, progress=False, **kwargs)
@@ -198,7 +198,7 @@ def test_real_paced_and_fast_replays_give_the_same_results(sample: tuple[Path, P
     def run(workdir: Path, realtime: bool) -> tuple[list[str], dict[str, bytes]]:
         with TrackletStore(workdir / "edge.db") as store, Outbox(workdir / "outbox.db") as outbox:
             with EdgePipeline("edge-rt", tracker=tracker, embedder=embedder, store=store, outbox=outbox,
-                              gallery=gallery, policy=ShortListPolicy(top_k=3)) as pipeline:
+                              gallery=gallery, policy=ShortListPolicy(top_k=3, min_p_same=0.0)) as pipeline:
                 replay([video], ["cam"], pipeline=pipeline, stride=2, max_frames=30, realtime=realtime,
                        progress=False)
             return sorted(store.vectors(embedder.fingerprint)[0]), {e.key: e.payload for e in outbox.pending(1000)}
@@ -211,7 +211,7 @@ def test_real_paced_and_fast_replays_give_the_same_results(sample: tuple[Path, P
 
 CHILD = ("import sys; from pathlib import Path; from crossview.edge_command import replay_command; "
          "sys.exit(replay_command([Path(sys.argv[1])], ['cam'], workdir=Path(sys.argv[2]), progress=False, "
-         "overrides=['gallery_dir=' + sys.argv[3], 'max_frames=120', 'close_after_s=0.5', 'max_distance=1.0', "
+         "overrides=['gallery_dir=' + sys.argv[3], 'max_frames=120', 'close_after_s=0.5', 'min_p_same=0.0', "
          "'edge_id=edge-kill']))")
 
 
@@ -255,7 +255,7 @@ def test_sigkill_mid_replay_then_restart_loses_and_duplicates_nothing(sample: tu
     reused = re.search(r"(\d+) already stored", restarted.stdout)
     assert reused is not None and int(reused.group(1)) >= 1, restarted.stdout  # resumed, not redone
     assert replay_command([video], ["cam"], workdir=reference, progress=False, overrides=[
-        f"gallery_dir={gallery_dir}", "max_frames=120", "close_after_s=0.5", "max_distance=1.0",
+        f"gallery_dir={gallery_dir}", "max_frames=120", "close_after_s=0.5", "min_p_same=0.0",
         "edge_id=edge-kill"]) == 0
 
     expected, got = short_lists(reference), short_lists(killed)

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crossview_testing.edge_fakes import FP, BlobTracker, ColourEmbedder, write_video
+from crossview_testing.edge_fakes import (
+    FP,
+    JUDGE_CALIBRATION,
+    MIN_P_SAME,
+    BlobTracker,
+    ColourEmbedder,
+    write_video,
+)
 
 import edge.detect_track
 import models.embed
@@ -34,7 +41,8 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def running_hub(tmp_path: Path, *, allow_new_identities: bool) -> RunningHub:
     verifier = JudgeVerifier(ReidJudge(embedders=[ColourEmbedder()]),
-                             DecisionPolicy.for_judge("reid", allow_new_identities=allow_new_identities), name="reid")
+                             DecisionPolicy(allow_new_identities=allow_new_identities), name="reid",
+                             calibration=JUDGE_CALIBRATION)
     return RunningHub(data_dir=tmp_path / "hub", api_port=None, verifier=verifier,
                       embedder_factory=lambda fingerprint: ColourEmbedder())
 
@@ -55,7 +63,8 @@ def test_unmatched_tracklets_become_automatic_identities_at_the_hub(tmp_path: Pa
     token = hub.create_edge_token("edge-u")
     video = write_video(tmp_path / "a.mp4", [RED, GREEN])
     overrides = ["edge_id=edge-u", "send_unmatched=true", "close_after_s=0.5", "min_quality=0.0",
-                 "max_distance=0.05", f"hub.target={hub.grpc_address}", f"hub.token={token}", "hub.drain_timeout_s=30"]
+                 f"min_p_same={MIN_P_SAME}", f"hub.target={hub.grpc_address}", f"hub.token={token}",
+                 "hub.drain_timeout_s=30"]
     assert replay_command([video], ["cam"], overrides=overrides, workdir=tmp_path / "w", progress=False) == 0
     assert "holds 0 unsent" in capsys.readouterr().out
     store = hub.hub.store

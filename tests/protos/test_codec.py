@@ -170,6 +170,20 @@ def test_short_list_round_trip() -> None:
     assert [d for _, d in out_candidates] == pytest.approx([0.21, 0.35, 0.5])
 
 
+def test_short_list_carries_each_candidate_s_cosine_distance() -> None:
+    """(identity, stage-1 distance, cosine distance) triples set the optional field; pairs leave it unset."""
+    candidates = [("id-7", 0.21, 0.125), ("id-3", 0.35), ("id-9", 0.5, 1.75)]
+    msg = codec.short_list_to_proto(_tracklet(), candidates, idempotency_key="k-1", edge_id="edge-a",
+                                    created_s=1_700_000_004.0)
+    wire = type(msg).FromString(msg.SerializeToString())
+    assert [c.HasField("cosine_distance") for c in wire.candidates] == [True, False, True]
+    assert [c.cosine_distance for c in wire.candidates] == [0.125, 0.0, 1.75]
+    assert [(c.identity_id, c.rank) for c in wire.candidates] == [("id-7", 0), ("id-3", 1), ("id-9", 2)]
+    _, out_candidates = codec.short_list_from_proto(wire, expected_dim=8, expected_fingerprint=FP)
+    assert [c for c, _ in out_candidates] == ["id-7", "id-3", "id-9"]
+    assert [d for _, d in out_candidates] == pytest.approx([0.21, 0.35, 0.5])
+
+
 # ------------------------------------------------------------------------------------- bad input
 def _png() -> bytes:
     return cv2.imencode(".png", _image())[1].tobytes()
