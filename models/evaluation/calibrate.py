@@ -21,6 +21,7 @@ from models.errors import InvalidInputError
 from models.evaluation.cache import EmbeddingCache
 from models.evaluation.datasets import DatasetError, load_dataset
 from models.evaluation.pairs import Episode, embed_episode, episodes, identity_distances, shortlist_pairs
+from models.evaluation.report import finish_figure
 from models.evaluation.run import _default_factory, _slot, embed_paths
 
 
@@ -130,11 +131,9 @@ def plot_reliability(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path:
         ax.set_ylabel("observed fraction of same-person pairs")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.grid(True, alpha=0.3)
         ax.set_title(title or "P(same) calibration")
-        ax.legend(loc="lower right", fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
+    except BaseException:
         plt.close(fig)
+        raise
+    finish_figure(fig, ax, path)
     return path

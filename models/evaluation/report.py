@@ -110,10 +110,21 @@ def plot_cmc(results: EvalResult | Sequence[EvalResult], path: Path, *, title: s
         ax.set_xticks([1, *range(5, last + 1, 5)] if last >= 5 else list(range(1, last + 1)))
         lowest = min(100.0 * float(r.cmc[0]) for r in rows)
         ax.set_ylim(max(0.0, 10.0 * np.floor((lowest - 5.0) / 10.0)), 100.5)
+    except BaseException:
+        plt.close(fig)
+        raise
+    finish_figure(fig, ax, path)
+    return path
+
+
+def finish_figure(fig: Any, ax: Any, path: Path) -> None:
+    """The house style's last touches (grid, legend at the lower right), saved to `path` and closed."""
+    import matplotlib.pyplot as plt
+
+    try:
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=7)
         fig.tight_layout()
         fig.savefig(path)
     finally:
         plt.close(fig)
-    return path
