@@ -7,8 +7,11 @@ embeds those crops in one call, and for each tracklet, in submission order:
 
 1. aggregates its crop vectors, quality-weighted (`edge.tracklets.aggregate`);
 2. stores tracklet, best crops and vector in the `TrackletStore` (one transaction);
-3. recalls it against the gallery (a `Recaller`: the synced `EdgeGallery`, or `MemoryGallery`);
-4. applies the `ShortListPolicy` (with the gallery's watchlist thresholds);
+3. recalls it against the gallery (a `Recaller`: the synced `EdgeGallery`, or `MemoryGallery`): an
+   ordering distance and the plain cosine distance per gallery entry;
+4. applies the `ShortListPolicy` on P(same), the cosine distance through the edge model's calibration
+   (the policy's, else the zoo's: `models.calibration.calibration_for`), the gallery's watchlist
+   never crowded out;
 5. when candidates remain, puts a `ShortList` in the outbox (kind ``"short_list"``) under the
    key ``shortlist/<edge id>/<tracklet id>/g<gallery version>``, built by `edge.hub_messages` (the
    key and message the hub link's own short lists get), so redoing the work puts nothing twice.
