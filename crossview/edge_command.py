@@ -347,15 +347,16 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     from edge.shortlist import ShortListPolicy
     from models.calibration import calibration_for
     from models.embed import create_embedder
+    from models.zoo import get_spec
 
     hub = cfg.hub
     hub_options = _hub_options(hub)
-    embedder = create_embedder(cfg.embedder, cfg.embed_runtime, **_runtime_kwargs(cfg))
-    calibration = calibration_for(embedder.fingerprint, "cosine_distance",
+    calibration = calibration_for(get_spec(cfg.embedder).fingerprint, "cosine_distance",
                                   Path(cfg.calibration).expanduser() if cfg.calibration else None)
     policy = ShortListPolicy(cfg.top_k, cfg.min_p_same, calibration=calibration)
     tracklets = TrackletSettings(cfg.best_k, cfg.close_after_s, cfg.min_frames, cfg.min_quality)
     uplink = UplinkSettings(cfg.uplink_crops, cfg.uplink_max_height, cfg.uplink_jpeg_quality)
+    embedder = create_embedder(cfg.embedder, cfg.embed_runtime, **_runtime_kwargs(cfg))
     tracker = PersonTracker(cfg.detector, tracker=cfg.tracker, conf=cfg.conf, imgsz=cfg.imgsz,
                             camera_trackers=camera_trackers)
     keep = cfg.retention
