@@ -76,9 +76,9 @@ class StubVerifier:
 
     def verify(self, request: VerifyRequest) -> VerifyResult:
         if not request.candidates:
-            return VerifyResult("rejected", None, 0.0, {})
+            return VerifyResult("rejected", None)
         first = request.candidates[0].identity_id
-        return VerifyResult("confirmed", first, 1.0, {first: 1.0})
+        return VerifyResult("confirmed", first, p_same=1.0, scores={first: 1.0})
 
 
 def peak_rss_mb() -> float:

@@ -74,7 +74,7 @@ def models(footage: dict[str, Path]) -> dict[str, Any]:
 def hub(tmp_path: Path, ui: Any) -> Iterator[Any]:
     from crossview_testing.hub_api import start_hub_api
 
-    policy = DecisionPolicy.for_judge("reid", allow_new_identities=True)
+    policy = DecisionPolicy(allow_new_identities=True)
     with start_hub_api(tmp_path, username=ui.USERNAME, password=ui.PASSWORD, judge="reid", policy=policy) as api:
         yield api
 
