@@ -1,7 +1,10 @@
 """The hub's default wiring on real weights: zoo models per edge fingerprint, the `reid` judge.
 
 Skipped without ../shared/models and ../shared/data. A wiring check with a loose bar, not an
-accuracy benchmark: on all 32 Market-1501-mini queries this setup confirmed 30 correctly.
+accuracy benchmark. The decision reads the fused, calibrated P(same) (the zoo's calibrations, fitted on
+CUHK03): on these Market-1501-mini queries the right person is the most likely candidate almost every
+time, but some are below the confirm line (P(same) 0.5) and stay unknown; a wrong confirmation is what
+must not happen.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def test_enrol_and_confirm_with_real_models(models_dir: Path, data_dir: Path, tm
         assert len(gallery.identity_ids) == len(ids) and gallery.vectors.shape[1] == edge.dim
 
         queries = sorted((root / "query").glob("*.jpg"))[::4]
-        correct = 0
+        correct = most_likely_right = confirmed = 0
         for i, path in enumerate(queries):
             image = cv2.imread(str(path))
             embedding = edge.embed([image])
@@ -55,8 +58,13 @@ def test_enrol_and_confirm_with_real_models(models_dir: Path, data_dir: Path, tm
                                                                dim=edge.dim))
             verdict = outcome.verdict
             assert verdict is not None and verdict.judge == "reid"
-            correct += verdict.decision == "confirmed" and verdict.identity_id == ids[path.name.split("_")[0]]
-        assert correct >= len(queries) - 2, f"{correct} of {len(queries)} confirmed correctly"
+            truth = ids[path.name.split("_")[0]]
+            assert all(0.0 <= p <= 1.0 for p in verdict.scores.values())
+            most_likely_right += max(verdict.scores, key=verdict.scores.get) == truth
+            confirmed += verdict.decision == "confirmed"
+            correct += verdict.decision == "confirmed" and verdict.identity_id == truth
+        assert most_likely_right >= len(queries) - 1, f"{most_likely_right} of {len(queries)} ranked right"
+        assert correct == confirmed >= len(queries) // 2, f"{correct} of {confirmed} confirmations right"
     finally:
         hub.store.close()
         hub.executor.shutdown()

@@ -89,8 +89,8 @@ def node(workdir: Path, cameras: list[str], models: dict[str, Any], hub: Any | N
         "hub_target": hub.address, "hub_token": TOKEN,
         "link_options": {"heartbeat_s": 0.5, "initial_backoff_s": 0.05, "max_backoff_s": 0.5}}
     return EdgeNode(workdir, "edge-int", cameras, tracker=models["tracker"], embedder=models["embedder"],
-                    tracklets=TrackletSettings(close_after_s=0.5), policy=ShortListPolicy(3, 1.0), **hub_args,
-                    **kwargs)
+                    tracklets=TrackletSettings(close_after_s=0.5), policy=ShortListPolicy(3, min_p_same=0.0),
+                    **hub_args, **kwargs)
 
 
 def test_a_short_list_naming_a_gallery_person_reaches_the_hub(samples: dict[str, Path], models: dict[str, Any],
@@ -174,7 +174,7 @@ def test_sigkill_mid_replay_then_restart_sends_each_short_list_once(samples: dic
     workdir = tmp_path / "edge"
     command = [sys.executable, "-m", "crossview.cli", "edge", "replay", str(samples[VIDEO_C]), "--camera", "cam",
                "--workdir", str(workdir)]
-    for setting in ("edge_id=edge-kill", "max_frames=150", "close_after_s=0.5", "max_distance=1.0", "top_k=3",
+    for setting in ("edge_id=edge-kill", "max_frames=150", "close_after_s=0.5", "min_p_same=0.0", "top_k=3",
                     "progress=false", f"hub.target={hub.address}", f"hub.token={TOKEN}", "hub.wait_gallery_s=60",
                     "hub.drain_timeout_s=60", "hub.heartbeat_s=0.5"):
         command += ["--set", setting]
@@ -201,7 +201,7 @@ def test_sigkill_mid_replay_then_restart_sends_each_short_list_once(samples: dic
 
     with TrackletStore(workdir / "edge.db") as store:
         tracklet_ids, _ = store.vectors(embedder.fingerprint)
-    expected = {short_list_key("edge-kill", t, 1) for t in tracklet_ids}  # max_distance=1.0: every tracklet
+    expected = {short_list_key("edge-kill", t, 1) for t in tracklet_ids}  # min_p_same=0.0: every tracklet
     assert len(expected) > len(at_kill)  # killed part-way: some short lists were still to come
     assert Counter(hub.accepted) == Counter(expected)  # each exactly once across both runs, none lost
     assert len(hub.hellos) == 2 and hub.hellos[1].gallery_version == 1  # resumed the synced gallery
