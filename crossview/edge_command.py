@@ -351,8 +351,10 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
 
     hub = cfg.hub
     hub_options = _hub_options(hub)
-    calibration = calibration_for(get_spec(cfg.embedder).fingerprint, "cosine_distance",
-                                  Path(cfg.calibration).expanduser() if cfg.calibration else None)
+    # a file given here is checked against the model before it loads; without one the embedding worker
+    # takes the zoo's calibration for the model it really runs
+    calibration = (calibration_for(get_spec(cfg.embedder).fingerprint, "cosine_distance",
+                                   Path(cfg.calibration).expanduser()) if cfg.calibration else None)
     policy = ShortListPolicy(cfg.top_k, cfg.min_p_same, calibration=calibration)
     tracklets = TrackletSettings(cfg.best_k, cfg.close_after_s, cfg.min_frames, cfg.min_quality)
     uplink = UplinkSettings(cfg.uplink_crops, cfg.uplink_max_height, cfg.uplink_jpeg_quality)

@@ -81,7 +81,7 @@ def hub(tmp_path: Path, ui: Any) -> Iterator[Any]:
 
 def edge_node(tmp_path: Path, hub: Any, models: dict[str, Any], edge_id: str, cameras: list[str]) -> EdgeNode:
     return EdgeNode(tmp_path / edge_id, edge_id, cameras, tracker=models["tracker"], embedder=models["embedder"],
-                    tracklets=TrackletSettings(close_after_s=0.5), policy=ShortListPolicy(3, 0.6),
+                    tracklets=TrackletSettings(close_after_s=0.5), policy=ShortListPolicy(3, min_p_same=0.05),
                     send_unmatched=True, hub_target=hub.running.grpc_address,
                     hub_token=hub.running.create_edge_token(edge_id),
                     link_options={"heartbeat_s": 0.5, "initial_backoff_s": 0.05, "max_backoff_s": 0.5})

@@ -37,7 +37,8 @@ def site(tmp_path: Path, ui: Any) -> Iterator[HubApi]:
 def colour_edge(tmp_path: Path, api: HubApi, edge_id: str, camera: str) -> EdgeNode:
     token = api.running.create_edge_token(edge_id)
     return EdgeNode(tmp_path / edge_id, edge_id, [camera], tracker=BlobTracker(), embedder=ColourEmbedder(),
-                    tracklets=TrackletSettings(close_after_s=0.5, min_quality=0.0), policy=ShortListPolicy(3, 0.05),
+                    tracklets=TrackletSettings(close_after_s=0.5, min_quality=0.0),
+                    policy=ShortListPolicy(3, min_p_same=0.95),  # uncalibrated: cosine distance <= 0.05
                     send_unmatched=True, hub_target=api.running.grpc_address, hub_token=token,
                     link_options={"heartbeat_s": 0.5, "initial_backoff_s": 0.05, "max_backoff_s": 0.5})
 

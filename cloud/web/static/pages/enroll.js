@@ -10,7 +10,7 @@ export async function renderEnroll(container) {
   const photos = el("input", {type: "file", name: "photos", accept: "image/jpeg,image/png", multiple: true,
     testid: "enroll-photos"});
   const watch = el("input", {type: "checkbox", testid: "enroll-watch"});
-  const threshold = el("input", {type: "number", min: "0", max: "1", step: "0.05", title: P_SAME_HELP,
+  const threshold = el("input", {type: "number", min: "0", max: "1", step: "any", title: P_SAME_HELP,
     value: String(DEFAULT_WATCH_THRESHOLD), testid: "enroll-threshold", disabled: true});
   watch.addEventListener("change", () => { threshold.disabled = !watch.checked; });
   const previews = el("div", {class: "previews previews-left"});

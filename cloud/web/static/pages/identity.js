@@ -7,7 +7,7 @@ import {searchFor} from "./search.js";
 
 function watchBox(identity, onChange) {
   const watching = identity.watchlist_threshold !== null && identity.watchlist_threshold !== undefined;
-  const threshold = el("input", {type: "number", min: "0", max: "1", step: "0.05", testid: "watch-threshold-input",
+  const threshold = el("input", {type: "number", min: "0", max: "1", step: "any", testid: "watch-threshold-input",
     title: P_SAME_HELP, value: String(watching ? identity.watchlist_threshold : DEFAULT_WATCH_THRESHOLD)});
   const save = async (action) => {
     clearError();

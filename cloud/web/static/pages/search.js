@@ -260,7 +260,7 @@ export async function renderSearch(container, context) {
         numberField("results per edge", "topK", "search-top-k", {min: "1", max: "200", step: "1"}),
         numberField("deadline (s)", "deadline", "search-deadline", {min: "1", max: "60", step: "1"}),
         numberField("watch: alert at P(same) ≥", "threshold", "watch-threshold",
-          {min: "0", max: "1", step: "0.05", title: P_SAME_HELP})),
+          {min: "0", max: "1", step: "any", title: P_SAME_HELP})),
       el("div", {class: "row"}, status)),
     results);
 
