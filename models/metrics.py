@@ -13,7 +13,7 @@ identity (Market-1501's pid -1) are the caller's to drop beforehand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,16 +22,21 @@ from models.errors import InvalidInputError
 
 @dataclass(frozen=True)
 class RankMetrics:
-    """CMC curve (ranks 1..max_rank, float64), its ranks 1/5/10, mAP, mINP, and query counts."""
+    """CMC curve (ranks 1..max_rank, float64), its ranks 1/5/10, mAP, mINP (fractions), and the
+    queries scored (``n_valid_query``) and skipped for want of a true match (``n_skipped_query``).
 
-    cmc: np.ndarray
+    The one ranking result of the project: ``evaluate_rank`` returns it, and
+    ``models.evaluation`` reports it for each stage of a run.
+    """
+
+    cmc: np.ndarray = field(repr=False)
     rank1: float
     rank5: float
     rank10: float
     mAP: float
     mINP: float
     n_valid_query: int
-    n_skipped_query: int
+    n_skipped_query: int = 0
 
 
 def _check_ids(name: str, value: np.ndarray, n: int) -> np.ndarray:
@@ -101,5 +106,5 @@ def evaluate_rank(
     def at(rank: int) -> float:
         return float(cmc[min(rank, max_rank) - 1])
 
-    return RankMetrics(cmc=cmc, rank1=at(1), rank5=at(5), rank10=at(10), mAP=ap_sum / n_valid,
-                       mINP=inp_sum / n_valid, n_valid_query=n_valid, n_skipped_query=n_query - n_valid)
+    return RankMetrics(cmc=cmc, rank1=at(1), rank5=at(5), rank10=at(10), mAP=float(ap_sum / n_valid),
+                       mINP=float(inp_sum / n_valid), n_valid_query=n_valid, n_skipped_query=n_query - n_valid)

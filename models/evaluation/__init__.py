@@ -18,7 +18,8 @@ from models.evaluation.datasets import (
     load_mars,
 )
 from models.evaluation.report import describe, format_table, plot_cmc, to_json_dict
-from models.evaluation.run import RERANK_MODES, EvalResult, RankMetrics, evaluate, evaluate_many
+from models.evaluation.run import RERANK_MODES, EvalResult, evaluate, evaluate_many
+from models.metrics import RankMetrics
 
 __all__ = [
     "FORMATS", "RERANK_MODES", "DatasetError", "EmbeddingCache", "EvalResult", "RankMetrics", "ReIdSplit",

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from models.evaluation.run import EvalResult, RankMetrics
+from models.evaluation.run import EvalResult
+from models.metrics import RankMetrics
 
 _CMC_JSON_RANKS = 50
 

@@ -34,6 +34,7 @@ from models.evaluation.ranking import (
     recall_at_k,
     shortlist_mask,
 )
+from models.metrics import RankMetrics, evaluate_rank
 from models.types import Embeddings
 
 RERANK_MODES = ("exact", "incremental")
@@ -45,19 +46,6 @@ class _Embedder(Protocol):
 
 
 EmbedderFactory = Callable[[str], _Embedder]
-
-
-@dataclass(frozen=True)
-class RankMetrics:
-    """CMC and mAP figures of one ranking (fractions)."""
-
-    rank1: float
-    rank5: float
-    rank10: float
-    mAP: float
-    mINP: float
-    cmc: np.ndarray = field(repr=False)
-    n_valid_query: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,8 +74,9 @@ class EvalResult:
 
     @property
     def metrics(self) -> RankMetrics:
-        return RankMetrics(self.rank1, self.rank5, self.rank10, self.mAP, self.mINP, self.cmc,
-                           self.n_valid_query)
+        return RankMetrics(cmc=self.cmc, rank1=self.rank1, rank5=self.rank5, rank10=self.rank10,
+                           mAP=self.mAP, mINP=self.mINP, n_valid_query=self.n_valid_query,
+                           n_skipped_query=self.n_query - self.n_valid_query)
 
 
 # --- embedding ----------------------------------------------------------------------------------
@@ -163,12 +152,8 @@ def _unit_vectors(split: ReIdSplit, side: str, units: Sequence[Unit], model: str
 
 def rank_metrics(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
                  g_camids: np.ndarray, max_rank: int = 50) -> RankMetrics:
-    """CMC, mAP and mINP of `distmat` under the Market-1501 protocol (models.metrics)."""
-    from models.metrics import evaluate_rank
-
-    out = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
-    return RankMetrics(float(out.rank1), float(out.rank5), float(out.rank10), float(out.mAP),
-                       float(out.mINP), np.asarray(out.cmc, dtype=np.float64), int(out.n_valid_query))
+    """CMC, mAP and mINP of `distmat` under the Market-1501 protocol (`models.metrics.evaluate_rank`)."""
+    return evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
 
 
 def rerank_distances(query: np.ndarray, gallery: np.ndarray, mode: str = "exact", *, k1: int = 20,

@@ -10,7 +10,8 @@
 from models.rerank._common import unit_distances
 from models.rerank.crossmodal import crossmodal_rerank, image_neighbours
 from models.rerank.exact import k_reciprocal_exact
-from models.rerank.incremental import ExactNeighbours, GalleryIndex
+from models.rerank.incremental import GalleryIndex
+from models.rerank.neighbours import ExactNeighbours
 from models.rerank.reference import k_reciprocal_reference
 
 __all__ = [

@@ -29,7 +29,7 @@ import numpy as np
 
 from models.errors import InvalidInputError, require
 from models.rerank._common import safe_max
-from models.rerank.incremental import sort_lists
+from models.rerank.neighbours import sort_lists
 
 _SEARCH_ROWS = 4096
 

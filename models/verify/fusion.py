@@ -21,6 +21,8 @@ import numpy as np
 from models.errors import InvalidInputError
 from models.rerank import k_reciprocal_exact
 
+DEFAULT_ALPHA = 0.2  # MUSE's weight of the judge in d' = (1-α)·d + α·2μ; the one definition of α≈0.2
+
 
 def shortlist_indices(distances: np.ndarray, top_k: int = 10) -> np.ndarray:
     """(Q, min(K, G)) int64 indices of each row's K smallest distances, ascending, ties by index."""
@@ -30,7 +32,7 @@ def shortlist_indices(distances: np.ndarray, top_k: int = 10) -> np.ndarray:
 
 
 def fuse_mu(distances: np.ndarray, mu: np.ndarray, indices: np.ndarray | None = None,
-            alpha: float = 0.2) -> np.ndarray:
+            alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     """``d' = (1-α)·d + α·2μ`` on the judged entries of each row; every other entry is unchanged.
 
     Args:
@@ -80,7 +82,7 @@ def fuse_and_rerank(
     g_g: np.ndarray,
     mu: np.ndarray,
     indices: np.ndarray | None = None,
-    alpha: float = 0.2,
+    alpha: float = DEFAULT_ALPHA,
     k1: int = 20,
     k2: int = 6,
     lambda_value: float = 0.3,
