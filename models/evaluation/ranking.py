@@ -2,7 +2,7 @@
 
 numpy in, numpy out. Shapes: Q queries, G gallery items, D embedding dimension.
 
-Two-stage ranking, as the edge and the hub do it (DESIGN.md §2): stage 1 ranks the whole gallery
+Two-stage ranking, as the edge and the hub do it (docs/architecture.md §2): stage 1 ranks the whole gallery
 and keeps each query's K nearest *valid* gallery items (the short list; gallery items that the
 protocol ignores for that query — same identity on the same camera — are skipped, so recall@K equals
 stage 1's CMC at rank K); stage 2 re-scores only the short list. The fused ranking keeps stage 2's

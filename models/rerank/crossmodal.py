@@ -1,4 +1,4 @@
-"""Cross-modal neighbour re-ranking for text queries (DESIGN.md §2, after TextReID).
+"""Cross-modal neighbour re-ranking for text queries (docs/architecture.md §2, after TextReID).
 
 For a text query t and an image candidate g: A = t's k most similar images (by text-image
 similarity), B = g's k nearest images (by image-image similarity, g itself included). The

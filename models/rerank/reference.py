@@ -1,6 +1,6 @@
 """k-reciprocal re-ranking (Zhong et al., CVPR 2017), written for clarity: the slow oracle.
 
-Every step is a plain loop that reads like DESIGN.md §2; the fast implementations in
+Every step is a plain loop that reads like docs/architecture.md §2; the fast implementations in
 ``exact.py`` and ``incremental.py`` are tested against this one. Do not use it on more than a
 few thousand items: it holds several dense (Q+G, Q+G) float64 matrices.
 

@@ -1,6 +1,6 @@
 """The one interface every judge implements: μ = P(different person) for (query, candidate) pairs.
 
-A judge is stage two of DESIGN §2. Given pairs of BGR uint8 person crops it returns one float per
+A judge is stage two of docs/architecture.md §2. Given pairs of BGR uint8 person crops it returns one float per
 pair, μ in [0, 1]: 0 means "certainly the same person", 1 "certainly different". μ is what
 `models.verify.fusion` mixes into the distance matrix as ``d' = (1-α)·d + α·2μ``.
 

@@ -1,6 +1,6 @@
 """μ-distance fusion (MUSE), k-reciprocal re-ranking again, and a decision per short list.
 
-DESIGN §2: the judge's μ = P(different) for the top-K candidates of each query is mixed into the
+docs/architecture.md §2: the judge's μ = P(different) for the top-K candidates of each query is mixed into the
 distance matrix, ``d' = (1-α)·d + α·2μ`` on those K entries only (α≈0.2, K≈10), and the fused
 matrix is re-ranked with k-reciprocal re-ranking (`models.rerank.k_reciprocal_exact`). ``2μ`` is in
 [0, 2], the range of a cosine distance, so `d` should be the cosine distance ``1 - cos`` of

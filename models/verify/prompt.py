@@ -1,4 +1,4 @@
-"""The MUSE-style "same person?" prompt every judge backend renders (DESIGN §2, "The MLLM judge").
+"""The MUSE-style "same person?" prompt every judge backend renders (docs/architecture.md §2, stage two).
 
 One chat turn made of five parts, in this order:
 

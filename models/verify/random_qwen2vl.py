@@ -1,6 +1,6 @@
 """A randomly initialised Qwen2-VL and an offline processor, for tests and throughput benchmarks.
 
-No MLLM weights exist on these machines and no hub can be reached (DESIGN §6), so the
+No MLLM weights exist on these machines and no hub can be reached (docs/architecture.md §6), so the
 `transformers` judge is exercised with a model built from a `Qwen2VLConfig` with random weights and
 a processor made locally: a word-level `tokenizers` model (whose vocabulary holds every word of the
 judge prompt, "Yes", "No" and Qwen's special tokens) wrapped in `PreTrainedTokenizerFast`, a

@@ -1,6 +1,6 @@
 """Judge without an MLLM: re-score pairs with a larger Re-ID model, or an ensemble of them.
 
-This keeps every machine two-stage (DESIGN §2): where no MLLM is available the hub re-scores the
+This keeps every machine two-stage (docs/architecture.md §2): where no MLLM is available the hub re-scores the
 edge's short list with stronger Re-ID models than the edge runs (default Intel 0277 + 0286, against
 0288 at the edge).
 

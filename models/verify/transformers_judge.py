@@ -9,7 +9,7 @@ last position is the first generated position for every row; if a processor igno
 side, the last non-padding position of each row is gathered instead.
 
 Not implemented: caching the query's image tokens (a KV-cache prefix) across its candidates
-(DESIGN §2 allows it). Every pair re-encodes the query image; with 280×140 images (50 tokens each
+(docs/architecture.md §2 allows it). Every pair re-encodes the query image; with 280×140 images (50 tokens each
 on Qwen2-VL) the prompt is ~170 tokens, so a batch of 10 candidates is one short prefill.
 
 Accuracy cannot be measured on these machines: no MLLM weights exist here, and the tests run a tiny
