@@ -1,8 +1,9 @@
 """Crop files on the hub: reference photos of identities and the best crop of each sighting.
 
 Layout ``<root>/<kind>/<shard>/<name>.jpg`` (shard: two hex digits of the name's SHA-256); the
-store keeps paths relative to `root`. A write goes to a fsynced temporary file renamed into place,
-so a crash leaves at worst an unreferenced file, never a row naming a half-written one. A name is
+store keeps paths relative to `root`. A write goes to a fsynced temporary file renamed into place
+(`persist.durable`), so a crash leaves at worst an unreferenced file, never a row naming a half-written
+one. A name is
 chosen by the caller: a sighting's is derived from its short list's idempotency key, so processing
 the same short list twice writes the same file.
 """
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import uuid
 from pathlib import Path
 
 from models.errors import InvalidInputError
+from persist.durable import write_durably
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -43,21 +44,7 @@ class CropFiles:
         relpath = f"{kind}/{shard}/{name}.jpg"
         path = self.root / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(jpeg)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_durably(path, bytes(jpeg))
         return relpath
 
     def path(self, relpath: str) -> Path:

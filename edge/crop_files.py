@@ -3,10 +3,11 @@
 Layout: ``<crops_dir>/<shard>/<name>.jpg``, where the shard is two hex digits of the tracklet id's
 SHA-256; paths relative to ``crops_dir`` are what the store's ``crops`` table holds.
 
-Durability: a crop goes to a temporary ``.<name>.part`` file, is fsynced, renamed into place and its
-folder fsynced *before* the row naming it commits (the store's side); files are unlinked only *after*
-their rows are gone. A crash thus never leaves a row pointing at a missing file, only unreferenced
-files and ``.part`` leftovers, which `scan_crops_dir` (run by the store's sweep on every open) finds.
+Durability: a crop goes to a temporary ``.<name>.<random>.part`` file (`persist.durable`), is fsynced,
+renamed into place and its folder fsynced *before* the row naming it commits (the store's side); files
+are unlinked only *after* their rows are gone. A crash thus never leaves a row pointing at a missing
+file, only unreferenced files and ``.part`` leftovers, which `scan_crops_dir` (run by the store's sweep
+on every open) finds.
 Database and crops folder carry the same store id (``meta`` table, ``.store-id`` file), so a wrong
 pairing is refused instead of swept, and an exclusive ``flock`` on ``<crops_dir>/.lock`` (released by
 the kernel if the process dies) makes one open store the only owner of the folder.
@@ -25,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.sqlite_util import write_transaction
 from models.errors import CrossviewError, InvalidInputError
 from models.types import Crop
+from persist.durable import TEMP_SUFFIX, fsync_dir, write_durably
+from persist.sqlite import write_transaction
 
 try:
     import fcntl
@@ -73,24 +75,6 @@ def to_jpeg(item: CropLike, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write via a fsynced `.<name>.part` file renamed over `path`; the caller fsyncs the folder."""
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_crop_files(crops_dir: Path, tracklet_id: str, blobs: list[bytes]) -> list[tuple[str, int]]:
     """Write each blob durably under a fresh name; returns (path relative to `crops_dir`, size) per blob."""
     digest = hashlib.sha256(tracklet_id.encode()).hexdigest()
@@ -103,7 +87,7 @@ def write_crop_files(crops_dir: Path, tracklet_id: str, blobs: list[bytes]) -> l
     try:
         for rank, blob in enumerate(blobs):
             name = f"{digest[:16]}-{token}-{rank}.jpg"
-            write_durably(shard / name, blob)
+            write_durably(shard / name, blob, sync_dir=False)
             written.append((f"{shard.name}/{name}", len(blob)))
         fsync_dir(shard)
     except BaseException:
@@ -129,7 +113,7 @@ def scan_crops_dir(crops_dir: Path) -> tuple[set[str], int]:
         if not (shard.is_dir() and SHARD.fullmatch(shard.name)):
             continue
         for entry in shard.iterdir():
-            if entry.name.endswith(".part"):
+            if entry.name.endswith(TEMP_SUFFIX):
                 entry.unlink(missing_ok=True)
                 temps += 1
             elif entry.name.endswith(".jpg"):
@@ -152,7 +136,6 @@ def bind_store_id(conn: sqlite3.Connection, crops_dir: Path, db_path: Path) -> N
     has_crops = conn.execute("SELECT 1 FROM crops LIMIT 1").fetchone() is not None
     if row is not None and folder_id is None and not has_crops:
         write_durably(marker, row[0].encode())
-        fsync_dir(crops_dir)
     elif row is None or row[0] != folder_id:
         raise CropsFolderMismatchError(
             f"{crops_dir} is not the crops folder of {db_path} (store ids: folder {folder_id}, "

@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge.sqlite_util import migrate, open_database, write_transaction
 from models.errors import InvalidInputError
 from models.rerank import GalleryIndex
 from models.rerank.adaptive import rerank_k1
 from models.types import Embeddings
+from persist.sqlite import SqliteDatabase, write_transaction
 from protos.codec import vector_from_proto
 from protos.crossview.v1 import hub_to_edge_pb2
 
@@ -131,7 +130,7 @@ def decode_delta(msg: hub_to_edge_pb2.GalleryDelta, model_fingerprint: str, dim:
                          tuple(msg.removals), bool(msg.full_snapshot))
 
 
-class EdgeGallery:
+class EdgeGallery(SqliteDatabase):
     """The gallery synced from the hub, persisted at `path`; see the module docstring.
 
     Args:
@@ -148,35 +147,21 @@ class EdgeGallery:
             raise InvalidInputError(f"model_fingerprint: expected a non-empty string, got {model_fingerprint!r}")
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise InvalidInputError(f"dim: expected a positive int, got {dim!r}")
-        self.path = Path(path)
         self.model_fingerprint = model_fingerprint
         self.dim = dim
         self._rerank_kwargs = dict(rerank_kwargs)
         self.rerank_min_identities = int(rerank_min_identities)
         self._k1_max = GalleryIndex(**self._rerank_kwargs).k1  # also rejects bad parameters before the file
         self._k1: int | None = None  # re-ranking's k1 for the gallery as it is; None: off
-        self._lock = threading.RLock()
-        self._conn = open_database(self.path)
+        super().__init__(path)
         try:
-            migrate(self._conn, "gallery", _MIGRATIONS)
+            self._migrate("gallery", _MIGRATIONS)
             self._adopt_model()
             self._version = int(self._meta("version") or 0)
             self._rebuild_index()
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
-
-    # -- lifecycle
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> EdgeGallery:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- reading
 

@@ -9,14 +9,13 @@ outbox key). Dead letters are outbox entries the hub REJECTED: kept here for an 
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from edge.outbox import Entry
-from edge.sqlite_util import migrate, open_database, write_transaction
+from persist.sqlite import SqliteDatabase, write_transaction
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class DeadLetter:
     time_s: float
 
 
-class LinkState:
+class LinkState(SqliteDatabase):
     """The link's durable state (SQLite, WAL): the last processed hub sequence and the dead letters."""
 
     _MIGRATIONS: ClassVar[list[list[str]]] = [[
@@ -38,14 +37,12 @@ class LinkState:
     ]]
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn = open_database(self.path)
-        migrate(self._conn, "link", self._MIGRATIONS)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        super().__init__(path)
+        try:
+            self._migrate("link", self._MIGRATIONS)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def last_hub_sequence(self) -> int:

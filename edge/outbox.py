@@ -24,15 +24,14 @@ Threads: one connection and one lock, as in the store.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.sqlite_util import migrate, open_database, write_transaction
 from edge.store import UnknownIdError
 from models.errors import InvalidInputError
+from persist.sqlite import SqliteDatabase, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ def _entry(row: tuple) -> Entry:
                  None if last_attempt is None else float(last_attempt))
 
 
-class Outbox:
+class Outbox(SqliteDatabase):
     """Durable FIFO of messages for the hub, keyed for idempotency. See the module docstring."""
 
     def __init__(self, path: Path, *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
@@ -86,26 +85,14 @@ class Outbox:
             raise InvalidInputError(f"max_payload_bytes: expected >= 1, got {max_payload_bytes}")
         if remember_acked < 0:
             raise InvalidInputError(f"remember_acked: expected >= 0, got {remember_acked}")
-        self.path = Path(path)
         self.max_payload_bytes = max_payload_bytes
         self.remember_acked = remember_acked
-        self._lock = threading.RLock()
-        self._conn = open_database(self.path)
+        super().__init__(path)
         try:
-            migrate(self._conn, "outbox", _MIGRATIONS)
+            self._migrate("outbox", _MIGRATIONS)
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> Outbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def put(self, kind: str, payload: bytes, idempotency_key: str | None = None) -> str:
         """Queue a message; returns its key. A key already queued or recently acked stores nothing."""

@@ -15,8 +15,8 @@ the kernel if the process dies) makes this the only open store on that folder.
 
 Threads: one connection behind one re-entrant lock held by every public method; share a store freely.
 
-Modules: the SQLite plumbing (``open_database``, ``write_transaction``, ``migrate``), shared with the
-outbox, lives in `edge.sqlite_util`; the crop files (durable writes, the sweep's scan, the folder lock,
+Modules: the SQLite plumbing (connection, write transactions, migrations), shared with every store,
+lives in `persist.sqlite`; the crop files (durable writes, the sweep's scan, the folder lock,
 store-id pairing, JPEG encoding) in `edge.crop_files`. Their errors are importable from here too.
 
 Layout: crop paths have their own table (one row per file) so orphan checks and byte counts are
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,10 +47,10 @@ from edge.crop_files import (
 )
 from edge.crop_files import CropsFolderMismatchError as CropsFolderMismatchError  # re-exported (API)
 from edge.crop_files import StoreLockedError as StoreLockedError  # re-exported (API)
-from edge.sqlite_util import SchemaVersionError as SchemaVersionError  # re-exported (API)
-from edge.sqlite_util import migrate, open_database, write_transaction
 from models.errors import CrossviewError, InvalidInputError
 from models.types import Embeddings, Tracklet
+from persist.sqlite import SchemaVersionError as SchemaVersionError  # re-exported (API)
+from persist.sqlite import SqliteDatabase, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +149,7 @@ class StoreStats:
 
 # ---------------------------------------------------------------- the store
 
-class TrackletStore:
+class TrackletStore(SqliteDatabase):
     """SQLite (WAL) store of an edge's tracklets with their best crops as JPEG files under `crops_dir`.
 
     `crops_dir` defaults to ``<path>.crops`` next to the database. See the module docstring for the
@@ -159,42 +158,31 @@ class TrackletStore:
 
     def __init__(self, path: Path, crops_dir: Path | None = None, *, jpeg_quality: int = 90,
                  clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
+        path = Path(path)
         self._clock = clock
-        self.crops_dir = Path(crops_dir) if crops_dir is not None else self.path.with_name(self.path.name + ".crops")
+        self.crops_dir = Path(crops_dir) if crops_dir is not None else path.with_name(path.name + ".crops")
         if not 1 <= jpeg_quality <= 100:
             raise InvalidInputError(f"jpeg_quality: expected 1..100, got {jpeg_quality}")
         self.jpeg_quality = jpeg_quality
-        self._lock = threading.RLock()
         self.crops_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_folder(self.crops_dir)
         try:
-            self._conn = open_database(self.path)
-            migrate(self._conn, "store", _MIGRATIONS)
+            super().__init__(path)
+        except BaseException:
+            unlock_folder(self._lock_fd)
+            raise
+        try:
+            self._migrate("store", _MIGRATIONS)
             bind_store_id(self._conn, self.crops_dir, self.path)
             self.last_sweep = self.sweep()
         except BaseException:
-            if hasattr(self, "_conn"):
-                self._conn.close()
-            unlock_folder(self._lock_fd)
+            self.close()
             raise
-        self._closed = False
 
-    # -- lifecycle
+    # -- lifecycle (close and `with` come from SqliteDatabase)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._conn.close()
-            unlock_folder(self._lock_fd)
-
-    def __enter__(self) -> TrackletStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _release(self) -> None:
+        unlock_folder(self._lock_fd)
 
     # -- cameras
 

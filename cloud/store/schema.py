@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from models.errors import CrossviewError
+from persist.sqlite import SCHEMA_VERSION_DDL as SCHEMA_VERSION_DDL  # re-exported (tests build old schemas)
+from persist.sqlite import SchemaVersionError as SchemaVersionError  # re-exported (API)
+from persist.sqlite import run_migrations
 
 
 @dataclass(frozen=True)
@@ -237,14 +239,7 @@ _V4 = (
 
 MIGRATIONS: tuple[tuple[str | Only, ...], ...] = (_V1, _V2, _V3, _V4)
 
-SCHEMA_VERSION_DDL = (
-    "CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version BIGINT NOT NULL)"
-)
 COMPONENT = "hub"
-
-
-class SchemaVersionError(CrossviewError):
-    """The database was written by a newer crossview than this one."""
 
 
 class Tx:
@@ -264,20 +259,16 @@ class Tx:
 
 
 def migrate(tx: Tx, dialect: Dialect) -> int:
-    """Bring the hub's tables to the newest schema version inside the caller's transaction."""
-    tx.execute(SCHEMA_VERSION_DDL)
-    row = tx.one("SELECT version FROM schema_version WHERE component = ?", (COMPONENT,))
-    current = int(row[0]) if row else 0
-    if current > len(MIGRATIONS):
-        raise SchemaVersionError(f"hub schema is version {current}; this crossview knows up to "
-                                 f"{len(MIGRATIONS)}: upgrade crossview")
-    for steps in MIGRATIONS[current:]:
-        for ddl in steps:
-            if isinstance(ddl, Only):
-                if ddl.dialect != dialect.name:
-                    continue
-                ddl = ddl.ddl
-            tx.execute(dialect.render(ddl))
-    tx.execute("INSERT INTO schema_version (component, version) VALUES (?, ?) ON CONFLICT (component) "
-               "DO UPDATE SET version = excluded.version", (COMPONENT, len(MIGRATIONS)))
-    return len(MIGRATIONS)
+    """Bring the hub's tables to the newest schema version inside the caller's transaction.
+
+    The runner is `persist.sqlite.run_migrations`, the edge stores' too; this adds the dialect.
+    """
+
+    def render(ddl: str | Only) -> str | None:
+        if isinstance(ddl, Only):
+            if ddl.dialect != dialect.name:
+                return None
+            ddl = ddl.ddl
+        return dialect.render(ddl)
+
+    return run_migrations(tx.execute, COMPONENT, MIGRATIONS, render)

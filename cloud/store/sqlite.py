@@ -1,6 +1,7 @@
 """The default hub store: one SQLite file in WAL mode.
 
 One connection, guarded by a lock: the hub's writes are small and SQLite serialises writers anyway.
+The connection and its pragmas come from `persist.sqlite` (as the edge stores'):
 ``synchronous=FULL`` makes every acknowledged write (a short list's verdict, a queued message)
 survive a power cut, not only a killed process. For several hub replicas use the PostgreSQL store.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from cloud.store.base import StoreError
 from cloud.store.schema import SQLITE, Tx, migrate
 from cloud.store.sql import SqlHubStore
+from persist.sqlite import open_database
 
 
 class SqliteHubStore(SqlHubStore):
@@ -24,16 +26,9 @@ class SqliteHubStore(SqlHubStore):
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+        self._conn: sqlite3.Connection | None = open_database(self.path, timeout_s=busy_timeout_s, error=StoreError)
         try:
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: expected journal mode wal, got {mode} (a network share?)")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
             with self._transaction() as tx:
                 migrate(tx, SQLITE)
         except BaseException:
@@ -45,11 +40,11 @@ class SqliteHubStore(SqlHubStore):
         return self._conn.execute(sql, params)
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Tx]:
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[Tx]:
         with self._lock:
             if self._conn is None:
                 raise StoreError(f"{self.path}: the store is closed")
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(begin)
             try:
                 yield Tx(self._execute)
                 self._conn.execute("COMMIT")
@@ -57,6 +52,9 @@ class SqliteHubStore(SqlHubStore):
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+
+    def _reading(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._transaction("BEGIN")  # deferred: a read takes no write lock
 
     def close(self) -> None:
         with self._lock:
