@@ -10,50 +10,18 @@ that runtime is asked for.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from typing import Any
 
-from models.embed.base import Embedder, EmbedderConfigError, l2_normalise
+from models.embed.base import Embedder, l2_normalise
 from models.embed.preprocess import preprocess, preprocess_crops, validate_crops
+from models.embed.registry import (
+    DEFAULT_RUNTIME,
+    RUNTIMES,
+    EmbedderConfigError,
+    runtime_class,
+    runtimes_for_format,
+)
 from models.zoo import get_spec
-
-#: runtime name -> "module:Class", imported on first use
-RUNTIMES: dict[str, str] = {
-    "onnxruntime": "models.embed.onnxruntime:OnnxRuntimeEmbedder",
-    "openvino": "models.embed.openvino:OpenVinoEmbedder",
-    "torch": "models.embed.torch:TorchEmbedder",
-    "tensorrt": "models.embed.tensorrt:TensorRTEmbedder",
-}
-
-#: the runtime used when none is named, by model format
-DEFAULT_RUNTIME: dict[str, str] = {
-    "openvino": "openvino",
-    "onnx": "onnxruntime",
-}
-
-
-def _unknown_runtime(runtime: str) -> EmbedderConfigError:
-    close = difflib.get_close_matches(runtime, RUNTIMES, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return EmbedderConfigError(
-        f"unknown embedding runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}{hint}"
-    )
-
-
-def runtime_class(runtime: str) -> type[Embedder]:
-    """The Embedder subclass registered as `runtime` (imports its module, not its library)."""
-    try:
-        target = RUNTIMES[runtime]
-    except (KeyError, TypeError):
-        raise _unknown_runtime(str(runtime)) from None
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def runtimes_for_format(model_format: str) -> list[str]:
-    """Names of the runtimes that can open a model of `model_format` ("onnx", "openvino", ...)."""
-    return [name for name in RUNTIMES if model_format in runtime_class(name).formats]
 
 
 def create_embedder(model: str, runtime: str | None = None, **kwargs: Any) -> Embedder:

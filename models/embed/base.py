@@ -26,15 +26,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from models.embed.preprocess import preprocess, validate_crops
+from models.embed.registry import EmbedderConfigError, runtimes_for_format
 from models.errors import CrossviewError
 from models.types import Embeddings
 from models.zoo import ModelSpec, get_spec, resolve_model
 
 _NORM_EPS = 1e-12
-
-
-class EmbedderConfigError(CrossviewError, ValueError):
-    """A runtime that does not exist, cannot open this model's format, or lacks the asked device."""
 
 
 class Embedder(ABC):
@@ -129,8 +126,6 @@ class Embedder(ABC):
             )
         if self.spec.format in self.formats:
             return
-        from models.embed import runtimes_for_format  # the registry imports this module
-
         able = runtimes_for_format(self.spec.format)
         hint = (f"runtimes that can run it: {', '.join(able)}" if able
                 else "no embedding runtime can run it")
