@@ -15,11 +15,13 @@ session manager uses that to push deltas to connected edges.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -106,12 +108,20 @@ class Embedders:
         return np.asarray(vectors, dtype=np.float32).reshape(len(images), -1)
 
 
+@dataclass(frozen=True)
+class _KeptMatrix:
+    version: int
+    rows: dict[str, np.ndarray]  # identity id -> its row, in version order
+    matrix: GalleryMatrix
+
+
 class Gallery:
     """Identities and their reference crops and vectors, versioned in `store`."""
 
     def __init__(self, store: HubStore, crops: CropFiles, embedders: Embedders, *,
                  clock: Callable[[], float] = time.time, max_delta_bytes: int = 1 << 20,
-                 max_photo_bytes: int = DEFAULT_MAX_PHOTO_BYTES, page_size: int = 256) -> None:
+                 max_photo_bytes: int = DEFAULT_MAX_PHOTO_BYTES, page_size: int = 256,
+                 reference_cache_size: int = 1024) -> None:
         self.store, self.crops, self.embedders = store, crops, embedders
         self._clock = clock
         self.max_delta_bytes = max_delta_bytes
@@ -119,7 +129,10 @@ class Gallery:
         self._page_size = page_size
         self._listeners: list[Callable[[int], None]] = []
         self._lock = threading.Lock()
-        self._matrices: dict[str, tuple[int, GalleryMatrix]] = {}
+        self._matrices: dict[str, _KeptMatrix] = {}
+        self.reference_cache_size = reference_cache_size
+        self._references: collections.OrderedDict[tuple[str, int | None, int | None], tuple[np.ndarray, ...]] = \
+            collections.OrderedDict()
 
     # ------------------------------------------------------------------ change notification
     def add_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
@@ -297,38 +310,65 @@ class Gallery:
                 self.ensure_fingerprint(fingerprint)
 
     # ------------------------------------------------------------------ reading
-    def reference_images(self, identity_id: str, limit: int | None = None) -> list[np.ndarray]:
-        """The identity's reference crops (BGR), oldest first; unreadable files are skipped."""
-        images = []
+    def reference_images(self, identity_id: str, limit: int | None = None, *,
+                         version: int | None = None) -> list[np.ndarray]:
+        """The identity's reference crops (BGR, read-only when cached), oldest first; unreadable files
+        are skipped. With the identity's `version` (`IdentityRecord.version`, which every change of the
+        identity bumps) the decoded crops are kept, the last `reference_cache_size` identities' worth."""
+        key = (identity_id, version, limit)
+        if version is not None:
+            with self._lock:
+                cached = self._references.get(key)
+                if cached is not None:
+                    self._references.move_to_end(key)
+                    return list(cached)
+        images, complete = [], True
         for ref in self.store.reference_crops(identity_id)[:limit]:
             try:
                 images.append(codec.jpeg_to_image(self.crops.read(ref.path), self.max_photo_bytes))
             except (OSError, InvalidInputError) as exc:
+                complete = False  # perhaps passing: not kept
                 log.warning("reference crop %s of %s unreadable: %s", ref.path, identity_id, exc)
+        if version is not None and complete and self.reference_cache_size:
+            for image in images:
+                image.flags.writeable = False  # shared by every later caller
+            with self._lock:
+                self._references[key] = tuple(images)
+                while len(self._references) > self.reference_cache_size:
+                    self._references.popitem(last=False)
         return images
 
     def matrix(self, fingerprint: str) -> GalleryMatrix:
-        """One L2-normalised mean vector per live identity with vectors of `fingerprint`."""
+        """One L2-normalised mean vector per live identity with vectors of `fingerprint`, in version order.
+
+        Kept per fingerprint and brought up to date from the identities changed since (a full read only
+        the first time, or when the store's history no longer reaches back to the kept version)."""
         version = self.store.gallery_version()
         with self._lock:
             cached = self._matrices.get(fingerprint)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-        ids, rows, after = [], [], 0
+        if cached is not None and cached.version == version:
+            return cached.matrix
+        if cached is None or cached.version > version or cached.version < self.store.gallery_floor():
+            rows: dict[str, np.ndarray] = {}
+            after, include_deleted = 0, False
+        else:
+            rows, after, include_deleted = dict(cached.rows), cached.version, True
         while True:
             page = self.store.gallery_entries(fingerprint, after_version=after, up_to_version=version,
-                                              include_deleted=False, limit=self._page_size)
+                                              include_deleted=include_deleted, limit=self._page_size)
             for entry in page:
-                if entry.vectors is not None and len(entry.vectors):
+                identity_id = entry.identity.identity_id
+                rows.pop(identity_id, None)  # a changed identity moves to its new version's place
+                if not entry.identity.deleted and entry.vectors is not None and len(entry.vectors):
                     mean = entry.vectors.mean(axis=0)
-                    ids.append(entry.identity.identity_id)
-                    rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+                    rows[identity_id] = mean / max(float(np.linalg.norm(mean)), 1e-12)
             if len(page) < self._page_size:
                 break
             after = page[-1].identity.version
-        matrix = GalleryMatrix(tuple(ids), np.asarray(rows, np.float32)) if rows else GalleryMatrix.empty()
+        matrix = (GalleryMatrix(tuple(rows), np.asarray(list(rows.values()), np.float32)) if rows
+                  else GalleryMatrix.empty())
         with self._lock:
-            self._matrices[fingerprint] = (version, matrix)
+            self._matrices[fingerprint] = _KeptMatrix(version, rows, matrix)
         return matrix
 
     def delta_since(self, version: int, fingerprint: str) -> list[hub_to_edge_pb2.GalleryDelta]:

@@ -88,7 +88,7 @@ class ShortListService:
         now = self._clock()
         summary = ShortListSummary(
             item.idempotency_key, item.edge_id, item.camera_id, item.tracklet_id, item.track_id, item.start_s,
-            item.end_s, len(item.crops), item.candidates, item.model_fingerprint, item.gallery_version,
+            item.end_s, len(item.jpegs), item.candidates, item.model_fingerprint, item.gallery_version,
             item.created_s)
         claim = self.store.claim_short_list(summary, now=now, lease_s=self.lease_s)
         if claim == "duplicate":
@@ -115,15 +115,16 @@ class ShortListService:
 
     def _decide(self, item: ShortListInput) -> ShortListOutcome:
         evidence = []
+        known = self.store.get_identities(identity_id for identity_id, _ in item.candidates)
         for identity_id, distance in item.candidates:
-            identity = self.store.get_identity(identity_id)
+            identity = known.get(identity_id)
             if identity is None or identity.deleted:
                 continue
-            evidence.append(CandidateEvidence(identity_id, distance,
-                                              self.gallery.reference_images(identity_id, self.max_reference_crops),
+            references = self.gallery.reference_images(identity_id, self.max_reference_crops, version=identity.version)
+            evidence.append(CandidateEvidence(identity_id, distance, references,
                                               item.cosine_distances.get(identity_id)))
-        request = VerifyRequest(item.crops, item.query_vector, evidence, self.gallery.matrix(item.model_fingerprint),
-                                item.model_fingerprint)
+        gallery = self.gallery.matrix(item.model_fingerprint)
+        request = VerifyRequest(item.crops, item.query_vector, evidence, gallery, item.model_fingerprint)
         result = self._verify(request)
 
         scores = result_scores(result)

@@ -29,8 +29,8 @@ class ShortListInput:
     track_id: int
     start_s: float
     end_s: float
-    crops: tuple[np.ndarray, ...]  # BGR uint8, best first
-    jpegs: tuple[bytes, ...]  # the same crops as sent
+    crops: tuple[np.ndarray, ...]  # BGR uint8, best first: the first `decoded_crops` of `jpegs` only
+    jpegs: tuple[bytes, ...]  # every crop as sent
     query_vector: np.ndarray  # (D,) float32
     model_fingerprint: str
     candidates: tuple[tuple[str, float], ...]  # (identity id, stage-1 distance), best first
@@ -59,10 +59,16 @@ def check_int64(name: str, value: int) -> None:
         raise InvalidInputError(f"{name}: expected 0..{MAX_INT64}, got {value}")
 
 
+DECODED_CROPS = 4  # the most the hub looks at: the judge reads 3 query crops (`DecisionPolicy.max_query_crops`)
+
+
 def decode_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, fingerprint: str, dim: int | None,
                       max_crop_bytes: int = codec.DEFAULT_MAX_CROP_BYTES, max_crops: int = 16,
-                      max_candidates: int = 100) -> ShortListInput:
-    """Validate and decode; InvalidInputError says what is wrong."""
+                      max_candidates: int = 100, decoded_crops: int = DECODED_CROPS) -> ShortListInput:
+    """Validate and decode; InvalidInputError says what is wrong.
+
+    Only the first `decoded_crops` crops are decoded into images; the others (kept as JPEG bytes) pass
+    every check short of decoding (`codec.check_jpeg`)."""
     check_id("short list: idempotency key", msg.idempotency_key)
     check_id("short list: camera id", msg.camera_id)
     check_id("short list: tracklet id", msg.tracklet_id)
@@ -84,7 +90,20 @@ def decode_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, fingerpri
     if len(msg.candidates) > max_candidates:
         raise InvalidInputError(f"short list: expected at most {max_candidates} candidates, "
                                 f"got {len(msg.candidates)}")
-    tracklet, candidates = codec.short_list_from_proto(msg, expected_dim=dim, expected_fingerprint=fingerprint,
+    head = msg
+    if len(msg.query_crops) > decoded_crops:
+        for i, crop in enumerate(msg.query_crops[decoded_crops:], start=decoded_crops):
+            try:
+                size = codec.check_jpeg(crop.jpeg, max_crop_bytes)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"query crop {i}: {exc}") from None
+            if (crop.height, crop.width) not in ((0, 0), size):
+                raise InvalidInputError(f"query crop {i}: expected {crop.width}x{crop.height} pixels as declared, "
+                                        f"got {size[1]}x{size[0]}")
+        head = edge_to_hub_pb2.ShortList()
+        head.CopyFrom(msg)
+        del head.query_crops[decoded_crops:]
+    tracklet, candidates = codec.short_list_from_proto(head, expected_dim=dim, expected_fingerprint=fingerprint,
                                                        max_crop_bytes=max_crop_bytes)
     assert tracklet.embedding is not None
     return ShortListInput(

@@ -152,6 +152,19 @@ def jpeg_to_image(
 ) -> np.ndarray:
     """Decode JPEG bytes into a BGR uint8 (H, W, 3) image, refusing empty, non-JPEG, truncated,
     oversized (in bytes or, read from the header before decoding, in pixels) and corrupt data."""
+    data = bytes(data) if isinstance(data, bytearray | memoryview) else data
+    check_jpeg(data, max_bytes, max_pixels=max_pixels)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise InvalidInputError("crop: expected a decodable JPEG, got corrupt data")
+    return image
+
+
+def check_jpeg(
+    data: bytes, max_bytes: int = DEFAULT_MAX_CROP_BYTES, *, max_pixels: int = DEFAULT_MAX_CROP_PIXELS
+) -> tuple[int, int]:
+    """(height, width) of JPEG bytes, after every check of `jpeg_to_image` short of decoding the image
+    (so corrupt entropy-coded data passes): for crops that are kept but not looked at."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidInputError(f"crop: expected JPEG bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -167,10 +180,7 @@ def jpeg_to_image(
     height, width = _jpeg_size(data)
     if height * width > max_pixels:
         raise InvalidInputError(f"crop: expected at most {max_pixels} pixels, got {width}x{height}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        raise InvalidInputError("crop: expected a decodable JPEG, got corrupt data")
-    return image
+    return height, width
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:

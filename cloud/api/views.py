@@ -24,19 +24,27 @@ def identity_view(record: IdentityRecord, counts: IdentityCounts | None) -> dict
 
 
 class Names:
-    """Display names of identities and sites of edges, each looked up once per request."""
+    """Display names of identities and sites of edges, each looked up once per request (`load` a
+    page's identities first: one query for all of them)."""
 
     def __init__(self, store: HubStore) -> None:
         self._store = store
         self._names: dict[str, str] = {}
         self._sites: dict[str, str] | None = None
 
+    def load(self, identity_ids: Iterable[str | None]) -> Names:
+        """Look up the names of `identity_ids` not yet known, in one store call."""
+        wanted = {i for i in identity_ids if i is not None and i not in self._names}
+        if wanted:
+            found = self._store.get_identities(wanted)
+            self._names.update((i, found[i].display_name if i in found else "") for i in wanted)
+        return self
+
     def name(self, identity_id: str | None) -> str:
         if identity_id is None:
             return ""
         if identity_id not in self._names:
-            record = self._store.get_identity(identity_id)
-            self._names[identity_id] = record.display_name if record is not None else ""
+            self.load([identity_id])
         return self._names[identity_id]
 
     def site(self, edge_id: str) -> str:
@@ -124,6 +132,7 @@ def hit_view(rank: int, hit: SearchHit, sighting: SightingRecord | None, names: 
 def search_view(outcome: SearchOutcome, store: HubStore) -> dict[str, Any]:
     names = Names(store)
     sightings = store.sightings_of_tracklets([(h.edge_id, h.tracklet_id) for h in outcome.hits])
+    names.load([s.identity_id for s in outcome.sightings] + [s.identity_id for s in sightings.values()])
     return {
         "job_id": outcome.job_id, "complete": outcome.complete,
         "sightings": [sighting_view(s, names) for s in outcome.sightings], "edges_asked": outcome.edges_asked,

@@ -10,7 +10,7 @@ filesystem (`cloud.crops`); the store keeps their paths.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
@@ -321,6 +321,10 @@ class HubStore(ABC):
 
     @abstractmethod
     def get_identity(self, identity_id: str) -> IdentityRecord | None: ...
+
+    @abstractmethod
+    def get_identities(self, identity_ids: Iterable[str]) -> dict[str, IdentityRecord]:
+        """The known ones of `identity_ids` (tombstoned included), by id; one query per few hundred ids."""
 
     @abstractmethod
     def list_identities(self, *, include_deleted: bool = False) -> list[IdentityRecord]: ...

@@ -1,7 +1,8 @@
 """`HubStore` written once in SQL that SQLite and PostgreSQL both run.
 
 A backend supplies `_transaction()`, a context manager yielding a `Tx` (placeholders are written
-`?`; the PostgreSQL backend rewrites them), and runs the migrations of `cloud.store.schema`.
+`?`; the PostgreSQL backend rewrites them), may supply `_reading()` for transactions that only read
+(SQLite opens those without the write lock), and runs the migrations of `cloud.store.schema`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -42,6 +43,9 @@ _IDENTITY_COLUMNS = "identity_id, display_name, watchlist_threshold, source, cre
 _TOKEN_COLUMNS = "token_id, edge_id, secret_hash, created_s, expires_s, revoked"
 _SHORT_LIST_COLUMNS = ("idempotency_key, edge_id, camera_id, tracklet_id, track_id, start_s, end_s, n_crops, "
                        "candidates, model_fingerprint, gallery_version, created_s")
+
+_IN_CHUNK = 500  # ids per "IN (...)" list: under SQLite's host-parameter limit on any build
+
 
 def _edge(row: tuple) -> EdgeRecord:
     return EdgeRecord(edge_id=row[0], site=row[1], model_fingerprint=row[2], embedding_dim=int(row[3]),
@@ -78,6 +82,10 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
 
     @abstractmethod
     def _transaction(self) -> contextlib.AbstractContextManager[Tx]: ...
+
+    def _reading(self) -> contextlib.AbstractContextManager[Tx]:
+        """A transaction that only reads: a backend may open it without taking the write lock."""
+        return self._transaction()
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -127,12 +135,12 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
         return _edge(row)
 
     def get_edge(self, edge_id: str) -> EdgeRecord | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one(f"SELECT {_EDGE_COLUMNS} FROM edges WHERE edge_id = ?", (edge_id,))
         return _edge(row) if row else None
 
     def list_edges(self) -> list[EdgeRecord]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             return [_edge(r) for r in tx.all(f"SELECT {_EDGE_COLUMNS} FROM edges ORDER BY edge_id")]
 
     def delete_edge(self, edge_id: str) -> bool:
@@ -148,12 +156,12 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
                         int(record.revoked)))
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one(f"SELECT {_TOKEN_COLUMNS} FROM edge_tokens WHERE token_id = ?", (token_id,))
         return _token(row) if row else None
 
     def list_tokens(self, edge_id: str) -> list[TokenRecord]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all(f"SELECT {_TOKEN_COLUMNS} FROM edge_tokens WHERE edge_id = ? ORDER BY created_s",
                           (edge_id,))
         return [_token(r) for r in rows]
@@ -281,30 +289,41 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
         return version, paths
 
     def get_identity(self, identity_id: str) -> IdentityRecord | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one(f"SELECT {_IDENTITY_COLUMNS} FROM identities WHERE identity_id = ?", (identity_id,))
         return _identity(row) if row else None
 
+    def get_identities(self, identity_ids: Iterable[str]) -> dict[str, IdentityRecord]:
+        wanted = sorted(set(identity_ids))
+        found: dict[str, IdentityRecord] = {}
+        with self._reading() as tx:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start:start + _IN_CHUNK]
+                rows = tx.all(f"SELECT {_IDENTITY_COLUMNS} FROM identities WHERE identity_id IN "
+                              f"({', '.join('?' * len(chunk))})", chunk)
+                found.update((r[0], _identity(r)) for r in rows)
+        return found
+
     def list_identities(self, *, include_deleted: bool = False) -> list[IdentityRecord]:
         where = "" if include_deleted else " WHERE deleted = 0"
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all(f"SELECT {_IDENTITY_COLUMNS} FROM identities{where} ORDER BY created_s, identity_id")
         return [_identity(r) for r in rows]
 
     def reference_crops(self, identity_id: str) -> list[ReferenceCrop]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all("SELECT crop_id, identity_id, path, created_s, sighting_id FROM reference_crops "
                           "WHERE identity_id = ? ORDER BY crop_id", (identity_id,))
         return [ReferenceCrop(int(r[0]), r[1], r[2], float(r[3]), r[4]) for r in rows]
 
     def get_embeddings(self, identity_id: str, fingerprint: str) -> np.ndarray | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one("SELECT n, dim, vectors FROM embeddings WHERE identity_id = ? AND fingerprint = ?",
                          (identity_id, fingerprint))
         return _vectors(*row) if row else None
 
     def identities_missing(self, fingerprint: str) -> list[str]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all("SELECT i.identity_id FROM identities i WHERE i.deleted = 0 AND EXISTS "
                           "(SELECT 1 FROM reference_crops c WHERE c.identity_id = i.identity_id) AND NOT EXISTS "
                           "(SELECT 1 FROM embeddings e WHERE e.identity_id = i.identity_id AND e.fingerprint = ?) "
@@ -312,19 +331,19 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
         return [r[0] for r in rows]
 
     def fingerprints(self) -> set[str]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all("SELECT model_fingerprint FROM edges WHERE model_fingerprint <> '' UNION "
                           "SELECT fingerprint FROM embeddings")
         return {r[0] for r in rows}
 
     def gallery_version(self) -> int:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one("SELECT version FROM gallery_state WHERE id = 1")
         assert row is not None
         return int(row[0])
 
     def gallery_floor(self) -> int:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one("SELECT floor FROM gallery_state WHERE id = 1")
         assert row is not None
         return int(row[0])
@@ -336,7 +355,7 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
     def gallery_entries(self, fingerprint: str, *, after_version: int, up_to_version: int,
                         include_deleted: bool, limit: int) -> list[GalleryEntry]:
         deleted = "" if include_deleted else " AND i.deleted = 0"
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all(
                 f"SELECT {', '.join('i.' + c.strip() for c in _IDENTITY_COLUMNS.split(','))}, e.n, e.dim, e.vectors "
                 "FROM identities i LEFT JOIN embeddings e ON e.identity_id = i.identity_id AND e.fingerprint = ? "
@@ -417,7 +436,7 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
         return CompletedShortList(sequence, sighting_id, alert_id)
 
     def get_short_list(self, idempotency_key: str) -> ShortListRecord | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             r = tx.one(f"SELECT {_SHORT_LIST_COLUMNS}, status, received_s, claimed_s FROM short_lists "
                        "WHERE idempotency_key = ?", (idempotency_key,))
         if r is None:
@@ -428,7 +447,7 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
         return ShortListRecord(summary, r[12], float(r[13]), float(r[14]))
 
     def count_short_lists(self, edge_id: str | None = None) -> int:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             if edge_id is None:
                 row = tx.one("SELECT COUNT(*) FROM short_lists")
             else:
@@ -437,7 +456,7 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
         return int(row[0])
 
     def get_verdict(self, idempotency_key: str) -> VerdictRecord | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             r = tx.one("SELECT idempotency_key, decision, identity_id, p_same, judge, scores, decided_s "
                        "FROM verdicts WHERE idempotency_key = ?", (idempotency_key,))
         if r is None:
@@ -456,7 +475,7 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
         return sequences
 
     def outgoing_after(self, edge_id: str, after_sequence: int, *, limit: int = 32) -> list[OutgoingMessage]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all("SELECT edge_id, sequence, kind, payload, created_s FROM outgoing WHERE edge_id = ? "
                           "AND sequence > ? ORDER BY sequence LIMIT ?", (edge_id, after_sequence, limit))
         return [OutgoingMessage(r[0], int(r[1]), r[2], bytes(r[3]), float(r[4])) for r in rows]
@@ -471,7 +490,7 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
         return count
 
     def count_outgoing(self, edge_id: str) -> int:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one("SELECT COUNT(*) FROM outgoing WHERE edge_id = ?", (edge_id,))
         assert row is not None
         return int(row[0])

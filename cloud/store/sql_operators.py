@@ -10,10 +10,13 @@ from cloud.store.schema import Tx
 
 
 class OperatorSql:
-    """Mixed into `SqlHubStore`; the backend supplies `_transaction()`."""
+    """Mixed into `SqlHubStore`; the backend supplies `_transaction()` and `_reading()`."""
 
     @abstractmethod
     def _transaction(self) -> contextlib.AbstractContextManager[Tx]: ...
+
+    @abstractmethod
+    def _reading(self) -> contextlib.AbstractContextManager[Tx]: ...
 
     # ------------------------------------------------------------------ operators (REST API)
     def save_operator(self, username: str, password_hash: str, *, now: float) -> bool:
@@ -28,12 +31,12 @@ class OperatorSql:
             return True
 
     def get_operator(self, username: str) -> OperatorRecord | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one("SELECT username, password_hash, created_s FROM operators WHERE username = ?", (username,))
         return OperatorRecord(row[0], row[1], float(row[2])) if row else None
 
     def list_operators(self) -> list[OperatorRecord]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all("SELECT username, password_hash, created_s FROM operators ORDER BY username")
         return [OperatorRecord(r[0], r[1], float(r[2])) for r in rows]
 
@@ -50,7 +53,7 @@ class OperatorSql:
                        (record.token_hash, record.username, record.created_s, record.expires_s))
 
     def get_operator_session(self, token_hash: str) -> OperatorSessionRecord | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one("SELECT token_hash, username, created_s, expires_s FROM operator_sessions "
                          "WHERE token_hash = ?", (token_hash,))
         return OperatorSessionRecord(row[0], row[1], float(row[2]), float(row[3])) if row else None

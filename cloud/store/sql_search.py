@@ -11,10 +11,13 @@ from cloud.store.schema import Tx
 
 
 class SearchSql:
-    """Mixed into `SqlHubStore`; the backend supplies `_transaction()`."""
+    """Mixed into `SqlHubStore`; the backend supplies `_transaction()` and `_reading()`."""
 
     @abstractmethod
     def _transaction(self) -> contextlib.AbstractContextManager[Tx]: ...
+
+    @abstractmethod
+    def _reading(self) -> contextlib.AbstractContextManager[Tx]: ...
 
     def create_search_job(self, record: SearchJobRecord) -> None:
         with self._transaction() as tx:
@@ -23,7 +26,7 @@ class SearchSql:
                                                   record.deadline_s, record.created_s))
 
     def get_search_job(self, job_id: str) -> SearchJobRecord | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one("SELECT job_id, hub_id, edge_ids, deadline_s, created_s FROM search_jobs WHERE job_id = ?",
                          (job_id,))
         if row is None:
@@ -42,7 +45,7 @@ class SearchSql:
             return True
 
     def search_results_after(self, job_id: str, after_id: int, *, limit: int = 100) -> list[StoredSearchResult]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all("SELECT result_id, edge_id, payload FROM search_results WHERE job_id = ? AND result_id > ? "
                           "ORDER BY result_id LIMIT ?", (job_id, after_id, limit))
         return [StoredSearchResult(int(r[0]), r[1], bytes(r[2])) for r in rows]

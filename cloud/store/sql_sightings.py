@@ -19,13 +19,16 @@ def _sighting(row: tuple) -> SightingRecord:
 
 
 class SightingSql:
-    """Mixed into `SqlHubStore`; the backend supplies `_transaction()`."""
+    """Mixed into `SqlHubStore`; the backend supplies `_transaction()` and `_reading()`."""
 
     @abstractmethod
     def _transaction(self) -> contextlib.AbstractContextManager[Tx]: ...
 
+    @abstractmethod
+    def _reading(self) -> contextlib.AbstractContextManager[Tx]: ...
+
     def get_sighting(self, sighting_id: int) -> SightingRecord | None:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             r = tx.one(f"SELECT {SIGHTING_COLUMNS}, sighting_id, created_s FROM sightings WHERE sighting_id = ?",
                        (sighting_id,))
         return _sighting(r) if r else None
@@ -38,7 +41,7 @@ class SightingSql:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all(f"SELECT {SIGHTING_COLUMNS}, sighting_id, created_s FROM sightings{where} "
                           "ORDER BY sighting_id DESC LIMIT ?", (*params, limit))
         return [_sighting(r) for r in rows]
@@ -53,7 +56,7 @@ class SightingSql:
     def sightings_of_tracklets(self, tracklets: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SightingRecord]:
         found: dict[tuple[str, str], SightingRecord] = {}
         wanted = sorted(set(tracklets))
-        with self._transaction() as tx:
+        with self._reading() as tx:
             for start in range(0, len(wanted), 200):
                 chunk = wanted[start:start + 200]
                 where = " OR ".join(["(edge_id = ? AND tracklet_id = ?)"] * len(chunk))
@@ -66,7 +69,7 @@ class SightingSql:
 
     def identity_counts(self, identity_id: str | None = None) -> dict[str, IdentityCounts]:
         where, params = ("AND i.identity_id = ?", (identity_id,)) if identity_id is not None else ("", ())
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all(
                 "SELECT i.identity_id, "
                 "(SELECT COUNT(*) FROM reference_crops c WHERE c.identity_id = i.identity_id), "
@@ -76,7 +79,7 @@ class SightingSql:
         return {r[0]: IdentityCounts(int(r[1]), int(r[2]), None if r[3] is None else float(r[3])) for r in rows}
 
     def alerts(self, *, after_id: int = 0, limit: int = 100) -> list[AlertRecord]:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             rows = tx.all("SELECT a.alert_id, a.identity_id, a.sighting_id, a.edge_id, a.camera_id, a.p_same, "
                           "a.created_s, s.start_s, s.end_s FROM alerts a "
                           "LEFT JOIN sightings s ON s.sighting_id = a.sighting_id "
@@ -86,6 +89,6 @@ class SightingSql:
                 for r in rows]
 
     def newest_alert_id(self) -> int:
-        with self._transaction() as tx:
+        with self._reading() as tx:
             row = tx.one("SELECT MAX(alert_id) FROM alerts")
         return int(row[0]) if row and row[0] is not None else 0

@@ -29,8 +29,9 @@ _BATCH = 100
 
 
 def _alerts(store: HubStore, after_id: int, limit: int) -> list[dict[str, Any]]:
-    names = Names(store)
-    return [alert_view(a, names) for a in store.alerts(after_id=after_id, limit=limit)]
+    rows = store.alerts(after_id=after_id, limit=limit)
+    names = Names(store).load(a.identity_id for a in rows)
+    return [alert_view(a, names) for a in rows]
 
 
 @router.get("/alerts", response_model=list[Alert])

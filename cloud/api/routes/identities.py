@@ -111,8 +111,9 @@ def identity_sightings(identity_id: str, request: Request,
     """The identity's latest `limit` sightings, oldest first."""
     store = hub_of(request).store
     live_identity(store, identity_id)
-    names = Names(store)
-    return [sighting_view(s, names) for s in reversed(store.sightings(identity_id=identity_id, limit=limit))]
+    rows = store.sightings(identity_id=identity_id, limit=limit)
+    names = Names(store).load([identity_id])
+    return [sighting_view(s, names) for s in reversed(rows)]
 
 
 @router.get("/identities/{identity_id}/timeline.png", response_class=Response,

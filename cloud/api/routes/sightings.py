@@ -29,10 +29,10 @@ def list_sightings(request: Request, identity_id: str | None = None, edge_id: st
     """Newest first. `unknown=true`: only the people nobody knew (no candidate confirmed, no new
     identity); promote one with ``POST /api/identities/from-sighting``."""
     store = hub_of(request).store
-    names = Names(store)
-    return [sighting_view(s, names) for s in store.sightings(identity_id=identity_id or None, edge_id=edge_id or None,
-                                                              camera_id=camera_id or None, unknown=unknown,
-                                                              limit=limit)]
+    rows = store.sightings(identity_id=identity_id or None, edge_id=edge_id or None, camera_id=camera_id or None,
+                           unknown=unknown, limit=limit)
+    names = Names(store).load(s.identity_id for s in rows)
+    return [sighting_view(s, names) for s in rows]
 
 
 @router.get("/sightings/{sighting_id}", response_model=Sighting)
