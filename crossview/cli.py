@@ -93,7 +93,7 @@ def detect(
     cfg = load_config(DetectConfig, config, [*(overrides or []), *([f"video={video}"] if video else [])])
     from tqdm import tqdm
 
-    from edge.run_detect import format_frame, format_summary, summarise_video
+    from crossview.run_detect import format_frame, format_summary, summarise_video
     from models.zoo import resolve_sample
 
     video = Path(cfg.video) if Path(cfg.video).exists() else resolve_sample(cfg.video)

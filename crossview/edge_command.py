@@ -191,7 +191,7 @@ def _unix_seconds(value: str | None) -> float | None:
 
 @dataclass
 class CameraConfig:
-    """One camera of `crossview edge run` (see `edge.cameras.CameraSpec` for the URIs)."""
+    """One camera of `crossview edge run` (see `edge.sources.cameras.CameraSpec` for the URIs)."""
 
     camera_id: str = ""
     uri: str = ""
@@ -226,7 +226,7 @@ def build_gallery_from_folder(folder: Path, embedder: Any) -> Any:
     """An in-memory gallery from `folder/<identity id>/*.jpg`: each crop one gallery vector."""
     import cv2
 
-    from edge.embed_worker import MemoryGallery
+    from edge.gallery import MemoryGallery
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -282,8 +282,8 @@ def run_command(config: Path | None, overrides: Sequence[str] = (), *, out: Text
     camera has ended or SIGINT/SIGTERM. Exit code: 0 clean, 1 some camera failed or short lists are
     still unacknowledged at exit, 2 bad configuration or a setup error."""
     from crossview.config import ConfigError, load_config
-    from edge.cameras import CameraSpec
-    from edge.sources import without_camera
+    from edge.sources.cameras import CameraSpec
+    from edge.sources.files import without_camera
 
     out = out or sys.stdout
     try:
@@ -384,9 +384,10 @@ def _hub_options(hub: HubConfig) -> dict[str, Any]:
     for name, value in files.items():
         if value is not None and not Path(value).is_file():
             raise CrossviewError(f"hub.{name}: {value} is not a file")
-    link_options = {name: Path(value) for name, value in files.items() if value is not None}
-    link_options.update(blur_faces=hub.blur_faces, heartbeat_s=hub.heartbeat_s)
-    return {"hub_target": hub.target, "hub_token": token, "link_options": link_options}
+    from edge.uplink.settings import HubLinkSettings
+
+    tls = {name: Path(value) for name, value in files.items() if value is not None}
+    return {"hub": HubLinkSettings(hub.target, token, blur_faces=hub.blur_faces, heartbeat_s=hub.heartbeat_s, **tls)}
 
 
 def _connect(node: Any, hub: HubConfig) -> None:

@@ -20,7 +20,7 @@ from typing import TextIO
 from tqdm import tqdm
 
 from edge.detect_track import DEFAULT_DETECTOR, PersonTracker
-from edge.sources import VideoFileSource
+from edge.sources.files import VideoFileSource
 from models.types import Detections
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edge.frames import Frame
+from edge.sources.frames import Frame
 from models.errors import CrossviewError, InvalidInputError, MissingDependencyError, ModelNotFoundError, require
 from models.types import Detections
 from models.zoo import get_spec, model_names, resolve_model
@@ -257,7 +257,7 @@ class PersonTracker:
         any track exists).
         """
         if not isinstance(frame, Frame):
-            raise InvalidInputError(f"frame: expected an edge.frames.Frame, got {type(frame).__name__}")
+            raise InvalidInputError(f"frame: expected an edge.sources.frames.Frame, got {type(frame).__name__}")
         try:
             result, state = self._track(frame.image, self._states.get(frame.camera_id, []),
                                         self.tracker_config_for(frame.camera_id))

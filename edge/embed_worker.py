@@ -7,13 +7,13 @@ embeds those crops in one call, and for each tracklet, in submission order:
 
 1. aggregates its crop vectors, quality-weighted (`edge.tracklets.aggregate`);
 2. stores tracklet, best crops and vector in the `TrackletStore` (one transaction);
-3. recalls it against the gallery (a `Recaller`: the synced `EdgeGallery`, or `MemoryGallery`): an
-   ordering distance and the plain cosine distance per gallery entry;
+3. recalls it against the gallery (a `Recaller`: the synced `EdgeGallery`, or `MemoryGallery`, both in
+   `edge.gallery`): an ordering distance and the plain cosine distance per gallery entry;
 4. applies the `ShortListPolicy` on P(same), the cosine distance through the edge model's calibration
    (the policy's, else the zoo's: `models.calibration.calibration_for`), the gallery's watchlist
    never crowded out;
 5. when candidates remain, puts a `ShortList` in the outbox (kind ``"short_list"``) under the
-   key ``shortlist/<edge id>/<tracklet id>/g<gallery version>``, built by `edge.hub_messages` (the
+   key ``shortlist/<edge id>/<tracklet id>/g<gallery version>``, built by `edge.uplink.messages` (the
    key and message the hub link's own short lists get), so redoing the work puts nothing twice.
    With `send_unmatched`, a tracklet no candidate passed for goes up too, with an empty candidate
    list: a hub that opens new identities (``DecisionPolicy(allow_new_identities=True)``) then gives
@@ -50,16 +50,15 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from edge.hub_messages import SHORT_LIST_KIND as SHORT_LIST_KIND  # re-exported: the outbox kind
-from edge.hub_messages import build_short_list
-from edge.hub_messages import short_list_key as short_list_key  # re-exported
-from edge.outbox import Outbox
 from edge.shortlist import Candidate, ShortListPolicy
-from edge.store import TrackletStore, UnknownIdError
+from edge.storage.store import TrackletStore, UnknownIdError
 from edge.tracklets import ClosedTracklet, aggregate
+from edge.uplink.messages import SHORT_LIST_KIND as SHORT_LIST_KIND  # re-exported: the outbox kind
+from edge.uplink.messages import short_list_key as short_list_key  # re-exported
+from edge.uplink.messages import short_list_payload
+from edge.uplink.outbox import Outbox
 from models.calibration import calibration_for
 from models.errors import CrossviewError, InvalidInputError
-from models.rerank import GalleryIndex, unit_distances
 from models.types import Crop, Embeddings, Tracklet
 
 log = logging.getLogger(__name__)
@@ -88,107 +87,6 @@ class CropEmbedder(Protocol):
     fingerprint: str
 
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings: ...
-
-
-class MemoryGallery:
-    """An in-memory gallery of identities (several vectors each), recalled with k-reciprocal re-ranking.
-
-    Args:
-        model_fingerprint: vectors of any other model are refused.
-        dim: vector dimension.
-        rerank: k-reciprocal re-ranking (`GalleryIndex`, k1/k2/lambda as in the paper); False gives
-            plain squared Euclidean distances of unit vectors (0..4).
-
-    Every change bumps `version`. Thread-safe.
-    """
-
-    def __init__(self, model_fingerprint: str, dim: int, *, rerank: bool = True, k1: int = 20, k2: int = 6,
-                 lambda_value: float = 0.3) -> None:
-        if not isinstance(model_fingerprint, str) or not model_fingerprint:
-            raise InvalidInputError(f"model_fingerprint: expected a non-empty string, got {model_fingerprint!r}")
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise InvalidInputError(f"dim: expected an integer >= 1, got {dim!r}")
-        self.model_fingerprint = model_fingerprint
-        self.dim = dim
-        self.rerank = rerank
-        self._params = (k1, k2, lambda_value)
-        self._lock = threading.Lock()
-        self._identities: list[str] = []  # per entry
-        self._vectors = np.zeros((0, dim), np.float32)
-        self._watchlist: dict[str, float] = {}
-        self._index: GalleryIndex | None = None
-        self._version = 0
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    @property
-    def size(self) -> int:
-        """Gallery entries (vectors), not identities."""
-        return len(self._identities)
-
-    def identities(self) -> list[str]:
-        with self._lock:
-            return sorted(set(self._identities))
-
-    def add(self, identity_id: str, vectors: Embeddings | np.ndarray, *,
-            watchlist_threshold: float | None = None) -> None:
-        """Add (N, D) or (D,) vectors of one identity; Embeddings must be of `model_fingerprint`."""
-        if not isinstance(identity_id, str) or not identity_id:
-            raise InvalidInputError(f"identity_id: expected a non-empty string, got {identity_id!r}")
-        if isinstance(vectors, Embeddings):
-            if vectors.model_fingerprint != self.model_fingerprint:
-                raise InvalidInputError(f"vectors: expected model fingerprint {self.model_fingerprint!r}, "
-                                        f"got {vectors.model_fingerprint!r}")
-            vectors = vectors.vectors
-        rows = np.asarray(vectors, dtype=np.float32)
-        rows = rows[None] if rows.ndim == 1 else rows
-        if rows.ndim != 2 or rows.shape[1] != self.dim or len(rows) == 0:
-            raise InvalidInputError(f"vectors: expected shape (N, {self.dim}) with N >= 1, got {np.shape(vectors)}")
-        norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        if not np.all(np.isfinite(rows)) or np.any(norms == 0):
-            raise InvalidInputError("vectors: expected finite, non-zero vectors")
-        with self._lock:
-            self._identities += [identity_id] * len(rows)
-            self._vectors = np.concatenate([self._vectors, rows / norms])
-            if watchlist_threshold is not None:
-                self._watchlist[identity_id] = float(watchlist_threshold)
-            self._index = None
-            self._version += 1
-
-    def watchlist_thresholds(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._watchlist)
-
-    def recall(self, vector: np.ndarray | Embeddings) -> tuple[list[str], np.ndarray]:
-        ids, order, _ = self.recall_scored(vector)
-        return ids, order
-
-    def recall_scored(self, vector: np.ndarray | Embeddings) -> tuple[list[str], np.ndarray, np.ndarray]:
-        if isinstance(vector, Embeddings):
-            if vector.model_fingerprint != self.model_fingerprint:
-                raise InvalidInputError(f"vector: expected model fingerprint {self.model_fingerprint!r}, "
-                                        f"got {vector.model_fingerprint!r}")
-            vector = vector.vectors
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if query.shape != (self.dim,):
-            raise InvalidInputError(f"vector: expected shape ({self.dim},), got {np.shape(vector)}")
-        with self._lock:
-            if not self._identities:
-                return [], np.zeros(0, np.float32), np.zeros(0, np.float32)
-            # 1 - cos, clipped as GalleryIndex.cosine_distances clips it: rounding can reach 2.0000002, which the
-            # hub refuses on the wire
-            cosine = np.minimum(unit_distances(query[None] / np.linalg.norm(query), self._vectors)[0] / 2.0,
-                                np.float32(2.0))
-            if not self.rerank:
-                return list(self._identities), cosine, cosine
-            if self._index is None:  # gallery-only work, once per version
-                k1, k2, lam = self._params
-                self._index = GalleryIndex(k1, k2, lam)
-                self._index.add(np.arange(len(self._identities)), self._vectors)
-            distances = self._index.query(query)[0]
-            return list(self._identities), distances, cosine
 
 
 @dataclass(frozen=True)
@@ -249,7 +147,7 @@ class EmbedWorker:
     `submit` blocks only when `queue_size` tracklets are waiting (back-pressure, never a drop).
     `on_result` is called on the worker thread after each tracklet is done (e.g. to wake a hub link).
     `clock` gives a short list's `created_at`; None (the default) uses the tracklet's end time, as
-    `edge.hub_messages.build_short_list` does, so a replay rebuilds byte-identical short lists.
+    `edge.uplink.messages.short_list_payload` does, so a replay rebuilds byte-identical short lists.
     `send_unmatched` also sends tracklets without candidates (an empty short list) to the hub.
     """
 
@@ -458,16 +356,24 @@ class EmbedWorker:
         return self._policy_cache[1]
 
     def _short_list(self, tracklet: Tracklet, candidates: list[Candidate], version: int) -> tuple[str, bytes]:
-        up = self.uplink
-        crops = tuple(_scaled(c, up.max_height) for c in tracklet.crops[: up.crops])
-        message = build_short_list(
-            Tracklet(tracklet.tracklet_id, tracklet.camera_id, tracklet.track_id, tracklet.start_s,
-                     tracklet.end_s, crops, tracklet.embedding),
-            candidates, edge_id=self.edge_id, model_fingerprint=self.embedder.fingerprint,
-            gallery_version=version, created_s=tracklet.end_s if self.clock is None else self.clock(),
-            max_bytes=self.outbox.max_payload_bytes, jpeg_quality=up.jpeg_quality,
-        )
-        return message.idempotency_key, message.SerializeToString()
+        return short_list_entry(tracklet, candidates, edge_id=self.edge_id,
+                                model_fingerprint=self.embedder.fingerprint, gallery_version=version,
+                                uplink=self.uplink, max_bytes=self.outbox.max_payload_bytes,
+                                created_s=tracklet.end_s if self.clock is None else self.clock())
+
+
+def short_list_entry(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[str, float]], *, edge_id: str,
+                     model_fingerprint: str, gallery_version: int, uplink: UplinkSettings, max_bytes: int,
+                     created_s: float | None = None) -> tuple[str, bytes]:
+    """(outbox key, payload) of a tracklet's short list as the worker queues it: its best `uplink.crops`
+    crops scaled to `uplink.max_height` and encoded at `uplink.jpeg_quality`, the worst dropped while the
+    message is over `max_bytes`; `created_s` defaults to the tracklet's end."""
+    crops = tuple(_scaled(c, uplink.max_height) for c in tracklet.crops[: uplink.crops])
+    return short_list_payload(
+        Tracklet(tracklet.tracklet_id, tracklet.camera_id, tracklet.track_id, tracklet.start_s, tracklet.end_s,
+                 crops, tracklet.embedding),
+        candidates, edge_id=edge_id, model_fingerprint=model_fingerprint, gallery_version=gallery_version,
+        created_s=created_s, max_bytes=max_bytes, jpeg_quality=uplink.jpeg_quality)
 
 
 def _scaled(crop: Crop, max_height: int) -> Crop:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import InvalidInputError
-from models.rerank import GalleryIndex
+from models.rerank import GalleryIndex, unit_distances
 from models.rerank.adaptive import rerank_k1
 from models.types import Embeddings
 from persist.sqlite import SqliteDatabase, write_transaction
-from protos.codec import vector_from_proto
-from protos.crossview.v1 import hub_to_edge_pb2
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,8 @@ class Identity:
 
 @dataclass(frozen=True)
 class GalleryChange:
-    """A decoded `GalleryDelta`: every vector in `upserts` is of the model `model_fingerprint`."""
+    """A decoded `GalleryDelta` (`edge.uplink.messages.decode_delta`): every vector in `upserts` is of the
+    model `model_fingerprint`."""
 
     from_version: int
     to_version: int
@@ -111,23 +111,6 @@ class IdentityInfo:
     display_name: str
     watchlist_threshold: float | None
     vectors: int
-
-
-def decode_delta(msg: hub_to_edge_pb2.GalleryDelta, model_fingerprint: str, dim: int) -> GalleryChange:
-    """Decode and check a wire delta; every vector must be of `model_fingerprint` with dimension `dim`."""
-    if not isinstance(msg, hub_to_edge_pb2.GalleryDelta):
-        raise GalleryDeltaError(f"delta: expected a crossview.v1.GalleryDelta, got {type(msg).__name__}")
-    upserts = []
-    for u in msg.upserts:
-        try:
-            parts = [vector_from_proto(v, dim, model_fingerprint).reshape(-1, dim) for v in u.vectors]
-        except InvalidInputError as exc:
-            raise GalleryDeltaError(f"identity {u.identity_id!r}: {exc}") from None
-        vectors = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
-        threshold = float(u.watchlist_threshold) if u.HasField("watchlist_threshold") else None
-        upserts.append(Identity(u.identity_id, vectors, u.display_name, threshold))
-    return GalleryChange(int(msg.from_version), int(msg.to_version), model_fingerprint, tuple(upserts),
-                         tuple(msg.removals), bool(msg.full_snapshot))
 
 
 class EdgeGallery(SqliteDatabase):
@@ -226,9 +209,12 @@ class EdgeGallery(SqliteDatabase):
 
     # -- changing
 
-    def apply_delta(self, delta: hub_to_edge_pb2.GalleryDelta | GalleryChange) -> int:
-        """Apply a delta atomically; returns the new version. Raises GalleryDeltaError (nothing changed)."""
-        change = delta if isinstance(delta, GalleryChange) else decode_delta(delta, self.model_fingerprint, self.dim)
+    def apply_delta(self, change: GalleryChange) -> int:
+        """Apply a delta atomically; returns the new version. Raises GalleryDeltaError (nothing changed).
+
+        A wire `GalleryDelta` is decoded by `edge.uplink.messages.decode_delta`."""
+        if not isinstance(change, GalleryChange):
+            raise GalleryDeltaError(f"delta: expected a GalleryChange, got {type(change).__name__}")
         with self._lock:
             self._check(change)
             removed, added = self._write(change)
@@ -374,3 +360,104 @@ class EdgeGallery(SqliteDatabase):
     def _set_meta(self, key: str, value: str) -> None:
         self._conn.execute("INSERT INTO gallery_meta (key, value) VALUES (?, ?) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+class MemoryGallery:
+    """An in-memory gallery of identities (several vectors each), recalled with k-reciprocal re-ranking.
+
+    Args:
+        model_fingerprint: vectors of any other model are refused.
+        dim: vector dimension.
+        rerank: k-reciprocal re-ranking (`GalleryIndex`, k1/k2/lambda as in the paper); False gives
+            plain squared Euclidean distances of unit vectors (0..4).
+
+    Every change bumps `version`. Thread-safe.
+    """
+
+    def __init__(self, model_fingerprint: str, dim: int, *, rerank: bool = True, k1: int = 20, k2: int = 6,
+                 lambda_value: float = 0.3) -> None:
+        if not isinstance(model_fingerprint, str) or not model_fingerprint:
+            raise InvalidInputError(f"model_fingerprint: expected a non-empty string, got {model_fingerprint!r}")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise InvalidInputError(f"dim: expected an integer >= 1, got {dim!r}")
+        self.model_fingerprint = model_fingerprint
+        self.dim = dim
+        self.rerank = rerank
+        self._params = (k1, k2, lambda_value)
+        self._lock = threading.Lock()
+        self._identities: list[str] = []  # per entry
+        self._vectors = np.zeros((0, dim), np.float32)
+        self._watchlist: dict[str, float] = {}
+        self._index: GalleryIndex | None = None
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def size(self) -> int:
+        """Gallery entries (vectors), not identities."""
+        return len(self._identities)
+
+    def identities(self) -> list[str]:
+        with self._lock:
+            return sorted(set(self._identities))
+
+    def add(self, identity_id: str, vectors: Embeddings | np.ndarray, *,
+            watchlist_threshold: float | None = None) -> None:
+        """Add (N, D) or (D,) vectors of one identity; Embeddings must be of `model_fingerprint`."""
+        if not isinstance(identity_id, str) or not identity_id:
+            raise InvalidInputError(f"identity_id: expected a non-empty string, got {identity_id!r}")
+        if isinstance(vectors, Embeddings):
+            if vectors.model_fingerprint != self.model_fingerprint:
+                raise InvalidInputError(f"vectors: expected model fingerprint {self.model_fingerprint!r}, "
+                                        f"got {vectors.model_fingerprint!r}")
+            vectors = vectors.vectors
+        rows = np.asarray(vectors, dtype=np.float32)
+        rows = rows[None] if rows.ndim == 1 else rows
+        if rows.ndim != 2 or rows.shape[1] != self.dim or len(rows) == 0:
+            raise InvalidInputError(f"vectors: expected shape (N, {self.dim}) with N >= 1, got {np.shape(vectors)}")
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        if not np.all(np.isfinite(rows)) or np.any(norms == 0):
+            raise InvalidInputError("vectors: expected finite, non-zero vectors")
+        with self._lock:
+            self._identities += [identity_id] * len(rows)
+            self._vectors = np.concatenate([self._vectors, rows / norms])
+            if watchlist_threshold is not None:
+                self._watchlist[identity_id] = float(watchlist_threshold)
+            self._index = None
+            self._version += 1
+
+    def watchlist_thresholds(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._watchlist)
+
+    def recall(self, vector: np.ndarray | Embeddings) -> tuple[list[str], np.ndarray]:
+        ids, order, _ = self.recall_scored(vector)
+        return ids, order
+
+    def recall_scored(self, vector: np.ndarray | Embeddings) -> tuple[list[str], np.ndarray, np.ndarray]:
+        if isinstance(vector, Embeddings):
+            if vector.model_fingerprint != self.model_fingerprint:
+                raise InvalidInputError(f"vector: expected model fingerprint {self.model_fingerprint!r}, "
+                                        f"got {vector.model_fingerprint!r}")
+            vector = vector.vectors
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape != (self.dim,):
+            raise InvalidInputError(f"vector: expected shape ({self.dim},), got {np.shape(vector)}")
+        with self._lock:
+            if not self._identities:
+                return [], np.zeros(0, np.float32), np.zeros(0, np.float32)
+            # 1 - cos, clipped as GalleryIndex.cosine_distances clips it: rounding can reach 2.0000002, which the
+            # hub refuses on the wire
+            cosine = np.minimum(unit_distances(query[None] / np.linalg.norm(query), self._vectors)[0] / 2.0,
+                                np.float32(2.0))
+            if not self.rerank:
+                return list(self._identities), cosine, cosine
+            if self._index is None:  # gallery-only work, once per version
+                k1, k2, lam = self._params
+                self._index = GalleryIndex(k1, k2, lam)
+                self._index.add(np.arange(len(self._identities)), self._vectors)
+            distances = self._index.query(query)[0]
+            return list(self._identities), distances, cosine

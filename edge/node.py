@@ -1,7 +1,7 @@
 """One edge process: cameras (live or recorded) through one `EdgePipeline`, and the link to the hub.
 
     >>> with EdgeNode("site-a/edge", "edge-1", ["gate", "lobby"], tracker=tracker, embedder=embedder,
-    ...               hub_target="hub.example:7443", hub_token=token) as node, node.stop_on_signals():
+    ...               hub=HubLinkSettings("hub.example:7443", token)) as node, node.stop_on_signals():
     ...     node.start()
     ...     node.run_cameras([CameraSpec("gate", "rtsp://10.0.0.5/live"), CameraSpec("lobby", "lobby.mp4")])
 
@@ -31,26 +31,28 @@ tracklets are dropped, not stored truncated, so a re-run resumes it whole; see `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from edge.camera_health import NO_FRAMES_AFTER_S
-from edge.cameras import CameraRunner, CameraSpec, CameraStatus, open_source
 from edge.embed_worker import CropEmbedder, Recaller, TrackletResult
 from edge.gallery import EdgeGallery
-from edge.hub_link import CameraLoad, HubLink, LinkStats
-from edge.outbox import Outbox
 from edge.pipeline import EdgePipeline, FrameTracker, PipelineStats
 from edge.replay import ReplayReport, replay
-from edge.sources import Source, without_camera
-from edge.store import TrackletStore
+from edge.sources.camera_health import NO_FRAMES_AFTER_S
+from edge.sources.cameras import CameraRunner, CameraSpec, CameraStatus, open_source
+from edge.sources.files import Source, without_camera
+from edge.storage.store import TrackletStore
+from edge.uplink.hub_link import CameraLoad, HubLink, LinkStats
+from edge.uplink.outbox import Outbox
+from edge.uplink.settings import HubLinkSettings
 from models.errors import CrossviewError, InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -91,15 +93,13 @@ class EdgeNode:
         cameras: the camera ids announced to the hub and registered in the store.
         tracker, embedder: the detector + tracker and the stage-one Re-ID embedder.
         gallery: what closed tracklets are recalled against; None: the synced gallery in `workdir`.
-        hub_target, hub_token: the hub's ``host:port`` and the edge's token; no target: no link.
-        link_options: more `HubLink` keyword arguments (TLS files, blur_faces, heartbeat_s, backoff, ...).
+        hub: how to reach the hub (`HubLinkSettings`: target, token, TLS, blur_faces, timings); None: no link.
         on_result: called on the worker thread with each closed tracklet's `TrackletResult`.
         **pipeline_options: more `EdgePipeline` keyword arguments (policy, tracklets, uplink, send_unmatched, ...).
     """
 
     def __init__(self, workdir: str | Path, edge_id: str, cameras: Sequence[str], *, tracker: FrameTracker,
-                 embedder: CropEmbedder, gallery: Recaller | None = None, hub_target: str | None = None,
-                 hub_token: str = "", link_options: Mapping[str, Any] | None = None,
+                 embedder: CropEmbedder, gallery: Recaller | None = None, hub: HubLinkSettings | None = None,
                  on_result: Callable[[TrackletResult], None] | None = None,
                  retention: RetentionPolicy | None = None, **pipeline_options: Any) -> None:
         dim = getattr(embedder, "dim", None)
@@ -124,14 +124,12 @@ class EdgeNode:
             self.pipeline = EdgePipeline(edge_id, cameras, tracker=tracker, embedder=embedder, store=self.store,
                                          outbox=self.outbox, gallery=gallery if gallery is not None else self.gallery,
                                          on_result=self._result, **pipeline_options)
-            if hub_target:
-                options = dict(link_options or {})
+            if hub is not None:
                 uplink = pipeline_options.get("uplink")
-                if uplink is not None:  # blurred crops are re-encoded as the uplink encoded them
-                    options.setdefault("blur_jpeg_quality", uplink.jpeg_quality)
-                self.link = HubLink(hub_target, edge_id, hub_token, list(cameras), embedder.fingerprint,
-                                    self.gallery, self.outbox, self.store, camera_stats=self.camera_loads,
-                                    **options)
+                if uplink is not None and hub.blur_jpeg_quality is None:  # blurred crops: as the uplink encoded them
+                    hub = dataclasses.replace(hub, blur_jpeg_quality=uplink.jpeg_quality)
+                self.link = HubLink(hub, edge_id, list(cameras), embedder.fingerprint, self.gallery, self.outbox,
+                                    self.store, camera_stats=self.camera_loads)
             opened.pop_all()
         self.retention = retention
         self._retention_thread: threading.Thread | None = None

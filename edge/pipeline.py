@@ -41,14 +41,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from edge.camera_health import FrameRateWindow
 from edge.embed_worker import CropEmbedder, EmbedWorker, Recaller, TrackletResult, UplinkSettings, WorkerStats
-from edge.frames import Frame
-from edge.outbox import Outbox
 from edge.quality import CropQuality
 from edge.shortlist import ShortListPolicy
-from edge.store import TrackletStore
+from edge.sources.camera_health import FrameRateWindow
+from edge.sources.frames import Frame
+from edge.storage.store import TrackletStore
 from edge.tracklets import ClosedTracklet, TrackletBuilder
+from edge.uplink.outbox import Outbox
 from models.errors import CrossviewError, InvalidInputError
 from models.types import Detections
 
@@ -246,7 +246,7 @@ class EdgePipeline:
     def process(self, frame: Frame) -> FrameResult:
         """Detect, track and build tracklets on one frame; closed tracklets go to the embedding worker."""
         if not isinstance(frame, Frame):
-            raise InvalidInputError(f"frame: expected an edge.frames.Frame, got {type(frame).__name__}")
+            raise InvalidInputError(f"frame: expected an edge.sources.frames.Frame, got {type(frame).__name__}")
         with self._lock:
             self._check_open()
             camera = self._cameras.get(frame.camera_id)

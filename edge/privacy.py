@@ -1,4 +1,4 @@
-"""Face blur for every crop that leaves the edge (DESIGN §1: blur before data leaves the site).
+"""Face blur for every crop that leaves the edge (docs/architecture.md: blur before data leaves the site).
 
 Detector: OpenCV's Haar cascade ``haarcascade_frontalface_default.xml`` (frontal faces), looked up in
 this order: the `cascade_path` argument, the ``CROSSVIEW_FACE_CASCADE`` environment variable,

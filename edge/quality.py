@@ -185,20 +185,38 @@ class CropQuality:
     ) -> QualityTerms:
         """Every term for one crop cut from box `xyxy` (pixels) of a frame of size `frame_hw` (h, w)."""
         _validate_image(crop)
+        size, aspect, conf, border = self._box_terms(xyxy, frame_hw, confidence)
+        sharp = sharpness_score(
+            laplacian_variance(crop, sharpness_hw=self.sharpness_hw), sharpness_ref=self.sharpness_ref
+        )
+        return QualityTerms(size, sharp, aspect, conf, border, self._combine(size, sharp, aspect, conf, border))
+
+    def bounds(self, xyxy: Sequence[float], frame_hw: tuple[int, int], confidence: float) -> tuple[float, float]:
+        """(lowest, highest) score a crop cut from box `xyxy` can get, whatever its sharpness (in [0, 1)).
+
+        Reads no pixel: the cheap terms only. A caller that knows a crop cannot be kept with the highest
+        score (below a floor, or no better than what it holds) skips the Laplacian, the costly part.
+        """
+        size, aspect, conf, border = self._box_terms(xyxy, frame_hw, confidence)
+        return (self._combine(size, 0.0, aspect, conf, border), self._combine(size, 1.0, aspect, conf, border))
+
+    def _box_terms(self, xyxy: Sequence[float], frame_hw: tuple[int, int],
+                   confidence: float) -> tuple[float, float, float, bool]:
         if len(xyxy) != 4:
             raise InvalidInputError(f"xyxy: expected 4 numbers, got {len(xyxy)}")
         x1, y1, x2, y2 = (float(v) for v in xyxy)
         width, height = x2 - x1, y2 - y1
         size = size_score(height, min_height=self.min_height, full_height=self.full_height)
-        sharp = sharpness_score(
-            laplacian_variance(crop, sharpness_hw=self.sharpness_hw), sharpness_ref=self.sharpness_ref
-        )
         aspect = aspect_score(
             width, height, min_aspect=self.min_aspect, max_aspect=self.max_aspect,
             aspect_falloff=self.aspect_falloff,
         )
         conf = confidence_score(confidence)
         border = touches_border(xyxy, frame_hw, border_margin=self.border_margin)
+        return size, aspect, conf, border
+
+    def _combine(self, size: float, sharp: float, aspect: float, conf: float, border: bool) -> float:
+        """The weighted mean times the border factor, in [0, 1]; non-decreasing in every term."""
         total = (
             self.size_weight * size
             + self.sharpness_weight * sharp
@@ -207,7 +225,7 @@ class CropQuality:
         ) / (self.size_weight + self.sharpness_weight + self.aspect_weight + self.confidence_weight)
         if border:
             total *= 1.0 - self.border_penalty
-        return QualityTerms(size, sharp, aspect, conf, border, float(min(1.0, max(0.0, total))))
+        return float(min(1.0, max(0.0, total)))
 
     def __call__(
         self,

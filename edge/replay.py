@@ -46,9 +46,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edge.frames import Frame
 from edge.pipeline import EdgePipeline, PipelineStats
-from edge.sources import VideoFileSource, camera_message
+from edge.sources.files import VideoFileSource, camera_message
+from edge.sources.frames import Frame
 from models.errors import CrossviewError, InvalidInputError
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,10 @@
 `TrackletBuilder` is fed every processed frame of one camera with the tracker's boxes. Per track it
 keeps the first and last time seen, the number of frames, and only the `best_k` crops by quality
 (copies, so the frame can be reused; memory per track is bounded by `best_k` crops whatever the
-track's length). A track not seen for `close_after_s` seconds of stream time is closed and returned
-once; `flush()` closes every open track at the end of a stream.
+track's length). The crop's quality is scored from its box first (`CropQuality.bounds`); the
+sharpness term, the costly part, is computed only for a crop that may be kept. A track not seen for
+`close_after_s` seconds of stream time is closed and returned once; `flush()` closes every open
+track at the end of a stream.
 
 Everything depends only on the input (timestamps, pixels, boxes), never on wall-clock time or
 hash randomisation, so replaying the same input gives the same tracklets with the same ids.
@@ -229,6 +231,15 @@ class TrackletBuilder:
             self._counts["crops_empty"] += 1
             return
         view = frame[y1:y2, x1:x2]
+        bounds = getattr(self.scorer, "bounds", None)  # `CropQuality`'s; any other scorer is always run
+        if bounds is not None:  # the cheap terms first: the sharpness only for a crop that may be kept
+            lowest, highest = bounds(box, frame_hw, confidence)
+            if highest < self.min_quality:
+                self._counts["crops_below_min_quality"] += 1
+                return
+            if lowest >= self.min_quality and len(track.best) >= self.best_k and highest <= track.best[0][0]:
+                self._sequence += 1
+                return  # no better than the worst crop held, whatever its sharpness: it would be evicted at once
         quality = self.scorer(view, box, frame_hw, confidence)
         if quality < self.min_quality:
             self._counts["crops_below_min_quality"] += 1

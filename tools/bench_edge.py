@@ -41,13 +41,14 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from edge.detect_track import PersonTracker  # noqa: E402
-from edge.embed_worker import MemoryGallery, UplinkSettings  # noqa: E402
-from edge.frames import Frame  # noqa: E402
-from edge.outbox import Outbox  # noqa: E402
+from edge.embed_worker import UplinkSettings  # noqa: E402
+from edge.gallery import MemoryGallery  # noqa: E402
 from edge.pipeline import EdgePipeline  # noqa: E402
 from edge.shortlist import ShortListPolicy  # noqa: E402
-from edge.sources import VideoFileSource  # noqa: E402
-from edge.store import TrackletStore  # noqa: E402
+from edge.sources.files import VideoFileSource  # noqa: E402
+from edge.sources.frames import Frame  # noqa: E402
+from edge.storage.store import TrackletStore  # noqa: E402
+from edge.uplink.outbox import Outbox  # noqa: E402
 from models.embed import create_embedder  # noqa: E402
 
 DEFAULT_VIDEO = "one-by-one-person-detection.mp4"

@@ -9,7 +9,7 @@ several at once (`CameraRunner`), each in its own thread so a slow or failing ca
     ...     print(runner.status())          # per camera: state, recent fps, frames, dropped, gaps, last error
 
 A camera's state is "running" while frames arrive, "no_frames" once none came for a few frame
-intervals (`edge.camera_health.GapWatch`, at least `no_frames_after_s`: an RTSP read can hang for
+intervals (`edge.sources.camera_health.GapWatch`, at least `no_frames_after_s`: an RTSP read can hang for
 its whole read timeout before the source itself notices), "reconnecting" while its source reopens,
 and "finished", "failed" or "stopped" at the end; `gap_since` says when a gap began. A watchdog
 thread logs each gap once as it begins and calls `on_change` on every change of state, so a
@@ -29,9 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from edge.camera_health import NO_FRAMES_AFTER_S, CameraState, FrameRateWindow, GapWatch
-from edge.frames import Frame
-from edge.sources import (
+from edge.sources.camera_health import NO_FRAMES_AFTER_S, CameraState, FrameRateWindow, GapWatch
+from edge.sources.files import (
     DEFAULT_FPS,
     ImageFolderSource,
     Source,
@@ -40,7 +39,8 @@ from edge.sources import (
     _positive_int,
     without_camera,
 )
-from edge.stream_sources import (
+from edge.sources.frames import Frame
+from edge.sources.streams import (
     STREAM_SCHEMES,
     CaptureSource,
     ReconnectingSource,

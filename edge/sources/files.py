@@ -3,7 +3,7 @@
 Every source is an iterable of `Frame`s for one camera (the `Source` protocol). This module has
 the sources that read recorded data: video files (OpenCV's FFmpeg backend: .mp4, .avi, .mkv, raw
 .264/.h264, ...) and image folders. Live sources (RTSP/HTTP streams, webcams) and reconnects are in
-`edge.stream_sources`; `edge.cameras` maps a camera's URI to the right class and runs many cameras.
+`edge.sources.streams`; `edge.sources.cameras` maps a camera's URI to the right class and runs many cameras.
 
 Every source takes a `stride` (keep every n-th frame) and a `target_fps` (drop frames, judged by
 their timestamps, so the kept ones approach that rate). A source may say `live = True` (frames keep
@@ -26,7 +26,7 @@ from typing import Protocol, Self, runtime_checkable
 import cv2
 import numpy as np
 
-from edge.frames import Frame
+from edge.sources.frames import Frame
 from models.errors import CrossviewError, InvalidInputError
 
 logger = logging.getLogger(__name__)

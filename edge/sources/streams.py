@@ -30,8 +30,7 @@ from typing import Literal, Self
 import cv2
 import numpy as np
 
-from edge.frames import Frame
-from edge.sources import (
+from edge.sources.files import (
     FrameRateLimiter,
     Source,
     SourceError,
@@ -42,6 +41,7 @@ from edge.sources import (
     camera_message,
     without_camera,
 )
+from edge.sources.frames import Frame
 from models.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)

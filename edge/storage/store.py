@@ -17,7 +17,7 @@ Threads: one connection behind one re-entrant lock held by every public method; 
 
 Modules: the SQLite plumbing (connection, write transactions, migrations), shared with every store,
 lives in `persist.sqlite`; the crop files (durable writes, the sweep's scan, the folder lock,
-store-id pairing, JPEG encoding) in `edge.crop_files`. Their errors are importable from here too.
+store-id pairing, JPEG encoding) in `edge.storage.crop_files`. Their errors are importable from here too.
 
 Layout: crop paths have their own table (one row per file) so orphan checks and byte counts are
 exact; ``tracklets.bytes`` caches each tracklet's crop + vector bytes for retention.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.crop_files import (
+from edge.storage.crop_files import (
     CropLike,
     bind_store_id,
     lock_folder,
@@ -45,8 +45,8 @@ from edge.crop_files import (
     unlock_folder,
     write_crop_files,
 )
-from edge.crop_files import CropsFolderMismatchError as CropsFolderMismatchError  # re-exported (API)
-from edge.crop_files import StoreLockedError as StoreLockedError  # re-exported (API)
+from edge.storage.crop_files import CropsFolderMismatchError as CropsFolderMismatchError  # re-exported (API)
+from edge.storage.crop_files import StoreLockedError as StoreLockedError  # re-exported (API)
 from models.errors import CrossviewError, InvalidInputError
 from models.types import Embeddings, Tracklet
 from persist.sqlite import SchemaVersionError as SchemaVersionError  # re-exported (API)

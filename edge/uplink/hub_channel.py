@@ -1,6 +1,6 @@
 """Plumbing of the edge's hub link: the stream's send queue, the gRPC channel, reconnect delays.
 
-Kept apart from `edge.hub_link` (the protocol) so each reads on its own. Nothing here knows about
+Kept apart from `edge.uplink.hub_link` (the protocol) so each reads on its own. Nothing here knows about
 outboxes or galleries.
 """
 
@@ -27,7 +27,7 @@ MAX_RETRY_HINT_S = 300.0  # a hint beyond this is capped: a broken hub must not 
 @dataclass(frozen=True)
 class CameraLoad:
     """One camera's numbers for a heartbeat: frame rate over a recent window, state (an
-    `edge.camera_health.CAMERA_STATES` name; "" when unknown) and when its current gap began."""
+    `edge.sources.camera_health.CAMERA_STATES` name; "" when unknown) and when its current gap began."""
 
     camera_id: str
     fps: float

@@ -1,4 +1,4 @@
-"""The edge's one gRPC session with the hub (DESIGN §4; the protocol is at the top of session.proto).
+"""The edge's one gRPC session with the hub (docs/architecture.md; the protocol is at the top of session.proto).
 
 Threads (sync gRPC, no asyncio): `start()` runs a link thread that dials, sends Hello, waits for
 Welcome and then reads hub messages, handling each in arrival order; per session a pump thread sends
@@ -17,7 +17,7 @@ On a dropped stream every in-flight entry is requeued; the hub deduplicates by i
 Hub messages with a sequence are processed once: the last processed sequence is persisted
 (``LinkState``) before it is acked, sent in Hello on reconnect, and a re-sent message at or below it
 is only acked again. What each message does (deltas, verdicts, search jobs, short lists and their
-idempotency keys) is in `edge.hub_messages`.
+idempotency keys) is in `edge.uplink.messages`.
 
 Fatal (the link stops, `error` says why, nothing is retried): gRPC UNAUTHENTICATED or
 PERMISSION_DENIED, a hub Error with code UNAUTHENTICATED, PERMISSION_DENIED or
@@ -26,14 +26,12 @@ exponential backoff and jitter (delay × U(0.5, 1)), on a fresh channel each tim
 reconnect backoff never delays a hub that is back; the backoff starts over after a session that
 lasted at least `max_backoff_s`. A stream that ends with the hub's ``retry-after-ms`` trailer (an
 overloaded hub: RESOURCE_EXHAUSTED) waits at least that long before the next attempt
-(`edge.hub_channel.reconnect_delay`).
+(`edge.uplink.hub_channel.reconnect_delay`).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import math
 import random
 import threading
 import time
@@ -43,7 +41,9 @@ from pathlib import Path
 import grpc
 
 from edge.gallery import EdgeGallery
-from edge.hub_channel import (
+from edge.privacy import FaceBlurrer
+from edge.storage.store import TrackletStore, UnknownIdError
+from edge.uplink.hub_channel import (
     CameraLoad,
     LinkStats,
     StreamSession,
@@ -53,26 +53,23 @@ from edge.hub_channel import (
     reconnect_delay,
     retry_hint_s,
 )
-from edge.hub_messages import (
+from edge.uplink.link_state import DeadLetter, LinkState
+from edge.uplink.messages import (
     SEARCH_RESULT_KIND,
     SHORT_LIST_KIND,
-    SearchJobError,
     answer_search_job,
     apply_gallery_delta,
     blur_message_crops,
-    build_short_list,
-    camera_stats_message,
+    camera_infos,
     entry_message,
+    heartbeat_message,
+    hello_message,
     record_verdict,
 )
-from edge.link_state import DeadLetter, LinkState
-from edge.outbox import Entry, Outbox
-from edge.privacy import FaceBlurrer
-from edge.shortlist import Candidate
-from edge.store import TrackletStore, UnknownIdError
+from edge.uplink.outbox import Entry, Outbox
+from edge.uplink.settings import HubLinkSettings
 from models.errors import CrossviewError, InvalidInputError
-from models.types import Tracklet
-from protos.codec import seconds_to_timestamp, timestamp_to_seconds
+from protos.codec import timestamp_to_seconds
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2, session_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -93,62 +90,44 @@ class HubLink:
     """The edge's session with the hub; see the module docstring.
 
     Args:
-        target: the hub's ``host:port``.
-        token: sent as ``authorization: Bearer <token>`` on every stream.
+        settings: where the hub is, the credentials, TLS, face blur, timings and limits (checked there).
+        edge_id: this edge's id, announced in Hello.
         cameras: camera ids or `CameraInfo` messages, announced in Hello.
         gallery, outbox, store: the edge's gallery, outbox and (for search jobs and verdicts) store.
-        root_certificates, certificate_chain, private_key: PEM bytes or file paths; any of them turns
-            TLS on (chain + key: mutual TLS).
-        blur_faces: True (a default `FaceBlurrer`) or a configured one: every crop is blurred as it is
-            sent, whoever put it in the outbox, and re-encoded at `blur_jpeg_quality` (the uplink's).
         camera_stats: called for each heartbeat; returns per-camera numbers.
         on_verdict: called with each new Verdict after it is recorded (e.g. to raise an alert).
-        state_path: the `LinkState` file; default ``<outbox file stem>.link.db`` beside the outbox.
-        keepalive_s: HTTP/2 keepalive pings to notice a dead connection (the hub must permit them).
     """
 
-    def __init__(self, target: str, edge_id: str, token: str, cameras: Sequence[str | edge_to_hub_pb2.CameraInfo],
+    def __init__(self, settings: HubLinkSettings, edge_id: str, cameras: Sequence[str | edge_to_hub_pb2.CameraInfo],
                  model_fingerprint: str, gallery: EdgeGallery, outbox: Outbox, store: TrackletStore | None = None,
-                 *, site: str = "", root_certificates: bytes | str | Path | None = None,
-                 certificate_chain: bytes | str | Path | None = None, private_key: bytes | str | Path | None = None,
-                 heartbeat_s: float = 10.0, initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
-                 blur_faces: bool | FaceBlurrer = False, blur_jpeg_quality: int = 75,
-                 max_message_bytes: int = 4 * 1024 * 1024,
-                 max_receive_bytes: int = 64 * 1024 * 1024, max_inflight: int = 32, hello_timeout_s: float = 10.0,
-                 search_top_k: int = 50, camera_stats: Callable[[], Iterable[CameraLoad]] | None = None,
+                 *, camera_stats: Callable[[], Iterable[CameraLoad]] | None = None,
                  on_verdict: Callable[[hub_to_edge_pb2.Verdict], None] | None = None,
-                 state_path: Path | None = None, keepalive_s: float | None = None,
                  rng: random.Random | None = None) -> None:
-        for name, value in (("target", target), ("edge_id", edge_id), ("token", token)):
-            if not isinstance(value, str) or not value.strip() or "\n" in value:
-                raise InvalidInputError(f"{name}: expected a non-empty one-line string, got {value!r}")
+        if not isinstance(settings, HubLinkSettings):
+            raise InvalidInputError(f"settings: expected HubLinkSettings, got {type(settings).__name__}")
+        if not isinstance(edge_id, str) or not edge_id.strip() or "\n" in edge_id:
+            raise InvalidInputError(f"edge_id: expected a non-empty one-line string, got {edge_id!r}")
         if model_fingerprint != gallery.model_fingerprint:
             raise InvalidInputError(f"model_fingerprint: expected the gallery's {gallery.model_fingerprint!r}, "
                                     f"got {model_fingerprint!r}")
-        for name, value in (("heartbeat_s", heartbeat_s), ("initial_backoff_s", initial_backoff_s),
-                            ("max_backoff_s", max_backoff_s), ("hello_timeout_s", hello_timeout_s)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise InvalidInputError(f"{name}: expected a positive number of seconds, got {value!r}")
-        if (certificate_chain is None) != (private_key is None):
-            raise InvalidInputError("certificate_chain and private_key: expected both (mutual TLS) or neither")
-        self.target, self.edge_id, self.site = target, edge_id, site
+        self.settings = s_ = settings
+        self.target, self.edge_id, self.site = s_.target, edge_id, s_.site
         self.model_fingerprint = model_fingerprint
         self.gallery, self.outbox, self.store = gallery, outbox, store
-        self._token = token
-        self._cameras = [c if isinstance(c, edge_to_hub_pb2.CameraInfo) else edge_to_hub_pb2.CameraInfo(
-            camera_id=c, name=c) for c in cameras]
-        self._tls = tuple(read_pem(x) for x in (root_certificates, private_key, certificate_chain))
-        self.heartbeat_s, self.hello_timeout_s = float(heartbeat_s), float(hello_timeout_s)
-        self.initial_backoff_s, self.max_backoff_s = float(initial_backoff_s), float(max_backoff_s)
-        self.max_message_bytes, self.max_receive_bytes = int(max_message_bytes), int(max_receive_bytes)
-        self.max_inflight, self.search_top_k = max(1, int(max_inflight)), int(search_top_k)
-        self.keepalive_s = keepalive_s
-        self._blurrer = FaceBlurrer() if blur_faces is True else (blur_faces or None)
-        self.blur_jpeg_quality = int(blur_jpeg_quality)
+        self._token = s_.token
+        self._cameras = camera_infos(cameras)
+        self._tls = tuple(read_pem(x) for x in (s_.root_certificates, s_.private_key, s_.certificate_chain))
+        self.heartbeat_s, self.hello_timeout_s = float(s_.heartbeat_s), float(s_.hello_timeout_s)
+        self.initial_backoff_s, self.max_backoff_s = float(s_.initial_backoff_s), float(s_.max_backoff_s)
+        self.max_message_bytes, self.max_receive_bytes = int(s_.max_message_bytes), int(s_.max_receive_bytes)
+        self.max_inflight, self.search_top_k = max(1, int(s_.max_inflight)), int(s_.search_top_k)
+        self.keepalive_s = s_.keepalive_s
+        self._blurrer = FaceBlurrer() if s_.blur_faces is True else (s_.blur_faces or None)
+        self.blur_jpeg_quality = 75 if s_.blur_jpeg_quality is None else int(s_.blur_jpeg_quality)
         self._camera_stats, self._verdict_callback = camera_stats, on_verdict
         self._rng = rng or random.Random()
         default_state = Path(outbox.path).with_name(Path(outbox.path).stem + ".link.db")
-        self.state = LinkState(state_path or default_state)
+        self.state = LinkState(s_.state_path or default_state)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._cond = threading.Condition()
@@ -163,8 +142,8 @@ class HubLink:
         self._hub_id = ""
         self._retry_hint: float | None = None  # the hub's retry-after hint for the next reconnect
         self._last_retry_hint: float | None = None
-        if not any(self._tls) and not is_loopback(target):
-            log.warning("hub link to %s without TLS: the edge token travels in clear text", target)
+        if not any(self._tls) and not is_loopback(s_.target):
+            log.warning("hub link to %s without TLS: the edge token travels in clear text", s_.target)
 
     # -- public API
 
@@ -214,23 +193,6 @@ class HubLink:
 
     def dead_letters(self) -> list[DeadLetter]:
         return self.state.dead_letters()
-
-    def enqueue_short_list(self, tracklet: Tracklet, candidates: Sequence[Candidate | tuple[str, float]], *,
-                           gallery_version: int | None = None, created_s: float | None = None) -> str:
-        """Queue a tracklet's short list in the outbox; returns its idempotency key.
-
-        `candidates` best first, as `Candidate`s or (identity id, distance). `created_s` defaults to
-        the tracklet's end, so a replay builds the same message. The worst crops are dropped while the
-        message is larger than `max_message_bytes`; faces are blurred when it is sent.
-        """
-        version = self.gallery.version if gallery_version is None else int(gallery_version)
-        limit = min(self.max_message_bytes, self.outbox.max_payload_bytes) - _ENVELOPE_BYTES
-        msg = build_short_list(tracklet, candidates, edge_id=self.edge_id, model_fingerprint=self.model_fingerprint,
-                               gallery_version=version, created_s=created_s, max_bytes=limit)
-        key = msg.idempotency_key
-        self.outbox.put(SHORT_LIST_KIND, msg.SerializeToString(), key)
-        self._wake.set()
-        return key
 
     def notify(self) -> None:
         """Tell the link that entries were put in the outbox directly (it also polls every second)."""
@@ -506,11 +468,8 @@ class HubLink:
         if not job.job_id:
             return edge_to_hub_pb2.EdgeAck(status=common_pb2.ACK_STATUS_REJECTED, error_message="job without job_id")
         limit = min(self.max_message_bytes, self.outbox.max_payload_bytes) - _ENVELOPE_BYTES
-        try:
-            results = answer_search_job(job, self.store, edge_id=self.edge_id, model_fingerprint=self.model_fingerprint,
-                                        dim=self.gallery.dim, default_top_k=self.search_top_k, max_bytes=limit)
-        except SearchJobError as exc:
-            results = [exc.result(self.edge_id)]
+        results = answer_search_job(job, self.store, edge_id=self.edge_id, model_fingerprint=self.model_fingerprint,
+                                    dim=self.gallery.dim, default_top_k=self.search_top_k, max_bytes=limit)
         for result in results:
             self.outbox.put(SEARCH_RESULT_KIND, result.SerializeToString(), result.idempotency_key)
         self._wake.set()
@@ -519,24 +478,16 @@ class HubLink:
     # -- messages and plumbing
 
     def _hello(self) -> edge_to_hub_pb2.Hello:
-        try:
-            software = importlib.metadata.version("crossview")
-        except importlib.metadata.PackageNotFoundError:
-            software = "unknown"
-        return edge_to_hub_pb2.Hello(
-            edge_id=self.edge_id, site=self.site, cameras=self._cameras, model_fingerprint=self.model_fingerprint,
-            gallery_version=self.gallery.version, last_acked_hub_sequence=self.state.last_hub_sequence,
-            embedding_dim=self.gallery.dim, software_version=software)
+        return hello_message(self.edge_id, self.site, self._cameras, self.model_fingerprint, self.gallery.version,
+                             self.state.last_hub_sequence, self.gallery.dim)
 
     def _heartbeat(self) -> edge_to_hub_pb2.EdgeHeartbeat:
-        cameras = []
         if self._camera_stats is not None:
             try:
-                cameras = [camera_stats_message(c) for c in self._camera_stats()]
+                return heartbeat_message(list(self._camera_stats()), self.outbox.depth(), self.gallery.version)
             except Exception:
                 log.exception("hub link: camera_stats callback failed")
-        return edge_to_hub_pb2.EdgeHeartbeat(sent_at=seconds_to_timestamp(time.time()), cameras=cameras,
-                                             outbox_depth=self.outbox.depth(), gallery_version=self.gallery.version)
+        return heartbeat_message([], self.outbox.depth(), self.gallery.version)
 
     def _channel(self) -> grpc.Channel:
         return make_channel(self.target, tls=self._tls, max_send_bytes=self.max_message_bytes,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from edge.outbox import Entry
+from edge.uplink.outbox import Entry
 from persist.sqlite import SqliteDatabase, write_transaction
 
 

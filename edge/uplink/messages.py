@@ -1,4 +1,8 @@
-"""What the edge does with each crossview.v1 message, as plain functions; `edge.hub_link` moves them.
+"""The edge's wire: every crossview.v1 message the edge builds or reads, built or read here.
+
+Other edge modules hand plain values (tracklets, `GalleryChange`, `FootageQuery`/`FootageHit`, ...)
+to and from these functions; only `edge.uplink` imports ``protos.crossview.v1``. What the edge does
+with each message, as plain functions; `edge.uplink.hub_link` moves them.
 
 - Short lists (`build_short_list`): a tracklet and its ranked candidates, the worst crops dropped
   while the message is over the size limit. Key
@@ -8,41 +12,40 @@
   (a re-send after a lost ack) is acked DUPLICATE.
 - Verdicts (`record_verdict`): CONFIRMED and NEW_IDENTITY become a store sighting with source
   ``verdict:<key>``, which also makes a re-sent verdict a no-op.
-- Search jobs (`answer_search_job`), "find this person in your footage", from the local store.
+- Search jobs (`answer_search_job`), "find this person in your footage": the job read into a
+  `FootageQuery`, answered by `edge.footage_search`, the hits sent in `SearchResult` batches that each
+  fit the size limit (the last has ``done`` set). Keys ``search/<edge>/<job>/<batch>``.
 - Face blur (`blur_message_crops`): applied by the link to every outbound message just before it is
   sent, whoever put it in the outbox, so no crop leaves unblurred; the outbox keeps the originals.
-
-Search ranking: every stored tracklet vector of the edge's model that passes the job's filters
-(cameras, time range) is compared with every query vector; a tracklet's distance is its smallest
-distance to any query, as squared Euclidean distance between L2-normalised vectors (2 − 2·cos, in
-[0, 4]). No k-reciprocal re-ranking here: the candidate set changes with every job's filters, so
-there is no gallery to prepare once, and the hub re-ranks what the edges send at stage 2. Queries of
-another model are refused (FINGERPRINT_MISMATCH), never compared. The answer: hits closest first,
-ties by tracklet id, each with the tracklet's best crop and its vector (a tracklet without a readable
-crop is left out: the hub refuses hits without one), in
-`SearchResult` batches that each fit the size limit; the last has ``done`` set. Keys:
-``search/<edge>/<job>/<batch>``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
-import math
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from edge.gallery import EdgeGallery
-from edge.hub_channel import CameraLoad
-from edge.outbox import Entry
+from edge.footage_search import (
+    FINGERPRINT_MISMATCH,
+    INVALID_ARGUMENT,
+    UNAVAILABLE,
+    FootageHit,
+    FootageQuery,
+    SearchJobError,
+    find,
+)
+from edge.gallery import EdgeGallery, GalleryChange, GalleryDeltaError, Identity
 from edge.privacy import FaceBlurrer
 from edge.shortlist import Candidate
-from edge.store import FingerprintMismatchError, TrackletStore, UnknownIdError
+from edge.storage.store import TrackletStore, UnknownIdError
+from edge.uplink.hub_channel import CameraLoad
+from edge.uplink.outbox import Entry
 from models.errors import InvalidInputError
-from models.rerank import unit_distances
 from models.types import Tracklet
 from protos.codec import (
-    jpeg_to_image,
     seconds_to_timestamp,
     short_list_to_proto,
     time_range_from_proto,
@@ -54,7 +57,6 @@ from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, se
 
 log = logging.getLogger(__name__)
 
-MAX_HITS = 1000
 SHORT_LIST_KIND, SEARCH_RESULT_KIND = "short_list", "search_result"  # outbox kinds
 _OK, _DUPLICATE, _REJECTED = common_pb2.ACK_STATUS_OK, common_pb2.ACK_STATUS_DUPLICATE, common_pb2.ACK_STATUS_REJECTED
 
@@ -85,12 +87,39 @@ def build_short_list(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[
     return msg
 
 
+def short_list_payload(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[str, float]], *, edge_id: str,
+                       model_fingerprint: str, gallery_version: int, created_s: float | None = None,
+                       max_bytes: int = 4 * 1024 * 1024, jpeg_quality: int = 90) -> tuple[str, bytes]:
+    """(idempotency key, serialized ShortList) of `build_short_list`: what the outbox holds."""
+    msg = build_short_list(tracklet, candidates, edge_id=edge_id, model_fingerprint=model_fingerprint,
+                           gallery_version=gallery_version, created_s=created_s, max_bytes=max_bytes,
+                           jpeg_quality=jpeg_quality)
+    return msg.idempotency_key, msg.SerializeToString()
+
+
+def decode_delta(msg: hub_to_edge_pb2.GalleryDelta, model_fingerprint: str, dim: int) -> GalleryChange:
+    """Decode and check a wire delta; every vector must be of `model_fingerprint` with dimension `dim`."""
+    if not isinstance(msg, hub_to_edge_pb2.GalleryDelta):
+        raise GalleryDeltaError(f"delta: expected a crossview.v1.GalleryDelta, got {type(msg).__name__}")
+    upserts = []
+    for u in msg.upserts:
+        try:
+            parts = [vector_from_proto(v, dim, model_fingerprint).reshape(-1, dim) for v in u.vectors]
+        except InvalidInputError as exc:
+            raise GalleryDeltaError(f"identity {u.identity_id!r}: {exc}") from None
+        vectors = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+        threshold = float(u.watchlist_threshold) if u.HasField("watchlist_threshold") else None
+        upserts.append(Identity(u.identity_id, vectors, u.display_name, threshold))
+    return GalleryChange(int(msg.from_version), int(msg.to_version), model_fingerprint, tuple(upserts),
+                         tuple(msg.removals), bool(msg.full_snapshot))
+
+
 def apply_gallery_delta(gallery: EdgeGallery, delta: hub_to_edge_pb2.GalleryDelta) -> edge_to_hub_pb2.EdgeAck:
     version = gallery.version
     if not delta.full_snapshot and delta.to_version == version and delta.from_version < version:
         return edge_to_hub_pb2.EdgeAck(gallery_version=version, status=_DUPLICATE)
     try:
-        version = gallery.apply_delta(delta)
+        version = gallery.apply_delta(decode_delta(delta, gallery.model_fingerprint, gallery.dim))
     except InvalidInputError as exc:
         log.warning("gallery delta refused: %s", exc)
         return edge_to_hub_pb2.EdgeAck(gallery_version=gallery.version, status=_REJECTED, error_message=str(exc))
@@ -119,109 +148,86 @@ def record_verdict(store: TrackletStore | None, verdict: hub_to_edge_pb2.Verdict
     return ack, True
 
 
-class SearchJobError(InvalidInputError):
-    """A job this edge cannot answer; `result` is the SearchResult that says so to the hub."""
-
-    def __init__(self, job_id: str, code: int, message: str) -> None:
-        super().__init__(message)
-        self.job_id, self.code = job_id, code
-
-    def result(self, edge_id: str) -> edge_to_hub_pb2.SearchResult:
-        return edge_to_hub_pb2.SearchResult(
-            job_id=self.job_id, edge_id=edge_id, batch_index=0, done=True,
-            error=common_pb2.Error(code=self.code, message=str(self)),
-            idempotency_key=result_key(edge_id, self.job_id, 0))
+_SEARCH_ERROR_CODES = {UNAVAILABLE: common_pb2.ERROR_CODE_UNAVAILABLE,
+                       INVALID_ARGUMENT: common_pb2.ERROR_CODE_INVALID_ARGUMENT,
+                       FINGERPRINT_MISMATCH: common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH}
 
 
 def result_key(edge_id: str, job_id: str, batch_index: int) -> str:
     return f"search/{edge_id}/{job_id}/{batch_index}"
 
 
-def answer_search_job(job: hub_to_edge_pb2.SearchJob, store: TrackletStore | None, *, edge_id: str,
-                      model_fingerprint: str, dim: int, default_top_k: int = 50, max_bytes: int = 4 * 1024 * 1024
-                      ) -> list[edge_to_hub_pb2.SearchResult]:
-    """The SearchResult batches that answer `job`; raises SearchJobError for a job that cannot be answered."""
-    ranked = rank(job, store, model_fingerprint=model_fingerprint, dim=dim, default_top_k=default_top_k)
-    hits = [h for h in (_hit(store, tid, d, vector, model_fingerprint) for tid, d, vector in ranked) if h]
-    batches: list[list[edge_to_hub_pb2.SearchHit]] = [[]]
-    size = 0
-    for hit in hits:
-        n = hit.ByteSize() + 8
-        if batches[-1] and size + n > max_bytes:
-            batches.append([])
-            size = 0
-        batches[-1].append(hit)
-        size += n
-    return [edge_to_hub_pb2.SearchResult(job_id=job.job_id, edge_id=edge_id, hits=batch, batch_index=i,
-                                         done=i == len(batches) - 1,
-                                         idempotency_key=result_key(edge_id, job.job_id, i))
-            for i, batch in enumerate(batches)]
+def search_query(job: hub_to_edge_pb2.SearchJob, *, model_fingerprint: str, dim: int) -> FootageQuery:
+    """The job as a `FootageQuery`; SearchJobError for a job whose queries or filters cannot be read."""
+    def fail(reason: str, message: str) -> SearchJobError:
+        return SearchJobError(job.job_id, reason, message)
 
-
-def rank(job: hub_to_edge_pb2.SearchJob, store: TrackletStore | None, *, model_fingerprint: str, dim: int,
-         default_top_k: int = 50) -> list[tuple[str, float, np.ndarray]]:
-    """(tracklet id, distance, vector) of the job's hits, closest first."""
-    def fail(code: int, message: str) -> SearchJobError:
-        return SearchJobError(job.job_id, code, message)
-
-    if store is None:
-        raise fail(common_pb2.ERROR_CODE_UNAVAILABLE, "this edge keeps no local store")
     if not job.queries:
-        raise fail(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "search job: expected at least one query vector")
+        raise fail(INVALID_ARGUMENT, "search job: expected at least one query vector")
     parts = []
     for q in job.queries:
         if q.model_fingerprint != model_fingerprint:
-            raise fail(common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH, f"search job: expected queries of model "
+            raise fail(FINGERPRINT_MISMATCH, f"search job: expected queries of model "
                        f"{model_fingerprint!r}, got {q.model_fingerprint!r}")
         try:
             parts.append(vector_from_proto(q, dim, model_fingerprint).reshape(-1, dim))
         except InvalidInputError as exc:
-            raise fail(common_pb2.ERROR_CODE_INVALID_ARGUMENT, f"search job: {exc}") from None
-    queries = _unit(np.concatenate(parts))
+            raise fail(INVALID_ARGUMENT, f"search job: {exc}") from None
     start_s = end_s = None
     if job.HasField("time_range"):
         try:
             start_s, end_s = time_range_from_proto(job.time_range)
         except InvalidInputError as exc:
-            raise fail(common_pb2.ERROR_CODE_INVALID_ARGUMENT, f"search job: {exc}") from None
-    ids: list[str] = []
-    blocks: list[np.ndarray] = []
-    for camera in list(job.camera_ids) or [None]:
-        try:
-            tids, vectors = store.vectors(model_fingerprint, camera=camera, start_s=start_s, end_s=end_s)
-        except UnknownIdError:
-            continue  # a camera of another edge: the hub fans a job out to many
-        except FingerprintMismatchError as exc:
-            raise fail(common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH, str(exc)) from None
-        if tids:
-            ids += tids
-            blocks.append(vectors)
-    if not ids:
-        return []
-    vectors = np.concatenate(blocks).astype(np.float32)
-    distances = unit_distances(queries, _unit(vectors)).min(axis=0)
-    order = np.lexsort((np.array(ids), distances))
-    limit = job.max_distance if job.HasField("max_distance") else math.inf
-    top_k = min(job.top_k if job.top_k > 0 else default_top_k, MAX_HITS)
-    return [(ids[i], float(distances[i]), vectors[i]) for i in order if distances[i] <= limit][:top_k]
+            raise fail(INVALID_ARGUMENT, f"search job: {exc}") from None
+    return FootageQuery(job.job_id, model_fingerprint, np.concatenate(parts), tuple(job.camera_ids), start_s, end_s,
+                        float(job.max_distance) if job.HasField("max_distance") else None, int(job.top_k))
 
 
-def _hit(store: TrackletStore, tracklet_id: str, distance: float, vector: np.ndarray, model_fingerprint: str
-         ) -> edge_to_hub_pb2.SearchHit | None:
-    """The hit, or None when the tracklet has no readable crop (a hit without one is refused by the hub)."""
-    record = store.get_tracklet(tracklet_id)
-    if not record.crop_paths:
-        return None
-    try:
-        data = record.crop_paths[0].read_bytes()
-        image = jpeg_to_image(data)
-    except (OSError, InvalidInputError) as exc:
-        log.warning("search hit %s left out: its crop is unreadable: %s", tracklet_id, exc)
-        return None
+def search_results(job_id: str, edge_id: str, hits: Sequence[FootageHit], *, model_fingerprint: str,
+                   max_bytes: int = 4 * 1024 * 1024) -> list[edge_to_hub_pb2.SearchResult]:
+    """The hits as SearchResult batches that each fit `max_bytes`; the last has ``done`` set."""
+    batches: list[list[edge_to_hub_pb2.SearchHit]] = [[]]
+    size = 0
+    for hit in hits:
+        message = search_hit(hit, model_fingerprint)
+        n = message.ByteSize() + 8
+        if batches[-1] and size + n > max_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(message)
+        size += n
+    return [edge_to_hub_pb2.SearchResult(job_id=job_id, edge_id=edge_id, hits=batch, batch_index=i,
+                                         done=i == len(batches) - 1, idempotency_key=result_key(edge_id, job_id, i))
+            for i, batch in enumerate(batches)]
+
+
+def search_hit(hit: FootageHit, model_fingerprint: str) -> edge_to_hub_pb2.SearchHit:
     return edge_to_hub_pb2.SearchHit(
-        tracklet_id=tracklet_id, camera_id=record.camera_id, span=time_range_to_proto(record.start_s, record.end_s),
-        stage1_distance=distance, vector=vector_to_proto(vector, model_fingerprint),
-        crop=common_pb2.CropImage(jpeg=data, width=image.shape[1], height=image.shape[0], camera_id=record.camera_id))
+        tracklet_id=hit.tracklet_id, camera_id=hit.camera_id, span=time_range_to_proto(hit.start_s, hit.end_s),
+        stage1_distance=hit.distance, vector=vector_to_proto(hit.vector, model_fingerprint),
+        crop=common_pb2.CropImage(jpeg=hit.jpeg, width=hit.width, height=hit.height, camera_id=hit.camera_id))
+
+
+def search_error_result(error: SearchJobError, edge_id: str) -> edge_to_hub_pb2.SearchResult:
+    """The one SearchResult that tells the hub why a job cannot be answered."""
+    return edge_to_hub_pb2.SearchResult(
+        job_id=error.job_id, edge_id=edge_id, batch_index=0, done=True,
+        error=common_pb2.Error(code=_SEARCH_ERROR_CODES[error.reason], message=str(error)),
+        idempotency_key=result_key(edge_id, error.job_id, 0))
+
+
+def answer_search_job(job: hub_to_edge_pb2.SearchJob, store: TrackletStore | None, *, edge_id: str,
+                      model_fingerprint: str, dim: int, default_top_k: int = 50, max_bytes: int = 4 * 1024 * 1024
+                      ) -> list[edge_to_hub_pb2.SearchResult]:
+    """The SearchResult batches that answer `job` (`edge.footage_search`), or the one that says why not."""
+    try:
+        if store is None:  # said before anything of the job is read
+            raise SearchJobError(job.job_id, UNAVAILABLE, "this edge keeps no local store")
+        query = search_query(job, model_fingerprint=model_fingerprint, dim=dim)
+        hits = find(query, store, model_fingerprint=model_fingerprint, dim=dim, default_top_k=default_top_k)
+    except SearchJobError as exc:
+        return [search_error_result(exc, edge_id)]
+    return search_results(job.job_id, edge_id, hits, model_fingerprint=model_fingerprint, max_bytes=max_bytes)
 
 
 def blur_message_crops(msg: session_pb2.EdgeMessage, blurrer: FaceBlurrer, *, quality: int = 75) -> None:
@@ -250,11 +256,6 @@ def _blur_crop(crop: common_pb2.CropImage, blurrer: FaceBlurrer, quality: int) -
     return True
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
-
-
 def entry_message(entry: Entry) -> session_pb2.EdgeMessage:
     """The EdgeMessage that carries an outbox entry; InvalidInputError for one that cannot be sent."""
     if entry.kind == SHORT_LIST_KIND:
@@ -280,3 +281,29 @@ def camera_stats_message(load: CameraLoad) -> edge_to_hub_pb2.CameraStats:
         stats.gap_since.CopyFrom(seconds_to_timestamp(load.gap_since))
     return stats
 
+
+def camera_infos(cameras: Sequence[str | edge_to_hub_pb2.CameraInfo]) -> list[edge_to_hub_pb2.CameraInfo]:
+    """Hello's cameras: a camera id becomes a CameraInfo named after it."""
+    return [c if isinstance(c, edge_to_hub_pb2.CameraInfo) else edge_to_hub_pb2.CameraInfo(camera_id=c, name=c)
+            for c in cameras]
+
+
+def hello_message(edge_id: str, site: str, cameras: Sequence[edge_to_hub_pb2.CameraInfo], model_fingerprint: str,
+                  gallery_version: int, last_hub_sequence: int, dim: int) -> edge_to_hub_pb2.Hello:
+    """The Hello that opens a session (the software version from the installed package)."""
+    try:
+        software = importlib.metadata.version("crossview")
+    except importlib.metadata.PackageNotFoundError:
+        software = "unknown"
+    return edge_to_hub_pb2.Hello(
+        edge_id=edge_id, site=site, cameras=list(cameras), model_fingerprint=model_fingerprint,
+        gallery_version=gallery_version, last_acked_hub_sequence=last_hub_sequence, embedding_dim=dim,
+        software_version=software)
+
+
+def heartbeat_message(cameras: Sequence[CameraLoad], outbox_depth: int, gallery_version: int
+                      ) -> edge_to_hub_pb2.EdgeHeartbeat:
+    """A heartbeat now, with each camera's numbers."""
+    return edge_to_hub_pb2.EdgeHeartbeat(sent_at=seconds_to_timestamp(time.time()),
+                                         cameras=[camera_stats_message(c) for c in cameras],
+                                         outbox_depth=outbox_depth, gallery_version=gallery_version)

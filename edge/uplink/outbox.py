@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.store import UnknownIdError
+from edge.storage.store import UnknownIdError
 from models.errors import InvalidInputError
 from persist.sqlite import SqliteDatabase, write_transaction
 

@@ -57,7 +57,7 @@ def person_photo(video: Path, at_s: float, target: Path) -> Path:
     import cv2
 
     from edge.detect_track import PersonTracker
-    from edge.frames import Frame
+    from edge.sources.frames import Frame
 
     capture = cv2.VideoCapture(str(video))
     try:

@@ -25,6 +25,7 @@ from cloud.verification import DecisionPolicy
 from edge.node import EdgeNode
 from edge.pipeline import TrackletSettings
 from edge.shortlist import ShortListPolicy
+from edge.uplink.settings import HubLinkSettings
 
 VIDEO = "one-by-one-person-detection.mp4"  # 10 fps; a person walks in at 6.4 s and stays until 19.3 s
 LOBBY, CORRIDOR = (0, 130), (130, 220)  # frame ranges of the two cameras
@@ -82,9 +83,9 @@ def hub(tmp_path: Path, ui: Any) -> Iterator[Any]:
 def edge_node(tmp_path: Path, hub: Any, models: dict[str, Any], edge_id: str, cameras: list[str]) -> EdgeNode:
     return EdgeNode(tmp_path / edge_id, edge_id, cameras, tracker=models["tracker"], embedder=models["embedder"],
                     tracklets=TrackletSettings(close_after_s=0.5), policy=ShortListPolicy(3, min_p_same=0.05),
-                    send_unmatched=True, hub_target=hub.running.grpc_address,
-                    hub_token=hub.running.create_edge_token(edge_id),
-                    link_options={"heartbeat_s": 0.5, "initial_backoff_s": 0.05, "max_backoff_s": 0.5})
+                    send_unmatched=True,
+                    hub=HubLinkSettings(hub.running.grpc_address, hub.running.create_edge_token(edge_id),
+                                        heartbeat_s=0.5, initial_backoff_s=0.05, max_backoff_s=0.5))
 
 
 def replay(edge: EdgeNode, video: Path, camera: str) -> None:

@@ -22,6 +22,7 @@ from crossview_testing.web_ui import wait_for_search
 from edge.node import EdgeNode
 from edge.pipeline import TrackletSettings
 from edge.shortlist import ShortListPolicy
+from edge.uplink.settings import HubLinkSettings
 
 RED, GREEN = (40, 40, 230), (40, 230, 40)  # BGR
 
@@ -39,8 +40,9 @@ def colour_edge(tmp_path: Path, api: HubApi, edge_id: str, camera: str) -> EdgeN
     return EdgeNode(tmp_path / edge_id, edge_id, [camera], tracker=BlobTracker(), embedder=ColourEmbedder(),
                     tracklets=TrackletSettings(close_after_s=0.5, min_quality=0.0),
                     policy=ShortListPolicy(3, min_p_same=0.95),  # uncalibrated: cosine distance <= 0.05
-                    send_unmatched=True, hub_target=api.running.grpc_address, hub_token=token,
-                    link_options={"heartbeat_s": 0.5, "initial_backoff_s": 0.05, "max_backoff_s": 0.5})
+                    send_unmatched=True,
+                    hub=HubLinkSettings(api.running.grpc_address, token, heartbeat_s=0.5, initial_backoff_s=0.05,
+                                        max_backoff_s=0.5))
 
 
 def replay(edge: EdgeNode, video: Path, camera: str) -> None:

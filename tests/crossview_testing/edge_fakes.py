@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.frames import Frame
+from edge.sources.frames import Frame
 from models.calibration import Calibration
 from models.types import Detections, Embeddings
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.outbox import Outbox
-from edge.store import TrackletStore
+from edge.storage.store import TrackletStore
+from edge.uplink.outbox import Outbox
 from models.types import Embeddings, Tracklet
 
 FINGERPRINT = "crash-test-model"

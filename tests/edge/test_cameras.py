@@ -1,4 +1,4 @@
-"""edge.cameras: camera specs, the scheme → source map, and CameraRunner's isolation of cameras.
+"""edge.sources.cameras: camera specs, the scheme → source map, and CameraRunner's isolation of cameras.
 
 The fault tests run a real sample video next to a camera that fails (an unreachable RTSP URL, a
 truncated file) and check that the failure is reported for that camera only. Queue tests use fake
@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.cameras import SOURCE_CLASSES, CameraRunner, CameraSpec, open_source
-from edge.frames import Frame
-from edge.sources import ImageFolderSource, SourceError, SourceUnavailableError, VideoFileSource
-from edge.stream_sources import ReconnectingSource, StreamSource, WebcamSource
+from edge.sources.cameras import SOURCE_CLASSES, CameraRunner, CameraSpec, open_source
+from edge.sources.files import ImageFolderSource, SourceError, SourceUnavailableError, VideoFileSource
+from edge.sources.frames import Frame
+from edge.sources.streams import ReconnectingSource, StreamSource, WebcamSource
 from models.errors import InvalidInputError
 
 SHORT_VIDEO = "video/pedestrians__nandinib1999.mp4"  # 640x360, 188 frames

@@ -1,4 +1,4 @@
-"""edge.detect_track + edge.run_detect on the real YOLOv8n INT8 OpenVINO detector and sample videos."""
+"""edge.detect_track + crossview.run_detect on the real YOLOv8n INT8 OpenVINO detector and sample videos."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from crossview.run_detect import FrameRecord, format_summary, summarise_video
 from edge.detect_track import PersonTracker, resolve_detector, resolve_tracker_config
-from edge.frames import Frame
-from edge.run_detect import FrameRecord, format_summary, summarise_video
-from edge.sources import VideoFileSource
+from edge.sources.files import VideoFileSource
+from edge.sources.frames import Frame
 from models.errors import InvalidInputError, MissingDependencyError, ModelNotFoundError
 from models.types import Detections
 
@@ -91,8 +91,8 @@ def test_cameras_keep_separate_tracker_state(tracker: PersonTracker, data_dir: P
 PER_CAMERA_SCRIPT = """
 import sys
 from edge.detect_track import PersonTracker
-from edge.frames import Frame
-from edge.sources import VideoFileSource
+from edge.sources.frames import Frame
+from edge.sources.files import VideoFileSource
 tracker = PersonTracker("detect/yolov8n-int8-openvino", tracker="bytetrack", camera_trackers={"cam-b": "botsort"})
 for frame in VideoFileSource(sys.argv[1], "cam-a", start_frame=80, stride=3, max_frames=6):
     a = tracker.update(frame)
@@ -113,7 +113,7 @@ def test_tracker_type_is_chosen_per_camera(models_dir: Path, data_dir: Path) -> 
 
 
 def test_update_needs_a_frame(tracker: PersonTracker) -> None:
-    with pytest.raises(InvalidInputError, match=r"expected an edge\.frames\.Frame, got ndarray"):
+    with pytest.raises(InvalidInputError, match=r"expected an edge\.sources\.frames\.Frame, got ndarray"):
         tracker.update(np.zeros((32, 32, 3), np.uint8))  # type: ignore[arg-type]
 
 

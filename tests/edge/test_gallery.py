@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.gallery import EdgeGallery, GalleryChange, GalleryDeltaError, Identity, decode_delta
+from edge.gallery import EdgeGallery, GalleryChange, GalleryDeltaError, Identity
 from edge.shortlist import ShortListPolicy
+from edge.uplink.messages import decode_delta
 from models.calibration import Calibration
 from models.errors import InvalidInputError
 from models.rerank import GalleryIndex
@@ -38,6 +39,11 @@ def delta(frm: int, to: int, upserts=(), removals=(), full: bool = False) -> hub
                                         removals=list(removals), full_snapshot=full)
 
 
+def apply(g: EdgeGallery, msg: hub_to_edge_pb2.GalleryDelta) -> int:
+    """A wire delta applied as the hub link applies it: decoded, then `EdgeGallery.apply_delta`."""
+    return g.apply_delta(decode_delta(msg, g.model_fingerprint, g.dim))
+
+
 @pytest.fixture
 def gallery(tmp_path: Path) -> EdgeGallery:
     g = EdgeGallery(tmp_path / "gallery.db", FP, DIM)
@@ -58,7 +64,7 @@ def test_new_gallery_is_empty(gallery: EdgeGallery) -> None:
 
 
 def test_delta_applies_and_recall_names_identities(gallery: EdgeGallery) -> None:
-    assert gallery.apply_delta(delta(0, 1, [upsert("alice", 1, name="Alice", threshold=0.4), upsert("bob", 2, 3)])) == 1
+    assert apply(gallery, delta(0, 1, [upsert("alice", 1, name="Alice", threshold=0.4), upsert("bob", 2, 3)])) == 1
     assert gallery.version == 1 and gallery.size == 5
     assert [(i.identity_id, i.display_name, i.vectors) for i in gallery.identities()] == [
         ("alice", "Alice", 2), ("bob", "", 3)]
@@ -77,8 +83,8 @@ def test_delta_applies_and_recall_names_identities(gallery: EdgeGallery) -> None
 
 
 def test_recall_equals_an_index_built_from_scratch(gallery: EdgeGallery) -> None:
-    gallery.apply_delta(delta(0, 1, [upsert(f"p{i}", i, 3) for i in range(8)]))
-    gallery.apply_delta(delta(1, 2, [upsert("p3", 30, 2), upsert("p9", 9)], removals=["p5"]))
+    apply(gallery, delta(0, 1, [upsert(f"p{i}", i, 3) for i in range(8)]))
+    apply(gallery, delta(1, 2, [upsert("p3", 30, 2), upsert("p9", 9)], removals=["p5"]))
     fresh = GalleryIndex()
     remaining = [(f"p{i}", i, 3) for i in range(8) if i not in (3, 5)] + [("p3", 30, 2), ("p9", 9, 2)]
     refs = np.concatenate([vectors(seed, n) for _, seed, n in remaining])
@@ -93,8 +99,8 @@ def test_recall_equals_an_index_built_from_scratch(gallery: EdgeGallery) -> None
 
 
 def test_upsert_replaces_vectors_and_removal_deletes(gallery: EdgeGallery) -> None:
-    gallery.apply_delta(delta(0, 1, [upsert("alice", 1), upsert("bob", 2)]))
-    gallery.apply_delta(delta(1, 2, [upsert("alice", 3, 1, name="A")], removals=["bob", "never-there"]))
+    apply(gallery, delta(0, 1, [upsert("alice", 1), upsert("bob", 2)]))
+    apply(gallery, delta(1, 2, [upsert("alice", 3, 1, name="A")], removals=["bob", "never-there"]))
     assert [(i.identity_id, i.display_name, i.vectors) for i in gallery.identities()] == [("alice", "A", 1)]
     ids, _ = gallery.recall(vectors(5, 1)[0])
     assert ids.tolist() == ["alice"]
@@ -111,15 +117,15 @@ def test_upsert_replaces_vectors_and_removal_deletes(gallery: EdgeGallery) -> No
     (delta(1, 2, [upsert("carol", 5, threshold=float("nan"))]), "finite watchlist threshold"),
 ])
 def test_refused_delta_changes_nothing(gallery: EdgeGallery, bad: hub_to_edge_pb2.GalleryDelta, message: str) -> None:
-    gallery.apply_delta(delta(0, 1, [upsert("alice", 1), upsert("bob", 2)]))
+    apply(gallery, delta(0, 1, [upsert("alice", 1), upsert("bob", 2)]))
     before = state(gallery)
     with pytest.raises(GalleryDeltaError, match=message):
-        gallery.apply_delta(bad)
+        apply(gallery, bad)
     assert state(gallery) == before
 
 
 def test_failure_inside_the_transaction_rolls_back(gallery: EdgeGallery, monkeypatch: pytest.MonkeyPatch) -> None:
-    gallery.apply_delta(delta(0, 1, [upsert("alice", 1), upsert("bob", 2)]))
+    apply(gallery, delta(0, 1, [upsert("alice", 1), upsert("bob", 2)]))
     before = state(gallery)
     real = EdgeGallery._insert_vectors
     calls = []
@@ -132,36 +138,36 @@ def test_failure_inside_the_transaction_rolls_back(gallery: EdgeGallery, monkeyp
 
     monkeypatch.setattr(EdgeGallery, "_insert_vectors", failing)
     with pytest.raises(OSError, match="disk full"):
-        gallery.apply_delta(delta(1, 2, [upsert("carol", 5), upsert("dave", 6)], removals=["alice"]))
+        apply(gallery, delta(1, 2, [upsert("carol", 5), upsert("dave", 6)], removals=["alice"]))
     assert calls == ["carol", "dave"]
     assert state(gallery) == before
     monkeypatch.undo()
-    assert gallery.apply_delta(delta(1, 2, [upsert("carol", 5)])) == 2
+    assert apply(gallery, delta(1, 2, [upsert("carol", 5)])) == 2
 
 
 def test_full_snapshot_replaces_everything_from_any_version(gallery: EdgeGallery) -> None:
-    gallery.apply_delta(delta(0, 3, [upsert("alice", 1), upsert("bob", 2)]))
-    assert gallery.apply_delta(delta(0, 7, [upsert("zed", 9, 1)], full=True)) == 7
+    apply(gallery, delta(0, 3, [upsert("alice", 1), upsert("bob", 2)]))
+    assert apply(gallery, delta(0, 7, [upsert("zed", 9, 1)], full=True)) == 7
     assert [i.identity_id for i in gallery.identities()] == ["zed"] and gallery.size == 1
-    assert gallery.apply_delta(delta(7, 8, removals=["zed"])) == 8
+    assert apply(gallery, delta(7, 8, removals=["zed"])) == 8
     assert gallery.size == 0 and gallery.recall(vectors(1, 1)[0])[0].shape == (0,)
 
 
 def test_persists_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "gallery.db"
     with EdgeGallery(path, FP, DIM, k1=4, k2=2) as g:
-        g.apply_delta(delta(0, 1, [upsert(f"p{i}", i, 2, threshold=0.5 if i == 2 else None) for i in range(6)]))
-        g.apply_delta(delta(1, 2, [upsert("p1", 11)], removals=["p4"]))
+        apply(g, delta(0, 1, [upsert(f"p{i}", i, 2, threshold=0.5 if i == 2 else None) for i in range(6)]))
+        apply(g, delta(1, 2, [upsert("p1", 11)], removals=["p4"]))
         before = state(g)
     with EdgeGallery(path, FP, DIM, k1=4, k2=2) as g:
         assert state(g) == before
-        assert g.apply_delta(delta(2, 3, removals=["p0"])) == 3
+        assert apply(g, delta(2, 3, removals=["p0"])) == 3
 
 
 def test_another_model_empties_the_gallery(tmp_path: Path) -> None:
     path = tmp_path / "gallery.db"
     with EdgeGallery(path, FP, DIM) as g:
-        g.apply_delta(delta(0, 4, [upsert("alice", 1)]))
+        apply(g, delta(0, 4, [upsert("alice", 1)]))
     with EdgeGallery(path, "test-model@2", DIM) as g:
         assert g.version == 0 and g.identities() == []
     with EdgeGallery(path, "test-model@2", 8) as g:
@@ -186,7 +192,7 @@ def test_decoded_change_is_accepted_and_checked(gallery: EdgeGallery) -> None:
     (lambda g: g.recall([0.0] * DIM), "numpy array"),
 ])
 def test_recall_refuses_bad_queries(gallery: EdgeGallery, call, message: str) -> None:
-    gallery.apply_delta(delta(0, 1, [upsert("alice", 1)]))
+    apply(gallery, delta(0, 1, [upsert("alice", 1)]))
     with pytest.raises(InvalidInputError, match=message):
         call(gallery)
 
@@ -229,7 +235,7 @@ def test_one_identity_a_near_duplicate_scores_high_and_a_stranger_low(gallery: E
     # the issue: with one identity enrolled every re-ranked distance is the same (0.3 here), so a
     # threshold on it passes a stranger exactly as it passes the person; the cosine distance does not
     base = vectors(1, 1)[0]
-    gallery.apply_delta(delta(0, 1, [hub_to_edge_pb2.IdentityUpsert(
+    apply(gallery, delta(0, 1, [hub_to_edge_pb2.IdentityUpsert(
         identity_id="alice", vectors=[vector_to_proto(base[None], FP)])]))
     near = base + 0.02 * vectors(2, 1)[0]
     stranger = vectors(3, 1)[0]
@@ -258,7 +264,7 @@ def test_one_identity_a_near_duplicate_scores_high_and_a_stranger_low(gallery: E
 def test_recall_scored_cosine_matches_numpy_and_an_empty_gallery(gallery: EdgeGallery) -> None:
     ids, order, cosine = gallery.recall_scored(vectors(1, 1)[0])
     assert ids.shape == order.shape == cosine.shape == (0,)
-    gallery.apply_delta(delta(0, 1, [upsert("alice", 1, 2), upsert("bob", 2, 3)]))
+    apply(gallery, delta(0, 1, [upsert("alice", 1, 2), upsert("bob", 2, 3)]))
     query = vectors(7, 1)
     ids, order, cosine = gallery.recall_scored(Embeddings(query, FP))
     refs = {"alice": vectors(1, 2), "bob": vectors(2, 3)}
@@ -280,10 +286,10 @@ def test_the_order_switches_to_reranking_when_the_gallery_grows_past_the_minimum
         return [hub_to_edge_pb2.IdentityUpsert(identity_id=n, vectors=[vector_to_proto(v, FP)]) for n, v in items]
 
     with EdgeGallery(tmp_path / "g.db", FP, DIM, rerank_min_identities=5) as g:
-        g.apply_delta(delta(0, 1, upserts(refs[:4])))  # 4 identities: below the minimum
+        apply(g, delta(0, 1, upserts(refs[:4])))  # 4 identities: below the minimum
         ids, order, cosine = g.recall_scored(query)
         np.testing.assert_array_equal(order, cosine)
-        g.apply_delta(delta(1, 2, upserts(refs[4:5])))  # 5: re-ranked, k1 from the images per identity
+        apply(g, delta(1, 2, upserts(refs[4:5])))  # 5: re-ranked, k1 from the images per identity
         ids, order, cosine = g.recall_scored(query)
         assert not np.allclose(order, cosine)
         assert rerank_k1(5, 15, min_identities=5) == 6
@@ -292,7 +298,7 @@ def test_the_order_switches_to_reranking_when_the_gallery_grows_past_the_minimum
         assert got_ids == want_ids
         np.testing.assert_allclose(got, want, atol=1e-5)
         assert _ordered(ids, cosine)[0][0] == "p2" and got_ids[0] == "p2"
-        g.apply_delta(delta(2, 3, removals=["p0", "p1"]))  # 3: cosine again
+        apply(g, delta(2, 3, removals=["p0", "p1"]))  # 3: cosine again
         ids, order, cosine = g.recall_scored(query)
         np.testing.assert_array_equal(order, cosine)
         assert sorted(set(ids.tolist())) == ["p2", "p3", "p4"]
@@ -300,11 +306,11 @@ def test_the_order_switches_to_reranking_when_the_gallery_grows_past_the_minimum
 
 def test_default_minimum_is_twenty_identities(gallery: EdgeGallery) -> None:
     assert gallery.rerank_min_identities == 20
-    gallery.apply_delta(delta(0, 1, [upsert(f"p{i:02d}", i, 1) for i in range(19)]))
+    apply(gallery, delta(0, 1, [upsert(f"p{i:02d}", i, 1) for i in range(19)]))
     query = vectors(99, 1)[0]
     _, order, cosine = gallery.recall_scored(query)
     np.testing.assert_array_equal(order, cosine)
-    gallery.apply_delta(delta(1, 2, [upsert("p19", 19, 1)]))
+    apply(gallery, delta(1, 2, [upsert("p19", 19, 1)]))
     ids, order, cosine = gallery.recall_scored(query)
     assert not np.allclose(order, cosine)
     np.testing.assert_allclose(_ordered(ids, order)[1],
@@ -323,14 +329,14 @@ def test_k1_follows_the_gallery_as_it_shrinks_and_grows_again(tmp_path: Path) ->
     query = large[1][1][3] + 0.2 * vectors(8, 1)[0]
     path = tmp_path / "g.db"
     with EdgeGallery(path, FP, DIM, rerank_min_identities=3) as g:
-        g.apply_delta(delta(0, 1, upserts(small)))
+        apply(g, delta(0, 1, upserts(small)))
         assert rerank_k1(3, 3, min_identities=3) == 2
         ids, order, _ = g.recall_scored(query)
         np.testing.assert_allclose(_ordered(ids, order)[1], _fresh_rerank(small, query, k1=2)[1], atol=1e-5)
-        g.apply_delta(delta(1, 2, removals=["s2"]))
+        apply(g, delta(1, 2, removals=["s2"]))
         _, order, cosine = g.recall_scored(query)
         np.testing.assert_array_equal(order, cosine)
-        g.apply_delta(delta(2, 3, upserts(large)))
+        apply(g, delta(2, 3, upserts(large)))
         remaining = small[:2] + large
         assert rerank_k1(5, 62, min_identities=3) == 20
         ids, order, _ = g.recall_scored(query)

@@ -17,13 +17,15 @@ import numpy as np
 import pytest
 from crossview_testing import hub_fixture
 
+from edge.embed_worker import SHORT_LIST_KIND, UplinkSettings, short_list_entry
 from edge.gallery import EdgeGallery
-from edge.hub_channel import MAX_RETRY_HINT_S, reconnect_delay, retry_hint_s
-from edge.hub_link import CameraLoad, HubLink, HubLinkError
-from edge.hub_messages import blur_message_crops
-from edge.outbox import Outbox
 from edge.privacy import FaceBlurrer, FaceDetectorUnavailableError
-from edge.store import TrackletStore
+from edge.storage.store import TrackletStore
+from edge.uplink.hub_channel import MAX_RETRY_HINT_S, reconnect_delay, retry_hint_s
+from edge.uplink.hub_link import CameraLoad, HubLink, HubLinkError
+from edge.uplink.messages import blur_message_crops
+from edge.uplink.outbox import Outbox
+from edge.uplink.settings import HubLinkSettings
 from models.errors import InvalidInputError
 from models.types import Crop, Embeddings, Tracklet
 from protos.codec import (
@@ -59,6 +61,21 @@ def tracklet(i: int, camera: str = "cam-a", start: float = 1000.0) -> Tracklet:
     return Tracklet(f"t{i}", camera, i, start, start + 2.0, crops, Embeddings(vec(i), FP))
 
 
+ALL_CROPS = UplinkSettings(crops=8, max_height=1024, jpeg_quality=90)  # every crop, as it is
+
+
+def enqueue(link: HubLink, t: Tracklet, candidates: list, *, gallery_version: int | None = None,
+            max_bytes: int | None = None) -> str:
+    """Queue a tracklet's short list as the embedding worker does (its builder), wake the link; the key."""
+    key, payload = short_list_entry(
+        t, candidates, edge_id=link.edge_id, model_fingerprint=FP,
+        gallery_version=link.gallery.version if gallery_version is None else gallery_version, uplink=ALL_CROPS,
+        max_bytes=link.outbox.max_payload_bytes if max_bytes is None else max_bytes)
+    link.outbox.put(SHORT_LIST_KIND, payload, key)
+    link.notify()
+    return key
+
+
 @pytest.fixture
 def hub() -> Iterator:
     h = hub_fixture.make_hub(token=TOKEN)
@@ -81,8 +98,9 @@ def make_link(hub, edge: dict) -> Iterator[Callable[..., HubLink]]:
 
     def make(token: str = TOKEN, start: bool = True, **kwargs: object) -> HubLink:
         options = {"heartbeat_s": 0.2, "initial_backoff_s": 0.05, "max_backoff_s": 0.3, **kwargs}
-        link = HubLink(hub.address, "edge-1", token, ["cam-a", "cam-b"], FP, edge["gallery"], edge["outbox"],
-                       edge["store"], **options)
+        hooks = {name: options.pop(name) for name in ("camera_stats", "on_verdict", "rng") if name in options}
+        link = HubLink(HubLinkSettings(hub.address, token, **options), "edge-1", ["cam-a", "cam-b"], FP,
+                       edge["gallery"], edge["outbox"], edge["store"], **hooks)
         links.append(link)
         if start:
             link.start()
@@ -110,7 +128,7 @@ def test_hello_welcome_and_heartbeats(hub, edge: dict, make_link) -> None:
 
 def test_short_lists_arrive_are_acked_and_leave_the_outbox(hub, edge: dict, make_link) -> None:
     link = make_link()
-    keys = [link.enqueue_short_list(tracklet(i), [("alice", 0.1 * i), ("bob", 0.5)]) for i in range(10)]
+    keys = [enqueue(link, tracklet(i), [("alice", 0.1 * i), ("bob", 0.5)]) for i in range(10)]
     assert keys[3] == "shortlist/edge-1/t3/g0"
     hub.wait_for(lambda h: len(h.short_lists) == 10, what="10 short lists")
     wait_until(lambda: edge["outbox"].depth() == 0, what="an empty outbox")
@@ -118,7 +136,7 @@ def test_short_lists_arrive_are_acked_and_leave_the_outbox(hub, edge: dict, make
     assert decoded.tracklet_id == "t3" and len(decoded.crops) == 2 and candidates == [
         ("alice", pytest.approx(0.3)), ("bob", 0.5)]
     np.testing.assert_allclose(decoded.embedding.vectors, vec(3))
-    assert link.enqueue_short_list(tracklet(3), [("alice", 0.3)]) == keys[3]  # a replay: nothing new
+    assert enqueue(link, tracklet(3), [("alice", 0.3)]) == keys[3]  # a replay: nothing new
     wait_until(lambda: link.stats().acked == 10)
     assert edge["outbox"].depth() == 0 and hub.deliveries[keys[3]] == 1
 
@@ -126,16 +144,16 @@ def test_short_lists_arrive_are_acked_and_leave_the_outbox(hub, edge: dict, make
 def test_hub_down_and_back_every_short_list_exactly_once(hub, edge: dict, make_link) -> None:
     link = make_link()
     assert link.wait_connected(20)
-    expected = [link.enqueue_short_list(tracklet(i), [("alice", 0.2)]) for i in range(5)]
+    expected = [enqueue(link, tracklet(i), [("alice", 0.2)]) for i in range(5)]
     hub.wait_for(lambda h: len(h.accepted) == 5)
     wait_until(lambda: edge["outbox"].depth() == 0)
     hub.hold_acks = True  # the hub stores the next ones but goes down before acking them
-    expected += [link.enqueue_short_list(tracklet(i), [("alice", 0.2)]) for i in range(5, 10)]
+    expected += [enqueue(link, tracklet(i), [("alice", 0.2)]) for i in range(5, 10)]
     hub.wait_for(lambda h: len(h.accepted) == 10)
     assert edge["outbox"].depth() == 5
     hub.stop()
     wait_until(lambda: not link.stats().connected, what="the link to notice")
-    expected += [link.enqueue_short_list(tracklet(i), [("alice", 0.2)]) for i in range(10, 15)]
+    expected += [enqueue(link, tracklet(i), [("alice", 0.2)]) for i in range(10, 15)]
     wait_until(lambda: link.stats().reconnects >= 2, what="failed reconnects while the hub is down")
     hub.hold_acks = False
     hub.start()
@@ -158,8 +176,8 @@ def test_wrong_token_is_fatal(hub, edge: dict, make_link) -> None:
 
 def test_model_refused_by_the_hub_is_fatal(tmp_path: Path, edge: dict) -> None:
     other = hub_fixture.make_hub(token=TOKEN, fingerprint="another-model")
-    link = HubLink(other.address, "edge-1", TOKEN, ["cam-a"], FP, edge["gallery"], edge["outbox"],
-                   initial_backoff_s=0.05)
+    link = HubLink(HubLinkSettings(other.address, TOKEN, initial_backoff_s=0.05), "edge-1", ["cam-a"], FP,
+                   edge["gallery"], edge["outbox"])
     try:
         link.start()
         with pytest.raises(HubLinkError, match="FINGERPRINT_MISMATCH"):
@@ -319,7 +337,7 @@ def test_rejected_entries_are_dead_lettered_and_retries_resent(hub, edge: dict, 
     hub.reject_keys.add("shortlist/edge-1/t1/g0")
     hub.retry_once_keys.add("shortlist/edge-1/t2/g0")
     link = make_link()
-    keys = [link.enqueue_short_list(tracklet(i), [("alice", 0.2)]) for i in range(3)]
+    keys = [enqueue(link, tracklet(i), [("alice", 0.2)]) for i in range(3)]
     wait_until(lambda: edge["outbox"].depth() == 0)
     (dead,) = link.dead_letters()
     assert dead.key == keys[1] and "rejected by test" in dead.reason and dead.kind == "short_list"
@@ -352,10 +370,11 @@ def test_mutual_tls(tmp_path: Path, edge: dict) -> None:
                                               root_certificates=certs["ca.pem"], require_client_auth=True)
     hub = hub_fixture.make_hub(token=TOKEN, server_credentials=credentials)
     common = {"initial_backoff_s": 0.05, "max_backoff_s": 0.2, "root_certificates": tmp_path / "ca.pem"}
-    anonymous = HubLink(hub.address, "edge-1", TOKEN, ["cam-a"], FP, edge["gallery"], edge["outbox"],
-                        state_path=tmp_path / "anonymous.link.db", **common)
-    link = HubLink(hub.address, "edge-1", TOKEN, ["cam-a"], FP, edge["gallery"], edge["outbox"],
-                   certificate_chain=certs["client.pem"], private_key=certs["client.key"], **common)
+    anonymous = HubLink(HubLinkSettings(hub.address, TOKEN, state_path=tmp_path / "anonymous.link.db", **common),
+                        "edge-1", ["cam-a"], FP, edge["gallery"], edge["outbox"])
+    link = HubLink(HubLinkSettings(hub.address, TOKEN, certificate_chain=certs["client.pem"],
+                                   private_key=certs["client.key"], **common),
+                   "edge-1", ["cam-a"], FP, edge["gallery"], edge["outbox"])
     try:
         anonymous.start()  # no client certificate: the handshake fails, and fails again
         wait_until(lambda: anonymous.stats().reconnects >= 2, what="refused handshakes")
@@ -363,14 +382,14 @@ def test_mutual_tls(tmp_path: Path, edge: dict) -> None:
         anonymous.stop()
         link.start()
         assert link.wait_connected(20)
-        key = link.enqueue_short_list(tracklet(1), [("alice", 0.1)])
+        key = enqueue(link, tracklet(1), [("alice", 0.1)])
         hub.wait_for(lambda h: key in h.short_lists)
     finally:
         anonymous.stop()
         link.stop()
         hub.stop()
     with pytest.raises(InvalidInputError, match="both"):
-        HubLink(hub.address, "edge-1", TOKEN, [], FP, edge["gallery"], edge["outbox"], private_key=b"x")
+        HubLinkSettings(hub.address, TOKEN, private_key=b"x")  # the pair is checked there, once
 
 
 def test_blur_faces_true_needs_a_face_detector(hub, edge: dict) -> None:
@@ -378,12 +397,14 @@ def test_blur_faces_true_needs_a_face_detector(hub, edge: dict) -> None:
         FaceBlurrer()
     except FaceDetectorUnavailableError:
         with pytest.raises(FaceDetectorUnavailableError, match="detector=None"):
-            HubLink(hub.address, "edge-1", TOKEN, [], FP, edge["gallery"], edge["outbox"], blur_faces=True)
+            HubLink(HubLinkSettings(hub.address, TOKEN, blur_faces=True), "edge-1", [], FP, edge["gallery"],
+                    edge["outbox"])
         return
-    link = HubLink(hub.address, "edge-1", TOKEN, [], FP, edge["gallery"], edge["outbox"], blur_faces=True)
+    link = HubLink(HubLinkSettings(hub.address, TOKEN, blur_faces=True), "edge-1", [], FP, edge["gallery"],
+                   edge["outbox"])
     link.start()
     try:
-        key = link.enqueue_short_list(tracklet(4), [("alice", 0.1)])
+        key = enqueue(link, tracklet(4), [("alice", 0.1)])
         hub.wait_for(lambda h: key in h.short_lists)
         sent = jpeg_to_image(hub.short_lists[key].query_crops[0].jpeg)
         original = tracklet(4).crops[0].image
@@ -392,19 +413,19 @@ def test_blur_faces_true_needs_a_face_detector(hub, edge: dict) -> None:
         link.stop()
 
 
-def test_enqueue_short_list_limits_and_refusals(edge: dict, make_link) -> None:
-    link = make_link(start=False, max_message_bytes=6000)
+def test_worker_short_list_limits_and_refusals(edge: dict, make_link) -> None:
+    link = make_link(start=False)
     noisy = np.random.default_rng(0).integers(0, 256, size=(64, 32, 3), dtype=np.uint8)  # ~4 KB as JPEG
     big = Tracklet("t9", "cam-a", 9, 5.0, 6.0, tuple(Crop(noisy, "cam-a", 5.0 + i) for i in range(4)),
                    Embeddings(vec(9), FP))
-    key = link.enqueue_short_list(big, [("alice", 0.1)], gallery_version=7)
+    key = enqueue(link, big, [("alice", 0.1)], gallery_version=7, max_bytes=6000)
     assert key == "shortlist/edge-1/t9/g7"
     (entry,) = edge["outbox"].pending()
     sent = short_list_from_proto(hub_fixture.edge_to_hub_pb2.ShortList.FromString(entry.payload))[0]
     assert 1 <= len(sent.crops) < 4 and len(entry.payload) <= 6000 and sent.end_s == 6.0
     other_model = Tracklet("t8", "cam-a", 8, 0.0, 1.0, (), Embeddings(vec(8), "another-model"))
     with pytest.raises(InvalidInputError, match="expected a tracklet embedding of model"):
-        link.enqueue_short_list(other_model, [])
+        enqueue(link, other_model, [])
 
 
 def test_an_overloaded_hub_s_retry_hint_is_honoured(hub, edge: dict, make_link) -> None:

@@ -27,11 +27,12 @@ import edge.detect_track
 import models.embed
 from crossview.config import ConfigError, load_config
 from crossview.edge_command import EdgeConfig, ReplayConfig, replay_command, run_command
-from edge.embed_worker import MemoryGallery
-from edge.frames import Frame
+from edge.gallery import MemoryGallery
 from edge.node import EdgeNode, RetentionPolicy
 from edge.pipeline import TrackletSettings
 from edge.shortlist import ShortListPolicy
+from edge.sources.frames import Frame
+from edge.uplink.settings import HubLinkSettings
 from models.errors import InvalidInputError
 from protos.crossview.v1 import edge_to_hub_pb2
 
@@ -89,8 +90,7 @@ def hub() -> Iterator[Any]:
 
 def make_node(workdir: Path, cameras: list[str], hub: Any | None = None, **kwargs: Any) -> EdgeNode:
     hub_args: dict[str, Any] = {} if hub is None else {
-        "hub_target": hub.address, "hub_token": TOKEN,
-        "link_options": {"heartbeat_s": 0.1, "initial_backoff_s": 0.05, "max_backoff_s": 0.3}}
+        "hub": HubLinkSettings(hub.address, TOKEN, heartbeat_s=0.1, initial_backoff_s=0.05, max_backoff_s=0.3)}
     return EdgeNode(workdir, "edge-n", cameras, tracker=BlobTracker(), embedder=ColourEmbedder(), gallery=gallery(),
                     policy=ShortListPolicy(top_k=1, min_p_same=MIN_P_SAME), embed_nice=None,
                     tracklets=TrackletSettings(close_after_s=0.5, min_quality=0.0), **hub_args, **kwargs)
@@ -205,7 +205,7 @@ def test_sigterm_interrupts_a_replay_which_a_rerun_resumes(tmp_path: Path) -> No
 
 
 def hub_source(video: Path, camera_id: str) -> Any:
-    from edge.sources import VideoFileSource
+    from edge.sources.files import VideoFileSource
 
     return VideoFileSource(video, camera_id)
 

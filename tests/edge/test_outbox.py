@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import Outbox, PayloadTooLargeError
-from edge.store import TrackletStore, UnknownIdError
+from edge.storage.store import TrackletStore, UnknownIdError
+from edge.uplink.outbox import Outbox, PayloadTooLargeError
 from models.errors import InvalidInputError
 
 

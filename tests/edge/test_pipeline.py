@@ -18,19 +18,19 @@ import pytest
 from edge.embed_worker import (
     SHORT_LIST_KIND,
     EmbedWorker,
-    MemoryGallery,
     Recaller,
     UplinkSettings,
     WorkerStoppedError,
     short_list_key,
 )
-from edge.frames import Frame
-from edge.outbox import Outbox
+from edge.gallery import MemoryGallery
 from edge.pipeline import EdgePipeline, PipelineClosedError, TrackletSettings
 from edge.shortlist import ShortListPolicy
-from edge.sources import VideoFileSource
-from edge.store import TrackletStore
+from edge.sources.files import VideoFileSource
+from edge.sources.frames import Frame
+from edge.storage.store import TrackletStore
 from edge.tracklets import ClosedTracklet
+from edge.uplink.outbox import Outbox
 from models.calibration import Calibration
 from models.errors import InvalidInputError
 from models.types import Crop, Detections, Embeddings
@@ -541,7 +541,7 @@ def test_pipeline_streams_and_close(tmp_path: Path) -> None:
     assert pipeline.stats.embedded == 4 and pipeline.stats.cameras["door"].streams == 3
     with pytest.raises(PipelineClosedError):
         pipeline.process(frames[0])
-    with pytest.raises(InvalidInputError, match=r"expected an edge\.frames\.Frame"):
+    with pytest.raises(InvalidInputError, match=r"expected an edge\.sources\.frames\.Frame"):
         pipeline.process(frames[0].image)  # type: ignore[arg-type]
     store.close()
     outbox.close()

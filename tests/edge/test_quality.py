@@ -207,3 +207,18 @@ def test_real_tracklet_sharp_frames_beat_blurred_copies(data_dir: Path) -> None:
         assert blurred.sharpness < sharp.sharpness, path.name
         wins += sharp.score > blurred.score
     assert wins == min(20, len(paths)), name
+
+
+def test_bounds_hold_the_score_whatever_the_sharpness() -> None:
+    quality = CropQuality()
+    rng = np.random.default_rng(5)
+    for box, frame_hw, conf in [((10, 10, 40, 100), (480, 640), 0.9), ((0, 5, 60, 70), (480, 640), 0.3),
+                                ((100, 100, 101, 180), (200, 200), 1.0)]:
+        x1, y1, x2, y2 = box
+        low, high = quality.bounds(box, frame_hw, conf)
+        assert 0.0 <= low <= high <= 1.0
+        for blur in (False, True):
+            crop = rng.integers(0, 256, size=(y2 - y1, x2 - x1, 3), dtype=np.uint8)
+            if blur:
+                crop[:] = crop.mean().astype(np.uint8)  # flat: no sharpness at all
+            assert low <= quality(crop, box, frame_hw, conf) <= high

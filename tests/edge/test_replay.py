@@ -25,12 +25,12 @@ from crossview_testing.processes import sigkill_when
 
 import edge.replay as replay_module
 from crossview.edge_command import replay_command
-from edge.embed_worker import MemoryGallery
-from edge.outbox import Outbox
+from edge.gallery import MemoryGallery
 from edge.pipeline import EdgePipeline, TrackletSettings
 from edge.replay import camera_ids_for, recording_id, replay
 from edge.shortlist import ShortListPolicy
-from edge.store import TrackletStore
+from edge.storage.store import TrackletStore
+from edge.uplink.outbox import Outbox
 from models.errors import InvalidInputError
 from protos import codec
 from protos.crossview.v1 import edge_to_hub_pb2

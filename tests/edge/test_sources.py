@@ -1,4 +1,4 @@
-"""edge.sources / edge.frames: video files → validated Frames, and clear errors on bad files."""
+"""edge.sources.files / edge.sources.frames: video files → validated Frames, and clear errors on bad files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from crossview_testing.edge_fakes import write_grey_video
 
-from edge.frames import Frame
-from edge.sources import Source, SourceError, VideoFileSource
+from edge.sources.files import Source, SourceError, VideoFileSource
+from edge.sources.frames import Frame
 from models.errors import CrossviewError, InvalidInputError
 
 SAMPLE_MP4 = "video/one-by-one-person-detection.mp4"  # 768x432, 10 fps, 1394 frames
@@ -156,7 +156,7 @@ def test_truncated_mp4_ends_with_a_logged_error(data_dir: Path, tmp_path: Path,
     data = _sample(data_dir, SAMPLE_MP4).read_bytes()
     path = tmp_path / "truncated.mp4"
     path.write_bytes(data[: len(data) // 10])  # the index is at the start, so it still opens
-    with caplog.at_level(logging.ERROR, logger="edge.sources"):
+    with caplog.at_level(logging.ERROR, logger="edge.sources.files"):
         frames = list(VideoFileSource(path, "lobby", stride=5))
     assert 0 < len(frames) < 1394 // 5
     assert all(f.image.shape == (432, 768, 3) for f in frames)

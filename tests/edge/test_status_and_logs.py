@@ -20,14 +20,16 @@ import numpy as np
 import pytest
 from crossview_testing import hub_fixture
 
-from edge.camera_health import FrameRateWindow, GapWatch
-from edge.cameras import CameraRunner, CameraStatus
-from edge.frames import Frame
+from edge.embed_worker import SHORT_LIST_KIND, UplinkSettings, short_list_entry
 from edge.gallery import EdgeGallery
-from edge.hub_link import CameraLoad, HubLink
-from edge.outbox import Outbox
-from edge.sources import SourceUnavailableError, camera_message, without_camera
-from edge.stream_sources import ReconnectingSource
+from edge.sources.camera_health import FrameRateWindow, GapWatch
+from edge.sources.cameras import CameraRunner, CameraStatus
+from edge.sources.files import SourceUnavailableError, camera_message, without_camera
+from edge.sources.frames import Frame
+from edge.sources.streams import ReconnectingSource
+from edge.uplink.hub_link import CameraLoad, HubLink
+from edge.uplink.outbox import Outbox
+from edge.uplink.settings import HubLinkSettings
 from models.types import Crop, Embeddings, Tracklet
 from protos.codec import timestamp_to_seconds, vector_to_proto
 from protos.crossview.v1 import edge_to_hub_pb2, hub_to_edge_pb2
@@ -122,7 +124,7 @@ def test_a_camera_without_frames_is_declared_at_once_and_logged_once(caplog: pyt
     changes: list[CameraStatus] = []
     runner = CameraRunner([camera], no_frames_after_s=0.3, on_change=changes.append)
     consumed = threading.Thread(target=lambda: [None for _ in runner], daemon=True)
-    with caplog.at_level(logging.INFO, logger="edge.cameras"):
+    with caplog.at_level(logging.INFO, logger="edge.sources.cameras"):
         consumed.start()
         wait_until(lambda: runner.status()["gate"].state == "running" and runner.status()["gate"].fps > 0,
                    "frames")
@@ -199,9 +201,9 @@ def test_heartbeats_carry_states_and_the_link_says_when_it_is_connected_and_sync
         hub_to_edge_pb2.IdentityUpsert(identity_id=f"id-{i}", vectors=[vector_to_proto(vectors[i:i + 1], FP)])
         for i in range(2)]))
     loads = [CameraLoad("gate", 7.5, state="no_frames", gap_since=1_800_000_000.5), CameraLoad("lobby", 0.0)]
-    link = HubLink(hub.address, "edge-1", TOKEN, ["gate", "lobby"], FP, gallery, outbox, heartbeat_s=60.0,
-                   camera_stats=lambda: loads)
-    with caplog.at_level(logging.INFO, logger="edge.hub_link"):
+    link = HubLink(HubLinkSettings(hub.address, TOKEN, heartbeat_s=60.0), "edge-1", ["gate", "lobby"], FP, gallery,
+                   outbox, camera_stats=lambda: loads)
+    with caplog.at_level(logging.INFO, logger="edge.uplink.hub_link"):
         link.start()
         try:
             hub.wait_for(lambda h: len(h.heartbeats) == 1, what="the first heartbeat")
@@ -225,9 +227,13 @@ def test_link_counts_first_sends_and_resends_apart(hub: hub_fixture.HubFixture,
     image = np.full((64, 32, 3), 90, np.uint8)
     person = Tracklet("t1", "cam-a", 1, 10.0, 12.0, (Crop(image, "cam-a", 10.5),),
                       Embeddings(np.ones((1, DIM), np.float32), FP))
-    link = HubLink(hub.address, "edge-1", TOKEN, ["cam-a"], FP, gallery, outbox, heartbeat_s=0.2,
-                   initial_backoff_s=0.05, max_backoff_s=0.2)
-    hub.retry_once_keys.add(link.enqueue_short_list(person, [("someone", 0.1)]))  # the hub says "retry" once
+    link = HubLink(HubLinkSettings(hub.address, TOKEN, heartbeat_s=0.2, initial_backoff_s=0.05, max_backoff_s=0.2),
+                   "edge-1", ["cam-a"], FP, gallery, outbox)
+    key, payload = short_list_entry(person, [("someone", 0.1)], edge_id="edge-1", model_fingerprint=FP,
+                                    gallery_version=gallery.version, uplink=UplinkSettings(),
+                                    max_bytes=outbox.max_payload_bytes)  # as the embedding worker builds it
+    outbox.put(SHORT_LIST_KIND, payload, key)
+    hub.retry_once_keys.add(key)  # the hub says "retry" once
     link.start()
     try:
         wait_until(lambda: outbox.depth() == 0, "the short list acknowledged after one retry")

@@ -17,8 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.outbox import Outbox
-from edge.store import (
+from edge.storage.store import (
     CropsFolderMismatchError,
     FingerprintMismatchError,
     SchemaVersionError,
@@ -26,6 +25,7 @@ from edge.store import (
     TrackletStore,
     UnknownIdError,
 )
+from edge.uplink.outbox import Outbox
 from models.errors import InvalidInputError
 from models.types import Crop, Embeddings, Tracklet
 

@@ -1,4 +1,4 @@
-"""edge.stream_sources and the sampling parts of edge.sources: MJPEG over HTTP from a local server,
+"""edge.sources.streams and the sampling parts of edge.sources.files: MJPEG over HTTP from a local server,
 drops and reconnects, unreachable URLs, redaction, image folders, and target-FPS decimation.
 
 Every server here listens on 127.0.0.1 only. Reconnect tests pass a fake `sleep` that also takes
@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from crossview_testing.edge_fakes import write_grey_video
 
-from edge.frames import Frame
-from edge.sources import FrameRateLimiter, ImageFolderSource, SourceError, SourceUnavailableError, VideoFileSource
-from edge.stream_sources import ReconnectingSource, StreamSource, WebcamSource, redact_url
+from edge.sources.files import FrameRateLimiter, ImageFolderSource, SourceError, SourceUnavailableError, VideoFileSource
+from edge.sources.frames import Frame
+from edge.sources.streams import ReconnectingSource, StreamSource, WebcamSource, redact_url
 from models.errors import InvalidInputError
 
 GREY_STEP = 12  # frame i of connection c is filled with grey level 100*(c-1) + GREY_STEP*i
@@ -373,7 +373,7 @@ def test_image_folder_in_natural_order_skipping_unreadable(tmp_path: Path, caplo
     _write_images(tmp_path, 12)  # frame1 ... frame12: natural order, not frame1, frame10, frame11, frame12, frame2
     (tmp_path / "frame5.png").write_bytes(b"not a png")  # index 4, unreadable: skipped, keeps its number
     (tmp_path / "notes.txt").write_text("ignored: no image suffix")
-    with caplog.at_level(logging.WARNING, logger="edge.sources"):
+    with caplog.at_level(logging.WARNING, logger="edge.sources.files"):
         source = ImageFolderSource(tmp_path, "hall", fps=4)
         frames = list(source)
     assert len(source) == 12 and source.skipped == 1

@@ -354,3 +354,29 @@ def test_rejected_input_changes_nothing() -> None:
         builder.update(5.0, np.zeros((4, 4), np.uint8), Detections.empty())
     builder.update(1.0, np.zeros((4, 4, 3), np.uint8), Detections.empty())  # the clock did not move to 5.0
     assert builder.stats.frames == 1
+
+
+@pytest.mark.parametrize("min_quality", [0.0, 0.45, 0.6])
+def test_scoring_the_box_first_keeps_the_same_crops_and_counts(min_quality: float) -> None:
+    """A crop that cannot be kept skips the sharpness term (`CropQuality.bounds`): nothing else changes."""
+    quality = CropQuality()
+    calls = {"bounded": 0, "plain": 0}
+
+    def counted(name: str):
+        def score(*args):
+            calls[name] += 1
+            return quality(*args)
+        return score
+
+    class Bounded:  # CropQuality with its bounds, counting the full scores
+        bounds = staticmethod(quality.bounds)
+        __call__ = staticmethod(counted("bounded"))
+
+    runs = {}
+    for name, scorer in (("bounded", Bounded()), ("plain", counted("plain"))):
+        builder = TrackletBuilder("cam", best_k=2, min_quality=min_quality, scorer=scorer)
+        closed = _run(builder, _scene(WALKERS, 70, blur_every=3))
+        runs[name] = ([(t.tracklet_id, [(c.timestamp_s, c.quality) for c in t.crops]) for t in closed],
+                      builder.stats)
+    assert runs["bounded"] == runs["plain"]
+    assert calls["bounded"] < calls["plain"] if min_quality < 0.5 else calls["bounded"] <= calls["plain"]

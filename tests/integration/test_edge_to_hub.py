@@ -29,11 +29,12 @@ import pytest
 from crossview_testing import hub_fixture
 from crossview_testing.processes import sigkill_when
 
-from edge.hub_messages import short_list_key
 from edge.node import EdgeNode
 from edge.pipeline import TrackletSettings
 from edge.shortlist import ShortListPolicy
-from edge.store import TrackletStore
+from edge.storage.store import TrackletStore
+from edge.uplink.messages import short_list_key
+from edge.uplink.settings import HubLinkSettings
 from protos.codec import vector_to_proto
 from protos.crossview.v1 import hub_to_edge_pb2
 
@@ -86,8 +87,7 @@ def stranger_upserts(samples: dict[str, Path], embedder: Any, n: int = 10) -> li
 def node(workdir: Path, cameras: list[str], models: dict[str, Any], hub: Any | None = None, **kwargs: Any
          ) -> EdgeNode:
     hub_args: dict[str, Any] = {} if hub is None else {
-        "hub_target": hub.address, "hub_token": TOKEN,
-        "link_options": {"heartbeat_s": 0.5, "initial_backoff_s": 0.05, "max_backoff_s": 0.5}}
+        "hub": HubLinkSettings(hub.address, TOKEN, heartbeat_s=0.5, initial_backoff_s=0.05, max_backoff_s=0.5)}
     return EdgeNode(workdir, "edge-int", cameras, tracker=models["tracker"], embedder=models["embedder"],
                     tracklets=TrackletSettings(close_after_s=0.5), policy=ShortListPolicy(3, min_p_same=0.0),
                     **hub_args, **kwargs)
