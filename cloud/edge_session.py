@@ -46,17 +46,15 @@ from cloud import wire
 from cloud.auth import AuthError
 from models.errors import InvalidInputError
 from protos import codec
-from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
+from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
 
 if TYPE_CHECKING:
+    from cloud.gallery import GalleryDeltaPart
     from cloud.sessions import SessionManager
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[session_pb2.HubMessage], Awaitable[None]]
-
-OK, DUPLICATE, REJECTED, RETRY = (common_pb2.ACK_STATUS_OK, common_pb2.ACK_STATUS_DUPLICATE,
-                                  common_pb2.ACK_STATUS_REJECTED, common_pb2.ACK_STATUS_RETRY)
 
 
 @dataclass(frozen=True)
@@ -234,11 +232,10 @@ class EdgeSession:
         pending = await asyncio.to_thread(self.m.store.outgoing_after, self.edge_id, self._last_sent, limit=1)
         edge = await asyncio.to_thread(self.m.store.get_edge, self.edge_id)
         resume_sequence = pending[0].sequence if pending else (edge.last_sequence if edge else 0) + 1
-        return session_pb2.HubMessage(welcome=hub_to_edge_pb2.Welcome(
-            hub_id=self.m.hub_id, server_time=codec.seconds_to_timestamp(self.m.clock()),
-            accepted_model_fingerprint=self.fingerprint, resume_gallery_version=self._resume_gallery_version,
-            resume_hub_sequence=resume_sequence, heartbeat_interval_ms=self.limits.heartbeat_interval_ms,
-            max_message_bytes=self.limits.max_message_bytes))
+        return wire.welcome(hub_id=self.m.hub_id, now_s=self.m.clock(), fingerprint=self.fingerprint,
+                            resume_gallery_version=self._resume_gallery_version, resume_hub_sequence=resume_sequence,
+                            heartbeat_interval_ms=self.limits.heartbeat_interval_ms,
+                            max_message_bytes=self.limits.max_message_bytes)
 
     async def _check_model(self, hello: edge_to_hub_pb2.Hello, send: Send) -> None:
         fp = hello.model_fingerprint
@@ -279,12 +276,12 @@ class EdgeSession:
         deltas = self._queue_deltas()
         self._resume_gallery_version = deltas[0].from_version if deltas else hello.gallery_version
 
-    def _queue_deltas(self) -> list[hub_to_edge_pb2.GalleryDelta]:
+    def _queue_deltas(self) -> list[GalleryDeltaPart]:
         """(worker thread) Queue deltas from the version the edge will hold to the current one."""
         deltas = self.m.gallery.delta_since(self._gallery_version, self.fingerprint)
         if deltas:
-            self.m.store.enqueue_outgoing(self.edge_id, "gallery_delta",
-                                          [wire.gallery_delta_payload(d) for d in deltas], now=self.m.clock())
+            payloads = [wire.gallery_delta_payload(d, self.fingerprint) for d in deltas]
+            self.m.store.enqueue_outgoing(self.edge_id, "gallery_delta", payloads, now=self.m.clock())
             self._gallery_version = deltas[-1].to_version
         return deltas
 
@@ -325,8 +322,7 @@ class EdgeSession:
                                         f"no message from edge {self.edge_id} for {now - self._last_heard:.0f} s")
             if now >= next_heartbeat:
                 next_heartbeat = now + interval_s
-                await self._write(send, session_pb2.HubMessage(heartbeat=hub_to_edge_pb2.HubHeartbeat(
-                    sent_at=codec.seconds_to_timestamp(self.m.clock()))))
+                await self._write(send, wire.hub_heartbeat(self.m.clock()))
             if now >= next_poll:
                 next_poll = now + limits.poll_interval_s
                 self._outgoing_dirty = True
@@ -399,7 +395,7 @@ class EdgeSession:
         limits = self.limits
         if len(self._inflight) >= limits.max_inflight_per_edge or self.m.inflight >= limits.max_inflight_total:
             await self._send_immediate(wire.hub_ack(
-                key, RETRY, f"hub busy: {len(self._inflight)} short lists of this edge and {self.m.inflight} "
+                key, "retry", f"hub busy: {len(self._inflight)} short lists of this edge and {self.m.inflight} "
                 f"in all being verified; retry after {limits.retry_after_ms} ms"))
             return
         try:
@@ -408,7 +404,7 @@ class EdgeSession:
         except InvalidInputError as exc:
             await self._invalid(f"short list {key!r}: {exc}")
             if key:
-                await self._send_immediate(wire.hub_ack(key, REJECTED, f"invalid argument: {exc}"))
+                await self._send_immediate(wire.hub_ack(key, "rejected", f"invalid argument: {exc}"))
             return
         task = asyncio.create_task(self._process(item))
         self._inflight.add(task)
@@ -426,29 +422,23 @@ class EdgeSession:
             outcome = await self._loop.run_in_executor(self.m.executor, self.m.shortlists.process, item)
         except Exception as exc:
             log.exception("short list %s of edge %s failed", key, self.edge_id)
-            await self._send_immediate(wire.hub_ack(key, RETRY, f"internal error ({type(exc).__name__}); "
+            await self._send_immediate(wire.hub_ack(key, "retry", f"internal error ({type(exc).__name__}); "
                                                     f"retry after {self.limits.retry_after_ms} ms"))
             return
         if outcome.status == "ok":
             self._outgoing_dirty = True
-            await self._send_immediate(wire.hub_ack(key, OK))
-        elif outcome.status == "duplicate":
-            await self._send_immediate(wire.hub_ack(key, DUPLICATE))
-        else:
-            await self._send_immediate(wire.hub_ack(key, RETRY, outcome.message))
+        await self._send_immediate(wire.hub_ack(key, outcome.status, outcome.message))
 
-    async def _on_ack(self, ack: edge_to_hub_pb2.EdgeAck) -> None:
+    async def _on_ack(self, msg: edge_to_hub_pb2.EdgeAck) -> None:
         try:
-            wire.check_int64("ack: hub sequence", ack.hub_sequence)
-            wire.check_int64("ack: gallery version", ack.gallery_version)
+            ack = wire.decode_edge_ack(msg)
         except InvalidInputError as exc:
             await self._invalid(str(exc))
             return
-        failed = ack.status in (REJECTED, RETRY)
-        if failed:
+        if ack.failed:
             log.warning("edge %s could not apply hub message %d (%s): %s", self.edge_id, ack.hub_sequence,
-                        common_pb2.AckStatus.Name(ack.status), ack.error_message)
-        if (failed and not ack.idempotency_key and ack.hub_sequence > self._resync_floor
+                        ack.status, ack.error_message)
+        if (ack.failed and not ack.idempotency_key and ack.hub_sequence > self._resync_floor
                 and await self._was_gallery_delta(ack.hub_sequence)):
             # resync from what the edge holds (0: a snapshot); deltas sent before now fail too: ignore them
             edge = await asyncio.to_thread(self.m.store.get_edge, self.edge_id)
@@ -471,18 +461,15 @@ class EdgeSession:
     async def _on_search_result(self, msg: edge_to_hub_pb2.SearchResult) -> None:
         key = msg.idempotency_key or f"{msg.job_id}/{msg.batch_index}"
         try:
-            for i, hit in enumerate(msg.hits):
-                codec.vector_from_proto(hit.vector, self.dim, self.fingerprint)
-                codec.jpeg_to_image(hit.crop.jpeg, self.limits.max_crop_bytes)
-                if not hit.tracklet_id:
-                    raise InvalidInputError(f"hit {i}: expected a tracklet id, got none")
+            result = wire.decode_search_result(msg, dim=self.dim, fingerprint=self.fingerprint,
+                                               max_crop_bytes=self.limits.max_crop_bytes)
         except InvalidInputError as exc:
             await self._invalid(f"search result {key!r}: {exc}")
-            await self._send_immediate(wire.hub_ack(key, REJECTED, f"invalid argument: {exc}"))
+            await self._send_immediate(wire.hub_ack(key, "rejected", f"invalid argument: {exc}"))
             return
         handler = self.m.search_results
         if handler is None:
-            await self._send_immediate(wire.hub_ack(key, REJECTED, f"no search job {msg.job_id!r} on this hub"))
+            await self._send_immediate(wire.hub_ack(key, "rejected", f"no search job {msg.job_id!r} on this hub"))
             return
-        status, message = await asyncio.to_thread(handler, self.edge_id, msg)
+        status, message = await asyncio.to_thread(handler, self.edge_id, result)
         await self._send_immediate(wire.hub_ack(key, status, message))

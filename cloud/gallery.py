@@ -6,11 +6,11 @@ fingerprint in use (the fingerprints of registered edges' models and of stored v
 is only ever compared with vectors of its own model, so each edge gets its own model's vectors.
 
 Versions are gallery change numbers from the store (see `cloud.store.base`). `delta_since` turns
-"the edge holds version v" into GalleryDelta messages, split so none exceeds `max_delta_bytes`:
-each split point is the version of the last identity in the part, and since a delta from v carries
-every identity changed after v in its *current* state, an edge that stops after any part resumes
-correctly from that part's `to_version`. Listeners hear the new version after every change; the
-session manager uses that to push deltas to connected edges.
+"the edge holds version v" into `GalleryDeltaPart`s (GalleryDelta messages once `cloud.wire` encodes
+them), split so none exceeds `max_delta_bytes`: each split point is the version of the last identity
+in the part, and since a delta from v carries every identity changed after v in its *current* state,
+an edge that stops after any part resumes correctly from that part's `to_version`. Listeners hear
+the new version after every change; the session manager uses that to push deltas to connected edges.
 """
 
 from __future__ import annotations
@@ -21,19 +21,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from cloud.crops import CropFiles
-from cloud.store import HubStore, IdentityRecord, StoreError
+from cloud.store import GalleryEntry, HubStore, IdentityRecord, StoreError
 from cloud.verification import GalleryMatrix
-from cloud.wire import identity_upsert
+from cloud.wire import upsert_size
 from models.errors import CrossviewError, InvalidInputError
 from models.scores import check_p_same
 from protos import codec
-from protos.crossview.v1 import hub_to_edge_pb2
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +105,18 @@ class Embedders:
         if got != fingerprint:
             raise UnknownFingerprintError(f"embedder for {fingerprint!r} produced vectors of {got!r}")
         return np.asarray(vectors, dtype=np.float32).reshape(len(images), -1)
+
+
+@dataclass
+class GalleryDeltaPart:
+    """Brings an edge from `from_version` to `to_version` (`cloud.wire.gallery_delta_payload` encodes it);
+    a `full_snapshot` replaces whatever the edge holds."""
+
+    from_version: int
+    to_version: int = 0
+    full_snapshot: bool = False
+    upserts: list[GalleryEntry] = field(default_factory=list)  # in their current state
+    removals: list[str] = field(default_factory=list)  # identity ids
 
 
 @dataclass(frozen=True)
@@ -371,7 +382,7 @@ class Gallery:
             self._matrices[fingerprint] = _KeptMatrix(version, rows, matrix)
         return matrix
 
-    def delta_since(self, version: int, fingerprint: str) -> list[hub_to_edge_pb2.GalleryDelta]:
+    def delta_since(self, version: int, fingerprint: str) -> list[GalleryDeltaPart]:
         """Deltas that bring an edge at `version` to the current version (empty when it is there).
 
         An unknown version (ahead of the hub, e.g. after a database restore) or one older than the
@@ -385,28 +396,25 @@ class Gallery:
             if version <= 0:
                 return []
             current = self.store.bump_gallery_version()  # a version to reset the edge to
-        deltas: list[hub_to_edge_pb2.GalleryDelta] = []
-        part = hub_to_edge_pb2.GalleryDelta(from_version=0 if snapshot else version, full_snapshot=snapshot)
+        deltas: list[GalleryDeltaPart] = []
+        part = GalleryDeltaPart(from_version=0 if snapshot else version, full_snapshot=snapshot)
         size, after = 0, part.from_version
         while True:
             page = self.store.gallery_entries(fingerprint, after_version=after, up_to_version=current,
                                               include_deleted=not snapshot, limit=self._page_size)
             for entry in page:
-                if entry.identity.deleted:
-                    item: Any = entry.identity.identity_id
-                    item_size = len(item) + 4
-                else:
-                    item = identity_upsert(entry, fingerprint)
-                    item_size = item.ByteSize() + 8
+                deleted = entry.identity.deleted
+                item_size = (len(entry.identity.identity_id) + 4 if deleted
+                             else upsert_size(entry, fingerprint) + 8)
                 if size and size + item_size > self.max_delta_bytes:
                     part.to_version = after
                     deltas.append(part)
-                    part = hub_to_edge_pb2.GalleryDelta(from_version=after)
+                    part = GalleryDeltaPart(from_version=after)
                     size = 0
-                if entry.identity.deleted:
-                    part.removals.append(item)
+                if deleted:
+                    part.removals.append(entry.identity.identity_id)
                 else:
-                    part.upserts.append(item)
+                    part.upserts.append(entry)
                 size += item_size
                 after = entry.identity.version
             if len(page) < self._page_size:
@@ -424,4 +432,5 @@ def check_watchlist_threshold(threshold: float | None) -> None:
         check_p_same("watchlist_threshold", threshold)
 
 
-__all__ = ["Embedders", "Gallery", "UnknownFingerprintError", "check_watchlist_threshold", "zoo_embedder"]
+__all__ = ["Embedders", "Gallery", "GalleryDeltaPart", "UnknownFingerprintError", "check_watchlist_threshold",
+           "zoo_embedder"]

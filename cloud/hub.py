@@ -30,7 +30,7 @@ from cloud.alerts import AlertFeed
 from cloud.auth import EdgeAuth
 from cloud.crops import CropFiles
 from cloud.gallery import Embedders, Gallery, zoo_embedder
-from cloud.search import SearchService
+from cloud.search import SearchJobs, SearchService
 from cloud.server import TlsConfig, create_server, set_serving
 from cloud.sessions import SessionLimits, SessionManager
 from cloud.shortlists import ShortListService
@@ -82,13 +82,17 @@ class Hub:
             auth = EdgeAuth(store, clock=clock)
             executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crossview-hub")
             hub_id = hub_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+            jobs = SearchJobs(store, clock=clock)
             sessions = SessionManager(store=store, auth=auth, gallery=gallery, shortlists=shortlists,
                                       executor=executor, hub_id=hub_id, limits=limits,
-                                      accepted_fingerprints=accepted_fingerprints, clock=clock)
-            # a search hit is "same" on the hub's own decision line (a fused P(same))
-            same_above = getattr(getattr(verifier, "policy", None), "confirm_p_same", DEFAULT_CONFIRM_P_SAME)
-            search = SearchService(store, gallery, crops, sessions, getattr(verifier, "judge", None),
-                                   same_above=same_above, clock=clock)
+                                      accepted_fingerprints=accepted_fingerprints, search_results=jobs.on_result,
+                                      clock=clock)
+            # a search hit is "same" on the hub's own decision line and fusion (a fused P(same))
+            policy = getattr(verifier, "policy", None)
+            search = SearchService(store, gallery, crops, sessions, jobs, getattr(verifier, "judge", None),
+                                   same_above=getattr(policy, "confirm_p_same", DEFAULT_CONFIRM_P_SAME),
+                                   stage1_weight=getattr(policy, "stage1_weight", DecisionPolicy.stage1_weight),
+                                   clock=clock)
         except BaseException:
             store.close()
             raise

@@ -39,23 +39,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cloud import wire
 from cloud.crops import CropFiles
 from cloud.gallery import Gallery, Photo
 from cloud.sessions import SessionManager
 from cloud.store import HubStore, SearchJobRecord, SightingRecord, StoreError
 from cloud.verification import PairJudge
+from cloud.wire import AckStatus, SearchHitInput, SearchResultInput
 from models.calibration import Calibration, calibration_for, fuse_p_same
 from models.errors import InvalidInputError
 from models.scores import DEFAULT_CONFIRM_P_SAME, check_p_same
 from protos import codec
-from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """Exactly one of `photos`, `sighting_id`, `identity_id`; the rest narrows the search."""
+    """Exactly one of `photos`, `sighting_id`, `identity_id` (the one rule, checked here: InvalidInputError
+    otherwise); the rest narrows the search."""
 
     photos: Sequence[Photo] = ()
     sighting_id: int | None = None
@@ -64,6 +66,13 @@ class SearchQuery:
     max_distance: float | None = None
     time_range: tuple[float, float] | None = None
     camera_ids: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        given = sum((bool(self.photos), self.sighting_id is not None, bool(self.identity_id)))
+        if given != 1:
+            raise InvalidInputError(f"search: expected exactly one of photos, sighting_id or identity_id, got {given}")
+        if self.top_k < 1:
+            raise InvalidInputError(f"search: expected top_k >= 1, got {self.top_k}")
 
 
 @dataclass(frozen=True)
@@ -102,36 +111,96 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     finished: asyncio.Event
     max_hits: int
-    hits: dict[str, list[edge_to_hub_pb2.SearchHit]] = field(default_factory=lambda: collections.defaultdict(list))
+    hits: dict[str, list[SearchHitInput]] = field(default_factory=lambda: collections.defaultdict(list))
     batches: set[tuple[str, str]] = field(default_factory=set)
     done: set[str] = field(default_factory=set)
     errors: dict[str, str] = field(default_factory=dict)
 
 
-class SearchService:
-    def __init__(self, store: HubStore, gallery: Gallery, crops: CropFiles, sessions: SessionManager,
-                 judge: PairJudge | None = None, *, max_query_images: int = 4,
-                 same_above: float = DEFAULT_CONFIRM_P_SAME, max_stored_sightings: int = 200, poll_s: float = 0.25,
-                 keep_jobs_s: float = 3600.0, calibrations: Callable[[str, str], Calibration] = calibration_for,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.store, self.gallery, self.crops, self.sessions, self.judge = store, gallery, crops, sessions, judge
-        self.max_query_images, self.max_stored_sightings = max_query_images, max_stored_sightings
-        self.poll_s, self.keep_jobs_s = poll_s, keep_jobs_s
-        self.same_above = check_p_same("same_above", same_above)  # a hit is the same person at this P(same)
-        self._calibrations = functools.cache(calibrations)  # (fingerprint, score kind) -> Calibration
+class SearchJobs:
+    """The search jobs this replica is running, and where edges' result batches go: `on_result` is the
+    session manager's search-result handler (given to it when the hub is built)."""
+
+    def __init__(self, store: HubStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self._clock = clock
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
         self._finished: collections.deque[str] = collections.deque(maxlen=1000)
-        sessions.search_results = self.on_result
+
+    def open(self, job_id: str, job: _Job) -> None:
+        with self._lock:
+            self._jobs[job_id] = job
+
+    def close(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+            self._finished.append(job_id)
+
+    def accept_stored(self, job: _Job, edge_id: str, msg: SearchResultInput) -> None:
+        """A batch another replica kept in the store for a job of this one."""
+        with self._lock:
+            self._accept(job, edge_id, msg)
+
+    def on_result(self, edge_id: str, msg: SearchResultInput) -> tuple[AckStatus, str]:
+        """A SearchResult batch from an edge (the session's handler, on a worker thread)."""
+        with self._lock:
+            job = self._jobs.get(msg.job_id)
+            if job is not None:
+                return self._accept(job, edge_id, msg)
+            finished_here = msg.job_id in self._finished
+        if finished_here:
+            return "ok", "the job had finished; results dropped"
+        return self._keep_for_other_replica(edge_id, msg)
+
+    def _keep_for_other_replica(self, edge_id: str, msg: SearchResultInput) -> tuple[AckStatus, str]:
+        record = self.store.get_search_job(msg.job_id)
+        if record is None:
+            return "rejected", f"no search job {msg.job_id!r} on this hub"
+        if edge_id not in record.edge_ids:
+            return "rejected", f"search job {msg.job_id!r} was not sent to {edge_id!r}"
+        if self._clock() > record.deadline_s:
+            return "ok", "the job had finished; results dropped"
+        fresh = self.store.add_search_result(msg.job_id, edge_id, msg.key, msg.payload, now=self._clock())
+        return ("ok", "") if fresh else ("duplicate", "")
+
+    @staticmethod
+    def _accept(job: _Job, edge_id: str, msg: SearchResultInput) -> tuple[AckStatus, str]:
+        """Take one batch into a job of this replica (caller holds the lock)."""
+        if edge_id not in job.edges:
+            return "rejected", f"search job {msg.job_id!r} was not sent to {edge_id!r}"
+        if (edge_id, msg.key) in job.batches:  # keys ("<job>/<batch>") are unique per edge only
+            return "duplicate", ""
+        job.batches.add((edge_id, msg.key))
+        room = job.max_hits - len(job.hits[edge_id])
+        job.hits[edge_id].extend(msg.hits[: max(room, 0)])
+        if msg.error:
+            job.errors[edge_id] = msg.error
+        if msg.done or edge_id in job.errors:
+            job.done.add(edge_id)
+        if job.done >= set(job.edges):
+            job.loop.call_soon_threadsafe(job.finished.set)
+        return "ok", ""
+
+
+class SearchService:
+    def __init__(self, store: HubStore, gallery: Gallery, crops: CropFiles, sessions: SessionManager, jobs: SearchJobs,
+                 judge: PairJudge | None = None, *, max_query_images: int = 4,
+                 same_above: float = DEFAULT_CONFIRM_P_SAME, stage1_weight: float = 0.2,
+                 max_stored_sightings: int = 200, poll_s: float = 0.25, keep_jobs_s: float = 3600.0,
+                 calibrations: Callable[[str, str], Calibration] = calibration_for,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.gallery, self.crops, self.sessions, self.judge = store, gallery, crops, sessions, judge
+        self.jobs = jobs
+        self.max_query_images, self.max_stored_sightings = max_query_images, max_stored_sightings
+        self.poll_s, self.keep_jobs_s = poll_s, keep_jobs_s
+        self.same_above = check_p_same("same_above", same_above)  # a hit is the same person at this P(same)
+        self.stage1_weight = check_p_same("stage1_weight", stage1_weight)
+        self._calibrations = functools.cache(calibrations)  # (fingerprint, score kind) -> Calibration
+        self._clock = clock
 
     # ------------------------------------------------------------------ the query
     def _query_images(self, query: SearchQuery) -> list[np.ndarray]:
-        given = sum((bool(query.photos), query.sighting_id is not None, query.identity_id is not None))
-        if given != 1:
-            raise InvalidInputError("search: expected exactly one of photos, sighting_id or identity_id")
-        if query.top_k < 1:
-            raise InvalidInputError(f"search: expected top_k >= 1, got {query.top_k}")
         if query.photos:
             return [p if isinstance(p, np.ndarray) else codec.jpeg_to_image(p, self.gallery.max_photo_bytes)
                     for p in query.photos[: self.max_query_images]]
@@ -159,17 +228,6 @@ class SearchService:
             return []
         return self.store.sightings(identity_id=identity_id, limit=self.max_stored_sightings)
 
-    def _job_payload(self, job_id: str, query: SearchQuery, vectors: np.ndarray, fingerprint: str,
-                     deadline: float) -> bytes:
-        job = hub_to_edge_pb2.SearchJob(job_id=job_id, queries=[codec.vector_to_proto(vectors, fingerprint)],
-                                        top_k=query.top_k, camera_ids=list(query.camera_ids),
-                                        deadline=codec.seconds_to_timestamp(deadline))
-        if query.max_distance is not None:
-            job.max_distance = query.max_distance
-        if query.time_range is not None:
-            job.time_range.CopyFrom(codec.time_range_to_proto(*query.time_range))
-        return session_pb2.HubMessage(search_job=job).SerializeToString()
-
     def _send_jobs(self, job_id: str, query: SearchQuery, images: list[np.ndarray], deadline: float,
                    edges: dict[str, str]) -> list[str]:
         """(worker thread) Queue the job for each edge; the edges it was sent to."""
@@ -181,7 +239,9 @@ class SearchService:
                           if query.identity_id is not None else None)
                 vectors[fingerprint] = stored if stored is not None else self.gallery.embedders.embed(fingerprint,
                                                                                                       images)
-            payload = self._job_payload(job_id, query, vectors[fingerprint], fingerprint, deadline)
+            payload = wire.search_job_payload(job_id, vectors[fingerprint], fingerprint, top_k=query.top_k,
+                                              camera_ids=query.camera_ids, deadline_s=deadline,
+                                              max_distance=query.max_distance, time_range=query.time_range)
             self.store.enqueue_outgoing(edge_id, "search_job", [payload], now=self._clock())
             sent.append(edge_id)
         return sent
@@ -189,7 +249,7 @@ class SearchService:
     # ------------------------------------------------------------------ running a search
     def _edges(self) -> dict[str, str]:
         """Edge id -> model fingerprint of every edge connected to any replica (this one's sessions first)."""
-        edges = {edge_id: s.fingerprint for edge_id, s in list(self.sessions.sessions.items())}
+        edges = self.sessions.connected()
         for record in self.store.list_edges():
             if record.connected_hub_id is not None and record.model_fingerprint and record.edge_id not in edges:
                 edges[record.edge_id] = record.model_fingerprint
@@ -202,8 +262,7 @@ class SearchService:
         job_id = f"job-{uuid.uuid4().hex[:16]}"
         edges = await asyncio.to_thread(self._edges)
         job = _Job(dict(edges), asyncio.get_running_loop(), asyncio.Event(), max_hits=2 * query.top_k)
-        with self._lock:
-            self._jobs[job_id] = job
+        self.jobs.open(job_id, job)
         try:
             now = self._clock()
             deadline = now + deadline_s
@@ -216,9 +275,7 @@ class SearchService:
             if edges:
                 await self._gather(job_id, job, deadline_s)
         finally:
-            with self._lock:
-                self._jobs.pop(job_id, None)
-                self._finished.append(job_id)
+            self.jobs.close(job_id)
         with contextlib.suppress(StoreError):
             await asyncio.to_thread(self.store.delete_search_jobs, deadline_before_s=self._clock() - self.keep_jobs_s)
         hits = await asyncio.to_thread(self._rank, images, job)
@@ -246,54 +303,11 @@ class SearchService:
             for row in stored:
                 after_id = row.result_id
                 try:
-                    msg = edge_to_hub_pb2.SearchResult.FromString(row.payload)
+                    msg = wire.decode_search_result(row.payload, check=False)
                 except Exception:  # written by a replica from a message it had parsed: should not happen
                     log.warning("search %s: unreadable stored result %d dropped", job_id, row.result_id)
                     continue
-                with self._lock:
-                    self._accept(job, row.edge_id, msg)
-
-    def on_result(self, edge_id: str, msg: edge_to_hub_pb2.SearchResult) -> tuple[int, str]:
-        """A SearchResult batch from an edge (the session's handler, on a worker thread)."""
-        with self._lock:
-            job = self._jobs.get(msg.job_id)
-            if job is not None:
-                return self._accept(job, edge_id, msg)
-            finished_here = msg.job_id in self._finished
-        if finished_here:
-            return common_pb2.ACK_STATUS_OK, "the job had finished; results dropped"
-        return self._keep_for_other_replica(edge_id, msg)
-
-    def _keep_for_other_replica(self, edge_id: str, msg: edge_to_hub_pb2.SearchResult) -> tuple[int, str]:
-        record = self.store.get_search_job(msg.job_id)
-        if record is None:
-            return common_pb2.ACK_STATUS_REJECTED, f"no search job {msg.job_id!r} on this hub"
-        if edge_id not in record.edge_ids:
-            return common_pb2.ACK_STATUS_REJECTED, f"search job {msg.job_id!r} was not sent to {edge_id!r}"
-        if self._clock() > record.deadline_s:
-            return common_pb2.ACK_STATUS_OK, "the job had finished; results dropped"
-        key = msg.idempotency_key or f"{msg.job_id}/{msg.batch_index}"
-        fresh = self.store.add_search_result(msg.job_id, edge_id, key, msg.SerializeToString(), now=self._clock())
-        return (common_pb2.ACK_STATUS_OK, "") if fresh else (common_pb2.ACK_STATUS_DUPLICATE, "")
-
-    @staticmethod
-    def _accept(job: _Job, edge_id: str, msg: edge_to_hub_pb2.SearchResult) -> tuple[int, str]:
-        """Take one batch into a job of this replica (caller holds the lock)."""
-        key = msg.idempotency_key or f"{msg.job_id}/{msg.batch_index}"
-        if edge_id not in job.edges:
-            return common_pb2.ACK_STATUS_REJECTED, f"search job {msg.job_id!r} was not sent to {edge_id!r}"
-        if (edge_id, key) in job.batches:  # keys ("<job>/<batch>") are unique per edge only
-            return common_pb2.ACK_STATUS_DUPLICATE, ""
-        job.batches.add((edge_id, key))
-        room = job.max_hits - len(job.hits[edge_id])
-        job.hits[edge_id].extend(list(msg.hits)[: max(room, 0)])
-        if msg.HasField("error") and msg.error.message:
-            job.errors[edge_id] = msg.error.message
-        if msg.done or edge_id in job.errors:
-            job.done.add(edge_id)
-        if job.done >= set(job.edges):
-            job.loop.call_soon_threadsafe(job.finished.set)
-        return common_pb2.ACK_STATUS_OK, ""
+                self.jobs.accept_stored(job, row.edge_id, msg)
 
     def _p_same(self, fingerprint: str, score: str, values: Sequence[float]) -> list[float]:
         return self._calibrations(fingerprint, score).p_same(np.asarray(values, np.float64)).tolist()
@@ -302,9 +316,8 @@ class SearchService:
         entries = []
         for edge_id, hits in job.hits.items():
             for hit in hits:
-                start, end = codec.time_range_from_proto(hit.span) if hit.HasField("span") else (0.0, 0.0)
-                image = codec.jpeg_to_image(hit.crop.jpeg) if self.judge is not None else None  # for the judge only
-                entries.append((edge_id, hit, start, end, image))
+                image = codec.jpeg_to_image(hit.jpeg) if self.judge is not None else None  # for the judge only
+                entries.append((edge_id, hit, image))
         # stage 1: the edge's cosine distance through its model's calibration
         stage1 = [math.nan] * len(entries)
         by_model: dict[str, list[int]] = collections.defaultdict(list)
@@ -318,17 +331,17 @@ class SearchService:
         # stage 2: the judge's μ (best over the query images) through the judge's calibration
         stage2 = [math.nan] * len(entries)
         if self.judge is not None and entries:
-            pairs = [(q, e[4]) for e in entries for q in images]
+            pairs = [(q, e[2]) for e in entries for q in images]
             mu = np.asarray(self.judge.score_pairs(pairs), np.float64).reshape(len(entries), len(images)).min(axis=1)
             judge_fingerprint = str(getattr(self.judge, "fingerprint", "") or getattr(self.judge, "name", "judge"))
             stage2 = self._p_same(judge_fingerprint, "judge_mu", mu.tolist())
         ranked = []
-        for (edge_id, hit, start, end, _), p1, p2 in zip(entries, stage1, stage2, strict=True):
+        for (edge_id, hit, _), p1, p2 in zip(entries, stage1, stage2, strict=True):
             s1 = None if math.isnan(p1) else p1
             s2 = None if math.isnan(p2) else p2
-            fused = fuse_p_same(s1, s2)
-            ranked.append(SearchHit(edge_id, hit.camera_id, hit.tracklet_id, start, end, fused, s1, s2,
-                                    bytes(hit.crop.jpeg),
+            fused = fuse_p_same(s1, s2, self.stage1_weight)
+            ranked.append(SearchHit(edge_id, hit.camera_id, hit.tracklet_id, hit.start_s, hit.end_s, fused, s1, s2,
+                                    hit.jpeg,
                                     None if s2 is None or fused is None else fused >= self.same_above))
         ranked.sort(key=lambda h: (-(h.p_same if h.p_same is not None else -1.0), h.edge_id, h.tracklet_id))
         return ranked

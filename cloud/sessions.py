@@ -15,12 +15,12 @@ from cloud.edge_session import EdgeSession, Send, SessionAbort, SessionLimits
 from cloud.gallery import Gallery
 from cloud.shortlists import ShortListService
 from cloud.store import HubStore
-from protos.crossview.v1 import edge_to_hub_pb2
+from cloud.wire import AckStatus, SearchResultInput
 
 log = logging.getLogger(__name__)
 
-SearchResultHandler = Callable[[str, edge_to_hub_pb2.SearchResult], tuple[int, str]]
-"""(edge id, result) -> (AckStatus, message); called on a worker thread."""
+SearchResultHandler = Callable[[str, SearchResultInput], tuple[AckStatus, str]]
+"""(edge id, result batch) -> (ack status, message); called on a worker thread."""
 
 
 class SessionManager:
@@ -59,6 +59,10 @@ class SessionManager:
 
     def connected_edges(self) -> list[str]:
         return sorted(self.sessions)
+
+    def connected(self) -> dict[str, str]:
+        """Edge id -> model fingerprint of every edge with a session on this replica."""
+        return {edge_id: session.fingerprint for edge_id, session in list(self.sessions.items())}
 
     async def serve(self, token_edge_id: str | None, requests: AsyncIterator[bytes], send: Send,
                     peer: str = "") -> None:

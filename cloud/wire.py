@@ -1,14 +1,18 @@
 """The hub's side of the crossview.v1 wire: decoded inputs and encoded hub messages.
 
-Decoding goes through `protos.codec` (the wire's gatekeeper: wrong fingerprint, shape or dtype, and
-empty, non-JPEG or oversized crops raise `InvalidInputError`); services get plain dataclasses and
-numpy arrays. The raw JPEG bytes of each crop are kept next to the decoded image so that the hub
-stores exactly what the edge sent, without re-encoding.
+The one place in cloud/ that builds or reads protobuf messages besides the session and server
+modules: services hand it plain arguments and dataclasses and get plain dataclasses back. Decoding
+goes through `protos.codec` (the wire's gatekeeper: wrong fingerprint, shape or dtype, and empty,
+non-JPEG or oversized crops raise `InvalidInputError`). The raw JPEG bytes of each crop are kept next
+to the decoded image so that the hub stores exactly what the edge sent, without re-encoding.
+Acknowledgement statuses are plain strings (`AckStatus`) until `hub_ack` puts them on the wire.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -16,6 +20,14 @@ from cloud.store import GalleryEntry
 from models.errors import InvalidInputError
 from protos import codec
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
+
+if TYPE_CHECKING:
+    from cloud.gallery import GalleryDeltaPart
+
+AckStatus = Literal["ok", "duplicate", "rejected", "retry"]
+_ACK_STATUS: dict[str, int] = {"ok": common_pb2.ACK_STATUS_OK, "duplicate": common_pb2.ACK_STATUS_DUPLICATE,
+                               "rejected": common_pb2.ACK_STATUS_REJECTED, "retry": common_pb2.ACK_STATUS_RETRY}
+_ACK_NAME = {value: name for name, value in _ACK_STATUS.items()}
 
 
 @dataclass(frozen=True)
@@ -141,8 +153,104 @@ def identity_upsert(entry: GalleryEntry, fingerprint: str) -> hub_to_edge_pb2.Id
     return upsert
 
 
-def gallery_delta_payload(delta: hub_to_edge_pb2.GalleryDelta) -> bytes:
+def upsert_size(entry: GalleryEntry, fingerprint: str) -> int:
+    """Bytes the identity takes in a GalleryDelta (what `Gallery.delta_since` splits on)."""
+    return identity_upsert(entry, fingerprint).ByteSize()
+
+
+def gallery_delta_payload(part: GalleryDeltaPart, fingerprint: str) -> bytes:
+    """A serialized HubMessage carrying the delta (its sequence is set when it is sent)."""
+    delta = hub_to_edge_pb2.GalleryDelta(from_version=part.from_version, to_version=part.to_version,
+                                         full_snapshot=part.full_snapshot, removals=list(part.removals))
+    delta.upserts.extend(identity_upsert(entry, fingerprint) for entry in part.upserts)
     return session_pb2.HubMessage(gallery_delta=delta).SerializeToString()
+
+
+def search_job_payload(job_id: str, vectors: np.ndarray, fingerprint: str, *, top_k: int, camera_ids: Sequence[str],
+                       deadline_s: float, max_distance: float | None = None,
+                       time_range: tuple[float, float] | None = None) -> bytes:
+    """A serialized HubMessage carrying a SearchJob: the query `vectors` of model `fingerprint`."""
+    job = hub_to_edge_pb2.SearchJob(job_id=job_id, queries=[codec.vector_to_proto(vectors, fingerprint)],
+                                    top_k=top_k, camera_ids=list(camera_ids),
+                                    deadline=codec.seconds_to_timestamp(deadline_s))
+    if max_distance is not None:
+        job.max_distance = max_distance
+    if time_range is not None:
+        job.time_range.CopyFrom(codec.time_range_to_proto(*time_range))
+    return session_pb2.HubMessage(search_job=job).SerializeToString()
+
+
+@dataclass(frozen=True)
+class SearchHitInput:
+    """One tracklet an edge found for a search job."""
+
+    camera_id: str
+    tracklet_id: str
+    start_s: float
+    end_s: float
+    stage1_distance: float  # the edge's cosine distance (NaN: none)
+    jpeg: bytes  # its best crop, as sent
+
+
+@dataclass(frozen=True)
+class SearchResultInput:
+    """One SearchResult batch of an edge; `payload` is the message as received (kept for other replicas)."""
+
+    job_id: str
+    batch_index: int
+    idempotency_key: str
+    done: bool
+    error: str
+    hits: tuple[SearchHitInput, ...]
+    payload: bytes
+
+    @property
+    def key(self) -> str:
+        return self.idempotency_key or f"{self.job_id}/{self.batch_index}"
+
+
+def decode_search_result(msg: edge_to_hub_pb2.SearchResult | bytes, *, dim: int | None = None,
+                         fingerprint: str | None = None, max_crop_bytes: int = codec.DEFAULT_MAX_CROP_BYTES,
+                         check: bool = True) -> SearchResultInput:
+    """Validate (each hit's vector of `fingerprint`, its crop, its tracklet id) and decode;
+    InvalidInputError says what is wrong. `check=False`: a payload this hub or a replica validated."""
+    if isinstance(msg, bytes):
+        msg = edge_to_hub_pb2.SearchResult.FromString(msg)
+    hits = []
+    for i, hit in enumerate(msg.hits):
+        if check:
+            codec.vector_from_proto(hit.vector, dim, fingerprint)
+            codec.jpeg_to_image(hit.crop.jpeg, max_crop_bytes)
+            if not hit.tracklet_id:
+                raise InvalidInputError(f"hit {i}: expected a tracklet id, got none")
+        start, end = codec.time_range_from_proto(hit.span) if hit.HasField("span") else (0.0, 0.0)
+        hits.append(SearchHitInput(hit.camera_id, hit.tracklet_id, start, end, float(hit.stage1_distance),
+                                   bytes(hit.crop.jpeg)))
+    error = msg.error.message if msg.HasField("error") else ""
+    return SearchResultInput(msg.job_id, int(msg.batch_index), msg.idempotency_key, bool(msg.done), error,
+                             tuple(hits), msg.SerializeToString())
+
+
+@dataclass(frozen=True)
+class EdgeAckInput:
+    """An edge's acknowledgement of a sequenced hub message (a delta, a verdict, a search job)."""
+
+    hub_sequence: int
+    gallery_version: int
+    status: AckStatus | None  # None: unspecified
+    idempotency_key: str
+    error_message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("rejected", "retry")
+
+
+def decode_edge_ack(ack: edge_to_hub_pb2.EdgeAck) -> EdgeAckInput:
+    check_int64("ack: hub sequence", ack.hub_sequence)
+    check_int64("ack: gallery version", ack.gallery_version)
+    return EdgeAckInput(int(ack.hub_sequence), int(ack.gallery_version), _ACK_NAME.get(ack.status),  # type: ignore[arg-type]
+                        ack.idempotency_key, ack.error_message)
 
 
 def with_sequence(payload: bytes, sequence: int) -> session_pb2.HubMessage:
@@ -151,9 +259,21 @@ def with_sequence(payload: bytes, sequence: int) -> session_pb2.HubMessage:
     return message
 
 
-def hub_ack(idempotency_key: str, status: int, error_message: str = "") -> session_pb2.HubMessage:
-    return session_pb2.HubMessage(ack=hub_to_edge_pb2.HubAck(idempotency_key=idempotency_key, status=status,
-                                                             error_message=error_message))
+def hub_ack(idempotency_key: str, status: AckStatus, error_message: str = "") -> session_pb2.HubMessage:
+    return session_pb2.HubMessage(ack=hub_to_edge_pb2.HubAck(
+        idempotency_key=idempotency_key, status=_ACK_STATUS[status], error_message=error_message))  # type: ignore[arg-type]
+
+
+def hub_heartbeat(now_s: float) -> session_pb2.HubMessage:
+    return session_pb2.HubMessage(heartbeat=hub_to_edge_pb2.HubHeartbeat(sent_at=codec.seconds_to_timestamp(now_s)))
+
+
+def welcome(*, hub_id: str, now_s: float, fingerprint: str, resume_gallery_version: int, resume_hub_sequence: int,
+            heartbeat_interval_ms: int, max_message_bytes: int) -> session_pb2.HubMessage:
+    return session_pb2.HubMessage(welcome=hub_to_edge_pb2.Welcome(
+        hub_id=hub_id, server_time=codec.seconds_to_timestamp(now_s), accepted_model_fingerprint=fingerprint,
+        resume_gallery_version=resume_gallery_version, resume_hub_sequence=resume_hub_sequence,
+        heartbeat_interval_ms=heartbeat_interval_ms, max_message_bytes=max_message_bytes))
 
 
 def error(code: int, message: str, *, fatal: bool = False) -> session_pb2.HubMessage:

@@ -11,9 +11,10 @@ import pytest
 from cloud.crops import CropFiles
 from cloud.gallery import Embedders, Gallery, UnknownFingerprintError
 from cloud.store import HubStore, NewSighting, ShortListSummary, StoreError, VerdictRecord
+from cloud.wire import gallery_delta_payload
 from models.errors import InvalidInputError
 from protos import codec
-from protos.crossview.v1 import hub_to_edge_pb2
+from protos.crossview.v1 import hub_to_edge_pb2, session_pb2
 
 NOW = 1_700_000_000.0
 
@@ -43,10 +44,10 @@ def apply(state: dict[str, hub_to_edge_pb2.IdentityUpsert], held: int,
 
 
 def sync(gallery: Gallery, fp: str, state: dict, held: int, *, stop_after: int | None = None) -> int:
-    for i, delta in enumerate(gallery.delta_since(held, fp)):
+    for i, part in enumerate(gallery.delta_since(held, fp)):
         if stop_after is not None and i == stop_after:
             break  # the connection dropped here
-        held = apply(state, held, delta)
+        held = apply(state, held, session_pb2.HubMessage.FromString(gallery_delta_payload(part, fp)).gallery_delta)
     return held
 
 
@@ -176,7 +177,7 @@ def test_unknown_or_pruned_versions_get_a_snapshot(gallery: Gallery, kit: types.
     gallery.store.prune_tombstones(current)  # removals before `current` are forgotten: older edges resync
     for held in (1, current - 1):
         old = gallery.delta_since(held, kit.FP)
-        assert old[0].full_snapshot and first not in [u.identity_id for d in old for u in d.upserts]
+        assert old[0].full_snapshot and first not in [u.identity.identity_id for d in old for u in d.upserts]
         assert not any(d.removals for d in old)
     assert gallery.delta_since(current, kit.FP) == []
 

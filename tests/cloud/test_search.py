@@ -11,7 +11,7 @@ import pytest
 from cloud.hub import Hub
 from cloud.search import SearchQuery
 from cloud.sessions import SessionLimits
-from cloud.wire import ShortListInput, decode_short_list
+from cloud.wire import ShortListInput, decode_search_result, decode_short_list
 from models.errors import InvalidInputError
 from models.scores import DEFAULT_CONFIRM_P_SAME
 from protos import codec
@@ -149,10 +149,12 @@ def test_no_edges_and_bad_queries(make_hub: Callable[..., Hub], kit: types.Simpl
     async def run() -> None:
         outcome = await hub.search.search(SearchQuery(photos=[kit.jpeg("red")]), deadline_s=5)
         assert outcome.hits == [] and outcome.edges_asked == [] and outcome.complete
-        for query in [SearchQuery(), SearchQuery(photos=[kit.jpeg("red")], identity_id="x"),
-                      SearchQuery(photos=[b"not a jpeg"]), SearchQuery(photos=[kit.jpeg("red")], top_k=0)]:
+        for fields in [{}, {"photos": [kit.jpeg("red")], "identity_id": "x"}, {"identity_id": ""},
+                       {"photos": [kit.jpeg("red")], "top_k": 0}]:
             with pytest.raises(InvalidInputError):
-                await hub.search.search(query)
+                SearchQuery(**fields)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError):
+            await hub.search.search(SearchQuery(photos=[b"not a jpeg"]))
 
     asyncio.run(run())
 
@@ -185,7 +187,7 @@ def test_search_reaches_edges_connected_to_another_replica(make_hub: Callable[..
         assert len({job.job_id for job in seen}) == 1
         # a batch for a job nobody started, or from an edge the job was not sent to, is refused by b
         stray = edge_to_hub_pb2.SearchResult(job_id="job-unknown", batch_index=0, done=True)
-        assert b.search.on_result("edge-b", stray)[0] == common_pb2.ACK_STATUS_REJECTED
+        assert b.search.jobs.on_result("edge-b", decode_search_result(stray))[0] == "rejected"
         for edge in (edge_a, edge_b):
             await edge.close()
         await a.stop()
