@@ -1,14 +1,13 @@
 """One edge's session: the crossview.v1 session protocol (session.proto), independent of gRPC.
 
-One `EdgeSession` per open stream, run by `cloud.sessions.SessionManager`. It reads raw EdgeMessage
+One `EdgeSession` per open stream, run by `cloud.sessions.SessionManager`, which gives it the hub's
+services and the replica's admission counter (`cloud.edge_session_types`). It reads raw EdgeMessage
 bytes (so a malformed message is answered, not fatal to the stream) and writes HubMessages through a
 `send` coroutine:
 
-- **Hello first.** Credentials come from call metadata (checked by the server before the session
-  starts) or, failing that, from Hello.auth_token. Hello must name the token's edge and a model the
-  hub can run (else a fatal Error and the stream ends with the matching status). The hub then
-  computes vectors of that model for any identity lacking them, queues gallery deltas from the
-  edge's version, answers Welcome, re-sends unacknowledged sequenced messages and the new deltas.
+- **Hello first** (`cloud.handshake`: the edge's token and model). The hub then computes vectors of
+  that model for any identity lacking them, queues gallery deltas from the edge's version, answers
+  Welcome, re-sends unacknowledged sequenced messages and the new deltas.
 - **Sequenced messages** (GalleryDelta, Verdict) live in the store's `outgoing` table until the edge
   acks their sequence; the writer streams them in sequence order from there, so their memory is
   bounded by a page, whatever the backlog, and replicas can queue messages for each other's edges
@@ -36,80 +35,28 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 
 from cloud import wire
-from cloud.auth import AuthError
+from cloud.edge_session_types import Admission, Send, SessionAbort, SessionLimits, SessionServices
+from cloud.handshake import HelloInput, fatal, handshake
 from models.errors import InvalidInputError
-from protos import codec
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
 
 if TYPE_CHECKING:
     from cloud.gallery import GalleryDeltaPart
-    from cloud.sessions import SessionManager
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[session_pb2.HubMessage], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    max_message_bytes: int = 8 * 1024 * 1024
-    max_crop_bytes: int = codec.DEFAULT_MAX_CROP_BYTES
-    max_inflight_per_edge: int = 8
-    max_inflight_total: int = 64
-    send_queue_size: int = 256
-    send_stall_s: float = 10.0
-    retry_after_ms: int = 1000
-    heartbeat_interval_ms: int = 10_000
-    missed_heartbeats: int = 3
-    heartbeat_timeout_s: float | None = None  # None: missed_heartbeats intervals
-    poll_interval_s: float = 2.0
-    hello_timeout_s: float = 30.0
-    outgoing_page: int = 32
-
-    def __post_init__(self) -> None:
-        if self.heartbeat_interval_ms <= 0:
-            raise ValueError(f"heartbeat_interval_ms: expected > 0, got {self.heartbeat_interval_ms}")
-        if self.heartbeat_timeout_s is not None and not self.heartbeat_timeout_s > 0:
-            raise ValueError(f"heartbeat_timeout_s: expected > 0 or None, got {self.heartbeat_timeout_s}")
-
-    @property
-    def silence_timeout_s(self) -> float:
-        """How long an edge may stay silent before it counts as disconnected."""
-        if self.heartbeat_timeout_s is not None:
-            return float(self.heartbeat_timeout_s)
-        return self.heartbeat_interval_ms / 1000 * self.missed_heartbeats
-
-
-class SessionAbort(Exception):
-    """Ends the stream with a status (a gRPC status code name in lower case) and one-line details."""
-
-    def __init__(self, status: str, message: str, *, retry_after_ms: int | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.retry_after_ms = status, message, retry_after_ms
-
-
-_FATAL_STATUS = {
-    common_pb2.ERROR_CODE_INVALID_ARGUMENT: "invalid_argument",
-    common_pb2.ERROR_CODE_FAILED_PRECONDITION: "failed_precondition",
-    common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH: "failed_precondition",
-    common_pb2.ERROR_CODE_UNAVAILABLE: "unavailable",
-    common_pb2.ERROR_CODE_DEADLINE_EXCEEDED: "unavailable",
-}
-
 
 class EdgeSession:
     """One edge's stream; created and run by `SessionManager.serve`."""
 
-    def __init__(self, manager: SessionManager, token_edge_id: str | None, peer: str) -> None:
-        self.m = manager
-        self.limits: SessionLimits = manager.limits
+    def __init__(self, services: SessionServices, admission: Admission, limits: SessionLimits,
+                 token_edge_id: str | None, peer: str) -> None:
+        self.services, self.admission, self.limits = services, admission, limits
         self.token_edge_id = token_edge_id
         self.peer = peer
         self.edge_id = ""
@@ -192,96 +139,42 @@ class EdgeSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
 
-    async def _fatal(self, send: Send, code: int, message: str) -> SessionAbort:
-        with contextlib.suppress(Exception):
-            await send(wire.error(code, message, fatal=True))
-        return SessionAbort(_FATAL_STATUS.get(code, "failed_precondition"), message)
-
     async def _hello(self, requests: AsyncIterator[bytes], send: Send) -> session_pb2.HubMessage:
-        try:
-            raw = await asyncio.wait_for(anext(requests), self.limits.hello_timeout_s)
-        except StopAsyncIteration:
-            raise SessionAbort("cancelled", "the edge closed the stream before Hello") from None
-        except TimeoutError:
-            raise await self._fatal(send, common_pb2.ERROR_CODE_FAILED_PRECONDITION,
-                                    f"expected Hello within {self.limits.hello_timeout_s:g} s") from None
-        try:
-            msg = session_pb2.EdgeMessage.FromString(raw)
-        except DecodeError as exc:
-            raise await self._fatal(send, common_pb2.ERROR_CODE_INVALID_ARGUMENT,
-                                    f"malformed EdgeMessage: {exc}") from None
-        if msg.WhichOneof("body") != "hello":
-            raise await self._fatal(send, common_pb2.ERROR_CODE_FAILED_PRECONDITION,
-                                    f"expected Hello first, got {msg.WhichOneof('body') or 'an empty message'}")
-        hello = msg.hello
-        log.debug("Hello from %s (edge %r, model %s, gallery version %d)", self.peer, hello.edge_id,
-                  hello.model_fingerprint, hello.gallery_version)
-        try:
-            edge_id = self.token_edge_id
-            if edge_id is None:
-                edge_id = await asyncio.to_thread(self.m.auth.authenticate, hello.auth_token or None)
-            await asyncio.to_thread(self.m.auth.check_hello, edge_id, hello.edge_id)
-        except AuthError as exc:
-            raise SessionAbort(exc.code, str(exc)) from None
-        self.edge_id, self.fingerprint = hello.edge_id, hello.model_fingerprint
-        await self._check_model(hello, send)
-        self.m.register(self)
+        services = self.services
+        hello = await handshake(requests, send, services=services, limits=self.limits,
+                                token_edge_id=self.token_edge_id, peer=self.peer)
+        self.edge_id, self.fingerprint, self.dim = hello.edge_id, hello.fingerprint, hello.dim
+        services.register(self)
         await asyncio.to_thread(self._start, hello)
         log.debug("edge %s: session open, resuming at gallery version %d", self.edge_id,
                   self._resume_gallery_version)
-        pending = await asyncio.to_thread(self.m.store.outgoing_after, self.edge_id, self._last_sent, limit=1)
-        edge = await asyncio.to_thread(self.m.store.get_edge, self.edge_id)
+        pending = await asyncio.to_thread(services.store.outgoing_after, self.edge_id, self._last_sent, limit=1)
+        edge = await asyncio.to_thread(services.store.get_edge, self.edge_id)
         resume_sequence = pending[0].sequence if pending else (edge.last_sequence if edge else 0) + 1
-        return wire.welcome(hub_id=self.m.hub_id, now_s=self.m.clock(), fingerprint=self.fingerprint,
+        return wire.welcome(hub_id=services.hub_id, now_s=services.clock(), fingerprint=self.fingerprint,
                             resume_gallery_version=self._resume_gallery_version, resume_hub_sequence=resume_sequence,
                             heartbeat_interval_ms=self.limits.heartbeat_interval_ms,
                             max_message_bytes=self.limits.max_message_bytes)
 
-    async def _check_model(self, hello: edge_to_hub_pb2.Hello, send: Send) -> None:
-        fp = hello.model_fingerprint
-        if not fp:
-            raise await self._fatal(send, common_pb2.ERROR_CODE_INVALID_ARGUMENT,
-                                    "Hello: expected a model fingerprint, got none")
-        try:
-            wire.check_id("Hello: model fingerprint", fp)
-            wire.check_id("Hello: site", hello.site, required=False)
-            wire.check_int64("Hello: gallery version", hello.gallery_version)
-            wire.check_int64("Hello: last acked hub sequence", hello.last_acked_hub_sequence)
-            for camera in hello.cameras:
-                wire.check_id("Hello: camera id", camera.camera_id)
-        except InvalidInputError as exc:
-            raise await self._fatal(send, common_pb2.ERROR_CODE_INVALID_ARGUMENT, str(exc)) from None
-        accepted = self.m.accepted_fingerprints
-        if (accepted is not None and fp not in accepted) or not await asyncio.to_thread(
-                self.m.gallery.embedders.supports, fp):
-            raise await self._fatal(send, common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH,
-                                    f"Hello: the hub cannot accept vectors of model {fp!r}")
-        self.dim = await asyncio.to_thread(self.m.gallery.embedders.dim, fp)
-        if hello.embedding_dim and self.dim and hello.embedding_dim != self.dim:
-            raise await self._fatal(send, common_pb2.ERROR_CODE_INVALID_ARGUMENT,
-                                    f"Hello: expected embedding dimension {self.dim} for {fp}, "
-                                    f"got {hello.embedding_dim}")
-        self.dim = self.dim or (hello.embedding_dim or None)
-
-    def _start(self, hello: edge_to_hub_pb2.Hello) -> None:
+    def _start(self, hello: HelloInput) -> None:
         """(worker thread) Record Hello, fill missing vectors, queue the first gallery deltas."""
-        store = self.m.store
-        store.record_hello(self.edge_id, site=hello.site, model_fingerprint=self.fingerprint,
-                           embedding_dim=self.dim or 0, cameras=wire.cameras(hello),
-                           gallery_version=hello.gallery_version, acked_sequence=hello.last_acked_hub_sequence,
-                           hub_id=self.m.hub_id, now=self.m.clock())
-        self._last_sent = hello.last_acked_hub_sequence
-        self.m.gallery.ensure_fingerprint(self.fingerprint)
+        services = self.services
+        services.store.record_hello(self.edge_id, site=hello.site, model_fingerprint=self.fingerprint,
+                                    embedding_dim=self.dim or 0, cameras=hello.cameras,
+                                    gallery_version=hello.gallery_version, acked_sequence=hello.last_acked_sequence,
+                                    hub_id=services.hub_id, now=services.clock())
+        self._last_sent = hello.last_acked_sequence
+        services.gallery.ensure_fingerprint(self.fingerprint)
         self._gallery_version = hello.gallery_version
         deltas = self._queue_deltas()
         self._resume_gallery_version = deltas[0].from_version if deltas else hello.gallery_version
 
     def _queue_deltas(self) -> list[GalleryDeltaPart]:
         """(worker thread) Queue deltas from the version the edge will hold to the current one."""
-        deltas = self.m.gallery.delta_since(self._gallery_version, self.fingerprint)
+        deltas = self.services.gallery.delta_since(self._gallery_version, self.fingerprint)
         if deltas:
             payloads = [wire.gallery_delta_payload(d, self.fingerprint) for d in deltas]
-            self.m.store.enqueue_outgoing(self.edge_id, "gallery_delta", payloads, now=self.m.clock())
+            self.services.store.enqueue_outgoing(self.edge_id, "gallery_delta", payloads, now=self.services.clock())
             self._gallery_version = deltas[-1].to_version
         return deltas
 
@@ -318,15 +211,15 @@ class EdgeSession:
                 raise self._closing
             now = self._loop.time()
             if now - self._last_heard > limits.silence_timeout_s:
-                raise await self._fatal(send, common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
+                raise await fatal(send, common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
                                         f"no message from edge {self.edge_id} for {now - self._last_heard:.0f} s")
             if now >= next_heartbeat:
                 next_heartbeat = now + interval_s
-                await self._write(send, wire.hub_heartbeat(self.m.clock()))
+                await self._write(send, wire.hub_heartbeat(self.services.clock()))
             if now >= next_poll:
                 next_poll = now + limits.poll_interval_s
                 self._outgoing_dirty = True
-                if await asyncio.to_thread(self.m.store.gallery_version) > self._gallery_version:
+                if await asyncio.to_thread(self.services.store.gallery_version) > self._gallery_version:
                     self._gallery_dirty = True
             if self._gallery_dirty:
                 self._gallery_dirty = False
@@ -334,7 +227,7 @@ class EdgeSession:
                 self._outgoing_dirty = True
             if self._outgoing_dirty:
                 self._outgoing_dirty = False
-                rows = await asyncio.to_thread(self.m.store.outgoing_after, self.edge_id, self._last_sent,
+                rows = await asyncio.to_thread(self.services.store.outgoing_after, self.edge_id, self._last_sent,
                                                limit=limits.outgoing_page)
                 for row in rows:
                     await self._write(send, wire.with_sequence(row.payload, row.sequence))
@@ -368,8 +261,8 @@ class EdgeSession:
                 elif body == "ack":
                     await self._on_ack(msg.ack)
                 elif body == "heartbeat":
-                    await asyncio.to_thread(self.m.store.touch_edge, self.edge_id, now=self.m.clock(),
-                                            stats=wire.heartbeat_stats(msg.heartbeat), hub_id=self.m.hub_id)
+                    await asyncio.to_thread(self.services.store.touch_edge, self.edge_id, now=self.services.clock(),
+                                            stats=wire.heartbeat_stats(msg.heartbeat), hub_id=self.services.hub_id)
                 elif body == "search_result":
                     await self._on_search_result(msg.search_result)
                 elif body == "hello":
@@ -393,33 +286,33 @@ class EdgeSession:
     async def _on_short_list(self, msg: edge_to_hub_pb2.ShortList) -> None:
         key = msg.idempotency_key
         limits = self.limits
-        if len(self._inflight) >= limits.max_inflight_per_edge or self.m.inflight >= limits.max_inflight_total:
+        if len(self._inflight) >= limits.max_inflight_per_edge or not self.admission.try_enter():
             await self._send_immediate(wire.hub_ack(
-                key, "retry", f"hub busy: {len(self._inflight)} short lists of this edge and {self.m.inflight} "
+                key, "retry", f"hub busy: {len(self._inflight)} short lists of this edge and {self.admission.count} "
                 f"in all being verified; retry after {limits.retry_after_ms} ms"))
             return
         try:
             item = wire.decode_short_list(msg, edge_id=self.edge_id, fingerprint=self.fingerprint, dim=self.dim,
                                           max_crop_bytes=limits.max_crop_bytes)
         except InvalidInputError as exc:
+            self.admission.leave()
             await self._invalid(f"short list {key!r}: {exc}")
             if key:
                 await self._send_immediate(wire.hub_ack(key, "rejected", f"invalid argument: {exc}"))
             return
         task = asyncio.create_task(self._process(item))
         self._inflight.add(task)
-        self.m.inflight += 1
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self.m.inflight -= 1
+        self.admission.leave()
         self._wake.set()
 
     async def _process(self, item: wire.ShortListInput) -> None:
         key = item.idempotency_key
         try:
-            outcome = await self._loop.run_in_executor(self.m.executor, self.m.shortlists.process, item)
+            outcome = await self._loop.run_in_executor(self.services.executor, self.services.shortlists.process, item)
         except Exception as exc:
             log.exception("short list %s of edge %s failed", key, self.edge_id)
             await self._send_immediate(wire.hub_ack(key, "retry", f"internal error ({type(exc).__name__}); "
@@ -441,21 +334,21 @@ class EdgeSession:
         if (ack.failed and not ack.idempotency_key and ack.hub_sequence > self._resync_floor
                 and await self._was_gallery_delta(ack.hub_sequence)):
             # resync from what the edge holds (0: a snapshot); deltas sent before now fail too: ignore them
-            edge = await asyncio.to_thread(self.m.store.get_edge, self.edge_id)
+            edge = await asyncio.to_thread(self.services.store.get_edge, self.edge_id)
             self._resync_floor = edge.last_sequence if edge else ack.hub_sequence
             self._gallery_version = ack.gallery_version
             self._gallery_dirty = True
             self._wake.set()
         if ack.hub_sequence:
-            await asyncio.to_thread(self.m.store.ack_outgoing, self.edge_id, ack.hub_sequence)
+            await asyncio.to_thread(self.services.store.ack_outgoing, self.edge_id, ack.hub_sequence)
         if ack.gallery_version:
-            await asyncio.to_thread(self.m.store.touch_edge, self.edge_id, now=self.m.clock(),
+            await asyncio.to_thread(self.services.store.touch_edge, self.edge_id, now=self.services.clock(),
                                     gallery_version=ack.gallery_version)
 
     async def _was_gallery_delta(self, sequence: int) -> bool:
         if not sequence:
             return True  # an edge that names no message: resyncing the gallery is the safe answer
-        rows = await asyncio.to_thread(self.m.store.outgoing_after, self.edge_id, sequence - 1, limit=1)
+        rows = await asyncio.to_thread(self.services.store.outgoing_after, self.edge_id, sequence - 1, limit=1)
         return bool(rows) and rows[0].sequence == sequence and rows[0].kind == "gallery_delta"
 
     async def _on_search_result(self, msg: edge_to_hub_pb2.SearchResult) -> None:
@@ -467,7 +360,7 @@ class EdgeSession:
             await self._invalid(f"search result {key!r}: {exc}")
             await self._send_immediate(wire.hub_ack(key, "rejected", f"invalid argument: {exc}"))
             return
-        handler = self.m.search_results
+        handler = self.services.search_results
         if handler is None:
             await self._send_immediate(wire.hub_ack(key, "rejected", f"no search job {msg.job_id!r} on this hub"))
             return

@@ -11,16 +11,20 @@ from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import Executor
 
 from cloud.auth import EdgeAuth
-from cloud.edge_session import EdgeSession, Send, SessionAbort, SessionLimits
+from cloud.edge_session import EdgeSession
+from cloud.edge_session_types import (
+    Admission,
+    SearchResultHandler,
+    Send,
+    SessionAbort,
+    SessionLimits,
+    SessionServices,
+)
 from cloud.gallery import Gallery
 from cloud.shortlists import ShortListService
 from cloud.store import HubStore
-from cloud.wire import AckStatus, SearchResultInput
 
 log = logging.getLogger(__name__)
-
-SearchResultHandler = Callable[[str, SearchResultInput], tuple[AckStatus, str]]
-"""(edge id, result batch) -> (ack status, message); called on a worker thread."""
 
 
 class SessionManager:
@@ -30,16 +34,21 @@ class SessionManager:
                  executor: Executor, hub_id: str, limits: SessionLimits | None = None,
                  accepted_fingerprints: Collection[str] | None = None,
                  search_results: SearchResultHandler | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.store, self.auth, self.gallery, self.shortlists = store, auth, gallery, shortlists
-        self.executor, self.hub_id = executor, hub_id
+        self.store, self.hub_id, self.clock = store, hub_id, clock
         self.limits = limits or SessionLimits()
-        self.accepted_fingerprints = None if accepted_fingerprints is None else frozenset(accepted_fingerprints)
-        self.search_results = search_results
-        self.clock = clock
+        self.services = SessionServices(
+            store=store, auth=auth, gallery=gallery, shortlists=shortlists, executor=executor, hub_id=hub_id,
+            register=self.register, search_results=search_results, clock=clock,
+            accepted_fingerprints=None if accepted_fingerprints is None else frozenset(accepted_fingerprints))
+        self.admission = Admission(self.limits.max_inflight_total)
         self.sessions: dict[str, EdgeSession] = {}
-        self.inflight = 0  # short lists being verified, all edges
         self._closing = False
         self._unlisten = gallery.add_listener(self._gallery_changed)
+
+    @property
+    def inflight(self) -> int:
+        """Short lists being verified, all edges."""
+        return self.admission.count
 
     def _gallery_changed(self, version: int) -> None:  # any thread
         for session in list(self.sessions.values()):
@@ -69,7 +78,7 @@ class SessionManager:
         """Run one edge's stream; raises SessionAbort when it must end with a non-OK status."""
         if self._closing:
             raise SessionAbort("unavailable", "the hub is shutting down", retry_after_ms=self.limits.retry_after_ms)
-        session = EdgeSession(self, token_edge_id, peer)
+        session = EdgeSession(self.services, self.admission, self.limits, token_edge_id, peer)
         try:
             await session.run(requests, send)
         finally:
