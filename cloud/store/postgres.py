@@ -17,7 +17,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from cloud.store.base import StoreError
+from cloud.store.records import (
+    StoreError,
+)
 from cloud.store.schema import POSTGRES, Tx, migrate
 from cloud.store.sql import SqlHubStore
 from models.errors import require

@@ -14,13 +14,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from cloud.store.base import (
+from cloud.store.base import HubStore
+from cloud.store.records import (
     UNCHANGED,
     ClaimResult,
     CompletedShortList,
     EdgeRecord,
     GalleryEntry,
-    HubStore,
     IdentityRecord,
     NewSighting,
     OutgoingMessage,

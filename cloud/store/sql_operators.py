@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 from abc import abstractmethod
 
-from cloud.store.base import OperatorRecord, OperatorSessionRecord, StoreError
+from cloud.store.records import (
+    OperatorRecord,
+    OperatorSessionRecord,
+    StoreError,
+)
 from cloud.store.schema import Tx
 
 

@@ -6,7 +6,11 @@ import contextlib
 import json
 from abc import abstractmethod
 
-from cloud.store.base import SearchJobRecord, StoredSearchResult, StoreError
+from cloud.store.records import (
+    SearchJobRecord,
+    StoredSearchResult,
+    StoreError,
+)
 from cloud.store.schema import Tx
 
 

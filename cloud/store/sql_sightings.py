@@ -7,7 +7,12 @@ import contextlib
 from abc import abstractmethod
 from collections.abc import Sequence
 
-from cloud.store.base import AlertRecord, IdentityCounts, SightingRecord, StoreError
+from cloud.store.records import (
+    AlertRecord,
+    IdentityCounts,
+    SightingRecord,
+    StoreError,
+)
 from cloud.store.schema import Tx
 
 SIGHTING_COLUMNS = ("identity_id, edge_id, camera_id, tracklet_id, start_s, end_s, crop_path, p_same, stage1_p_same, "
