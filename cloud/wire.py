@@ -1,11 +1,12 @@
 """The hub's side of the crossview.v1 wire: decoded inputs and encoded hub messages.
 
-The one place in cloud/ that builds or reads protobuf messages besides the session and server
-modules: services hand it plain arguments and dataclasses and get plain dataclasses back. Decoding
-goes through `protos.codec` (the wire's gatekeeper: wrong fingerprint, shape or dtype, and empty,
-non-JPEG or oversized crops raise `InvalidInputError`). The raw JPEG bytes of each crop are kept next
-to the decoded image so that the hub stores exactly what the edge sent, without re-encoding.
-Acknowledgement statuses are plain strings (`AckStatus`) until `hub_ack` puts them on the wire.
+The one place in cloud/ that builds or reads protobuf messages besides the session, handshake and
+server modules (docs/architecture.md §4, the wire): services hand it plain arguments and dataclasses
+and get plain dataclasses back. Decoding goes through `protos.codec` (the wire's gatekeeper: wrong
+fingerprint, shape or dtype, and empty, non-JPEG or oversized crops raise `InvalidInputError`). The
+raw JPEG bytes of each crop are kept next to the decoded image so that the hub stores exactly what
+the edge sent, without re-encoding. Acknowledgement statuses are plain strings (`AckStatus`) until
+`hub_ack` puts them on the wire.
 """
 
 from __future__ import annotations
