@@ -235,7 +235,6 @@ def _wire_offenders(files: list[Path]) -> list[str]:
     return offenders
 
 
-@pytest.mark.xfail(strict=False, reason="issue 11 re-lay in progress")
 def test_wire_module_imported_only_where_allowed() -> None:
     offenders = _wire_offenders(_python_files(*PACKAGES, "tests", "scripts"))
     assert offenders == [], (f"{WIRE_MODULE} may be imported only by {', '.join(WIRE_IMPORTERS)}; "
@@ -244,7 +243,6 @@ def test_wire_module_imported_only_where_allowed() -> None:
 
 # --- (c) edge rooms, and grpc only in the uplink ----------------------------------------------------
 
-@pytest.mark.xfail(strict=False, reason="issue 11 re-lay in progress")
 @pytest.mark.parametrize("room", EDGE_ROOMS)
 def test_edge_room_exists(room: str) -> None:
     assert (ROOT / "edge" / room / "__init__.py").is_file(), f"edge/{room}/ should be a package"
@@ -255,7 +253,6 @@ def _grpc_offenders(files: list[Path]) -> list[str]:
             for name, line in _imported_names(p) if name.split(".")[0] in ("grpc", "grpc_health")]
 
 
-@pytest.mark.xfail(strict=False, reason="issue 11 re-lay in progress")
 def test_only_the_uplink_imports_grpc_on_the_edge() -> None:
     offenders = _grpc_offenders(_python_files("edge"))
     assert offenders == [], f"only edge/uplink/ talks gRPC: {offenders}"
