@@ -48,10 +48,10 @@ from models.scores import check_p_same
 log = logging.getLogger(__name__)
 
 #: camera A enrols: no recall (top_k=0), every tracklet goes up and becomes an automatic identity
-EDGE_A_SETTINGS = ("send_unmatched=true", "top_k=0", "uplink_crops=4")
+EDGE_A_SETTINGS = ("send_unmatched=true", "top_k=0", "uplink.crops=4")
 #: camera B searches: recall against the synced gallery (a small one: k-reciprocal distances run
 #: high, so a looser stage-1 threshold lets the hub's judge decide), unmatched people go up too
-EDGE_B_SETTINGS = ("send_unmatched=true", "uplink_crops=4", "hub.wait_gallery_s=60")
+EDGE_B_SETTINGS = ("send_unmatched=true", "uplink.crops=4", "hub.wait_gallery_s=60")
 
 
 @dataclass

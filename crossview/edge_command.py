@@ -1,9 +1,11 @@
 """`crossview edge replay FILE... [--camera NAME]` and `crossview edge run --config edge.yaml`.
 
 Configuration (`ReplayConfig`, `EdgeConfig`: YAML file + `key=value` overrides) is read here and
-nowhere else; the library classes get plain arguments. Both share `PipelineConfig` (models,
-tracklets, recall, uplink) and `HubConfig` (``hub.target=HOST:PORT hub.token=...``; TLS files, face
-blur, timeouts); `EdgeConfig` adds the cameras::
+nowhere else. The configs hold the library's own settings objects (`edge.settings`: ``tracklets.*``,
+``uplink.*``, ``retention.*``), so each setting is defined and checked once. Both share
+`PipelineConfig` (models, tracklets, recall, uplink, retention) and `HubConnectionConfig`
+(``hub.target=HOST:PORT hub.token=...``; TLS files, face blur, timeouts; it becomes the link's
+`HubLinkSettings`); `EdgeConfig` adds the cameras::
 
     edge_id: edge-1
     cameras:
@@ -42,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from edge.settings import RetentionPolicy, TrackletSettings, UplinkSettings
+from edge.uplink.settings import check_tls_pair
 from models.errors import CrossviewError
 from models.scores import DEFAULT_RECALL_P_SAME, check_p_same
 
@@ -51,23 +55,6 @@ DEFAULT_WORKDIR = Path("crossview-edge")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 TOKEN_ENV = "CROSSVIEW_EDGE_TOKEN"
 SERVING_NOTICE = "finished the files; serving searches"  # the line a serving replay prints when its files end
-
-
-@dataclass
-class RetentionConfig:
-    """How long the edge keeps tracklets, crops and vectors (none: forever)."""
-
-    max_age_s: float | None = None  # since the tracklet was written
-    max_total_bytes: int | None = None  # crops + vectors; the oldest closed tracklets go first
-    every_s: float = 300.0
-
-    def __post_init__(self) -> None:
-        for name in ("max_age_s", "max_total_bytes"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"retention.{name}: expected >= 0 or null, got {value}")
-        if self.every_s <= 0:
-            raise ValueError(f"retention.every_s: expected > 0, got {self.every_s}")
 
 
 @dataclass
@@ -81,11 +68,8 @@ class PipelineConfig:
     tracker: Literal["bytetrack", "botsort"] = "bytetrack"
     conf: float = 0.25
     imgsz: int = 640
-    # tracklets
-    best_k: int = 4
-    close_after_s: float = 2.0
-    min_frames: int = 3
-    min_quality: float = 0.2
+    # tracklet building: tracklets.best_k=, tracklets.close_after_s=, tracklets.min_frames=, tracklets.min_quality=
+    tracklets: TrackletSettings = field(default_factory=TrackletSettings)
     # embedding
     embedder: str = "reid/intel-0288"
     embed_runtime: str | None = None
@@ -102,14 +86,14 @@ class PipelineConfig:
     # also send tracklets nobody in the gallery matched (no candidates): a hub allowing new identities
     # gives each an automatic identity and a sighting, which an operator can then name (enrol from sighting)
     send_unmatched: bool = False
-    uplink_crops: int = 1
-    uplink_max_height: int = 192
-    uplink_jpeg_quality: int = 75
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    # what of a tracklet goes up: uplink.crops=, uplink.max_height=, uplink.jpeg_quality=
+    uplink: UplinkSettings = field(default_factory=UplinkSettings)
+    # how long the store keeps tracklets (none: forever): retention.max_age_s=, .max_total_bytes=, .every_s=
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # DEBUG also shows FFmpeg's and OpenCV's own lines
 
     def __post_init__(self) -> None:
-        for name in ("imgsz", "best_k", "min_frames", "embed_threads", "embed_batch_size", "uplink_crops"):
+        for name in ("imgsz", "embed_threads", "embed_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.top_k < 0:
@@ -118,8 +102,9 @@ class PipelineConfig:
 
 
 @dataclass
-class HubConfig:
-    """The hub this edge dials; no `target`: no hub (short lists wait in the outbox)."""
+class HubConnectionConfig:
+    """The hub this edge dials; no `target`: no hub (short lists wait in the outbox). Becomes the link's
+    `HubLinkSettings` (which checks the TLS files go in pairs) once the token is known."""
 
     target: str | None = None  # host:port
     token: str | None = None  # default: $CROSSVIEW_EDGE_TOKEN
@@ -138,8 +123,7 @@ class HubConfig:
                 raise ValueError(f"hub.{name}: expected >= 0, got {getattr(self, name)}")
         if self.heartbeat_s == 0:
             raise ValueError("hub.heartbeat_s: expected > 0, got 0")
-        if (self.certificate_chain is None) != (self.private_key is None):
-            raise ValueError("hub.certificate_chain and hub.private_key: expected both (mutual TLS) or neither")
+        check_tls_pair(self.certificate_chain, self.private_key)  # refused as the config is read
 
 
 @dataclass
@@ -153,7 +137,7 @@ class ReplayConfig(PipelineConfig):
     progress: bool = True
     recorded_at: str | None = None  # when the footage started: ISO 8601 (2026-11-25T09:30:00Z) or Unix seconds
     serve_after_replay: bool = False  # after the files: keep answering the hub's searches until SIGINT/SIGTERM
-    hub: HubConfig = field(default_factory=HubConfig)
+    hub: HubConnectionConfig = field(default_factory=HubConnectionConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -211,7 +195,7 @@ class EdgeConfig(PipelineConfig):
     cameras: list[CameraConfig] = field(default_factory=list)
     serve_after_replay: bool = True  # once every camera has ended (files): keep answering the hub's searches
     no_frames_after_s: float = 2.0  # a camera without a frame this long (or 4 frame intervals) is "no frames"
-    hub: HubConfig = field(default_factory=HubConfig)
+    hub: HubConnectionConfig = field(default_factory=HubConnectionConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -341,9 +325,7 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
                camera_trackers: dict[str, str] | None = None) -> Any:
     """The `EdgeNode` for `cfg`: everything that can be refused is checked before the models load."""
     from edge.detect_track import PersonTracker
-    from edge.embed_worker import UplinkSettings
-    from edge.node import EdgeNode, RetentionPolicy
-    from edge.pipeline import TrackletSettings
+    from edge.node import EdgeNode
     from edge.shortlist import ShortListPolicy
     from models.calibration import calibration_for
     from models.embed import create_embedder
@@ -356,17 +338,13 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     calibration = (calibration_for(get_spec(cfg.embedder).fingerprint, "cosine_distance",
                                    Path(cfg.calibration).expanduser()) if cfg.calibration else None)
     policy = ShortListPolicy(cfg.top_k, cfg.min_p_same, calibration=calibration)
-    tracklets = TrackletSettings(cfg.best_k, cfg.close_after_s, cfg.min_frames, cfg.min_quality)
-    uplink = UplinkSettings(cfg.uplink_crops, cfg.uplink_max_height, cfg.uplink_jpeg_quality)
     embedder = create_embedder(cfg.embedder, cfg.embed_runtime, **_runtime_kwargs(cfg))
     tracker = PersonTracker(cfg.detector, tracker=cfg.tracker, conf=cfg.conf, imgsz=cfg.imgsz,
                             camera_trackers=camera_trackers)
-    keep = cfg.retention
-    retention = RetentionPolicy(keep.max_age_s, keep.max_total_bytes, keep.every_s)
     gallery = build_gallery_from_folder(Path(cfg.gallery_dir), embedder) if cfg.gallery_dir else None
     node = EdgeNode(workdir, cfg.edge_id, camera_ids, tracker=tracker, embedder=embedder, gallery=gallery,
-                    policy=policy, tracklets=tracklets, embed_batch_size=cfg.embed_batch_size, uplink=uplink,
-                    retention=retention, send_unmatched=cfg.send_unmatched, **hub_options)
+                    policy=policy, tracklets=cfg.tracklets, embed_batch_size=cfg.embed_batch_size,
+                    uplink=cfg.uplink, retention=cfg.retention, send_unmatched=cfg.send_unmatched, **hub_options)
     # with a hub the gallery comes from it (the "connected to hub" line says how large it is)
     if gallery is None and node.link is None and node.gallery.size == 0 and not cfg.send_unmatched:
         log.info("no gallery (never synced with a hub): nobody will be short-listed; pass gallery_dir=FOLDER to "
@@ -374,7 +352,7 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     return node
 
 
-def _hub_options(hub: HubConfig) -> dict[str, Any]:
+def _hub_options(hub: HubConnectionConfig) -> dict[str, Any]:
     if not hub.target:
         return {}
     token = hub.token or os.environ.get(TOKEN_ENV)
@@ -390,7 +368,7 @@ def _hub_options(hub: HubConfig) -> dict[str, Any]:
     return {"hub": HubLinkSettings(hub.target, token, blur_faces=hub.blur_faces, heartbeat_s=hub.heartbeat_s, **tls)}
 
 
-def _connect(node: Any, hub: HubConfig) -> None:
+def _connect(node: Any, hub: HubConnectionConfig) -> None:
     """Start the link; wait (bounded) for a session and, if asked, for a gallery. Never fatal but for a
     refusal (credentials, model): without a hub the work goes on and the outbox keeps the short lists."""
     if node.link is None:

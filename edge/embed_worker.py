@@ -50,6 +50,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from edge.settings import UplinkSettings as UplinkSettings  # re-exported: defined once, in edge.settings
 from edge.shortlist import Candidate, ShortListPolicy
 from edge.storage.store import TrackletStore, UnknownIdError
 from edge.tracklets import ClosedTracklet, aggregate
@@ -87,30 +88,6 @@ class CropEmbedder(Protocol):
     fingerprint: str
 
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings: ...
-
-
-@dataclass(frozen=True)
-class UplinkSettings:
-    """What of a tracklet goes up in a short list besides its vector: its best `crops` crops, scaled
-    down to at most `max_height` pixels, as JPEG at `jpeg_quality`.
-
-    One crop at 192 px, JPEG q75, is ~4 KB (at 256 px, the Re-ID input height, ~6 KB): small enough to
-    keep the uplink under 1 % of even a low-bitrate camera's stream (docs/benchmarks.md) while the hub's
-    judge (280x140) and Re-ID re-scorer (256x128) still get a usable crop. The vector already pools
-    all of the tracklet's best crops, and the hub can ask the edge for more crops later.
-    """
-
-    crops: int = 1
-    max_height: int = 192
-    jpeg_quality: int = 75
-
-    def __post_init__(self) -> None:
-        if self.crops < 1:
-            raise InvalidInputError(f"uplink crops: expected >= 1, got {self.crops}")
-        if self.max_height < 16:
-            raise InvalidInputError(f"uplink max_height: expected >= 16, got {self.max_height}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise InvalidInputError(f"uplink jpeg_quality: expected 1..100, got {self.jpeg_quality}")
 
 
 @dataclass(frozen=True)

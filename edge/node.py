@@ -46,6 +46,7 @@ from edge.embed_worker import CropEmbedder, Recaller, TrackletResult
 from edge.gallery import EdgeGallery
 from edge.pipeline import EdgePipeline, FrameTracker, PipelineStats
 from edge.replay import ReplayReport, replay
+from edge.settings import RetentionPolicy as RetentionPolicy  # re-exported: defined once, in edge.settings
 from edge.sources.camera_health import NO_FRAMES_AFTER_S
 from edge.sources.cameras import CameraRunner, CameraSpec, CameraStatus, open_source
 from edge.sources.files import Source, without_camera
@@ -56,24 +57,6 @@ from edge.uplink.settings import HubLinkSettings
 from models.errors import CrossviewError, InvalidInputError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RetentionPolicy:
-    """How long the edge keeps tracklets: by age since they were written (`max_age_s`) and/or by the total
-    bytes of crops + vectors (`max_total_bytes`, oldest closed tracklets go first), checked every `every_s`."""
-
-    max_age_s: float | None = None
-    max_total_bytes: int | None = None
-    every_s: float = 300.0
-
-    def __post_init__(self) -> None:
-        if self.every_s <= 0:
-            raise InvalidInputError(f"retention every_s: expected > 0, got {self.every_s}")
-
-    @property
-    def active(self) -> bool:
-        return self.max_age_s is not None or self.max_total_bytes is not None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from typing import Protocol
 
 from edge.embed_worker import CropEmbedder, EmbedWorker, Recaller, TrackletResult, UplinkSettings, WorkerStats
 from edge.quality import CropQuality
+from edge.settings import TrackletSettings as TrackletSettings  # re-exported: defined once, in edge.settings
 from edge.shortlist import ShortListPolicy
 from edge.sources.camera_health import FrameRateWindow
 from edge.sources.frames import Frame
@@ -61,16 +62,6 @@ class FrameTracker(Protocol):
     def update(self, frame: Frame) -> Detections: ...
 
     def reset(self, camera_id: str | None = None) -> None: ...
-
-
-@dataclass(frozen=True)
-class TrackletSettings:
-    """`TrackletBuilder` settings, shared by every camera of a pipeline."""
-
-    best_k: int = 4
-    close_after_s: float = 2.0
-    min_frames: int = 3
-    min_quality: float = 0.2
 
 
 @dataclass(frozen=True)

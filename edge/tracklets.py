@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge.quality import CropQuality
+from edge.settings import TrackletSettings
 from models.errors import InvalidInputError
 from models.types import Crop, Detections, Embeddings, Tracklet, check_bgr_image
 
@@ -124,14 +124,7 @@ class TrackletBuilder:
     ) -> None:
         if not isinstance(camera_id, str) or not camera_id:
             raise InvalidInputError(f"camera_id: expected a non-empty string, got {camera_id!r}")
-        if not isinstance(best_k, numbers.Integral) or best_k < 1:
-            raise InvalidInputError(f"best_k: expected an integer >= 1, got {best_k!r}")
-        if not (isinstance(close_after_s, numbers.Real) and close_after_s > 0 and math.isfinite(close_after_s)):
-            raise InvalidInputError(f"close_after_s: expected a finite number > 0, got {close_after_s!r}")
-        if not isinstance(min_frames, numbers.Integral) or min_frames < 1:
-            raise InvalidInputError(f"min_frames: expected an integer >= 1, got {min_frames!r}")
-        if not (isinstance(min_quality, numbers.Real) and 0.0 <= min_quality <= 1.0):
-            raise InvalidInputError(f"min_quality: expected a value in [0, 1], got {min_quality!r}")
+        TrackletSettings(best_k, close_after_s, min_frames, min_quality)  # checks them
         self.camera_id = camera_id
         self.best_k = int(best_k)
         self.close_after_s = float(close_after_s)

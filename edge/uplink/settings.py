@@ -11,6 +11,12 @@ from models.errors import InvalidInputError
 PemSource = bytes | str | Path | None
 
 
+def check_tls_pair(certificate_chain: object, private_key: object) -> None:
+    """The client certificate and its key go together (mutual TLS) or not at all."""
+    if (certificate_chain is None) != (private_key is None):
+        raise InvalidInputError("certificate_chain and private_key: expected both (mutual TLS) or neither")
+
+
 @dataclass(frozen=True)
 class HubLinkSettings:
     """Where the hub is, how to prove who this edge is, and the link's timings and limits.
@@ -59,8 +65,7 @@ class HubLinkSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InvalidInputError(f"{name}: expected a positive number of seconds, got {value!r}")
-        if (self.certificate_chain is None) != (self.private_key is None):
-            raise InvalidInputError("certificate_chain and private_key: expected both (mutual TLS) or neither")
+        check_tls_pair(self.certificate_chain, self.private_key)
         if self.blur_jpeg_quality is not None and not 1 <= self.blur_jpeg_quality <= 100:
             raise InvalidInputError(f"blur_jpeg_quality: expected 1..100, got {self.blur_jpeg_quality}")
 

@@ -278,7 +278,7 @@ def test_run_command_cameras_to_the_hub(tmp_path: Path, hub: Any, fake_models: N
     write_video(tmp_path / "b.mp4", [GREEN])
     config = tmp_path / "edge.yaml"
     config.write_text(f"edge_id: edge-cli\nworkdir: {tmp_path / 'w'}\ngallery_dir: {gallery_dir(tmp_path)}\n"
-                      f"close_after_s: 0.5\nmin_quality: 0.0\nmin_p_same: {MIN_P_SAME}\ntop_k: 1\n"
+                      f"tracklets:\n  close_after_s: 0.5\n  min_quality: 0.0\nmin_p_same: {MIN_P_SAME}\ntop_k: 1\n"
                       f"cameras:\n  - {{camera_id: a, uri: {tmp_path / 'a.mp4'}}}\n"
                       f"  - {{camera_id: b, uri: {tmp_path / 'b.mp4'}, stride: 2}}\n"
                       f"hub: {{target: '{hub.address}', heartbeat_s: 0.2, drain_timeout_s: 30}}\n")
@@ -304,7 +304,7 @@ def test_run_command_cameras_to_the_hub(tmp_path: Path, hub: Any, fake_models: N
 def test_replay_command_sends_to_the_hub_and_waits_for_the_outbox(tmp_path: Path, hub: Any, fake_models: None,
                                                                    capsys: pytest.CaptureFixture) -> None:
     video = write_video(tmp_path / "a.mp4", [RED, GREEN])
-    overrides = [f"gallery_dir={gallery_dir(tmp_path)}", "close_after_s=0.5", "min_quality=0.0",
+    overrides = [f"gallery_dir={gallery_dir(tmp_path)}", "tracklets.close_after_s=0.5", "tracklets.min_quality=0.0",
                  f"min_p_same={MIN_P_SAME}", "top_k=1", f"hub.target={hub.address}", f"hub.token={TOKEN}",
                  "hub.drain_timeout_s=30"]
     assert replay_command([video], ["cam"], overrides=overrides, workdir=tmp_path / "w", progress=False) == 0
@@ -324,6 +324,7 @@ def test_replay_command_with_the_hub_down_keeps_the_outbox(tmp_path: Path, fake_
     hub.stop()  # nobody listens there now
     video = write_video(tmp_path / "a.mp4", [RED])
     code = replay_command([video], ["cam"], workdir=tmp_path / "w", progress=False, overrides=[
-        f"gallery_dir={gallery_dir(tmp_path)}", "close_after_s=0.5", "min_quality=0.0", f"min_p_same={MIN_P_SAME}",
+        f"gallery_dir={gallery_dir(tmp_path)}", "tracklets.close_after_s=0.5", "tracklets.min_quality=0.0",
+        f"min_p_same={MIN_P_SAME}",
         f"hub.target={address}", f"hub.token={TOKEN}", "hub.connect_timeout_s=0.5", "hub.drain_timeout_s=0.5"])
     assert code == 1 and "holds 1 unsent" in capsys.readouterr().out

@@ -161,7 +161,7 @@ def test_recorded_at_shifts_every_time(videos: dict[str, Path], tmp_path: Path) 
     (["strid=2"], None, "did you mean 'stride'"),
     (["stride=0"], None, "stride: expected >= 1"),
     ([], ["a", "b"], "expected one camera per file"),
-    (["uplink_max_height=8"], None, "expected >= 16"),
+    (["uplink.max_height=8"], None, "expected >= 16"),
 ])
 def test_replay_command_rejects_bad_settings_before_loading_models(
         overrides: list[str], cameras: list[str] | None, message: str, tmp_path: Path,
@@ -211,7 +211,7 @@ def test_real_paced_and_fast_replays_give_the_same_results(sample: tuple[Path, P
 
 CHILD = ("import sys; from pathlib import Path; from crossview.edge_command import replay_command; "
          "sys.exit(replay_command([Path(sys.argv[1])], ['cam'], workdir=Path(sys.argv[2]), progress=False, "
-         "overrides=['gallery_dir=' + sys.argv[3], 'max_frames=120', 'close_after_s=0.5', 'min_p_same=0.0', "
+         "overrides=['gallery_dir=' + sys.argv[3], 'max_frames=120', 'tracklets.close_after_s=0.5', 'min_p_same=0.0', "
          "'edge_id=edge-kill']))")
 
 
@@ -255,7 +255,7 @@ def test_sigkill_mid_replay_then_restart_loses_and_duplicates_nothing(sample: tu
     reused = re.search(r"(\d+) already stored", restarted.stdout)
     assert reused is not None and int(reused.group(1)) >= 1, restarted.stdout  # resumed, not redone
     assert replay_command([video], ["cam"], workdir=reference, progress=False, overrides=[
-        f"gallery_dir={gallery_dir}", "max_frames=120", "close_after_s=0.5", "min_p_same=0.0",
+        f"gallery_dir={gallery_dir}", "max_frames=120", "tracklets.close_after_s=0.5", "min_p_same=0.0",
         "edge_id=edge-kill"]) == 0
 
     expected, got = short_lists(reference), short_lists(killed)

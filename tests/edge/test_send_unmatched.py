@@ -62,7 +62,7 @@ def test_unmatched_tracklets_become_automatic_identities_at_the_hub(tmp_path: Pa
                                                                    capsys: pytest.CaptureFixture) -> None:
     token = hub.create_edge_token("edge-u")
     video = write_video(tmp_path / "a.mp4", [RED, GREEN])
-    overrides = ["edge_id=edge-u", "send_unmatched=true", "close_after_s=0.5", "min_quality=0.0",
+    overrides = ["edge_id=edge-u", "send_unmatched=true", "tracklets.close_after_s=0.5", "tracklets.min_quality=0.0",
                  f"min_p_same={MIN_P_SAME}", f"hub.target={hub.grpc_address}", f"hub.token={token}",
                  "hub.drain_timeout_s=30"]
     assert replay_command([video], ["cam"], overrides=overrides, workdir=tmp_path / "w", progress=False) == 0
@@ -82,8 +82,8 @@ def test_without_the_option_unmatched_tracklets_stay_on_the_edge(tmp_path: Path,
                                                                  ) -> None:
     token = hub.create_edge_token("edge-u")
     video = write_video(tmp_path / "a.mp4", [RED])
-    overrides = ["edge_id=edge-u", "close_after_s=0.5", "min_quality=0.0", f"hub.target={hub.grpc_address}",
-                 f"hub.token={token}", "hub.drain_timeout_s=30"]
+    overrides = ["edge_id=edge-u", "tracklets.close_after_s=0.5", "tracklets.min_quality=0.0",
+                 f"hub.target={hub.grpc_address}", f"hub.token={token}", "hub.drain_timeout_s=30"]
     assert replay_command([video], ["cam"], overrides=overrides, workdir=tmp_path / "w", progress=False) == 0
     assert hub.hub.store.sightings(edge_id="edge-u") == []
     assert hub.hub.store.count_short_lists() == 0
@@ -93,7 +93,8 @@ def test_a_hub_without_new_identities_keeps_them_as_unknown_sightings(tmp_path: 
     """Nobody vanishes: every short list the hub acknowledged is a sighting, of nobody known."""
     with running_hub(tmp_path, allow_new_identities=False) as hub:
         token = hub.create_edge_token("edge-u")
-        overrides = ["edge_id=edge-u", "send_unmatched=true", "close_after_s=0.5", "min_quality=0.0",
+        overrides = ["edge_id=edge-u", "send_unmatched=true", "tracklets.close_after_s=0.5",
+                     "tracklets.min_quality=0.0",
                      f"hub.target={hub.grpc_address}", f"hub.token={token}", "hub.drain_timeout_s=30"]
         video = write_video(tmp_path / "a.mp4", [RED, GREEN])
         assert replay_command([video], ["cam"], overrides=overrides, workdir=tmp_path / "w", progress=False) == 0

@@ -31,7 +31,7 @@ from cloud.sessions import SessionLimits
 from crossview.demo_edges import EdgeProcess
 
 VIDEO = "people-detection.264"
-EDGE_SETTINGS = ("stride=2", "max_frames=130", "close_after_s=1.0", "hub.connect_timeout_s=120")
+EDGE_SETTINGS = ("stride=2", "max_frames=130", "tracklets.close_after_s=1.0", "hub.connect_timeout_s=120")
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 180.0) -> Any:

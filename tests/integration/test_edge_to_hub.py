@@ -174,7 +174,7 @@ def test_sigkill_mid_replay_then_restart_sends_each_short_list_once(samples: dic
     workdir = tmp_path / "edge"
     command = [sys.executable, "-m", "crossview.cli", "edge", "replay", str(samples[VIDEO_C]), "--camera", "cam",
                "--workdir", str(workdir)]
-    for setting in ("edge_id=edge-kill", "max_frames=150", "close_after_s=0.5", "min_p_same=0.0", "top_k=3",
+    for setting in ("edge_id=edge-kill", "max_frames=150", "tracklets.close_after_s=0.5", "min_p_same=0.0", "top_k=3",
                     "progress=false", f"hub.target={hub.address}", f"hub.token={TOKEN}", "hub.wait_gallery_s=60",
                     "hub.drain_timeout_s=60", "hub.heartbeat_s=0.5"):
         command += ["--set", setting]
