@@ -109,8 +109,14 @@ def check_vectors(vectors: np.ndarray, dim: int | None, name: str = "vectors") -
 
 
 def unit_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(A, B) float32 squared Euclidean distances of L2-normalised rows: 2 − 2·a·b, at least 0."""
-    return np.maximum(2.0 - 2.0 * (a @ b.T), 0.0, dtype=np.float32)
+    """(A, B) float32 squared Euclidean distances of L2-normalised rows: 2 − 2·a·b, at least 0.
+
+    The products run in float64 and are rounded to float32 once: a float32 BLAS product differs by an
+    ulp with the row's place in its block (AVX-512 kernels do), which broke ties between identical
+    gallery items differently in an incrementally built index and a fresh one. Rounded from float64,
+    equal items get equal distances on every machine."""
+    product = np.asarray(a, np.float64) @ np.asarray(b, np.float64).T
+    return np.maximum(2.0 - 2.0 * product, 0.0).astype(np.float32)
 
 
 def unit_pair_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
