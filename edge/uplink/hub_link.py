@@ -43,6 +43,7 @@ import grpc
 from edge.gallery import EdgeGallery
 from edge.privacy import FaceBlurrer
 from edge.storage.store import TrackletStore, UnknownIdError
+from edge.uplink import messages as wire
 from edge.uplink.hub_channel import (
     CameraLoad,
     LinkStats,
@@ -54,30 +55,14 @@ from edge.uplink.hub_channel import (
     retry_hint_s,
 )
 from edge.uplink.link_state import DeadLetter, LinkState
-from edge.uplink.messages import (
-    SEARCH_RESULT_KIND,
-    SHORT_LIST_KIND,
-    answer_search_job,
-    apply_gallery_delta,
-    blur_message_crops,
-    camera_infos,
-    entry_message,
-    heartbeat_message,
-    hello_message,
-    record_verdict,
-)
 from edge.uplink.outbox import Entry, Outbox
 from edge.uplink.settings import HubLinkSettings
 from models.errors import CrossviewError, InvalidInputError
-from protos.codec import timestamp_to_seconds
-from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2, session_pb2_grpc
+from protos.crossview.v1 import edge_to_hub_pb2, hub_to_edge_pb2, session_pb2, session_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 _FATAL_STATUS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
-_FATAL_ERRORS = frozenset({common_pb2.ERROR_CODE_UNAUTHENTICATED, common_pb2.ERROR_CODE_PERMISSION_DENIED,
-                           common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH})
-_OK = (common_pb2.ACK_STATUS_OK, common_pb2.ACK_STATUS_DUPLICATE)
 _ENVELOPE_BYTES = 1024  # room for the EdgeMessage wrapper and gRPC framing
 _GALLERY_SETTLE_S = 1.0  # after Welcome (or a delta), no delta for this long: the gallery is in sync
 
@@ -115,7 +100,7 @@ class HubLink:
         self.model_fingerprint = model_fingerprint
         self.gallery, self.outbox, self.store = gallery, outbox, store
         self._token = s_.token
-        self._cameras = camera_infos(cameras)
+        self._cameras = wire.camera_infos(cameras)
         self._tls = tuple(read_pem(x) for x in (s_.root_certificates, s_.private_key, s_.certificate_chain))
         self.heartbeat_s, self.hello_timeout_s = float(s_.heartbeat_s), float(s_.hello_timeout_s)
         self.initial_backoff_s, self.max_backoff_s = float(s_.initial_backoff_s), float(s_.max_backoff_s)
@@ -242,7 +227,7 @@ class HubLink:
         welcomed, timed_out = False, threading.Event()
         timer: threading.Timer | None = None
         try:
-            sess.send(session_pb2.EdgeMessage(hello=self._hello()))
+            sess.send(wire.hello_envelope(self._hello()))
             call = session_pb2_grpc.EdgeHubStub(channel).Session(
                 sess.requests(), metadata=(("authorization", f"Bearer {self._token}"),))
             with self._cond:
@@ -297,13 +282,15 @@ class HubLink:
         return welcomed
 
     def _welcome(self, msg: session_pb2.HubMessage, sess: StreamSession) -> None:
-        body = msg.WhichOneof("body")
-        if body == "error":
-            self._on_error(msg.error)
-            raise ConnectionError(f"the hub answered Hello with an error: {msg.error.message}")
-        if body != "welcome":
-            raise ConnectionError(f"expected Welcome from the hub, got {body}")
-        w = msg.welcome
+        first = wire.read_hub_message(msg)
+        if first.kind == "error":
+            assert isinstance(first.body, wire.HubErrorInfo)
+            self._on_error(first.body)
+            raise ConnectionError(f"the hub answered Hello with an error: {first.body.message}")
+        if first.kind != "welcome":
+            raise ConnectionError(f"expected Welcome from the hub, got {first.kind}")
+        w = first.body
+        assert isinstance(w, wire.WelcomeInfo)
         if w.accepted_model_fingerprint and w.accepted_model_fingerprint != self.model_fingerprint:
             raise HubLinkError(f"hub {self.target} accepts model {w.accepted_model_fingerprint!r}, this edge runs "
                                f"{self.model_fingerprint!r}; the link has stopped")
@@ -314,9 +301,9 @@ class HubLink:
             self.state.set_last_hub_sequence(w.resume_hub_sequence - 1)
         if w.max_message_bytes > 0:
             sess.max_bytes = min(sess.max_bytes, int(w.max_message_bytes))
-        if w.heartbeat_interval_ms > 0:
-            sess.heartbeat_s = min(sess.heartbeat_s, w.heartbeat_interval_ms / 1000)
-        skew = timestamp_to_seconds(w.server_time) - time.time() if w.HasField("server_time") else 0.0
+        if w.heartbeat_interval_s > 0:
+            sess.heartbeat_s = min(sess.heartbeat_s, w.heartbeat_interval_s)
+        skew = w.server_time_s - time.time() if w.server_time_s is not None else 0.0
         if abs(skew) > 5:
             log.warning("clock skew to hub %s: %.1f s", w.hub_id, skew)
         with self._cond:
@@ -336,7 +323,7 @@ class HubLink:
                 now = time.monotonic()
                 if now >= next_heartbeat or self._beat_soon.is_set():
                     self._beat_soon.clear()
-                    sess.send(session_pb2.EdgeMessage(heartbeat=self._heartbeat()))
+                    sess.send(wire.heartbeat_envelope(self._heartbeat()))
                     next_heartbeat = now + sess.heartbeat_s
                 if sess.announce_at is not None and now >= sess.announce_at:
                     sess.announce_at = None
@@ -367,16 +354,16 @@ class HubLink:
 
     def _send_entry(self, entry: Entry, sess: StreamSession) -> None:
         try:
-            msg = entry_message(entry)
+            msg = wire.entry_message(entry)
             if self._blurrer is not None:  # here, at the one exit, whoever put the entry in the outbox
-                blur_message_crops(msg, self._blurrer, quality=self.blur_jpeg_quality)
+                wire.blur_message_crops(msg, self._blurrer, quality=self.blur_jpeg_quality)
         except Exception as exc:  # undecodable, or the blur failed: never send it as it is
             self._dead_letter(entry, f"cannot be sent: {exc}")
             return
-        if msg.ByteSize() > sess.max_bytes:
+        if (size := wire.wire_size(msg)) > sess.max_bytes:
             sess.skipped.add(entry.key)
             log.error("outbox entry %s is %d bytes, over the hub's limit of %d: kept, not sent", entry.key,
-                      msg.ByteSize(), sess.max_bytes)
+                      size, sess.max_bytes)
             return
         try:
             self.outbox.mark_sent(entry.key)
@@ -389,7 +376,7 @@ class HubLink:
                 self._counts["resent"] += 1
             else:
                 self._counts["sent"] += 1
-                self._counts["short_lists_sent"] += entry.kind == SHORT_LIST_KIND
+                self._counts["short_lists_sent"] += entry.kind == wire.SHORT_LIST_KIND
         sess.send(msg)
 
     def _dead_letter(self, entry: Entry, reason: str) -> None:
@@ -402,39 +389,41 @@ class HubLink:
     # -- receiving (the link thread)
 
     def _dispatch(self, msg: session_pb2.HubMessage, sess: StreamSession) -> None:
-        body = msg.WhichOneof("body")
+        info = wire.read_hub_message(msg)
+        body = info.kind
         if body == "ack":
-            self._on_ack(msg.ack, sess)
+            self._on_ack(info.body, sess)
         elif body == "error":
-            self._on_error(msg.error)
+            self._on_error(info.body)
         elif body in ("gallery_delta", "search_job", "verdict"):
             if body == "gallery_delta" and sess.announce_at is not None:  # still syncing: announce after it
                 sess.announce_at = time.monotonic() + _GALLERY_SETTLE_S
-            seq, last = int(msg.sequence), self.state.last_hub_sequence
+            seq, last = info.sequence, self.state.last_hub_sequence
+            acked_sequence = 0
             if seq and seq <= last:  # re-sent after a lost ack: processed already, only ack again
-                ack = edge_to_hub_pb2.EdgeAck(hub_sequence=last, status=common_pb2.ACK_STATUS_OK)
+                ack = wire.edge_ack(hub_sequence=last)
             else:
                 try:
-                    ack = getattr(self, f"_on_{body}")(getattr(msg, body))
+                    ack = getattr(self, f"_on_{body}")(info.body)
                 except Exception as exc:  # never let one message wedge the session: refuse it, go on
                     log.exception("hub link: handling %s %d failed", body, seq)
-                    ack = edge_to_hub_pb2.EdgeAck(status=common_pb2.ACK_STATUS_REJECTED, error_message=f"edge: {exc}")
+                    ack = wire.edge_ack(rejected=f"edge: {exc}")
                 if seq:
                     self.state.set_last_hub_sequence(seq)
-                    ack.hub_sequence = seq
-            sess.send(session_pb2.EdgeMessage(ack=ack))
+                    acked_sequence = seq
+            sess.send(wire.ack_envelope(ack, acked_sequence))
         elif body not in ("heartbeat", None):
             log.warning("hub link: unexpected %s from the hub, ignored", body)
 
-    def _on_ack(self, ack: hub_to_edge_pb2.HubAck, sess: StreamSession) -> None:
-        key = ack.idempotency_key
+    def _on_ack(self, ack: wire.HubAckInfo, sess: StreamSession) -> None:
+        key = ack.key
         with sess.lock:
             sess.inflight.discard(key)
-        if ack.status in _OK:
+        if ack.status == wire.ACK_OK:
             if self.outbox.ack(key):
                 with self._cond:
                     self._counts["acked"] += 1
-        elif ack.status == common_pb2.ACK_STATUS_REJECTED:
+        elif ack.status == wire.ACK_REJECTED:
             entry = self.outbox.get(key)
             if entry is not None:
                 self._dead_letter(entry, f"rejected by the hub: {ack.error_message}")
@@ -447,47 +436,48 @@ class HubLink:
             log.debug("hub asks to retry %s later: %s", key, ack.error_message)
         self._wake.set()
 
-    def _on_error(self, error: common_pb2.Error) -> None:
-        name = common_pb2.ErrorCode.Name(error.code) if error.code in common_pb2.ErrorCode.values() else error.code
-        if error.code in _FATAL_ERRORS:
-            raise HubLinkError(f"hub {self.target} refused edge {self.edge_id!r}: {name}: {error.message}; "
+    def _on_error(self, error: wire.HubErrorInfo) -> None:
+        if error.refuses_edge:
+            raise HubLinkError(f"hub {self.target} refused edge {self.edge_id!r}: {error.name}: {error.message}; "
                                f"the link has stopped")
-        log.warning("hub error %s: %s%s", name, error.message, " (closing)" if error.fatal else "")
-        self._note_error(f"hub error {name}: {error.message}")
+        log.warning("hub error %s: %s%s", error.name, error.message, " (closing)" if error.closing else "")
+        self._note_error(f"hub error {error.name}: {error.message}")
 
     def _on_gallery_delta(self, delta: hub_to_edge_pb2.GalleryDelta) -> edge_to_hub_pb2.EdgeAck:
-        return apply_gallery_delta(self.gallery, delta)
+        return wire.apply_gallery_delta(self.gallery, delta)
 
     def _on_verdict(self, verdict: hub_to_edge_pb2.Verdict) -> edge_to_hub_pb2.EdgeAck:
-        ack, fresh = record_verdict(self.store, verdict)
+        ack, fresh = wire.record_verdict(self.store, verdict)
         if fresh and self._verdict_callback is not None:
             self._verdict_callback(verdict)
         return ack
 
     def _on_search_job(self, job: hub_to_edge_pb2.SearchJob) -> edge_to_hub_pb2.EdgeAck:
         if not job.job_id:
-            return edge_to_hub_pb2.EdgeAck(status=common_pb2.ACK_STATUS_REJECTED, error_message="job without job_id")
+            return wire.edge_ack(rejected="job without job_id")
         limit = min(self.max_message_bytes, self.outbox.max_payload_bytes) - _ENVELOPE_BYTES
-        results = answer_search_job(job, self.store, edge_id=self.edge_id, model_fingerprint=self.model_fingerprint,
-                                    dim=self.gallery.dim, default_top_k=self.search_top_k, max_bytes=limit)
+        results = wire.answer_search_job(job, self.store, edge_id=self.edge_id,
+                                         model_fingerprint=self.model_fingerprint, dim=self.gallery.dim,
+                                         default_top_k=self.search_top_k, max_bytes=limit)
         for result in results:
-            self.outbox.put(SEARCH_RESULT_KIND, result.SerializeToString(), result.idempotency_key)
+            key, payload = wire.search_result_entry(result)
+            self.outbox.put(wire.SEARCH_RESULT_KIND, payload, key)
         self._wake.set()
-        return edge_to_hub_pb2.EdgeAck(status=common_pb2.ACK_STATUS_OK)
+        return wire.edge_ack()
 
     # -- messages and plumbing
 
     def _hello(self) -> edge_to_hub_pb2.Hello:
-        return hello_message(self.edge_id, self.site, self._cameras, self.model_fingerprint, self.gallery.version,
-                             self.state.last_hub_sequence, self.gallery.dim)
+        return wire.hello_message(self.edge_id, self.site, self._cameras, self.model_fingerprint,
+                                  self.gallery.version, self.state.last_hub_sequence, self.gallery.dim)
 
     def _heartbeat(self) -> edge_to_hub_pb2.EdgeHeartbeat:
         if self._camera_stats is not None:
             try:
-                return heartbeat_message(list(self._camera_stats()), self.outbox.depth(), self.gallery.version)
+                return wire.heartbeat_message(list(self._camera_stats()), self.outbox.depth(), self.gallery.version)
             except Exception:
                 log.exception("hub link: camera_stats callback failed")
-        return heartbeat_message([], self.outbox.depth(), self.gallery.version)
+        return wire.heartbeat_message([], self.outbox.depth(), self.gallery.version)
 
     def _channel(self) -> grpc.Channel:
         return make_channel(self.target, tls=self._tls, max_send_bytes=self.max_message_bytes,

@@ -4,7 +4,7 @@ Other edge modules hand plain values (tracklets, `GalleryChange`, `FootageQuery`
 to and from these functions; only `edge.uplink` imports ``protos.crossview.v1``. What the edge does
 with each message, as plain functions; `edge.uplink.hub_link` moves them.
 
-- Short lists (`build_short_list`): a tracklet and its ranked candidates, the worst crops dropped
+- Short lists (`build_short_list`, `short_list_payload`): a tracklet and its ranked candidates, the worst crops dropped
   while the message is over the size limit. Key
   ``shortlist/<edge>/<tracklet>/g<gallery version>``: stable across retries, restarts and replays.
 - Gallery deltas (`apply_gallery_delta`): `EdgeGallery.apply_delta`; a refusal is acked REJECTED with
@@ -17,6 +17,8 @@ with each message, as plain functions; `edge.uplink.hub_link` moves them.
   fit the size limit (the last has ``done`` set). Keys ``search/<edge>/<job>/<batch>``.
 - Face blur (`blur_message_crops`): applied by the link to every outbound message just before it is
   sent, whoever put it in the outbox, so no crop leaves unblurred; the outbox keeps the originals.
+- The session (`read_hub_message`, `hello_message`, `heartbeat_message`, `edge_ack`, the envelopes):
+  what `HubLink` reads (Welcome, HubAck, Error as `WelcomeInfo`, `HubAckInfo`, `HubErrorInfo`) and sends.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import importlib.metadata
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +53,7 @@ from protos.codec import (
     short_list_to_proto,
     time_range_from_proto,
     time_range_to_proto,
+    timestamp_to_seconds,
     vector_from_proto,
     vector_to_proto,
 )
@@ -307,3 +311,100 @@ def heartbeat_message(cameras: Sequence[CameraLoad], outbox_depth: int, gallery_
     return edge_to_hub_pb2.EdgeHeartbeat(sent_at=seconds_to_timestamp(time.time()),
                                          cameras=[camera_stats_message(c) for c in cameras],
                                          outbox_depth=outbox_depth, gallery_version=gallery_version)
+
+
+# -- the session: what the link reads from the hub and the envelopes it sends
+
+ACK_OK, ACK_REJECTED, ACK_RETRY = "ok", "rejected", "retry"
+_REFUSING_ERRORS = frozenset({common_pb2.ERROR_CODE_UNAUTHENTICATED, common_pb2.ERROR_CODE_PERMISSION_DENIED,
+                              common_pb2.ERROR_CODE_FINGERPRINT_MISMATCH})
+
+
+@dataclass(frozen=True)
+class HubAckInfo:
+    """A HubAck for one outbox entry: `status` ACK_OK (OK or DUPLICATE), ACK_REJECTED or ACK_RETRY."""
+
+    key: str
+    status: str
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
+class HubErrorInfo:
+    """A hub Error: its code's name, whether the hub closes the stream, whether it refuses this edge for good."""
+
+    name: str
+    message: str
+    closing: bool
+    refuses_edge: bool
+
+
+@dataclass(frozen=True)
+class WelcomeInfo:
+    hub_id: str
+    accepted_model_fingerprint: str
+    resume_hub_sequence: int
+    max_message_bytes: int  # 0: not said
+    heartbeat_interval_s: float  # 0: not said
+    server_time_s: float | None
+
+
+@dataclass(frozen=True)
+class HubMessageInfo:
+    """One hub message: its `kind` (the body's name, None when empty), `sequence` (0: none) and `body`,
+    read into `HubAckInfo`, `HubErrorInfo` or `WelcomeInfo` for those kinds, else the wire message (a
+    GalleryDelta, SearchJob or Verdict, handled by the functions above)."""
+
+    kind: str | None
+    sequence: int
+    body: object
+
+
+def read_hub_message(msg: session_pb2.HubMessage) -> HubMessageInfo:
+    kind = msg.WhichOneof("body")
+    body: object = getattr(msg, kind) if kind else None
+    if kind == "ack":
+        ack = msg.ack
+        status = ACK_OK if ack.status in (_OK, _DUPLICATE) else ACK_REJECTED if ack.status == _REJECTED else ACK_RETRY
+        body = HubAckInfo(ack.idempotency_key, status, ack.error_message)
+    elif kind == "error":
+        error = msg.error
+        name = common_pb2.ErrorCode.Name(error.code) if error.code in common_pb2.ErrorCode.values() else str(error.code)
+        body = HubErrorInfo(name, error.message, bool(error.fatal), error.code in _REFUSING_ERRORS)
+    elif kind == "welcome":
+        w = msg.welcome
+        body = WelcomeInfo(w.hub_id, w.accepted_model_fingerprint, int(w.resume_hub_sequence), int(w.max_message_bytes),
+                           w.heartbeat_interval_ms / 1000, timestamp_to_seconds(w.server_time)
+                           if w.HasField("server_time") else None)
+    return HubMessageInfo(kind, int(msg.sequence), body)
+
+
+def edge_ack(*, rejected: str | None = None, hub_sequence: int = 0) -> edge_to_hub_pb2.EdgeAck:
+    """An EdgeAck: OK, or REJECTED with the reason `rejected`."""
+    if rejected is None:
+        return edge_to_hub_pb2.EdgeAck(hub_sequence=hub_sequence, status=_OK)
+    return edge_to_hub_pb2.EdgeAck(hub_sequence=hub_sequence, status=_REJECTED, error_message=rejected)
+
+
+def ack_envelope(ack: edge_to_hub_pb2.EdgeAck, hub_sequence: int = 0) -> session_pb2.EdgeMessage:
+    """The EdgeMessage that carries `ack`, for hub message `hub_sequence` when it has one."""
+    if hub_sequence:
+        ack.hub_sequence = hub_sequence
+    return session_pb2.EdgeMessage(ack=ack)
+
+
+def hello_envelope(hello: edge_to_hub_pb2.Hello) -> session_pb2.EdgeMessage:
+    return session_pb2.EdgeMessage(hello=hello)
+
+
+def heartbeat_envelope(heartbeat: edge_to_hub_pb2.EdgeHeartbeat) -> session_pb2.EdgeMessage:
+    return session_pb2.EdgeMessage(heartbeat=heartbeat)
+
+
+def wire_size(msg: session_pb2.EdgeMessage) -> int:
+    return msg.ByteSize()
+
+
+def search_result_entry(result: edge_to_hub_pb2.SearchResult) -> tuple[str, bytes]:
+    """(outbox key, payload) of a SearchResult."""
+    return result.idempotency_key, result.SerializeToString()
