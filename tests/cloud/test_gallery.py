@@ -198,6 +198,33 @@ def test_matrix_follows_changes(gallery: Gallery, kit: types.SimpleNamespace) ->
     assert gallery.matrix(kit.FP).identity_ids == (blue,)
 
 
+def test_kept_matrix_equals_a_full_read(gallery: Gallery, store: HubStore, tmp_path: Path,
+                                         kit: types.SimpleNamespace) -> None:
+    """The matrix brought up to date change by change is the one a fresh gallery reads in full."""
+    ids = [gallery.enroll([kit.jpeg(c)]).identity_id for c in ("red", "blue", "green", "yellow")]
+    gallery.matrix(kit.FP)
+    changes = [lambda: gallery.remove(ids[1]), lambda: gallery.add_photos(ids[0], [kit.jpeg("blue")]),
+               lambda: gallery.rename(ids[2], "g"), lambda: gallery.enroll([kit.jpeg("red", seed=9)]),
+               lambda: gallery.remove(ids[3])]
+    for step, change in enumerate(changes):
+        change()
+        kept = gallery.matrix(kit.FP)
+        fresh = Gallery(store, CropFiles(tmp_path / "crops"), Embedders(kit.colour_factory)).matrix(kit.FP)
+        assert kept.identity_ids == fresh.identity_ids, step
+        assert np.array_equal(kept.vectors, fresh.vectors), step
+
+
+def test_reference_images_kept_per_identity_version(gallery: Gallery, kit: types.SimpleNamespace) -> None:
+    record = gallery.enroll([kit.jpeg("red")])
+    first = gallery.reference_images(record.identity_id, version=record.version)
+    assert gallery.reference_images(record.identity_id, version=record.version)[0] is first[0]  # decoded once
+    with pytest.raises(ValueError):
+        first[0][0, 0, 0] = 1  # shared: read-only
+    gallery.add_photos(record.identity_id, [kit.jpeg("blue")])
+    newer = gallery.store.get_identity(record.identity_id)
+    assert newer is not None and len(gallery.reference_images(record.identity_id, version=newer.version)) == 2
+
+
 def test_enrol_from_an_unknown_sighting(gallery: Gallery, kit: types.SimpleNamespace) -> None:
     """A person nobody knew (a rejected short list) is promoted: the sighting becomes theirs."""
     store = gallery.store

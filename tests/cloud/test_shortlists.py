@@ -202,6 +202,17 @@ def test_decode_short_list_reads_each_candidate_s_cosine_distance(kit: types.Sim
     assert item(kit, "k2", "red", [("a", 0.1)]).cosine_distances == {}  # an edge from before the field
 
 
+def test_decode_short_list_decodes_only_the_crops_the_hub_looks_at(kit: types.SimpleNamespace) -> None:
+    msg = kit.short_list("k", "red", [("a", 0.1)], n_crops=6).short_list
+    decoded = decode_short_list(msg, edge_id="edge-a", fingerprint=kit.FP, dim=kit.DIM, decoded_crops=4)
+    assert (len(decoded.crops), len(decoded.jpegs)) == (4, 6)
+    assert decoded.jpegs == tuple(c.jpeg for c in msg.query_crops)  # every crop kept as sent
+    for bad, error in [(b"GIF89a", "query crop 5: crop: expected a JPEG"), (msg.query_crops[0].jpeg[:-2], "truncated")]:
+        msg.query_crops[5].jpeg = bad  # not decoded, still checked
+        with pytest.raises(InvalidInputError, match=error):
+            decode_short_list(msg, edge_id="edge-a", fingerprint=kit.FP, dim=kit.DIM, decoded_crops=4)
+
+
 @pytest.mark.parametrize("bad", [-0.01, 2.01, float("nan"), float("inf"), -float("inf")])
 def test_decode_short_list_refuses_a_cosine_distance_outside_0_2(kit: types.SimpleNamespace, bad: float) -> None:
     msg = _with_cosine(kit, {"b": bad}, [("a", 0.1), ("b", 0.2)])
