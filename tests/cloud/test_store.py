@@ -311,3 +311,23 @@ def test_schema_3_migrates_to_p_same_and_nullable_identities(backend: str, tmp_p
                                      verdict_payload=b"v", alert=False, now=NOW)
     assert done.sighting_id == 6  # numbering continues after the kept ids
     assert [s.sighting_id for s in store.sightings(unknown=True)] == [6]
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A read opens a deferred transaction: another connection holding the write lock does not stall it."""
+    import sqlite3
+
+    from cloud.store.sqlite import SqliteHubStore
+
+    path = tmp_path / "hub.db"
+    with SqliteHubStore(path, busy_timeout_s=0.2) as store:
+        store.register_edge("edge-a", now=1.0)
+        writer = sqlite3.connect(path, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            assert store.get_edge("edge-a") is not None and store.gallery_version() == 0
+            with pytest.raises((StoreError, sqlite3.OperationalError)):  # a write waits for the lock, then gives up
+                store.register_edge("edge-b", now=2.0)
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
