@@ -125,8 +125,6 @@ class JudgeVerifier:
                              f"{self.calibration.model_fingerprint!r}, this judge is {fingerprint!r}")
         self._model_calibrations = model_calibrations or calibration_for
         self._cache: dict[str, Calibration] = {}
-        #: the hub calls `verify` from several workers at once when the judge allows it (`ReidJudge` on OpenVINO)
-        self.thread_safe = bool(getattr(judge, "thread_safe", False))
 
     def model_calibration(self, fingerprint: str) -> Calibration:
         if fingerprint not in self._cache:

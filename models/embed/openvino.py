@@ -7,15 +7,10 @@ keeps its fixed batch and the base class pads the last batch.
 Inference precision defaults to f32. OpenVINO's own CPU default is bf16 on CPUs with AVX-512 BF16
 or AMX (most current Xeons), which moves vectors away from the other runtimes (cosine ≈ 0.99
 instead of > 0.999); pass `inference_precision="bf16"` to trade that for speed deliberately.
-
-`embed` may be called from several threads at once (``thread_safe``): each call takes an idle infer
-request from a pool (a new one when none is idle), so with ``performance_hint="THROUGHPUT"`` calls
-from different threads run in the compiled model's parallel streams.
 """
 
 from __future__ import annotations
 
-import queue
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +25,6 @@ _PRECISIONS = ("f32", "bf16", "f16")
 class OpenVinoEmbedder(Embedder):
     name = "openvino"
     formats = ("openvino", "onnx")
-    thread_safe = True
 
     def _import_runtime(self) -> None:
         self._ov = require("openvino")
@@ -69,19 +63,11 @@ class OpenVinoEmbedder(Embedder):
             properties["INFERENCE_NUM_THREADS"] = int(num_threads)
         properties.update(config or {})
         self._compiled = core.compile_model(model, device, properties)
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()  # infer requests not in use
-        self._idle.put(self._compiled.create_infer_request())
+        self._request = self._compiled.create_infer_request()
         self._output = self._compiled.outputs[0]
         self.device = device
         self.precision = inference_precision
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        try:
-            request = self._idle.get_nowait()
-        except queue.Empty:  # every request is busy in another thread: one more (at most one per thread)
-            request = self._compiled.create_infer_request()
-        try:
-            result = request.infer({0: batch})
-            return np.array(result[self._output], copy=True)
-        finally:
-            self._idle.put(request)
+        result = self._request.infer({0: batch})
+        return np.array(result[self._output], copy=True)

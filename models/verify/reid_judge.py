@@ -17,25 +17,14 @@ Each distinct image (by content) is embedded once per call, so a query shared by
 or the swapped order, costs no extra inference; and the vectors of the last `cache_size` images are
 kept, so a gallery's reference crops, judged again in every short list that names them, are embedded
 once (3 query crops x 5 candidates x 4 references: 428 ms -> 70 ms per short list on 2 cores).
-An image is hashed once per call however many pairs name it (the same array object is not hashed again).
-
-What is left to embed runs on `workers` threads: every model's crops are split into up to `workers`
-chunks and all chunks of all models run at once, so two models and a short list's few query crops
-keep several cores busy instead of one small batch after the other. Models whose embedder says it is
-``thread_safe`` (OpenVINO) are split; any other embedder gets one chunk, run by one thread at a time.
-OpenVINO models opened here by name are compiled with ``performance_hint="THROUGHPUT"`` (parallel
-streams for those concurrent chunks) unless `runtime_kwargs` says otherwise; precision stays f32, so
-μ is the same numbers (to float32 rounding) as a sequential LATENCY run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,7 +44,6 @@ class ReidJudge(Judge):
         embedders: already opened `models.embed.Embedder` objects to use instead of `models`.
         runtime_kwargs: passed to every embedder (e.g. device="GPU", num_threads=4).
         cache_size: how many images' vectors to keep between calls (0: none), least recently used out.
-        workers: threads embedding at once (1: every model's crops in one batch, one model after the other).
     """
 
     name: ClassVar[str] = "reid"
@@ -69,16 +57,12 @@ class ReidJudge(Judge):
         swap: bool = False,
         embedders: Sequence[Any] | None = None,
         cache_size: int = 4096,
-        workers: int = 2,
         **runtime_kwargs: Any,
     ) -> None:
         super().__init__(swap=swap)
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise JudgeConfigError(f"cache_size: expected an integer >= 0, got {cache_size!r}")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise JudgeConfigError(f"workers: expected an integer >= 1, got {workers!r}")
         self.cache_size = cache_size
-        self.workers = workers
         self._cache: OrderedDict[bytes, tuple[np.ndarray, ...]] = OrderedDict()  # content key -> one vector per model
         self._cache_lock = threading.Lock()
         if embedders is None:
@@ -86,40 +70,26 @@ class ReidJudge(Judge):
                 models = (models,)
             if not models:
                 raise JudgeConfigError("models: expected at least one Re-ID model name")
-            from models.embed import DEFAULT_RUNTIME, create_embedder
-            from models.zoo import get_spec
+            from models.embed import create_embedder
 
-            def options(name: str) -> dict[str, Any]:
-                kind = runtime or DEFAULT_RUNTIME.get(get_spec(name).format)
-                if kind == "openvino" and workers > 1 and "performance_hint" not in runtime_kwargs:
-                    return {"performance_hint": "THROUGHPUT", **runtime_kwargs}
-                return dict(runtime_kwargs)
-
-            embedders = [create_embedder(name, runtime=runtime, batch_size=batch_size, **options(name))
+            embedders = [create_embedder(name, runtime=runtime, batch_size=batch_size, **runtime_kwargs)
                          for name in models]
         if not embedders:
             raise JudgeConfigError("embedders: expected at least one embedder")
         self.embedders = list(embedders)
         self.models = tuple(getattr(e, "fingerprint", type(e).__name__) for e in self.embedders)
-        #: concurrent calls are safe when every embedder is (the cache has its own lock)
-        self.thread_safe = all(getattr(e, "thread_safe", False) for e in self.embedders)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
 
     def _score(self, pairs: Sequence[Pair]) -> np.ndarray:
         keys: dict[bytes, int] = {}
         images: list[np.ndarray] = []
-        seen: dict[int, int] = {}  # id(array) -> slot: the pairs hold every array, so ids are stable here
         index = np.empty((len(pairs), 2), dtype=np.int64)
         for row, pair in enumerate(pairs):
             for side, image in enumerate(pair):
-                slot = seen.get(id(image))
-                if slot is None:
-                    slot = keys.setdefault(_content_key(image), len(images))
-                    if slot == len(images):
-                        images.append(image)
-                    seen[id(image)] = slot
-                index[row, side] = slot
+                key = _content_key(image)
+                if key not in keys:
+                    keys[key] = len(images)
+                    images.append(image)
+                index[row, side] = keys[key]
         per_model = self._vectors(list(keys), images)
         total = np.zeros(len(pairs), dtype=np.float64)
         for vectors in per_model:
@@ -134,7 +104,8 @@ class ReidJudge(Judge):
             for key in known:
                 self._cache.move_to_end(key)
         missing = [i for i, key in enumerate(keys) if key not in known]
-        fresh = self._embed([images[i] for i in missing]) if missing else [None] * len(self.embedders)
+        fresh = [e.embed([images[i] for i in missing]).vectors.astype(np.float64) if missing else None
+                 for e in self.embedders]
         out = []
         for m, embedder_fresh in enumerate(fresh):
             rows = [None] * len(keys)
@@ -152,37 +123,6 @@ class ReidJudge(Judge):
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return out
-
-    def _embed(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Per model, the (N, D) float64 vectors of `images`: chunks of every model run on `workers` threads."""
-        jobs: list[tuple[int, int, int]] = []  # (model, start, stop)
-        for m, embedder in enumerate(self.embedders):
-            parts = min(self.workers, len(images)) if getattr(embedder, "thread_safe", False) else 1
-            step = math.ceil(len(images) / parts)
-            jobs += [(m, start, min(start + step, len(images))) for start in range(0, len(images), step)]
-
-        def run(job: tuple[int, int, int]) -> np.ndarray:
-            m, start, stop = job
-            return self.embedders[m].embed(images[start:stop]).vectors.astype(np.float64)
-
-        if self.workers == 1 or len(jobs) == 1:
-            done = [run(job) for job in jobs]
-        else:
-            done = list(self._executor().map(run, jobs))
-        return [np.concatenate([v for (m, _, _), v in zip(jobs, done, strict=True) if m == model])
-                for model in range(len(self.embedders))]
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="reid-judge")
-            return self._pool
-
-    def close(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
 
     @property
     def fingerprint(self) -> str:

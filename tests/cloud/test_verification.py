@@ -420,12 +420,3 @@ def test_policy_refuses(kwargs: dict, error: type[Exception], message: str) -> N
                                   lambda: DecisionPolicy(confirm_p_same=1.0, new_below_p_same=1.0, stage1_weight=1.0)])
 def test_policy_accepts_the_ends(make: Callable[[], DecisionPolicy]) -> None:
     make()
-
-
-def test_the_verifier_is_thread_safe_exactly_when_its_judge_is() -> None:
-    class SafeColour(ColourEmbedder):
-        thread_safe = True
-
-    assert not colour_verifier().thread_safe  # the hub serialises verify calls
-    safe = JudgeVerifier(ReidJudge(embedders=[SafeColour()]), calibration=JUDGE_CALIBRATION)
-    assert safe.thread_safe  # the hub may run several at once

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 from models.types import Embeddings
-from models.verify import JudgeConfigError, create_judge, reid_judge
+from models.verify import JudgeConfigError, create_judge
 from models.verify.reid_judge import ReidJudge
 
 
@@ -79,51 +78,6 @@ def test_vectors_are_kept_between_calls_up_to_cache_size() -> None:
         ReidJudge(embedders=[a], cache_size=-1)
 
 
-class SafeTableEmbedder(TableEmbedder):
-    """A `TableEmbedder` that says it may be called from several threads; records each call's batch size."""
-
-    thread_safe = True
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.batches: list[int] = []
-        self._lock = threading.Lock()
-
-    def embed(self, images: Sequence[np.ndarray]) -> Embeddings:
-        with self._lock:
-            self.batches.append(len(images))
-            return super().embed(images)
-
-
-def test_workers_split_thread_safe_models_and_give_the_same_mu() -> None:
-    swapped = {k: [v[1], v[0]] for k, v in TABLE.items()}
-    safe, plain = SafeTableEmbedder(TABLE), TableEmbedder(swapped, "fake-2")
-    judge = ReidJudge(embedders=[safe, plain], workers=2, cache_size=0)
-    serial = ReidJudge(embedders=[TableEmbedder(TABLE), TableEmbedder(swapped, "fake-2")], workers=1, cache_size=0)
-    assert not judge.thread_safe  # one of its embedders is not
-    queries, refs = [image(1), image(4), image(2)], [[image(2), image(3)], [image(4)], []]
-    got = judge.candidate_mu(queries, refs)
-    assert safe.batches == [2, 2] and plain.embedded == 4  # 4 distinct images: two chunks, and one batch
-    np.testing.assert_array_equal(got[:2], serial.candidate_mu(queries, refs)[:2])
-    assert np.isnan(got[2])
-    assert ReidJudge(embedders=[SafeTableEmbedder(TABLE)]).thread_safe
-    judge.close()
-    with pytest.raises(JudgeConfigError, match="workers"):
-        ReidJudge(embedders=[safe], workers=0)
-
-
-def test_an_image_named_by_many_pairs_is_hashed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    hashed = []
-    real = reid_judge._content_key
-    monkeypatch.setattr(reid_judge, "_content_key", lambda array: hashed.append(1) or real(array))
-    judge = ReidJudge(embedders=[TableEmbedder(TABLE)])
-    query, refs = [image(1), image(2)], [[image(3), image(4)], [image(2).copy()]]
-    mu = judge.candidate_mu(query, refs)
-    assert len(hashed) == 5  # 2 query crops + 3 reference crops, though 6 pairs name 12 images
-    assert mu[1] == pytest.approx(ReidJudge(embedders=[TableEmbedder(TABLE)], cache_size=0)
-                                  .candidate_mu(query, refs)[1])
-
-
 def test_an_empty_model_list_is_refused() -> None:
     with pytest.raises(JudgeConfigError, match="at least one"):
         ReidJudge(models=())
@@ -147,6 +101,3 @@ def test_same_identity_pairs_score_lower_than_different_ones_on_real_crops(model
     assert np.all((mu >= 0) & (mu <= 1))
     assert mu_same.mean() + 0.05 < mu_different.mean()
     assert np.mean(mu_same < mu_different) >= 0.75  # per query: its own pair beats a stranger's
-    sequential = ReidJudge(workers=1, cache_size=0)  # one batch per model, OpenVINO's LATENCY hint
-    assert sequential.thread_safe
-    np.testing.assert_allclose(sequential.score_pairs(same + different), mu, rtol=0, atol=1e-6)
