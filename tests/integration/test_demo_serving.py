@@ -85,11 +85,11 @@ def test_the_demo_serves_searches_that_find_the_man_on_camera_b(models_dir: Path
     finally:
         if demo.poll() is None:
             demo.send_signal(signal.SIGINT)  # Ctrl-C
-        try:
-            code = demo.wait(180)
+        try:  # the edges get SIGTERM and up to 60 s each, then the hub stops: slow on a loaded machine
+            code = demo.wait(600)
         except subprocess.TimeoutExpired:
             demo.kill()
-            raise
+            raise AssertionError("the demo did not stop within 600 s of Ctrl-C: " + "".join(errors)[-3000:]) from None
     assert code == 0, "".join(errors)[-3000:]
     deadline = time.monotonic() + 60
     while processes_mentioning(str(tmp_path / "edge-")):
