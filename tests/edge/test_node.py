@@ -150,14 +150,15 @@ def run_in_child(test_name: str) -> None:
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
 
 
-# The SIGTERM scenarios run in a fresh pytest process each: after the rest of the suite, threads left by
+# The SIGTERM and SIGINT scenarios run in a fresh pytest process each: after the rest of the suite, threads left by
 # earlier tests made this process die with SIGSEGV when the signal came (cause still open, see the closing
 # note of stop 7); a real edge gets its SIGTERM in a process of its own anyway.
 in_child_only = pytest.mark.skipif(os.environ.get(IN_CHILD) != "1", reason="run in its own process (run_in_child)")
 
 
 @pytest.mark.parametrize("test_name", ["test_live_cameras_heartbeats_and_a_clean_stop_on_sigterm",
-                                       "test_sigterm_interrupts_a_replay_which_a_rerun_resumes"])
+                                       "test_sigterm_interrupts_a_replay_which_a_rerun_resumes",
+                                       "test_run_command_cameras_to_the_hub"])
 def test_sigterm_scenarios_in_their_own_process(test_name: str) -> None:
     run_in_child(test_name)
 
@@ -271,6 +272,7 @@ def test_run_command_refuses_bad_setups(overrides: list[str], error: str, fake_m
     assert error in capsys.readouterr().err
 
 
+@in_child_only  # it Ctrl-C's its own process: after tests/cloud in the same process, SIGSEGV (see above)
 def test_run_command_cameras_to_the_hub(tmp_path: Path, hub: Any, fake_models: None,
                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("CROSSVIEW_EDGE_TOKEN", TOKEN)  # the token from the environment
