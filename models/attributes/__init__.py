@@ -1,0 +1,1 @@
+"""Person attributes and text descriptions (issue 15): types, query parser, scoring, recognizer, colours."""
