@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/crossview/v1/common.proto\x12\x0c\x63rossview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x06Vector\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x19\n\x11model_fingerprint\x18\x04 \x01(\t\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\xc9\x01\n\tCropImage\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12/\n\x0b\x63\x61ptured_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03\x62ox\x18\x06 \x01(\x0b\x32\x19.crossview.v1.BoundingBox\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x0f\n\x07quality\x18\x08 \x01(\x02\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x05\x45rror\x12%\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x17.crossview.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x03 \x01(\x08*\xcd\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x02\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x03\x12#\n\x1f\x45RROR_CODE_FINGERPRINT_MISMATCH\x10\x04\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\x05\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x06\x12 \n\x1c\x45RROR_CODE_DEADLINE_EXCEEDED\x10\x07\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x08\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\t*\x83\x01\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rACK_STATUS_OK\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03\x12\x14\n\x10\x41\x43K_STATUS_RETRY\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/crossview/v1/common.proto\x12\x0c\x63rossview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x06Vector\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x19\n\x11model_fingerprint\x18\x04 \x01(\t\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\xc9\x01\n\tCropImage\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12/\n\x0b\x63\x61ptured_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03\x62ox\x18\x06 \x01(\x0b\x32\x19.crossview.v1.BoundingBox\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x0f\n\x07quality\x18\x08 \x01(\x02\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x05\x45rror\x12%\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x17.crossview.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x03 \x01(\x08\"1\n\rColourReading\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\"\xed\x01\n\nAttributes\x12\x42\n\rprobabilities\x18\x01 \x03(\x0b\x32+.crossview.v1.Attributes.ProbabilitiesEntry\x12*\n\x05upper\x18\x02 \x01(\x0b\x32\x1b.crossview.v1.ColourReading\x12*\n\x05lower\x18\x03 \x01(\x0b\x32\x1b.crossview.v1.ColourReading\x12\r\n\x05\x63rops\x18\x04 \x01(\x05\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01*\xcd\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x02\x12 \n\x1c\x45RROR_CODE_PERMISSION_DENIED\x10\x03\x12#\n\x1f\x45RROR_CODE_FINGERPRINT_MISMATCH\x10\x04\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\x05\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x06\x12 \n\x1c\x45RROR_CODE_DEADLINE_EXCEEDED\x10\x07\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x08\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\t*\x83\x01\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x11\n\rACK_STATUS_OK\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03\x12\x14\n\x10\x41\x43K_STATUS_RETRY\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.crossview.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORCODE']._serialized_start=609
-  _globals['_ERRORCODE']._serialized_end=942
-  _globals['_ACKSTATUS']._serialized_start=945
-  _globals['_ACKSTATUS']._serialized_end=1076
+  _globals['_ATTRIBUTES_PROBABILITIESENTRY']._loaded_options = None
+  _globals['_ATTRIBUTES_PROBABILITIESENTRY']._serialized_options = b'8\001'
+  _globals['_ERRORCODE']._serialized_start=900
+  _globals['_ERRORCODE']._serialized_end=1233
+  _globals['_ACKSTATUS']._serialized_start=1236
+  _globals['_ACKSTATUS']._serialized_end=1367
   _globals['_VECTOR']._serialized_start=83
   _globals['_VECTOR']._serialized_end=162
   _globals['_BOUNDINGBOX']._serialized_start=164
@@ -46,4 +48,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TIMERANGE']._serialized_end=526
   _globals['_ERROR']._serialized_start=528
   _globals['_ERROR']._serialized_end=606
+  _globals['_COLOURREADING']._serialized_start=608
+  _globals['_COLOURREADING']._serialized_end=657
+  _globals['_ATTRIBUTES']._serialized_start=660
+  _globals['_ATTRIBUTES']._serialized_end=897
+  _globals['_ATTRIBUTES_PROBABILITIESENTRY']._serialized_start=845
+  _globals['_ATTRIBUTES_PROBABILITIESENTRY']._serialized_end=897
 # @@protoc_insertion_point(module_scope)

@@ -107,3 +107,30 @@ class Error(_message.Message):
     message: str
     fatal: bool
     def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., fatal: _Optional[bool] = ...) -> None: ...
+
+class ColourReading(_message.Message):
+    __slots__ = ("name", "confidence")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    confidence: float
+    def __init__(self, name: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class Attributes(_message.Message):
+    __slots__ = ("probabilities", "upper", "lower", "crops")
+    class ProbabilitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    CROPS_FIELD_NUMBER: _ClassVar[int]
+    probabilities: _containers.ScalarMap[str, float]
+    upper: ColourReading
+    lower: ColourReading
+    crops: int
+    def __init__(self, probabilities: _Optional[_Mapping[str, float]] = ..., upper: _Optional[_Union[ColourReading, _Mapping]] = ..., lower: _Optional[_Union[ColourReading, _Mapping]] = ..., crops: _Optional[int] = ...) -> None: ...

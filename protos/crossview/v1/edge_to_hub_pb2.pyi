@@ -77,7 +77,7 @@ class Candidate(_message.Message):
     def __init__(self, identity_id: _Optional[str] = ..., stage1_distance: _Optional[float] = ..., rank: _Optional[int] = ..., cosine_distance: _Optional[float] = ...) -> None: ...
 
 class ShortList(_message.Message):
-    __slots__ = ("idempotency_key", "edge_id", "camera_id", "tracklet_id", "track_id", "span", "query_crops", "query_vector", "candidates", "created_at", "gallery_version")
+    __slots__ = ("idempotency_key", "edge_id", "camera_id", "tracklet_id", "track_id", "span", "query_crops", "query_vector", "candidates", "created_at", "gallery_version", "attributes")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,7 @@ class ShortList(_message.Message):
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     GALLERY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     edge_id: str
     camera_id: str
@@ -100,26 +101,31 @@ class ShortList(_message.Message):
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     created_at: _timestamp_pb2.Timestamp
     gallery_version: int
-    def __init__(self, idempotency_key: _Optional[str] = ..., edge_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., tracklet_id: _Optional[str] = ..., track_id: _Optional[int] = ..., span: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., query_crops: _Optional[_Iterable[_Union[_common_pb2.CropImage, _Mapping]]] = ..., query_vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gallery_version: _Optional[int] = ...) -> None: ...
+    attributes: _common_pb2.Attributes
+    def __init__(self, idempotency_key: _Optional[str] = ..., edge_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., tracklet_id: _Optional[str] = ..., track_id: _Optional[int] = ..., span: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., query_crops: _Optional[_Iterable[_Union[_common_pb2.CropImage, _Mapping]]] = ..., query_vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gallery_version: _Optional[int] = ..., attributes: _Optional[_Union[_common_pb2.Attributes, _Mapping]] = ...) -> None: ...
 
 class SearchHit(_message.Message):
-    __slots__ = ("tracklet_id", "camera_id", "span", "stage1_distance", "crop", "vector")
+    __slots__ = ("tracklet_id", "camera_id", "span", "stage1_distance", "crop", "vector", "attributes", "text_score")
     TRACKLET_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_ID_FIELD_NUMBER: _ClassVar[int]
     SPAN_FIELD_NUMBER: _ClassVar[int]
     STAGE1_DISTANCE_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    TEXT_SCORE_FIELD_NUMBER: _ClassVar[int]
     tracklet_id: str
     camera_id: str
     span: _common_pb2.TimeRange
     stage1_distance: float
     crop: _common_pb2.CropImage
     vector: _common_pb2.Vector
-    def __init__(self, tracklet_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., span: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., stage1_distance: _Optional[float] = ..., crop: _Optional[_Union[_common_pb2.CropImage, _Mapping]] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ...) -> None: ...
+    attributes: _common_pb2.Attributes
+    text_score: float
+    def __init__(self, tracklet_id: _Optional[str] = ..., camera_id: _Optional[str] = ..., span: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., stage1_distance: _Optional[float] = ..., crop: _Optional[_Union[_common_pb2.CropImage, _Mapping]] = ..., vector: _Optional[_Union[_common_pb2.Vector, _Mapping]] = ..., attributes: _Optional[_Union[_common_pb2.Attributes, _Mapping]] = ..., text_score: _Optional[float] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("job_id", "edge_id", "hits", "batch_index", "done", "error", "idempotency_key")
+    __slots__ = ("job_id", "edge_id", "hits", "batch_index", "done", "error", "idempotency_key", "notes")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +133,7 @@ class SearchResult(_message.Message):
     DONE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     edge_id: str
     hits: _containers.RepeatedCompositeFieldContainer[SearchHit]
@@ -134,7 +141,8 @@ class SearchResult(_message.Message):
     done: bool
     error: _common_pb2.Error
     idempotency_key: str
-    def __init__(self, job_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., batch_index: _Optional[int] = ..., done: _Optional[bool] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., hits: _Optional[_Iterable[_Union[SearchHit, _Mapping]]] = ..., batch_index: _Optional[int] = ..., done: _Optional[bool] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EdgeAck(_message.Message):
     __slots__ = ("hub_sequence", "gallery_version", "idempotency_key", "status", "error_message")

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from protos.crossview.v1 import common_pb2 as protos_dot_crossview_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%protos/crossview/v1/hub_to_edge.proto\x12\x0c\x63rossview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a protos/crossview/v1/common.proto\"\xe5\x01\n\x07Welcome\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1a\x61\x63\x63\x65pted_model_fingerprint\x18\x03 \x01(\t\x12\x1e\n\x16resume_gallery_version\x18\x04 \x01(\x03\x12\x1b\n\x13resume_hub_sequence\x18\x05 \x01(\x04\x12\x1d\n\x15heartbeat_interval_ms\x18\x06 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\x03\"\x9c\x01\n\x0eIdentityUpsert\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12 \n\x13watchlist_threshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12%\n\x07vectors\x18\x04 \x03(\x0b\x32\x14.crossview.v1.VectorB\x16\n\x14_watchlist_threshold\"\x90\x01\n\x0cGalleryDelta\x12\x14\n\x0c\x66rom_version\x18\x01 \x01(\x03\x12\x12\n\nto_version\x18\x02 \x01(\x03\x12-\n\x07upserts\x18\x03 \x03(\x0b\x32\x1c.crossview.v1.IdentityUpsert\x12\x10\n\x08removals\x18\x04 \x03(\t\x12\x15\n\rfull_snapshot\x18\x05 \x01(\x08\"\xec\x01\n\tSearchJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x07queries\x18\x02 \x03(\x0b\x32\x14.crossview.v1.Vector\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x19\n\x0cmax_distance\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12+\n\ntime_range\x18\x05 \x01(\x0b\x32\x17.crossview.v1.TimeRange\x12\x12\n\ncamera_ids\x18\x06 \x03(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0f\n\r_max_distance\"\x8c\x01\n\x07Verdict\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x16.crossview.v1.Decision\x12\x13\n\x0bidentity_id\x18\x03 \x01(\t\x12\x14\n\x0cstage2_score\x18\x04 \x01(\x02\x12\x13\n\x0btracklet_id\x18\x05 \x01(\t\"a\n\x06HubAck\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.crossview.v1.AckStatus\x12\x15\n\rerror_message\x18\x03 \x01(\t\";\n\x0cHubHeartbeat\x12+\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*n\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x45\x43ISION_CONFIRMED\x10\x01\x12\x15\n\x11\x44\x45\x43ISION_REJECTED\x10\x02\x12\x19\n\x15\x44\x45\x43ISION_NEW_IDENTITY\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%protos/crossview/v1/hub_to_edge.proto\x12\x0c\x63rossview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a protos/crossview/v1/common.proto\"\xe5\x01\n\x07Welcome\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1a\x61\x63\x63\x65pted_model_fingerprint\x18\x03 \x01(\t\x12\x1e\n\x16resume_gallery_version\x18\x04 \x01(\x03\x12\x1b\n\x13resume_hub_sequence\x18\x05 \x01(\x04\x12\x1d\n\x15heartbeat_interval_ms\x18\x06 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\x03\"\x9c\x01\n\x0eIdentityUpsert\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12 \n\x13watchlist_threshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12%\n\x07vectors\x18\x04 \x03(\x0b\x32\x14.crossview.v1.VectorB\x16\n\x14_watchlist_threshold\"\x90\x01\n\x0cGalleryDelta\x12\x14\n\x0c\x66rom_version\x18\x01 \x01(\x03\x12\x12\n\nto_version\x18\x02 \x01(\x03\x12-\n\x07upserts\x18\x03 \x03(\x0b\x32\x1c.crossview.v1.IdentityUpsert\x12\x10\n\x08removals\x18\x04 \x03(\t\x12\x15\n\rfull_snapshot\x18\x05 \x01(\x08\"\x94\x02\n\tSearchJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x07queries\x18\x02 \x03(\x0b\x32\x14.crossview.v1.Vector\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x19\n\x0cmax_distance\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12+\n\ntime_range\x18\x05 \x01(\x0b\x32\x17.crossview.v1.TimeRange\x12\x12\n\ncamera_ids\x18\x06 \x03(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x04text\x18\x08 \x01(\x0b\x32\x18.crossview.v1.TextSearchB\x0f\n\r_max_distance\"\\\n\x0eTextConstraint\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04part\x18\x03 \x01(\t\x12\x10\n\x08positive\x18\x04 \x01(\x08\x12\x0e\n\x06source\x18\x05 \x01(\t\"M\n\nTextSearch\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\x0b\x63onstraints\x18\x02 \x03(\x0b\x32\x1c.crossview.v1.TextConstraint\"\x8c\x01\n\x07Verdict\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x16.crossview.v1.Decision\x12\x13\n\x0bidentity_id\x18\x03 \x01(\t\x12\x14\n\x0cstage2_score\x18\x04 \x01(\x02\x12\x13\n\x0btracklet_id\x18\x05 \x01(\t\"a\n\x06HubAck\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.crossview.v1.AckStatus\x12\x15\n\rerror_message\x18\x03 \x01(\t\";\n\x0cHubHeartbeat\x12+\n\x07sent_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*n\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x45\x43ISION_CONFIRMED\x10\x01\x12\x15\n\x11\x44\x45\x43ISION_REJECTED\x10\x02\x12\x19\n\x15\x44\x45\x43ISION_NEW_IDENTITY\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.crossview.v1.hub_to_edge_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISION']._serialized_start=1202
-  _globals['_DECISION']._serialized_end=1312
+  _globals['_DECISION']._serialized_start=1415
+  _globals['_DECISION']._serialized_end=1525
   _globals['_WELCOME']._serialized_start=123
   _globals['_WELCOME']._serialized_end=352
   _globals['_IDENTITYUPSERT']._serialized_start=355
@@ -42,11 +42,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GALLERYDELTA']._serialized_start=514
   _globals['_GALLERYDELTA']._serialized_end=658
   _globals['_SEARCHJOB']._serialized_start=661
-  _globals['_SEARCHJOB']._serialized_end=897
-  _globals['_VERDICT']._serialized_start=900
-  _globals['_VERDICT']._serialized_end=1040
-  _globals['_HUBACK']._serialized_start=1042
-  _globals['_HUBACK']._serialized_end=1139
-  _globals['_HUBHEARTBEAT']._serialized_start=1141
-  _globals['_HUBHEARTBEAT']._serialized_end=1200
+  _globals['_SEARCHJOB']._serialized_end=937
+  _globals['_TEXTCONSTRAINT']._serialized_start=939
+  _globals['_TEXTCONSTRAINT']._serialized_end=1031
+  _globals['_TEXTSEARCH']._serialized_start=1033
+  _globals['_TEXTSEARCH']._serialized_end=1110
+  _globals['_VERDICT']._serialized_start=1113
+  _globals['_VERDICT']._serialized_end=1253
+  _globals['_HUBACK']._serialized_start=1255
+  _globals['_HUBACK']._serialized_end=1352
+  _globals['_HUBHEARTBEAT']._serialized_start=1354
+  _globals['_HUBHEARTBEAT']._serialized_end=1413
 # @@protoc_insertion_point(module_scope)

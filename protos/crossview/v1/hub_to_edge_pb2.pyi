@@ -67,7 +67,7 @@ class GalleryDelta(_message.Message):
     def __init__(self, from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., upserts: _Optional[_Iterable[_Union[IdentityUpsert, _Mapping]]] = ..., removals: _Optional[_Iterable[str]] = ..., full_snapshot: _Optional[bool] = ...) -> None: ...
 
 class SearchJob(_message.Message):
-    __slots__ = ("job_id", "queries", "top_k", "max_distance", "time_range", "camera_ids", "deadline")
+    __slots__ = ("job_id", "queries", "top_k", "max_distance", "time_range", "camera_ids", "deadline", "text")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class SearchJob(_message.Message):
     TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
     CAMERA_IDS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     queries: _containers.RepeatedCompositeFieldContainer[_common_pb2.Vector]
     top_k: int
@@ -82,7 +83,30 @@ class SearchJob(_message.Message):
     time_range: _common_pb2.TimeRange
     camera_ids: _containers.RepeatedScalarFieldContainer[str]
     deadline: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[_common_pb2.Vector, _Mapping]]] = ..., top_k: _Optional[int] = ..., max_distance: _Optional[float] = ..., time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., camera_ids: _Optional[_Iterable[str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    text: TextSearch
+    def __init__(self, job_id: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[_common_pb2.Vector, _Mapping]]] = ..., top_k: _Optional[int] = ..., max_distance: _Optional[float] = ..., time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., camera_ids: _Optional[_Iterable[str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., text: _Optional[_Union[TextSearch, _Mapping]] = ...) -> None: ...
+
+class TextConstraint(_message.Message):
+    __slots__ = ("kind", "name", "part", "positive", "source")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    part: str
+    positive: bool
+    source: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., part: _Optional[str] = ..., positive: _Optional[bool] = ..., source: _Optional[str] = ...) -> None: ...
+
+class TextSearch(_message.Message):
+    __slots__ = ("text", "constraints")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    constraints: _containers.RepeatedCompositeFieldContainer[TextConstraint]
+    def __init__(self, text: _Optional[str] = ..., constraints: _Optional[_Iterable[_Union[TextConstraint, _Mapping]]] = ...) -> None: ...
 
 class Verdict(_message.Message):
     __slots__ = ("idempotency_key", "decision", "identity_id", "stage2_score", "tracklet_id")
