@@ -25,6 +25,7 @@ from models.verify.base import (
     JudgeResult,
     JudgeServerError,
     JudgeTimeoutError,
+    TextNotSupportedError,
     mu_from_yes_no,
 )
 from models.verify.fusion import (
@@ -76,6 +77,6 @@ def create_judge(name: str, **kwargs: Any) -> Judge:
 
 __all__ = [
     "CONFIRMED", "JUDGES", "NEW_IDENTITY", "REJECTED", "Decision", "Judge", "JudgeConfigError", "JudgeError",
-    "JudgeResult", "JudgeServerError", "JudgeTimeoutError", "Outcome", "create_judge", "decide",
-    "fuse_and_rerank", "fuse_mu", "judge_class", "mu_from_yes_no", "shortlist_indices",
+    "JudgeResult", "JudgeServerError", "JudgeTimeoutError", "Outcome", "TextNotSupportedError", "create_judge",
+    "decide", "fuse_and_rerank", "fuse_mu", "judge_class", "mu_from_yes_no", "shortlist_indices",
 ]

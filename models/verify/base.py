@@ -7,6 +7,11 @@ pair, μ in [0, 1]: 0 means "certainly the same person", 1 "certainly different"
 A backend implements `_score(pairs)` only. Validation, the empty case, optional swapped-order
 averaging (both orders go to the backend in one call, so they share its batches) and clipping live
 here once.
+
+Text mode (search by description): a judge that can read (`supports_text`) also implements
+`_score_text(description, images)`; `score_text` returns μ = P(the photo does not match the
+description) per image. A judge that cannot read says why in `text_unsupported_reason`, and
+`score_text` raises `TextNotSupportedError` with it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from models.errors import CrossviewError, InvalidInputError
-from models.verify.prompt import validate_pairs
+from models.verify.prompt import description_sentence, validate_images, validate_pairs
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -39,6 +44,10 @@ class JudgeServerError(JudgeError):
 
 class JudgeTimeoutError(JudgeError, TimeoutError):
     """A judge server did not answer within the timeout, after all retries."""
+
+
+class TextNotSupportedError(JudgeError):
+    """A judge was asked to score a description but cannot read text (e.g. the `reid` judge)."""
 
 
 def mu_from_yes_no(yes: float | np.ndarray, no: float | np.ndarray) -> np.ndarray:
@@ -100,6 +109,10 @@ class Judge(ABC):
 
     #: registry name in `models.verify.JUDGES`
     name: ClassVar[str] = ""
+    #: whether `score_text` works: the judge reads a description against one photo
+    supports_text: ClassVar[bool] = False
+    #: why not, when it does not (shown to operators next to a text search's results)
+    text_unsupported_reason: ClassVar[str] = "this judge compares photos only and cannot read a description"
 
     def __init__(self, *, swap: bool = False) -> None:
         if not isinstance(swap, bool):
@@ -122,6 +135,25 @@ class Judge(ABC):
             mu = 0.5 * (both[: len(pairs)] + both[len(pairs):])
         else:
             mu = self._checked(self._score(pairs), len(pairs))
+        return np.clip(mu, 0.0, 1.0).astype(np.float32)
+
+    def _score_text(self, description: str, images: Sequence[np.ndarray]) -> np.ndarray:
+        """μ per (already validated, non-empty) image against the checked description sentence."""
+        raise TextNotSupportedError(f"judge {self.fingerprint!r}: {self.text_unsupported_reason}")
+
+    def score_text(self, description: str, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N,) float32 μ = P(does not match) in [0, 1] of N BGR uint8 photos against one description.
+
+        TextNotSupportedError for a judge that cannot read; InvalidInputError for an empty or too long
+        description or a bad image."""
+        if not self.supports_text:
+            raise TextNotSupportedError(f"judge {self.fingerprint!r}: {self.text_unsupported_reason}")
+        sentence = description_sentence(description)
+        validate_images(images)
+        images = list(images)
+        if not images:
+            return np.zeros((0,), np.float32)
+        mu = self._checked(self._score_text(sentence, images), len(images))
         return np.clip(mu, 0.0, 1.0).astype(np.float32)
 
     def score_shortlist(self, query: np.ndarray, candidates: Sequence[np.ndarray]) -> np.ndarray:

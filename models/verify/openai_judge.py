@@ -8,7 +8,9 @@ machines as needed behind one URL, and point this judge at it. Each pair is one 
      "max_tokens": 1, "temperature": 0, "logprobs": true, "top_logprobs": 20}
 
 with both images as ``data:image/jpeg;base64,...`` URLs, resized to the same small size (the prompt of
-`models.verify.prompt`). μ is read from the first token's ``top_logprobs``: the probabilities of the
+`models.verify.prompt`). Text mode (`score_text`) sends one image per request with the
+description question of `models.verify.prompt.text_prompt_parts`, same body otherwise.
+μ is read from the first token's ``top_logprobs``: the probabilities of the
 "Yes" and "No" tokens (case and surrounding spaces ignored, variants such as " Yes" and "yes"
 summed), normalised over the two, μ = P(No) / (P(No) + P(Yes)).
 
@@ -49,7 +51,15 @@ from models.verify.base import (
     Pair,
     mu_from_yes_no,
 )
-from models.verify.prompt import DEFAULT_IMAGE_HW, NO, YES, chat_content, check_image_hw, resize_bgr
+from models.verify.prompt import (
+    DEFAULT_IMAGE_HW,
+    NO,
+    YES,
+    chat_content,
+    check_image_hw,
+    resize_bgr,
+    text_prompt_parts,
+)
 
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -74,6 +84,7 @@ class OpenAIJudge(Judge):
     """
 
     name: ClassVar[str] = "openai"
+    supports_text: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -137,6 +148,16 @@ class OpenAIJudge(Judge):
         bodies = [self._body(self._data_url(q, cache), self._data_url(c, cache)) for q, c in pairs]
         return np.array(list(self._pool.map(self._score_one, bodies)), dtype=np.float64)
 
+    def _score_text(self, description: str, images: Sequence[np.ndarray]) -> np.ndarray:
+        parts = text_prompt_parts(description)
+        cache: dict[int, str] = {}
+        bodies = []
+        for image in images:
+            url = self._data_url(image, cache)
+            bodies.append(self._request(chat_content(lambda slot, url=url: {"type": "image_url",
+                                                                            "image_url": {"url": url}}, parts)))
+        return np.array(list(self._pool.map(self._score_one, bodies)), dtype=np.float64)
+
     def _data_url(self, image: np.ndarray, cache: dict[int, str]) -> str:
         key = id(image)
         if key not in cache:
@@ -149,7 +170,9 @@ class OpenAIJudge(Judge):
 
     def _body(self, query_url: str, candidate_url: str) -> bytes:
         urls = {"query": query_url, "candidate": candidate_url}
-        content = chat_content(lambda slot: {"type": "image_url", "image_url": {"url": urls[slot]}})
+        return self._request(chat_content(lambda slot: {"type": "image_url", "image_url": {"url": urls[slot]}}))
+
+    def _request(self, content: list[dict]) -> bytes:
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": content}],

@@ -12,6 +12,11 @@ One chat turn made of five parts, in this order:
 The wording lives here once; ``transformers_judge`` turns the parts into a chat template's
 ``{"type": "image"}`` entries and ``openai_judge`` into ``image_url`` data URLs, so both backends ask
 exactly the same question. The answer read back is the first token: "Yes" (same person) or "No".
+
+Text mode (a search by description, issue 15) asks about one photo against a sentence:
+`text_prompt_parts(description)` is a task statement, ``"Photo:"`` and the image (slot "photo"), the
+same rule, and "Does the person in the photo match this description: <description>? Answer Yes or
+No." Yes means "matches", so μ = P(No) reads as P(does not match).
 """
 
 from __future__ import annotations
@@ -40,6 +45,14 @@ RULE = (
     "Never judge by background, pose, lighting or camera angle."
 )
 QUESTION = "Are the query and the candidate the same person? Answer Yes or No."
+TEXT_TASK = (
+    "You are an expert in person re-identification. You are shown one photo of a person "
+    "and a witness's description of someone."
+)
+PHOTO_LABEL = "Photo:"
+TEXT_QUESTION = "Does the person in the photo match this description: {description}? Answer Yes or No."
+#: longest description sentence put into a prompt (the hub's parser refuses longer texts before this)
+MAX_DESCRIPTION_CHARS = 1000
 
 YES = "Yes"
 NO = "No"
@@ -51,7 +64,7 @@ class Part:
 
     kind: Literal["text", "image"]
     text: str = ""
-    image: Literal["query", "candidate", ""] = ""
+    image: Literal["query", "candidate", "photo", ""] = ""
 
 
 #: the user turn, in order; renderers substitute the two image slots
@@ -66,21 +79,42 @@ PROMPT_PARTS: tuple[Part, ...] = (
 )
 
 
-def prompt_text(image_marker: str = "<image>") -> str:
+def description_sentence(text: str) -> str:
+    """A description as it goes into the text question: whitespace collapsed, trailing punctuation
+    dropped (the question adds its own "?"); InvalidInputError when empty or over MAX_DESCRIPTION_CHARS."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"description: expected a string, got {type(text).__name__}")
+    sentence = " ".join(text.split()).rstrip(" .?!;,")
+    if not sentence:
+        raise InvalidInputError("description: expected some words, got an empty text")
+    if len(sentence) > MAX_DESCRIPTION_CHARS:
+        raise InvalidInputError(f"description: expected at most {MAX_DESCRIPTION_CHARS} characters, "
+                                f"got {len(sentence)}")
+    return sentence
+
+
+def text_prompt_parts(description: str) -> tuple[Part, ...]:
+    """The text-vs-image turn for one description (see the module docstring)."""
+    question = TEXT_QUESTION.format(description=description_sentence(description))
+    return (Part("text", TEXT_TASK), Part("text", PHOTO_LABEL), Part("image", image="photo"),
+            Part("text", RULE), Part("text", question))
+
+
+def prompt_text(image_marker: str = "<image>", parts: Sequence[Part] = PROMPT_PARTS) -> str:
     """The whole turn as one string with `image_marker` where each image goes (for logs and docs)."""
-    return "\n".join(p.text if p.kind == "text" else image_marker for p in PROMPT_PARTS)
+    return "\n".join(p.text if p.kind == "text" else image_marker for p in parts)
 
 
-def chat_content(image_entry: Callable[[str], dict]) -> list[dict]:
+def chat_content(image_entry: Callable[[str], dict], parts: Sequence[Part] = PROMPT_PARTS) -> list[dict]:
     """The user turn as chat-message content: text entries and one `image_entry(slot)` per image.
 
     Adjacent texts are joined by newlines and every image sits on its own line, so templates that
     concatenate content entries (Qwen's do) still read "...person.\\nQuery:<image>\\nCandidate:...".
-    `slot` is "query" or "candidate".
+    `slot` is "query" or "candidate" (or "photo" in `text_prompt_parts`).
     """
     content: list[dict] = []
     pending: list[str] = []
-    for part in PROMPT_PARTS:
+    for part in parts:
         if part.kind == "text":
             pending.append(part.text)
             continue
@@ -132,6 +166,14 @@ def validate_pairs(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
             raise InvalidInputError(f"pair {index}: expected a (query, candidate) tuple, got {type(pair).__name__}")
         for side, image in zip(("query", "candidate"), pair, strict=True):
             _validate_image(f"pair {index} {side}", image)
+
+
+def validate_images(images: Sequence[np.ndarray]) -> None:
+    """Check every photo of a text-mode call up front; the error names the photo."""
+    if isinstance(images, np.ndarray):
+        raise InvalidInputError(f"images: expected a sequence of BGR images, got an array of shape {images.shape}")
+    for index, image in enumerate(images):
+        _validate_image(f"image {index}", image)
 
 
 def _validate_image(where: str, image: object) -> None:

@@ -47,6 +47,10 @@ class ReidJudge(Judge):
     """
 
     name: ClassVar[str] = "reid"
+    supports_text: ClassVar[bool] = False
+    text_unsupported_reason: ClassVar[str] = (
+        "the reid judge compares Re-ID embeddings of two photos and cannot read a description"
+    )
 
     def __init__(
         self,

@@ -8,6 +8,9 @@ the ids of the "Yes" and "No" tokens. Pairs are batched per forward pass with le
 last position is the first generated position for every row; if a processor ignores the padding
 side, the last non-padding position of each row is gathered instead.
 
+Text mode (`score_text`): the description question of `models.verify.prompt.text_prompt_parts` with
+one image, batched and read the same way (the rendered prompt of the last description is kept).
+
 Not implemented: caching the query's image tokens (a KV-cache prefix) across its candidates
 (docs/architecture.md §2 allows it). Every pair re-encodes the query image; with 280×140 images (50 tokens each
 on Qwen2-VL) the prompt is ~170 tokens, so a batch of 10 candidates is one short prefill.
@@ -27,7 +30,17 @@ import numpy as np
 
 from models.errors import require
 from models.verify.base import Judge, JudgeConfigError, JudgeError, Pair, mu_from_yes_no
-from models.verify.prompt import DEFAULT_IMAGE_HW, NO, YES, chat_content, check_image_hw, to_model_rgb
+from models.verify.prompt import (
+    DEFAULT_IMAGE_HW,
+    NO,
+    PROMPT_PARTS,
+    YES,
+    Part,
+    chat_content,
+    check_image_hw,
+    text_prompt_parts,
+    to_model_rgb,
+)
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16"}
@@ -53,6 +66,7 @@ class TransformersJudge(Judge):
     """
 
     name: ClassVar[str] = "transformers"
+    supports_text: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -97,6 +111,7 @@ class TransformersJudge(Judge):
         self.yes_id = self._single_token_id(yes_token)
         self.no_id = self._single_token_id(no_token)
         self.prompt = self._render_prompt()
+        self._text_prompt = ("", "")  # (description, its rendered text-mode prompt)
         parameters = _forward_parameters(self.model)
         # transformers >= 4.50 calls it logits_to_keep, earlier releases num_logits_to_keep
         self._keep_arg = next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in parameters), None)
@@ -158,8 +173,8 @@ class TransformersJudge(Judge):
             )
         return int(ids[0])
 
-    def _render_prompt(self) -> str:
-        messages = [{"role": "user", "content": chat_content(lambda slot: {"type": "image"})}]
+    def _render_prompt(self, parts: Sequence[Part] = PROMPT_PARTS) -> str:
+        messages = [{"role": "user", "content": chat_content(lambda slot: {"type": "image"}, parts)}]
         try:
             return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except (ValueError, AttributeError) as exc:
@@ -172,10 +187,19 @@ class TransformersJudge(Judge):
                  for start in range(0, len(pairs), self.batch_size)]
         return np.concatenate(parts)
 
-    def _score_batch(self, pairs: Sequence[Pair]) -> np.ndarray:
+    def _score_text(self, description: str, images: Sequence[np.ndarray]) -> np.ndarray:
+        if self._text_prompt[0] != description:
+            self._text_prompt = (description, self._render_prompt(text_prompt_parts(description)))
+        prompt = self._text_prompt[1]
+        parts = [self._score_batch([[image] for image in images[start:start + self.batch_size]], prompt)
+                 for start in range(0, len(images), self.batch_size)]
+        return np.concatenate(parts)
+
+    def _score_batch(self, pairs: Sequence[Sequence[np.ndarray]], prompt: str | None = None) -> np.ndarray:
+        """μ per row of images (a pair, or one photo in text mode) under `prompt` (default: the pair prompt)."""
         torch = self._torch
-        images = [[self.model_image(query), self.model_image(candidate)] for query, candidate in pairs]
-        inputs = self.processor(text=[self.prompt] * len(pairs), images=images, padding=True,
+        images = [[self.model_image(image) for image in row] for row in pairs]
+        inputs = self.processor(text=[prompt or self.prompt] * len(pairs), images=images, padding=True,
                                 return_tensors="pt")
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():

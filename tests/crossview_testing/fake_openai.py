@@ -8,6 +8,9 @@ integration test (tests/integration/test_cross_camera.py).
     script.requests                                   # (path, headers, JSON body) of every request
 
 `script.answer` (default `same_images_answer`) turns a request body into the completion returned.
+A text-vs-image request (one image and "Does the person in the photo match this description: ...?")
+is answered by `text_answer(p_yes)`: `p_yes(description, image)` is the probability of "Yes";
+`same_images_answer` gives such requests a fixed Yes 0.7.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import base64
 import contextlib
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,9 +64,44 @@ def request_images(body: dict[str, Any]) -> list[np.ndarray]:
     return images
 
 
+_DESCRIPTION = re.compile(r"Does the person in the photo match this description: (.*)\? Answer Yes or No\.",
+                          re.DOTALL)
+
+
+def request_description(body: dict[str, Any]) -> str | None:
+    """The description of a text-vs-image request, or None for any other request."""
+    for entry in body["messages"][0]["content"]:
+        if entry["type"] == "text" and (found := _DESCRIPTION.search(entry["text"])):
+            return found.group(1)
+    return None
+
+
+def yes_no(p_yes: float) -> dict[str, Any]:
+    """A completion whose first token is Yes with probability `p_yes` (No gets the rest but 1 %)."""
+    p_yes = min(max(p_yes, 1e-4), 0.98)
+    return completion({"Yes": math.log(p_yes), "No": math.log(0.99 - p_yes), "The": math.log(0.01)})
+
+
+def text_answer(p_yes: Callable[[str, np.ndarray], float],
+                pairs: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Callable[[dict[str, Any]],
+                                                                                           dict[str, Any]]:
+    """An `answer` for text-vs-image requests from `p_yes(description, BGR image)`; pair requests go to
+    `pairs` (default `same_images_answer`)."""
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        description = request_description(body)
+        if description is None:
+            return (pairs or same_images_answer)(body)
+        (image,) = request_images(body)
+        return yes_no(p_yes(description, image))
+    return answer
+
+
 def same_images_answer(body: dict[str, Any]) -> dict[str, Any]:
-    """Yes (p=0.9) when the two images are identical, else No (p=0.8): an answer tests can predict."""
+    """Yes (p=0.9) when the two images are identical, else No (p=0.8): an answer tests can predict.
+    A text-vs-image request (one image) gets Yes p=0.7."""
     urls = image_urls(body)
+    if len(urls) == 1:
+        return yes_no(0.7)
     if urls[0] == urls[1]:
         return completion({"Yes": math.log(0.9), "No": math.log(0.05), "The": math.log(0.01)})
     return completion({"No": math.log(0.8), "Yes": math.log(0.1), "I": math.log(0.02)})
