@@ -122,7 +122,8 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def _images(folder: Path, recursive: bool = False) -> list[Path]:
+def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The image files of `folder` (and its subfolders when `recursive`), sorted by path."""
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -136,13 +137,19 @@ def _parse(pattern: re.Pattern[str], path: Path, layout: str, example: str) -> r
 
 # --- Market-1501 ------------------------------------------------------------------------------
 
+def market_name(path: Path) -> tuple[int, int]:
+    """(pid, 1-based camera) of a Market-1501 file name; pid -1 is junk, 0 a distractor."""
+    match = _parse(_MARKET_NAME, path, "Market-1501", "0004_c2s3_059152_00.jpg")
+    pid, cam = int(match.group(1)), int(match.group(2))
+    if cam < 1:
+        raise DatasetError(f"{path}: camera numbers start at 1, got c{cam}")
+    return pid, cam
+
+
 def _market_side(folder: Path, side: str) -> list[Sample]:
     samples = []
-    for path in _images(_require_dir(folder, f"Market-1501 {side}")):
-        match = _parse(_MARKET_NAME, path, "Market-1501", "0004_c2s3_059152_00.jpg")
-        pid, cam = int(match.group(1)), int(match.group(2))
-        if cam < 1:
-            raise DatasetError(f"{path}: camera numbers start at 1, got c{cam}")
+    for path in image_files(_require_dir(folder, f"Market-1501 {side}")):
+        pid, cam = market_name(path)
         if pid == -1:
             continue  # junk box: ignored by the protocol
         if side == "query" and pid == 0:
@@ -166,7 +173,7 @@ def load_market1501(root: Path) -> ReIdSplit:
 def cuhk03_folder(root: Path) -> Path:
     """The folder holding the `IIII_KK.jpg` files: `root` itself, or its only train/val subfolder."""
     root = _require_dir(Path(root), "CUHK03")
-    if _images(root):
+    if image_files(root):
         return root
     subsets = [name for name in ("train", "val", "test") if (root / name).is_dir()]
     if len(subsets) == 1:
@@ -177,15 +184,21 @@ def cuhk03_folder(root: Path) -> Path:
     raise DatasetError(f"CUHK03: no images in {root} (expected IIII_KK.jpg files or train/, val/)")
 
 
+def cuhk03_name(path: Path) -> tuple[int, int]:
+    """(pid, view index 0–9) of a CUHK03 `IIII_KK.jpg` file name."""
+    match = _parse(_CUHK03_NAME, path, "CUHK03", "0012_07.jpg")
+    pid, view = int(match.group(1)), int(match.group(2))
+    if view >= _CUHK03_VIEWS:
+        raise DatasetError(f"{path}: view index {view} is outside 00–09")
+    return pid, view
+
+
 def load_cuhk03(root: Path) -> ReIdSplit:
     """Complete identities only: views 00–04 (camera A) query views 05–09 (camera B)."""
     folder = cuhk03_folder(root)
     by_pid: dict[int, dict[int, Path]] = defaultdict(dict)
-    for path in _images(folder):
-        match = _parse(_CUHK03_NAME, path, "CUHK03", "0012_07.jpg")
-        pid, view = int(match.group(1)), int(match.group(2))
-        if view >= _CUHK03_VIEWS:
-            raise DatasetError(f"{path}: view index {view} is outside 00–09")
+    for path in image_files(folder):
+        pid, view = cuhk03_name(path)
         by_pid[pid][view] = path
     query, gallery = [], []
     for pid in sorted(by_pid):
@@ -204,7 +217,7 @@ def load_cuhk03(root: Path) -> ReIdSplit:
 
 def _mars_frames(folder: Path) -> list[Sample]:
     frames = []
-    for path in _images(folder, recursive=True):
+    for path in image_files(folder, recursive=True):
         match = _parse(_MARS_NAME, path, "MARS", "0004C1T0001F001.jpg")
         pid, cam, number = int(match.group(1)), int(match.group(2)), int(match.group(3))
         if cam < 1:
@@ -239,7 +252,7 @@ _ALIASES = {"market": "market1501", "market-1501": "market1501", "cuhk03-labeled
 
 
 def _names_in(folder: Path, limit: int = 50) -> Iterable[str]:
-    for i, path in enumerate(_images(folder)):
+    for i, path in enumerate(image_files(folder)):
         if i >= limit:
             return
         yield path.stem
