@@ -15,8 +15,9 @@ Rules, in the order the words come:
   top" is the part an operator can act on.
 - "skirt" and "dress" mean long_trousers negative: the attribute model's long_trousers means long
   trousers, and a skirt or a dress is not that (Market-1501's labels also count them as not pants).
-- Stop-words ("a", "the", "with", "wearing", ",", ...) and shade words ("light", "dark") are
-  silently fine; any other unknown word is reported in `ignored`, never dropped silently.
+- Stop-words ("a", "the", "with", "wearing", ",", ...), shade words ("light", "dark") and a garment
+  that asserts nothing by itself ("top" in "long-sleeved top") are silently fine; any other
+  unknown word is reported in `ignored`, never dropped silently.
 """
 
 from __future__ import annotations
@@ -141,8 +142,6 @@ def parse_description(text: str) -> TextQuery:
                 drop_pending()
                 for name, positive in word.attributes:
                     add(Constraint("attribute", name, None, positive if negate is None else not positive, source))
-                if not word.attributes:
-                    ignored.append(f"garment with no colour: {words!r}")
             negated_last, negate = negate is not None, None
             i += len(phrase)
             continue
