@@ -32,16 +32,20 @@ def eval_command(
     runtime: str | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    text_labels: Path | None = None,
 ) -> int:
     """Evaluate, print a table (or JSON with `json_out`), write the CMC PNG if asked; the exit code.
 
     `model` may list several stage-1 models separated by commas: each is evaluated with the same
     settings (one embedding cache), one table row / JSON object / CMC curve each. With one model the
     JSON is an object, with several a list of objects. `stage2` (one model or an ensemble) turns on
-    two-stage ranking with a short list of `shortlist` candidates per query.
+    two-stage ranking with a short list of `shortlist` candidates per query. `text_labels` (Market-1501
+    attribute labels) runs the text search evaluation instead (`text_eval_command`).
     """
     from models.evaluation import EmbeddingCache, evaluate_many, format_table, plot_cmc, to_json_dict
 
+    if text_labels is not None:
+        return text_eval_command(data, format, parse_models(model), Path(text_labels), json_out, progress)
     models = parse_models(model)
     if not models:
         print("error: --model: expected at least one model name", file=sys.stderr)
@@ -64,4 +68,20 @@ def eval_command(
         print(format_table(results))
         if png is not None:
             print(f"CMC curve written to {png}")
+    return 0
+
+
+def text_eval_command(data: Path, format: str, models: list[str], text_labels: Path, json_out: bool,
+                      progress: bool = True) -> int:
+    """`--text-labels`: attribute accuracy and text → image retrieval (issue 15); the first `--model`
+    gives the Re-ID vectors of the cross-modal re-ranking."""
+    from models.evaluation.text import format_text_table, run_text_evaluation, to_text_json
+
+    try:
+        result = run_text_evaluation(Path(data), format, text_labels, models[0] if models else None,
+                                     progress=progress)
+    except CrossviewError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(to_text_json(result), indent=2) if json_out else format_text_table(result))
     return 0
