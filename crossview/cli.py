@@ -113,12 +113,15 @@ def eval_(
     shortlist: Annotated[int, typer.Option(help="Short-list size K for two-stage.")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     png: Annotated[Path | None, typer.Option(help="Where to write the CMC curve PNG.")] = None,
+    text_labels: Annotated[Path | None, typer.Option(
+        "--text-labels", help="Market-1501 attribute labels (.mat): evaluate text search instead.")] = None,
 ) -> None:
     """Rank-1/5/10, mAP and mINP of a Re-ID model (optionally two-stage) on a dataset."""
     from crossview.eval_command import eval_command
 
     stage2_models = [s.strip() for s in stage2.split(",") if s.strip()] if stage2 else None
-    code = eval_command(data, format, model, rerank, stage2_models, shortlist, json_out, png)
+    code = eval_command(data, format, model, rerank, stage2_models, shortlist, json_out, png,
+                        text_labels=text_labels)
     raise typer.Exit(code)
 
 
