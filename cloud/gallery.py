@@ -45,14 +45,16 @@ class UnknownFingerprintError(CrossviewError):
 
 
 def zoo_embedder(fingerprint: str) -> Any:
-    """Open the zoo Re-ID model whose fingerprint is `fingerprint` (``<name>@<sha12>``)."""
+    """Open the Re-ID model whose fingerprint is `fingerprint` (``<name>@<sha12>``): a built-in zoo model
+    or a user model registered on this machine (`crossview models add`, the same name as the edge's)."""
     from models.embed import create_embedder
-    from models.zoo import MODELS
+    from models.zoo import spec_for_fingerprint
 
-    for spec in MODELS:
-        if spec.task == "reid" and spec.fingerprint == fingerprint:
-            return create_embedder(spec.name)
-    raise UnknownFingerprintError(f"no Re-ID model in the zoo has fingerprint {fingerprint!r}")
+    spec = spec_for_fingerprint(fingerprint)
+    if spec is None:
+        raise UnknownFingerprintError(f"no Re-ID model in the zoo or the user models has fingerprint "
+                                      f"{fingerprint!r} (register the edge's model here with `crossview models add`)")
+    return create_embedder(spec.name)
 
 
 class Embedders:

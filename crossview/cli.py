@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from crossview.config import load_config
+from crossview.models_command import register as register_models_commands
 from crossview.operator_commands import register as register_operator_commands
 from models.errors import CrossviewError
 
@@ -47,27 +50,13 @@ OverridesArg = Annotated[list[str] | None, typer.Argument(help="key=value overri
 def models_list(
     download: Annotated[bool, typer.Option(help="Download models that are not found locally.")] = False,
 ) -> None:
-    """Print every model in the zoo, where it resolved (checksum verified) and its size."""
-    from models.zoo import get_spec, model_names, resolve_model
+    """Print every built-in and user model, where it resolved (checksum verified) and its size."""
+    from crossview.models_command import list_models
 
-    rows = []
-    failures = 0
-    for name in model_names():
-        spec = get_spec(name)
-        try:
-            resolved = resolve_model(name, allow_download=download)
-            where, status = str(resolved.path), f"ok ({resolved.source})"
-        except CrossviewError as exc:
-            where, status = str(exc), "missing"
-            failures += 1
-        rows.append((name, spec.format, f"{spec.total_size / 1e6:.2f} MB", status, where))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    header = ("model", "format", "size", "status")
-    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  path")
-    for row in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
-    if failures:
-        raise typer.Exit(1)
+    raise typer.Exit(list_models(download))
+
+
+register_models_commands(models_app)  # models add, models remove: the user's own Re-ID models
 
 
 @app.command()
@@ -176,12 +165,43 @@ def edge_run(
     raise typer.Exit(run_command(config, set_ or []))
 
 
-@app.command()
+class _ServeByDefault(TyperGroup):
+    """`crossview hub [key=value ...]` serves (the `serve` subcommand) unless a subcommand is named."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["serve", *args]
+        return super().parse_args(ctx, args)
+
+
+hub_app = typer.Typer(cls=_ServeByDefault, add_completion=False,
+                      help="The hub: `crossview hub` (or `hub serve`) with --config FILE and key=value settings "
+                           "serves; `hub export-training DIR` writes training data.")
+app.add_typer(hub_app, name="hub")
+
+
+@hub_app.command("serve")
 def hub(config: ConfigOption = None, overrides: OverridesArg = None) -> None:
     """Serve the hub (edges' sessions, gallery, stage two) until Ctrl-C or SIGTERM; e.g. port=7443."""
     from crossview.hub_command import hub_command
 
     raise typer.Exit(hub_command(config, overrides or []))
+
+
+@hub_app.command("export-training")
+def hub_export_training(
+    out: Annotated[Path, typer.Argument(help="Folder to write (Market-1501 layout: bounding_box_train/).")],
+    since: Annotated[str | None, typer.Option(help="Only sightings recorded at or after this ISO time.")] = None,
+    config: ConfigOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder (replacing an export).")
+                     ] = False,
+    overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Hub setting, e.g. data_dir=...")
+                         ] = None,
+) -> None:
+    """Write the hub's confirmed sightings (identity, camera, crop) as a training folder for `train reid`."""
+    from crossview.hub_command import export_training_command
+
+    raise typer.Exit(export_training_command(out, config, overrides or [], since=since, force=force))
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""`crossview hub [--config hub.yaml] [key=value ...]`: serve one hub replica until SIGINT/SIGTERM.
+"""`crossview hub [--config hub.yaml] [key=value ...]`: serve one hub replica until SIGINT/SIGTERM
+(and `crossview hub export-training DIR`: `export_training_command`, the confirmed sightings as training data).
 
 Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here and nowhere else::
 
@@ -206,4 +207,45 @@ def hub_command(config: Path | None, overrides: list[str]) -> int:
     logging.basicConfig(level=cfg.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(cfg))
+    return 0
+
+
+def parse_since(text: str | None) -> float | None:
+    """`--since` as Unix seconds: an ISO 8601 date or time (UTC unless it names a zone)."""
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CrossviewError(f"--since: expected an ISO time such as 2026-12-01T08:00:00Z, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def export_training_command(out: Path, config: Path | None, overrides: list[str], *, since: str | None = None,
+                            force: bool = False, stdout: TextIO = sys.stdout) -> int:
+    """`crossview hub export-training DIR`: the hub's confirmed sightings as a Market-1501 training folder.
+
+    The store is the one `crossview hub` with the same configuration uses (``data_dir``, ``database``)."""
+    from cloud.crops import CropFiles
+    from cloud.store import open_store
+    from cloud.training_export import export_training
+    from crossview.config import load_config
+
+    cfg = load_config(HubConfig, config, overrides)
+    since_s = parse_since(since)
+    data_dir = Path(cfg.data_dir)
+    database = cfg.database or data_dir / "hub.db"
+    if cfg.database is None and not Path(database).is_file():
+        raise CrossviewError(f"no hub store at {database}; pass the hub's data_dir= (or --config) it serves with")
+    store = open_store(database)
+    try:
+        summary = export_training(store, CropFiles(data_dir / "crops"), out, since_s=since_s, force=force)
+    finally:
+        store.close()
+    for line in summary.lines():
+        stdout.write(line + "\n")
     return 0

@@ -38,6 +38,8 @@ class ModelSpec:
     input_name: str | None = None
     output_name: str | None = None
     notes: str = ""
+    # the name the fingerprint carries when `name` is not one (a model opened by path: `name` is the path)
+    alias: str = ""
 
     @property
     def weights(self) -> RemoteFile:
@@ -51,7 +53,7 @@ class ModelSpec:
     @property
     def fingerprint(self) -> str:
         """Names the exact weights: `<name>@<first 12 hex of the weights' SHA-256>`."""
-        return f"{self.name}@{self.weights.sha256[:12]}"
+        return f"{self.alias or self.name}@{self.weights.sha256[:12]}"
 
     @property
     def total_size(self) -> int:

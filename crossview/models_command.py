@@ -1,0 +1,80 @@
+"""`crossview models list|add|remove`: the built-in zoo and the user's own Re-ID models.
+
+    crossview models add reid/site-v1 --onnx runs/site/model.onnx --like reid/osnet-x0.25-msmt17
+    crossview models list            # built-in and user models (user ones marked "user"), checksums verified
+    crossview models remove reid/site-v1
+
+User models are kept in ``$CROSSVIEW_USER_MODELS`` (else ``~/.local/share/crossview/models``); see
+`models.zoo.user`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from models.errors import CrossviewError
+
+
+def _row(name: str, user: bool, download: bool) -> tuple[tuple[str, ...], bool]:
+    from models.zoo import get_spec, resolve_model
+
+    try:
+        spec = get_spec(name)
+    except CrossviewError as exc:
+        return (name, "onnx", "-", "broken", "user", str(exc)), False
+    try:
+        resolved = resolve_model(name, allow_download=download)
+        where, status, ok = str(resolved.path), f"ok ({resolved.source})", True
+    except CrossviewError as exc:
+        where, status, ok = str(exc), "missing", False
+    kind = "user" if user else "built-in"
+    return (name, spec.format, f"{spec.total_size / 1e6:.2f} MB", status, kind, where), ok
+
+
+def list_models(download: bool = False) -> int:
+    """Print every built-in and user model, where it resolved (checksum verified) and its size; 1 if any
+    cannot be used."""
+    from models.zoo import model_names, user_model_names
+
+    results = [_row(name, False, download) for name in model_names()]
+    results += [_row(name, True, False) for name in user_model_names()]
+    rows = [row for row, _ in results]
+    header = ("model", "format", "size", "status", "kind")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  path")
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+    return 0 if all(ok for _, ok in results) else 1
+
+
+def register(models_app: typer.Typer) -> None:
+    """Add `models add` and `models remove` to the `models` group."""
+
+    @models_app.command("add")
+    def models_add(
+        name: Annotated[str, typer.Argument(help="Name for the model, e.g. reid/site-v1.")],
+        onnx: Annotated[Path, typer.Option("--onnx", help="The ONNX file (dynamic or fixed batch).")],
+        like: Annotated[str, typer.Option("--like", help="Built-in Re-ID model whose preprocessing it takes.")
+                        ] = "reid/osnet-x0.25-msmt17",
+        force: Annotated[bool, typer.Option("--force", help="Replace a user model of that name.")] = False,
+    ) -> None:
+        """Register your own Re-ID model (an ONNX file): copied into the user models folder with its checksum."""
+        from models.zoo.user import add_user_model
+
+        model = add_user_model(name, onnx, like, force=force)
+        typer.echo(f"added {model.spec.fingerprint} ({model.spec.weights.size / 1e6:.2f} MB, like {model.like}, "
+                   f"{model.spec.output_dim}-d) at {model.onnx}")
+
+    @models_app.command("remove")
+    def models_remove(name: Annotated[str, typer.Argument(help="A user model's name.")]) -> None:
+        """Delete a user model (its file and manifest); built-in models cannot be removed."""
+        from models.zoo import model_names
+        from models.zoo.user import UserModelError, remove_user_model
+
+        if name in model_names():
+            raise UserModelError(f"{name!r} is a built-in model; only user models can be removed")
+        model = remove_user_model(name)
+        typer.echo(f"removed {model.spec.fingerprint}")
