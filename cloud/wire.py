@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from cloud.store import GalleryEntry
+from models.attributes.types import AttributeProfile, TextQuery
 from models.errors import InvalidInputError
 from protos import codec
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
@@ -50,6 +51,7 @@ class ShortListInput:
     created_s: float
     gallery_version: int
     cosine_distances: dict[str, float] = field(default_factory=dict)  # identity id -> as the edge measured it
+    attributes: AttributeProfile | None = None  # what the edge's attribute model read (None: not read)
 
 
 MAX_ID_CHARS = 256
@@ -125,7 +127,17 @@ def decode_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, fingerpri
         end_s=tracklet.end_s, crops=tuple(c.image for c in tracklet.crops),
         jpegs=tuple(bytes(c.jpeg) for c in msg.query_crops), query_vector=tracklet.embedding.vectors[0],
         model_fingerprint=fingerprint, candidates=tuple(candidates), cosine_distances=cosine_distances,
-        created_s=codec.timestamp_to_seconds(msg.created_at), gallery_version=int(msg.gallery_version))
+        created_s=codec.timestamp_to_seconds(msg.created_at), gallery_version=int(msg.gallery_version),
+        attributes=_attributes("short list", msg))
+
+
+def _attributes(where: str, msg: edge_to_hub_pb2.ShortList | edge_to_hub_pb2.SearchHit) -> AttributeProfile | None:
+    if not msg.HasField("attributes"):
+        return None
+    try:
+        return codec.attributes_from_proto(msg.attributes)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}: attributes: {exc}") from None
 
 
 _DECISIONS = {
@@ -167,13 +179,19 @@ def gallery_delta_payload(part: GalleryDeltaPart, fingerprint: str) -> bytes:
     return session_pb2.HubMessage(gallery_delta=delta).SerializeToString()
 
 
-def search_job_payload(job_id: str, vectors: np.ndarray, fingerprint: str, *, top_k: int, camera_ids: Sequence[str],
-                       deadline_s: float, max_distance: float | None = None,
-                       time_range: tuple[float, float] | None = None) -> bytes:
-    """A serialized HubMessage carrying a SearchJob: the query `vectors` of model `fingerprint`."""
-    job = hub_to_edge_pb2.SearchJob(job_id=job_id, queries=[codec.vector_to_proto(vectors, fingerprint)],
-                                    top_k=top_k, camera_ids=list(camera_ids),
+def search_job_payload(job_id: str, vectors: np.ndarray | None, fingerprint: str, *, top_k: int,
+                       camera_ids: Sequence[str], deadline_s: float, max_distance: float | None = None,
+                       time_range: tuple[float, float] | None = None, text: TextQuery | None = None) -> bytes:
+    """A serialized HubMessage carrying a SearchJob: the query `vectors` of model `fingerprint`, or with
+    `text` a text job (search by description; `vectors` None, no queries on the wire)."""
+    if (text is None) == (vectors is None):
+        raise InvalidInputError("search job: expected query vectors or a text query, got "
+                                f"{'both' if text is not None else 'neither'}")
+    queries = [] if vectors is None else [codec.vector_to_proto(vectors, fingerprint)]
+    job = hub_to_edge_pb2.SearchJob(job_id=job_id, queries=queries, top_k=top_k, camera_ids=list(camera_ids),
                                     deadline=codec.seconds_to_timestamp(deadline_s))
+    if text is not None:
+        job.text.CopyFrom(codec.text_search_to_proto(text))
     if max_distance is not None:
         job.max_distance = max_distance
     if time_range is not None:
@@ -189,8 +207,10 @@ class SearchHitInput:
     tracklet_id: str
     start_s: float
     end_s: float
-    stage1_distance: float  # the edge's cosine distance (NaN: none)
+    stage1_distance: float  # the edge's cosine distance (NaN: none); text jobs: 1 - text_score
     jpeg: bytes  # its best crop, as sent
+    attributes: AttributeProfile | None = None  # what the edge's attribute model read (None: not read)
+    text_score: float | None = None  # text jobs: the description's stage-one score in [0, 1], higher is better
 
 
 @dataclass(frozen=True)
@@ -204,6 +224,7 @@ class SearchResultInput:
     error: str
     hits: tuple[SearchHitInput, ...]
     payload: bytes
+    notes: tuple[str, ...] = ()  # the edge's lines about what it did not search (e.g. tracklets without attributes)
 
     @property
     def key(self) -> str:
@@ -224,12 +245,21 @@ def decode_search_result(msg: edge_to_hub_pb2.SearchResult | bytes, *, dim: int 
             codec.jpeg_to_image(hit.crop.jpeg, max_crop_bytes)
             if not hit.tracklet_id:
                 raise InvalidInputError(f"hit {i}: expected a tracklet id, got none")
+        text_score = float(hit.text_score) if hit.HasField("text_score") else None
+        if text_score is not None and not 0.0 <= text_score <= 1.0:  # also refuses NaN
+            raise InvalidInputError(f"hit {i}: expected a text score in [0, 1], got {text_score}")
         start, end = codec.time_range_from_proto(hit.span) if hit.HasField("span") else (0.0, 0.0)
         hits.append(SearchHitInput(hit.camera_id, hit.tracklet_id, start, end, float(hit.stage1_distance),
-                                   bytes(hit.crop.jpeg)))
+                                   bytes(hit.crop.jpeg), _attributes(f"hit {i}", hit), text_score))
+    if len(msg.notes) > MAX_NOTES or any(len(n) > MAX_NOTE_CHARS for n in msg.notes):
+        raise InvalidInputError(f"search result: expected at most {MAX_NOTES} notes of at most {MAX_NOTE_CHARS} "
+                                f"characters, got {len(msg.notes)} of up to {max(map(len, msg.notes))}")
     error = msg.error.message if msg.HasField("error") else ""
     return SearchResultInput(msg.job_id, int(msg.batch_index), msg.idempotency_key, bool(msg.done), error,
-                             tuple(hits), msg.SerializeToString())
+                             tuple(hits), msg.SerializeToString(), tuple(msg.notes))
+
+
+MAX_NOTES, MAX_NOTE_CHARS = 16, 1000
 
 
 @dataclass(frozen=True)

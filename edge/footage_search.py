@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.storage.store import FingerprintMismatchError, TrackletStore, UnknownIdError
+from models.attributes.types import AttributeProfile
 from models.errors import InvalidInputError
 from models.rerank import unit_distances
 from protos.codec import check_jpeg
@@ -72,6 +73,8 @@ class FootageHit:
     jpeg: bytes
     width: int
     height: int
+    attributes: AttributeProfile | None = None  # the tracklet's stored attributes (text jobs)
+    text_score: float | None = None  # text jobs: the description's score in [0, 1], higher is better
 
 
 def rank(query: FootageQuery, store: TrackletStore | None, *, model_fingerprint: str, dim: int,
@@ -117,10 +120,10 @@ def find(query: FootageQuery, store: TrackletStore | None, *, model_fingerprint:
     """The hits of `query` with their crops, closest first (see the module docstring)."""
     ranked = rank(query, store, model_fingerprint=model_fingerprint, dim=dim, default_top_k=default_top_k)
     assert store is not None  # rank refused a missing store
-    return [h for h in (_hit(store, tid, d, vector) for tid, d, vector in ranked) if h is not None]
+    return [h for h in (crop_of(store, tid, d, vector) for tid, d, vector in ranked) if h is not None]
 
 
-def _hit(store: TrackletStore, tracklet_id: str, distance: float, vector: np.ndarray) -> FootageHit | None:
+def crop_of(store: TrackletStore, tracklet_id: str, distance: float, vector: np.ndarray) -> FootageHit | None:
     """The hit, or None when the tracklet has no readable crop (a hit without one is refused by the hub)."""
     record = store.get_tracklet(tracklet_id)
     if not record.crop_paths:

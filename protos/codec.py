@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from models.attributes.types import AttributeProfile, ColourReading, Constraint, TextQuery
 from models.errors import InvalidInputError
 from models.types import Crop, Embeddings, Tracklet
-from protos.crossview.v1 import common_pb2, edge_to_hub_pb2
+from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2
 
 # wire dtype name -> little-endian numpy dtype
 _WIRE_NUMPY_DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
@@ -363,3 +364,44 @@ def short_list_from_proto(
             )
         candidates.append((c.identity_id, float(c.stage1_distance)))
     return tracklet, candidates
+
+
+# ------------------------------------------------------------------- attributes and text search
+def attributes_to_proto(profile: AttributeProfile) -> common_pb2.Attributes:
+    """Encode a tracklet's attribute profile (issue 15)."""
+    if not isinstance(profile, AttributeProfile):
+        raise InvalidInputError(f"attributes: expected an AttributeProfile, got {type(profile).__name__}")
+    msg = common_pb2.Attributes(probabilities=dict(profile.probabilities), crops=profile.crops)
+    for part in ("upper", "lower"):
+        reading = profile.colour(part)
+        if reading is not None:
+            getattr(msg, part).CopyFrom(common_pb2.ColourReading(name=reading.name, confidence=reading.confidence))
+    return msg
+
+
+def attributes_from_proto(msg: common_pb2.Attributes) -> AttributeProfile:
+    """Decode an Attributes message; InvalidInputError for unknown names or probabilities outside [0, 1].
+
+    float32 on the wire: probabilities and confidences come back rounded to float32."""
+    colours = {part: ColourReading(getattr(msg, part).name, float(getattr(msg, part).confidence))
+               if msg.HasField(part) else None for part in ("upper", "lower")}
+    return AttributeProfile({name: float(p) for name, p in msg.probabilities.items()}, colours["upper"],
+                            colours["lower"], crops=int(msg.crops) or 1)
+
+
+def text_search_to_proto(query: TextQuery) -> hub_to_edge_pb2.TextSearch:
+    """Encode a parsed description as a text job's TextSearch (the ignored words stay at the hub)."""
+    if not isinstance(query, TextQuery):
+        raise InvalidInputError(f"text search: expected a TextQuery, got {type(query).__name__}")
+    return hub_to_edge_pb2.TextSearch(text=query.text, constraints=[
+        hub_to_edge_pb2.TextConstraint(kind=c.kind, name=c.name, part=c.part or "", positive=c.positive,
+                                       source=c.source) for c in query.constraints])
+
+
+def text_search_from_proto(msg: hub_to_edge_pb2.TextSearch, *, max_constraints: int = 64) -> TextQuery:
+    """Decode a TextSearch; InvalidInputError for no constraints, too many, or unknown names or parts."""
+    if len(msg.constraints) > max_constraints:
+        raise InvalidInputError(f"text search: expected at most {max_constraints} constraints, "
+                                f"got {len(msg.constraints)}")
+    return TextQuery(msg.text, tuple(Constraint(c.kind, c.name, c.part or None, bool(c.positive), c.source)
+                                     for c in msg.constraints))

@@ -26,6 +26,7 @@ exact; ``tracklets.bytes`` caches each tracklet's crop + vector bytes for retent
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -47,6 +48,7 @@ from edge.storage.crop_files import (
 )
 from edge.storage.crop_files import CropsFolderMismatchError as CropsFolderMismatchError  # re-exported (API)
 from edge.storage.crop_files import StoreLockedError as StoreLockedError  # re-exported (API)
+from models.attributes.types import AttributeProfile
 from models.errors import CrossviewError, InvalidInputError
 from models.types import Embeddings, Tracklet
 from persist.sqlite import SchemaVersionError as SchemaVersionError  # re-exported (API)
@@ -85,6 +87,9 @@ _MIGRATIONS: list[list[str]] = [
         "distance REAL NOT NULL, time REAL NOT NULL, source TEXT NOT NULL)",
         "CREATE INDEX sightings_by_tracklet ON sightings (tracklet)",
         "CREATE INDEX sightings_by_identity ON sightings (identity, time)",
+    ],
+    [  # 2 (issue 15): the attribute profile's JSON; NULL for tracklets stored before attributes were read
+        "ALTER TABLE tracklets ADD COLUMN attributes TEXT",
     ],
 ]
 
@@ -164,6 +169,7 @@ class TrackletStore(SqliteDatabase):
         if not 1 <= jpeg_quality <= 100:
             raise InvalidInputError(f"jpeg_quality: expected 1..100, got {jpeg_quality}")
         self.jpeg_quality = jpeg_quality
+        self._generation = 0
         self.crops_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_folder(self.crops_dir)
         try:
@@ -184,6 +190,11 @@ class TrackletStore(SqliteDatabase):
     def _release(self) -> None:
         unlock_folder(self._lock_fd)
 
+    @property
+    def generation(self) -> int:
+        """Bumped by every write to tracklets, vectors or attributes through this store: a cache key."""
+        return self._generation
+
     # -- cameras
 
     def add_camera(self, camera_id: str, name: str | None = None, source: str = "",
@@ -203,13 +214,15 @@ class TrackletStore(SqliteDatabase):
     # -- tracklets
 
     def upsert_tracklet(self, tracklet: Tracklet, crops: Sequence[CropLike] | None = None, *,
-                        closed: bool = False) -> TrackletRecord:
+                        closed: bool = False, attributes: AttributeProfile | None = None) -> TrackletRecord:
         """Insert or update a tracklet; `crops` (JPEG bytes, BGR images or `Crop`s, best first) replace
         its crop files. With `crops=None` the tracklet's own `crops` are used, or, when it has none,
-        the stored files are kept. A tracklet's `embedding` is stored as with `put_vector`.
+        the stored files are kept. A tracklet's `embedding` is stored as with `put_vector`, its
+        `attributes` (None: the stored ones are kept) as with `put_attributes`.
         """
         if not isinstance(tracklet, Tracklet):
             raise InvalidInputError(f"tracklet: expected a Tracklet, got {type(tracklet).__name__}")
+        profile_json = None if attributes is None else _profile_json(attributes)
         if crops is None and tracklet.crops:
             crops = tracklet.crops
         blobs = None if crops is None else [to_jpeg(c, self.jpeg_quality) for c in crops]
@@ -238,10 +251,14 @@ class TrackletStore(SqliteDatabase):
                                          [(tid, rank, rel, size) for rank, (rel, size) in enumerate(written)])
                     if tracklet.embedding is not None:
                         self._put_vector_row(tid, tracklet.embedding)
+                    if profile_json is not None:
+                        conn.execute("UPDATE tracklets SET attributes = ? WHERE id = ?", (profile_json, tid))
                     self._refresh_bytes(tid)
             except BaseException:
                 self._unlink(rel for rel, _ in written)
                 raise
+            finally:
+                self._generation += 1
             self._unlink(old)
             return self.get_tracklet(tid)
 
@@ -267,9 +284,34 @@ class TrackletStore(SqliteDatabase):
     def put_vector(self, tracklet_id: str, embedding: Embeddings) -> None:
         """Store a tracklet's one aggregated vector for `embedding.model_fingerprint` (replacing it)."""
         with self._lock, write_transaction(self._conn):
+            self._generation += 1
             self._require_tracklet(tracklet_id)
             self._put_vector_row(tracklet_id, embedding)
             self._refresh_bytes(tracklet_id)
+
+    # -- attributes (issue 15)
+
+    def put_attributes(self, tracklet_id: str, profile: AttributeProfile) -> None:
+        """Store (replace) a tracklet's aggregated attribute profile, as JSON."""
+        profile_json = _profile_json(profile)
+        with self._lock, write_transaction(self._conn) as conn:
+            self._generation += 1
+            self._require_tracklet(tracklet_id)
+            conn.execute("UPDATE tracklets SET attributes = ? WHERE id = ?", (profile_json, tracklet_id))
+
+    def attributes(self, tracklet_id: str) -> AttributeProfile | None:
+        """A tracklet's attribute profile; None for one stored before attributes were read."""
+        with self._lock:
+            row = self._conn.execute("SELECT attributes FROM tracklets WHERE id = ?", (tracklet_id,)).fetchone()
+        if row is None:
+            raise UnknownIdError(f"unknown tracklet {tracklet_id!r}")
+        return None if row[0] is None else AttributeProfile.from_dict(json.loads(row[0]))
+
+    def attribute_rows(self) -> list[tuple[str, str, float, float, str | None]]:
+        """(id, camera, start_s, end_s, profile JSON or None) of every closed tracklet, oldest first."""
+        with self._lock:
+            return [(r[0], r[1], float(r[2]), float(r[3]), r[4]) for r in self._conn.execute(
+                "SELECT id, camera, start_s, end_s, attributes FROM tracklets WHERE closed = 1 ORDER BY end_s, id")]
 
     def vector(self, tracklet_id: str, fingerprint: str) -> Embeddings:
         with self._lock:
@@ -390,6 +432,7 @@ class TrackletStore(SqliteDatabase):
                 paths = [r[0] for r in conn.execute("SELECT path FROM crops WHERE tracklet IN "
                                                     "(SELECT id FROM temp.doomed)")]
                 removed = conn.execute("DELETE FROM tracklets WHERE id IN (SELECT id FROM temp.doomed)").rowcount
+                self._generation += 1
                 conn.execute("DELETE FROM temp.doomed")
             self._unlink(paths)
         remaining = int(total - freed)
@@ -477,6 +520,12 @@ class TrackletStore(SqliteDatabase):
 
 
 # ---------------------------------------------------------------- helpers
+
+def _profile_json(profile: AttributeProfile) -> str:
+    if not isinstance(profile, AttributeProfile):
+        raise InvalidInputError(f"attributes: expected an AttributeProfile, got {type(profile).__name__}")
+    return json.dumps(profile.to_dict(), sort_keys=True, separators=(",", ":"))
+
 
 def _require_text(name: str, value: object) -> None:
     if not isinstance(value, str) or not value:

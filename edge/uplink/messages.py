@@ -44,13 +44,17 @@ from edge.gallery import EdgeGallery, GalleryChange, GalleryDeltaError, Identity
 from edge.privacy import FaceBlurrer
 from edge.shortlist import Candidate
 from edge.storage.store import TrackletStore, UnknownIdError
+from edge.text_search import TextJob, find_text
 from edge.uplink.hub_channel import CameraLoad
 from edge.uplink.outbox import Entry
+from models.attributes.types import AttributeProfile
 from models.errors import InvalidInputError
 from models.types import Tracklet
 from protos.codec import (
+    attributes_to_proto,
     seconds_to_timestamp,
     short_list_to_proto,
+    text_search_from_proto,
     time_range_from_proto,
     time_range_to_proto,
     timestamp_to_seconds,
@@ -72,9 +76,11 @@ def short_list_key(edge_id: str, tracklet_id: str, gallery_version: int) -> str:
 
 def build_short_list(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[str, float]], *, edge_id: str,
                      model_fingerprint: str, gallery_version: int, created_s: float | None = None,
-                     max_bytes: int = 4 * 1024 * 1024, jpeg_quality: int = 90) -> edge_to_hub_pb2.ShortList:
-    """A tracklet's ShortList; `created_s` defaults to the tracklet's end, so a replay builds the same one.
-    Crops are encoded as JPEG at `jpeg_quality`; the worst are dropped while the message is over `max_bytes`."""
+                     max_bytes: int = 4 * 1024 * 1024, jpeg_quality: int = 90,
+                     attributes: AttributeProfile | None = None) -> edge_to_hub_pb2.ShortList:
+    """A tracklet's ShortList (with its `attributes` when read); `created_s` defaults to the tracklet's end,
+    so a replay builds the same one. Crops are encoded as JPEG at `jpeg_quality`; the worst are dropped
+    while the message is over `max_bytes`."""
     if tracklet.embedding is None or tracklet.embedding.model_fingerprint != model_fingerprint:
         got = None if tracklet.embedding is None else tracklet.embedding.model_fingerprint
         raise InvalidInputError(f"short list: expected a tracklet embedding of model {model_fingerprint!r}, "
@@ -86,6 +92,8 @@ def build_short_list(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[
                                                                               gallery_version),
                               edge_id=edge_id, created_s=tracklet.end_s if created_s is None else created_s,
                               gallery_version=gallery_version, jpeg_quality=jpeg_quality)
+    if attributes is not None:
+        msg.attributes.CopyFrom(attributes_to_proto(attributes))
     while msg.ByteSize() > max_bytes and len(msg.query_crops) > 1:
         del msg.query_crops[-1]
     return msg
@@ -93,11 +101,12 @@ def build_short_list(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[
 
 def short_list_payload(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[str, float]], *, edge_id: str,
                        model_fingerprint: str, gallery_version: int, created_s: float | None = None,
-                       max_bytes: int = 4 * 1024 * 1024, jpeg_quality: int = 90) -> tuple[str, bytes]:
+                       max_bytes: int = 4 * 1024 * 1024, jpeg_quality: int = 90,
+                       attributes: AttributeProfile | None = None) -> tuple[str, bytes]:
     """(idempotency key, serialized ShortList) of `build_short_list`: what the outbox holds."""
     msg = build_short_list(tracklet, candidates, edge_id=edge_id, model_fingerprint=model_fingerprint,
                            gallery_version=gallery_version, created_s=created_s, max_bytes=max_bytes,
-                           jpeg_quality=jpeg_quality)
+                           jpeg_quality=jpeg_quality, attributes=attributes)
     return msg.idempotency_key, msg.SerializeToString()
 
 
@@ -187,9 +196,20 @@ def search_query(job: hub_to_edge_pb2.SearchJob, *, model_fingerprint: str, dim:
                         float(job.max_distance) if job.HasField("max_distance") else None, int(job.top_k))
 
 
+def text_job(job: hub_to_edge_pb2.SearchJob) -> TextJob:
+    """A text job (``job.text`` set) as a `TextJob`; SearchJobError for a description or filter that cannot
+    be read (an unknown attribute or colour name, no constraint, a bad time range)."""
+    try:
+        query = text_search_from_proto(job.text)
+        start_s, end_s = time_range_from_proto(job.time_range) if job.HasField("time_range") else (None, None)
+    except InvalidInputError as exc:
+        raise SearchJobError(job.job_id, INVALID_ARGUMENT, f"text search job: {exc}") from None
+    return TextJob(job.job_id, query, tuple(job.camera_ids), start_s, end_s, int(job.top_k))
+
+
 def search_results(job_id: str, edge_id: str, hits: Sequence[FootageHit], *, model_fingerprint: str,
-                   max_bytes: int = 4 * 1024 * 1024) -> list[edge_to_hub_pb2.SearchResult]:
-    """The hits as SearchResult batches that each fit `max_bytes`; the last has ``done`` set."""
+                   max_bytes: int = 4 * 1024 * 1024, notes: Sequence[str] = ()) -> list[edge_to_hub_pb2.SearchResult]:
+    """The hits as SearchResult batches that each fit `max_bytes`; the last has ``done`` set and the `notes`."""
     batches: list[list[edge_to_hub_pb2.SearchHit]] = [[]]
     size = 0
     for hit in hits:
@@ -200,16 +220,22 @@ def search_results(job_id: str, edge_id: str, hits: Sequence[FootageHit], *, mod
             size = 0
         batches[-1].append(message)
         size += n
+    last = len(batches) - 1
     return [edge_to_hub_pb2.SearchResult(job_id=job_id, edge_id=edge_id, hits=batch, batch_index=i,
-                                         done=i == len(batches) - 1, idempotency_key=result_key(edge_id, job_id, i))
+                                         done=i == last, idempotency_key=result_key(edge_id, job_id, i),
+                                         notes=list(notes) if i == last else [])
             for i, batch in enumerate(batches)]
 
 
 def search_hit(hit: FootageHit, model_fingerprint: str) -> edge_to_hub_pb2.SearchHit:
-    return edge_to_hub_pb2.SearchHit(
+    msg = edge_to_hub_pb2.SearchHit(
         tracklet_id=hit.tracklet_id, camera_id=hit.camera_id, span=time_range_to_proto(hit.start_s, hit.end_s),
         stage1_distance=hit.distance, vector=vector_to_proto(hit.vector, model_fingerprint),
-        crop=common_pb2.CropImage(jpeg=hit.jpeg, width=hit.width, height=hit.height, camera_id=hit.camera_id))
+        crop=common_pb2.CropImage(jpeg=hit.jpeg, width=hit.width, height=hit.height, camera_id=hit.camera_id),
+        text_score=hit.text_score)
+    if hit.attributes is not None:
+        msg.attributes.CopyFrom(attributes_to_proto(hit.attributes))
+    return msg
 
 
 def search_error_result(error: SearchJobError, edge_id: str) -> edge_to_hub_pb2.SearchResult:
@@ -227,11 +253,17 @@ def answer_search_job(job: hub_to_edge_pb2.SearchJob, store: TrackletStore | Non
     try:
         if store is None:  # said before anything of the job is read
             raise SearchJobError(job.job_id, UNAVAILABLE, "this edge keeps no local store")
-        query = search_query(job, model_fingerprint=model_fingerprint, dim=dim)
-        hits = find(query, store, model_fingerprint=model_fingerprint, dim=dim, default_top_k=default_top_k)
+        notes: list[str] = []
+        if job.HasField("text"):
+            hits, notes = find_text(text_job(job), store, model_fingerprint=model_fingerprint,
+                                    default_top_k=default_top_k)
+        else:
+            query = search_query(job, model_fingerprint=model_fingerprint, dim=dim)
+            hits = find(query, store, model_fingerprint=model_fingerprint, dim=dim, default_top_k=default_top_k)
     except SearchJobError as exc:
         return [search_error_result(exc, edge_id)]
-    return search_results(job.job_id, edge_id, hits, model_fingerprint=model_fingerprint, max_bytes=max_bytes)
+    return search_results(job.job_id, edge_id, hits, model_fingerprint=model_fingerprint, max_bytes=max_bytes,
+                          notes=notes)
 
 
 def blur_message_crops(msg: session_pb2.EdgeMessage, blurrer: FaceBlurrer, *, quality: int = 75) -> None:
