@@ -14,6 +14,10 @@ smallest over the query images) through the judge's, and `p_same` the two fused
 models compare on one scale. The outcome says which edges answered fully, partly, with an error, or
 not at all: a partial answer is still an answer; no edge connected means only the stored sightings.
 
+A text query (search by description, issue 15) goes out the same way as a text job; its hits are
+ranked by raw, uncalibrated match scores, not P(same) (see `cloud.text_search`), and the outcome
+carries the edges' notes (e.g. tracklets recorded before attributes were on, not searched).
+
 Several replicas: the job is asked of every edge connected to *any* replica (the store says which
 edges are connected and with which model). Jobs go out through the store's per-edge outgoing queue,
 which the replica holding each edge's session drains; the job itself is recorded in the store
@@ -44,8 +48,10 @@ from cloud.crops import CropFiles
 from cloud.gallery import Gallery, Photo
 from cloud.sessions import SessionManager
 from cloud.store import HubStore, SearchJobRecord, SightingRecord, StoreError
+from cloud.text_search import finite_or_none, judge_descriptions, matched_view
 from cloud.verification import PairJudge
 from cloud.wire import AckStatus, SearchHitInput, SearchResultInput
+from models.attributes.types import AttributeProfile, Constraint, TextQuery
 from models.calibration import Calibration, calibration_for, fuse_p_same
 from models.errors import InvalidInputError
 from models.scores import DEFAULT_CONFIRM_P_SAME, check_p_same
@@ -56,8 +62,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """Exactly one of `photos`, `sighting_id`, `identity_id` (the one rule, checked here: InvalidInputError
-    otherwise); the rest narrows the search."""
+    """Exactly one of `photos`, `sighting_id`, `identity_id`, `text` (the one rule, checked here:
+    InvalidInputError otherwise); the rest narrows the search (`sites`: only the edges of these sites)."""
 
     photos: Sequence[Photo] = ()
     sighting_id: int | None = None
@@ -66,11 +72,18 @@ class SearchQuery:
     max_distance: float | None = None
     time_range: tuple[float, float] | None = None
     camera_ids: Sequence[str] = ()
+    text: TextQuery | None = None  # a search by description (`cloud.text_search.text_query` builds it)
+    sites: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        given = sum((bool(self.photos), self.sighting_id is not None, bool(self.identity_id)))
+        given = sum((bool(self.photos), self.sighting_id is not None, bool(self.identity_id), self.text is not None))
         if given != 1:
-            raise InvalidInputError(f"search: expected exactly one of photos, sighting_id or identity_id, got {given}")
+            raise InvalidInputError("search: expected exactly one of photos, sighting_id or identity_id (or a "
+                                    f"description: text), got {given}")
+        if self.text is not None and not isinstance(self.text, TextQuery):
+            raise InvalidInputError(f"search: text: expected a TextQuery, got {type(self.text).__name__}")
+        if self.time_range is not None and not self.time_range[0] <= self.time_range[1]:
+            raise InvalidInputError(f"search: expected a time range with start <= end, got {self.time_range}")
         if self.top_k < 1:
             raise InvalidInputError(f"search: expected top_k >= 1, got {self.top_k}")
 
@@ -87,6 +100,12 @@ class SearchHit:
     stage2_p_same: float | None  # the judge's; None without one
     jpeg: bytes
     same: bool | None = None  # p_same >= the service's `same_above`; None without a judge
+    # text searches only (raw scores in [0, 1], not calibrated; p_same and the stages' P(same) stay None)
+    text_score: float | None = None  # the edge's stage-one description score
+    judge_score: float | None = None  # 1 - the judge's μ; None when the judge cannot read or is absent
+    score: float | None = None  # the two fused: what text hits are ranked by
+    attributes: AttributeProfile | None = None  # what the edge read of the tracklet
+    matched: tuple[tuple[Constraint, float], ...] = ()  # each constraint and its probability under `attributes`
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,8 @@ class SearchOutcome:
     edges_failed: dict[str, str]  # edge -> its error
     edges_silent: list[str]  # nothing before the deadline
     sightings: list[SightingRecord] = field(default_factory=list)  # stored at the hub, newest first
+    text: TextQuery | None = None  # a search by description: what was understood and ignored
+    notes: list[str] = field(default_factory=list)  # the hub's and the edges' ("edge-1: ...") remarks
 
     @property
     def complete(self) -> bool:
@@ -115,6 +136,7 @@ class _Job:
     batches: set[tuple[str, str]] = field(default_factory=set)
     done: set[str] = field(default_factory=set)
     errors: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=lambda: collections.defaultdict(list))
 
 
 class SearchJobs:
@@ -174,6 +196,7 @@ class SearchJobs:
         job.batches.add((edge_id, msg.key))
         room = job.max_hits - len(job.hits[edge_id])
         job.hits[edge_id].extend(msg.hits[: max(room, 0)])
+        job.notes[edge_id].extend(n for n in msg.notes if n not in job.notes[edge_id])
         if msg.error:
             job.errors[edge_id] = msg.error
         if msg.done or edge_id in job.errors:
@@ -234,6 +257,13 @@ class SearchService:
         vectors: dict[str, np.ndarray] = {}
         sent = []
         for edge_id, fingerprint in edges.items():
+            if query.text is not None:
+                payload = wire.search_job_payload(job_id, None, fingerprint, top_k=query.top_k,
+                                                  camera_ids=query.camera_ids, deadline_s=deadline,
+                                                  time_range=query.time_range, text=query.text)
+                self.store.enqueue_outgoing(edge_id, "search_job", [payload], now=self._clock())
+                sent.append(edge_id)
+                continue
             if fingerprint not in vectors:
                 stored = (self.store.get_embeddings(query.identity_id, fingerprint)
                           if query.identity_id is not None else None)
@@ -247,20 +277,25 @@ class SearchService:
         return sent
 
     # ------------------------------------------------------------------ running a search
-    def _edges(self) -> dict[str, str]:
-        """Edge id -> model fingerprint of every edge connected to any replica (this one's sessions first)."""
+    def _edges(self, sites: Sequence[str] = ()) -> dict[str, str]:
+        """Edge id -> model fingerprint of every edge connected to any replica (this one's sessions first),
+        only those of `sites` when given."""
         edges = self.sessions.connected()
-        for record in self.store.list_edges():
+        records = self.store.list_edges()
+        for record in records:
             if record.connected_hub_id is not None and record.model_fingerprint and record.edge_id not in edges:
                 edges[record.edge_id] = record.model_fingerprint
+        if sites:
+            at_sites = {r.edge_id for r in records if r.site in set(sites)}
+            edges = {e: f for e, f in edges.items() if e in at_sites}
         return edges
 
     async def search(self, query: SearchQuery, *, deadline_s: float = 10.0) -> SearchOutcome:
         """Ask every connected edge (on any replica); wait for them all or `deadline_s`."""
-        images = await asyncio.to_thread(self._query_images, query)
+        images = await asyncio.to_thread(self._query_images, query) if query.text is None else []
         stored = await asyncio.to_thread(self._stored_sightings, query)
         job_id = f"job-{uuid.uuid4().hex[:16]}"
-        edges = await asyncio.to_thread(self._edges)
+        edges = await asyncio.to_thread(self._edges, query.sites)
         job = _Job(dict(edges), asyncio.get_running_loop(), asyncio.Event(), max_hits=2 * query.top_k)
         self.jobs.open(job_id, job)
         try:
@@ -278,11 +313,17 @@ class SearchService:
             self.jobs.close(job_id)
         with contextlib.suppress(StoreError):
             await asyncio.to_thread(self.store.delete_search_jobs, deadline_before_s=self._clock() - self.keep_jobs_s)
-        hits = await asyncio.to_thread(self._rank, images, job)
+        notes: list[str] = []
+        if query.text is not None:
+            hits, notes = await asyncio.to_thread(self._rank_text, query.text, job)
+        else:
+            hits = await asyncio.to_thread(self._rank, images, job)
+        notes += [f"{edge_id}: {note}" for edge_id in sorted(job.notes) for note in job.notes[edge_id]]
         answered = sorted(job.done - set(job.errors))
         partial = sorted(e for e in job.hits if e not in job.done)
         silent = sorted(set(job.edges) - job.done - set(job.hits))
-        return SearchOutcome(job_id, hits, sorted(edges), answered, partial, dict(job.errors), silent, stored)
+        return SearchOutcome(job_id, hits, sorted(edges), answered, partial, dict(job.errors), silent, stored,
+                             query.text, notes)
 
     async def _gather(self, job_id: str, job: _Job, deadline_s: float) -> None:
         """Until every edge is done or the deadline: this replica's batches arrive through `on_result`,
@@ -308,6 +349,19 @@ class SearchService:
                     log.warning("search %s: unreadable stored result %d dropped", job_id, row.result_id)
                     continue
                 self.jobs.accept_stored(job, row.edge_id, msg)
+
+    def _rank_text(self, text: TextQuery, job: _Job) -> tuple[list[SearchHit], list[str]]:
+        """(worker thread) Text hits ranked by the fused raw score (`cloud.text_search`); the hub's notes."""
+        entries = [(edge_id, hit) for edge_id, hits in job.hits.items() for hit in hits]
+        text_scores = [finite_or_none(hit.text_score) for _, hit in entries]
+        judged = judge_descriptions(self.judge, text, [hit.jpeg for _, hit in entries], text_scores,
+                                    self.stage1_weight)
+        ranked = [SearchHit(edge_id, hit.camera_id, hit.tracklet_id, hit.start_s, hit.end_s, None, None, None,
+                            hit.jpeg, None, s1, s2, fused, hit.attributes, matched_view(text, hit.attributes))
+                  for (edge_id, hit), s1, s2, fused in zip(entries, text_scores, judged.judge_scores, judged.scores,
+                                                           strict=True)]
+        ranked.sort(key=lambda h: (-(h.score if h.score is not None else -1.0), h.edge_id, h.tracklet_id))
+        return ranked, judged.notes
 
     def _p_same(self, fingerprint: str, score: str, values: Sequence[float]) -> list[float]:
         return self._calibrations(fingerprint, score).p_same(np.asarray(values, np.float64)).tolist()

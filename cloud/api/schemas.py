@@ -146,6 +146,37 @@ class Edge(BaseModel):
     cameras: list[Camera]
 
 
+class ColourRead(BaseModel):
+    name: str
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class AttributesRead(BaseModel):
+    """What the edge's attribute model read of a tracklet."""
+
+    probabilities: dict[str, float] = Field(description="attribute -> probability in [0, 1]")
+    upper: ColourRead | None
+    lower: ColourRead | None
+    crops: int
+
+
+class MatchedConstraint(BaseModel):
+    constraint: str = Field(description="e.g. 'upper red' or 'not backpack'")
+    source: str = Field(description="the words of the description it was read from")
+    probability: float = Field(ge=0.0, le=1.0, description="how likely it holds under the hit's attributes")
+    matched: bool = Field(description="probability >= 0.5")
+
+
+RawScore = Field(default=None, ge=0.0, le=1.0, description="text searches: a raw match score in [0, 1], higher is "
+                 "better; not calibrated, not a P(same)")
+
+
+class TextUnderstood(BaseModel):
+    text: str = Field(description="the sentence the judge was asked about")
+    constraints: list[str]
+    ignored: list[str] = Field(description="words of the description the parser does not know: not searched")
+
+
 class SearchHit(Times):
     rank: int
     edge_id: str
@@ -160,6 +191,12 @@ class SearchHit(Times):
     identity_id: str | None
     display_name: str | None
     sighting_id: int | None
+    text_score: float | None = RawScore
+    judge_score: float | None = RawScore
+    score: float | None = RawScore
+    score_kind: str | None = None
+    attributes: AttributesRead | None = None
+    matched: list[MatchedConstraint] = Field(default_factory=list)
 
 
 class SearchResponse(BaseModel):
@@ -173,3 +210,6 @@ class SearchResponse(BaseModel):
     edges_failed: dict[str, str]
     edges_silent: list[str]
     hits: list[SearchHit]
+    text: TextUnderstood | None = Field(default=None, description="a search by description: what was understood")
+    notes: list[str] = Field(default_factory=list, description="the hub's and the edges' remarks, e.g. tracklets "
+                             "not searched, a judge that cannot read")

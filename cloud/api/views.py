@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from cloud.store import AlertRecord, EdgeRecord, HubStore, IdentityCounts, IdentityRecord, SightingRecord
+from cloud.text_search import SCORE_KIND
 from cloud.times import format_span, format_time, time_fields
+from models.attributes.types import AttributeProfile, TextQuery
 
 if TYPE_CHECKING:
     from cloud.search import SearchHit, SearchOutcome
@@ -117,7 +119,31 @@ def verdict_of(same: bool | None) -> str:
     return "same" if same else "different"
 
 
-def hit_view(rank: int, hit: SearchHit, sighting: SightingRecord | None, names: Names) -> dict[str, Any]:
+def attributes_view(profile: AttributeProfile | None) -> dict[str, Any] | None:
+    return None if profile is None else profile.to_dict()
+
+
+def text_hit_fields(hit: SearchHit, text: TextQuery | None) -> dict[str, Any]:
+    """A text search's fields of a hit: raw scores, what each constraint scored and the colours read."""
+    if text is None:
+        return {}
+    return {
+        "text_score": hit.text_score, "judge_score": hit.judge_score, "score": hit.score, "score_kind": SCORE_KIND,
+        "attributes": attributes_view(hit.attributes),
+        "matched": [{"constraint": c.describe(), "source": c.source, "probability": p, "matched": p >= 0.5}
+                    for c, p in hit.matched],
+    }
+
+
+def text_view(text: TextQuery | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    return {"text": text.text, "constraints": [c.describe() for c in text.constraints],
+            "ignored": list(text.ignored)}
+
+
+def hit_view(rank: int, hit: SearchHit, sighting: SightingRecord | None, names: Names,
+             text: TextQuery | None = None) -> dict[str, Any]:
     identity_id = sighting.identity_id if sighting else None
     return {
         "rank": rank, "edge_id": hit.edge_id, "site": names.site(hit.edge_id), "camera_id": hit.camera_id,
@@ -125,7 +151,7 @@ def hit_view(rank: int, hit: SearchHit, sighting: SightingRecord | None, names: 
         "stage1_p_same": hit.stage1_p_same, "stage2_p_same": hit.stage2_p_same, "verdict": verdict_of(hit.same),
         "crop": "data:image/jpeg;base64," + base64.b64encode(hit.jpeg).decode("ascii"),
         "identity_id": identity_id, "display_name": names.name(identity_id) if sighting else None,
-        "sighting_id": sighting.sighting_id if sighting else None,
+        "sighting_id": sighting.sighting_id if sighting else None, **text_hit_fields(hit, text),
     }
 
 
@@ -138,6 +164,7 @@ def search_view(outcome: SearchOutcome, store: HubStore) -> dict[str, Any]:
         "sightings": [sighting_view(s, names) for s in outcome.sightings], "edges_asked": outcome.edges_asked,
         "edges_answered": outcome.edges_answered, "edges_partial": outcome.edges_partial,
         "edges_failed": outcome.edges_failed, "edges_silent": outcome.edges_silent,
-        "hits": [hit_view(rank, hit, sightings.get((hit.edge_id, hit.tracklet_id)), names)
+        "hits": [hit_view(rank, hit, sightings.get((hit.edge_id, hit.tracklet_id)), names, outcome.text)
                  for rank, hit in enumerate(outcome.hits, start=1)],
+        "text": text_view(outcome.text), "notes": outcome.notes,
     }
