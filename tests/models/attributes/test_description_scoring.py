@@ -1,0 +1,143 @@
+"""Description scores and two-stage ranking, each checked against a plain-loop reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from models.attributes import scoring
+from models.attributes.query import parse_description
+from models.attributes.scoring import (
+    description_scores,
+    matched_constraints,
+    rank_by_description,
+)
+from models.attributes.types import ATTRIBUTE_NAMES, COLOUR_NAMES, AttributeProfile, ColourReading, TextQuery
+from models.errors import InvalidInputError
+from models.rerank import crossmodal_rerank, image_neighbours
+
+
+def _random_profiles(n: int, seed: int = 0) -> list[AttributeProfile]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        probs = dict(zip(ATTRIBUTE_NAMES, rng.random(len(ATTRIBUTE_NAMES)).tolist(), strict=True))
+        parts = [None if rng.random() < 0.2 else ColourReading(COLOUR_NAMES[rng.integers(11)], float(rng.random()))
+                 for _ in range(2)]
+        out.append(AttributeProfile(probs, parts[0], parts[1]))
+    return out
+
+
+def _reference_score(query: TextQuery, profile: AttributeProfile) -> float:
+    total = 0.0
+    for c in query.constraints:
+        if c.kind == "attribute":
+            p = profile.probabilities[c.name]
+        else:
+            reading = profile.upper if c.part == "upper" else profile.lower
+            if reading is None:
+                p = 1 / 11
+            else:
+                p = reading.confidence if reading.name == c.name else (1 - reading.confidence) / 10
+        p = p if c.positive else 1 - p
+        total += math.log(min(max(p, 1e-3), 1 - 1e-3))
+    return total
+
+
+QUERIES = ["woman, red top, black trousers, no backpack", "man with a hat and a blue jacket",
+           "no bag, long hair, white shorts", "green dress"]
+
+
+@pytest.mark.parametrize("text", QUERIES)
+def test_scores_match_the_reference(text: str) -> None:
+    query = parse_description(text)
+    profiles = _random_profiles(50)
+    np.testing.assert_allclose(description_scores(query, profiles),
+                               [_reference_score(query, p) for p in profiles], rtol=1e-12)
+    matched = matched_constraints(query, profiles[0])
+    assert [c for c, _ in matched] == list(query.constraints)
+    clipped = sum(math.log(min(max(p, 1e-3), 1 - 1e-3)) for _, p in matched)
+    assert clipped == pytest.approx(_reference_score(query, profiles[0]))
+
+
+def test_a_missing_colour_is_neutral_between_a_match_and_a_contradiction() -> None:
+    query = parse_description("red top")
+    probs = dict.fromkeys(ATTRIBUTE_NAMES, 0.5)
+    match, missing, other = (AttributeProfile(probs, upper, None) for upper in
+                             (ColourReading("red", 0.6), None, ColourReading("blue", 0.9)))
+    scores = description_scores(query, [match, missing, other])
+    assert scores[0] > scores[1] > scores[2]
+    assert scores[1] == pytest.approx(math.log(1 / 11))
+
+
+def _reference_ranking(query: TextQuery, profiles: list[AttributeProfile], vectors: np.ndarray | None,
+                       top_k: int, k: int, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    sim = np.exp(np.array([_reference_score(query, p) for p in profiles]) / len(query.constraints))
+    final = sim.astype(np.float64)
+    if vectors is not None:
+        unit = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+        cos = unit @ unit.T
+        final = crossmodal_rerank(sim[None].astype(np.float64), image_neighbours(cos, k), k, weight)[0]
+    order = np.argsort(-final, kind="stable")[:top_k]
+    return order, final[order]
+
+
+@pytest.mark.parametrize(("n", "top_k", "k", "weight"), [(60, 5, 10, 0.1), (60, 10, 5, 0.5), (8, 20, 10, 0.1),
+                                                         (200, 3, 10, 1.0)])
+def test_two_stage_ranking_matches_crossmodal_rerank_on_the_full_matrix(n: int, top_k: int, k: int,
+                                                                        weight: float) -> None:
+    query = parse_description("woman, red top, black trousers, backpack")
+    profiles = _random_profiles(n, seed=n)
+    vectors = np.random.default_rng(1).normal(size=(n, 16)).astype(np.float32)
+    idx, score = rank_by_description(query, profiles, vectors, top_k=top_k, k=k, weight=weight)
+    ref_idx, ref_score = _reference_ranking(query, profiles, vectors, min(top_k, n), k, weight)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(score, ref_score, rtol=1e-5)
+    assert idx.dtype == np.int64 and score.dtype == np.float64
+
+
+def test_without_vectors_the_ranking_is_stage_one() -> None:
+    query = parse_description("man, blue jeans")
+    profiles = _random_profiles(30)
+    idx, score = rank_by_description(query, profiles, None, top_k=30)
+    ref_idx, ref_score = _reference_ranking(query, profiles, None, 30, 10, 0.1)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(score, ref_score)
+    assert np.all((score > 0) & (score <= 1))
+    empty = rank_by_description(query, [], None, top_k=3)
+    assert empty[0].shape == (0,) and empty[1].shape == (0,)
+
+
+def test_the_candidate_cap_keeps_a_large_gallery_to_a_shortlist(monkeypatch: pytest.MonkeyPatch) -> None:
+    # all equal stage-one scores: every profile is a candidate; the cap re-ranks the first ones only
+    query = parse_description("hat")
+    probs = dict.fromkeys(ATTRIBUTE_NAMES, 0.5)
+    profiles = [AttributeProfile(probs, None, None)] * 40
+    vectors = np.random.default_rng(2).normal(size=(40, 8)).astype(np.float32)
+    monkeypatch.setattr(scoring, "MAX_RERANK_CANDIDATES", 12)
+    idx, _ = rank_by_description(query, profiles, vectors, top_k=5, k=4, weight=0.1)
+    assert set(idx.tolist()) <= set(range(12))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"top_k": 0}, "top_k: expected an integer >= 1, got 0"),
+        ({"top_k": 3, "k": 0}, "k: expected an integer >= 1, got 0"),
+        ({"top_k": 3, "weight": -1.0}, "weight: expected a finite number >= 0"),
+        ({"top_k": 3, "vectors": np.zeros((2, 4))}, "image_vectors: expected shape (5, D), got (2, 4)"),
+        ({"top_k": 3, "vectors": np.full((5, 4), np.nan)}, "image_vectors: expected finite numbers"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, error: str) -> None:
+    query = parse_description("hat")
+    vectors = kwargs.pop("vectors", None)
+    with pytest.raises(InvalidInputError) as info:
+        rank_by_description(query, _random_profiles(5), vectors, **kwargs)
+    assert error in str(info.value)
+    with pytest.raises(InvalidInputError, match="query: expected a TextQuery, got str"):
+        description_scores("hat", _random_profiles(2))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match=r"profiles\[1\]: expected an AttributeProfile"):
+        description_scores(query, [_random_profiles(1)[0], {"male": 1.0}])  # type: ignore[list-item]
