@@ -78,17 +78,19 @@ def load_market_attributes(path: Path) -> dict[int, IdentityLabels]:
     if not path.is_file():
         raise DatasetError(f"--text-labels: no such file {path}")
     sio = require("scipy.io")
+    out: dict[int, IdentityLabels] = {}
     try:
         root = sio.loadmat(str(path))["market_attribute"][0, 0]
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        for split in ("train", "test"):
+            struct = root[split][0, 0]
+            pids = [int(np.asarray(v).ravel()[0]) for v in struct["image_index"].ravel()]
+            columns = {name: struct[name].ravel() for name in struct.dtype.names if name != "image_index"}
+            for i, pid in enumerate(pids):
+                out[pid] = labels_from_fields(pid, {name: values[i] for name, values in columns.items()})
+    except DatasetError:
+        raise
+    except (sio.matlab.MatReadError, OSError, KeyError, ValueError, TypeError, IndexError) as exc:
         raise DatasetError(f"{path}: expected Market-1501's market_attribute.mat ({exc})") from None
-    out: dict[int, IdentityLabels] = {}
-    for split in ("train", "test"):
-        struct = root[split][0, 0]
-        pids = [int(np.asarray(v).ravel()[0]) for v in struct["image_index"].ravel()]
-        columns = {name: struct[name].ravel() for name in struct.dtype.names if name != "image_index"}
-        for i, pid in enumerate(pids):
-            out[pid] = labels_from_fields(pid, {name: values[i] for name, values in columns.items()})
     return out
 
 
