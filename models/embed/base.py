@@ -10,6 +10,10 @@ Choices worth knowing:
 
 * `embed([])` returns an empty `(0, D)` float32 `Embeddings` without running the model, so a
   frame with no people needs no special case upstream.
+* An embedder is safe to call from several threads at once (the hub's executor and the edge's
+  workers do): ONNX Runtime sessions and torch modules in inference mode are, OpenVINO borrows one
+  infer request per call from a pool, TensorRT's single execution context takes calls in turn.
+  `tests/models/embed/test_thread_safety.py` checks each CPU runtime from 8 threads.
 * The fingerprint is the zoo spec's fingerprint (the name plus the weights' checksum) for every
   runtime and precision. The torch FP16 and TensorRT FP16 variants run the same weights and agree
   with FP32 to cosine > 0.999 per crop (checked by the parity tests), so their vectors are meant to

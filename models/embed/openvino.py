@@ -7,10 +7,16 @@ keeps its fixed batch and the base class pads the last batch.
 Inference precision defaults to f32. OpenVINO's own CPU default is bf16 on CPUs with AVX-512 BF16
 or AMX (most current Xeons), which moves vectors away from the other runtimes (cosine ≈ 0.99
 instead of > 0.999); pass `inference_precision="bf16"` to trade that for speed deliberately.
+
+One embedder may be called from several threads at once: an OpenVINO infer request serves one
+inference at a time ("Infer Request is busy" otherwise), so each call borrows an idle request from
+a pool and returns it; the pool grows to the number of threads that ever ran at once. The compiled
+model itself is safe to share.
 """
 
 from __future__ import annotations
 
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +69,18 @@ class OpenVinoEmbedder(Embedder):
             properties["INFERENCE_NUM_THREADS"] = int(num_threads)
         properties.update(config or {})
         self._compiled = core.compile_model(model, device, properties)
-        self._request = self._compiled.create_infer_request()
+        self._idle_requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._output = self._compiled.outputs[0]
         self.device = device
         self.precision = inference_precision
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        result = self._request.infer({0: batch})
-        return np.array(result[self._output], copy=True)
+        try:
+            request = self._idle_requests.get_nowait()
+        except queue.Empty:
+            request = self._compiled.create_infer_request()
+        try:
+            result = request.infer({0: batch})
+            return np.array(result[self._output], copy=True)
+        finally:
+            self._idle_requests.put(request)

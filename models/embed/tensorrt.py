@@ -17,6 +17,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,10 +241,16 @@ class TensorRTEmbedder(Embedder):
             self._stream = cuda.Stream()
         finally:
             self._context_cuda.pop()
+        self._infer_lock = threading.Lock()
         self.device = f"cuda:{device_id}"
         self.precision = "fp16" if fp16 else "fp32"
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
+        # One execution context, one set of device buffers and one stream: calls take turns.
+        with self._infer_lock:
+            return self._infer_locked(batch)
+
+    def _infer_locked(self, batch: np.ndarray) -> np.ndarray:
         cuda = self._cuda
         self.profile.check(len(batch))
         self._context_cuda.push()
