@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +93,25 @@ class HubClient:
         return self._json("POST", "/api/identities/from-sighting", json=body)
 
     def search(self, *, photos: Sequence[Path] = (), sighting_id: int | None = None, identity_id: str | None = None,
-               top_k: int = 20, deadline_s: float = 10.0) -> dict[str, Any]:
-        data = {"top_k": str(top_k), "deadline_s": str(deadline_s)}
+               top_k: int = 20, deadline_s: float = 10.0, text: str | None = None,
+               filters: Mapping[str, bool | str | None] | None = None, camera_ids: Sequence[str] = (),
+               sites: Sequence[str] = ()) -> dict[str, Any]:
+        """`text` and/or attribute `filters` ({"male": False, "upper_colour": "red", ...}): a search by
+        description; `camera_ids` and `sites` narrow any search."""
+        data: dict[str, Any] = {"top_k": str(top_k), "deadline_s": str(deadline_s)}
         if sighting_id is not None:
             data["sighting_id"] = str(sighting_id)
         if identity_id is not None:
             data["identity_id"] = identity_id
+        if text is not None:
+            data["text"] = text
+        for key, value in (filters or {}).items():
+            if value is not None:
+                data[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if camera_ids:
+            data["camera_ids"] = list(camera_ids)
+        if sites:
+            data["sites"] = list(sites)
         return self._json("POST", "/api/search", data=data, files=_files(photos) if photos else None,
                           timeout=deadline_s + 30)
 

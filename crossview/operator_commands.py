@@ -96,6 +96,47 @@ def print_search(outcome: dict[str, Any], by_photo: bool) -> bool:
     return True
 
 
+TEXT_NOTE = ("text score: the edge's attribute match (stage one); judge: the judge's 'Yes' to the description "
+             "(stage two); score: both fused. Raw scores 0-1, not calibrated: not a P(same)")
+
+
+def _matched(hit: dict[str, Any]) -> str:
+    """Constraints that hold under the hit's attributes (p >= 0.5), then the ones that do not, marked '!'."""
+    matched = hit.get("matched") or []
+    if not matched and hit.get("attributes") is None:
+        return "(no attributes)"
+    return " ".join(f"{'' if m['matched'] else '!'}{m['constraint'].replace(' ', '-')}" for m in matched)
+
+
+def _colours(hit: dict[str, Any]) -> str:
+    attributes = hit.get("attributes") or {}
+    read = [f"{part} {attributes[part]['name']}" for part in ("upper", "lower") if attributes.get(part)]
+    return ", ".join(read) or "-"
+
+
+def print_text_search(outcome: dict[str, Any]) -> bool:
+    """A search by description: what was understood and ignored, the hits, the notes; whether an edge was asked."""
+    text = outcome.get("text") or {}
+    typer.echo(f"understood: {', '.join(text.get('constraints') or []) or '-'}")
+    if text.get("ignored"):
+        typer.echo(f"ignored (not searched): {', '.join(repr(w) for w in text['ignored'])}")
+    asked = outcome.get("edges_asked") or []
+    if not asked:
+        typer.echo("no edge is connected to the hub: nothing was searched", err=True)
+        return False
+    rows = [[str(h["rank"]), h["edge_id"], h["camera_id"], format_time(h["start_s"]), _p(h.get("text_score")),
+             _p(h.get("judge_score")), _p(h.get("score")), _matched(h), _colours(h)] for h in outcome["hits"]]
+    print_table(["rank", "edge", "camera", "time", "text score", "judge", "score", "attributes ('!': not matched)",
+                 "colours read"], rows)
+    failed = outcome.get("edges_failed") or {}
+    typer.echo(f"{len(rows)} hit(s) from {len(outcome.get('edges_answered') or [])} of {len(asked)} edge(s)"
+               + (f"; failed: {', '.join(f'{e} ({m})' for e, m in failed.items())}" if failed else ""))
+    for note in outcome.get("notes") or []:
+        typer.echo(f"note: {note}")
+    typer.echo(TEXT_NOTE)
+    return True
+
+
 def register(app: typer.Typer) -> None:
     """Add the operator commands to `app`."""
 
@@ -125,19 +166,44 @@ def register(app: typer.Typer) -> None:
         photos: Annotated[list[Path] | None, typer.Argument(help="Photos of the person to look for.")] = None,
         sighting: Annotated[int | None, typer.Option(help="Search with this sighting's crop.")] = None,
         identity: Annotated[str | None, typer.Option(help="Search for this gallery identity.")] = None,
+        text: Annotated[str | None, typer.Option(
+            "--text", help="Search by description, e.g. \"woman, red top, black trousers, backpack\".")] = None,
+        gender: Annotated[str | None, typer.Option(help="Description filter: man or woman.")] = None,
+        backpack: Annotated[bool | None, typer.Option("--backpack/--no-backpack", show_default=False)] = None,
+        bag: Annotated[bool | None, typer.Option("--bag/--no-bag", show_default=False)] = None,
+        hat: Annotated[bool | None, typer.Option("--hat/--no-hat", show_default=False)] = None,
+        long_sleeves: Annotated[bool | None, typer.Option("--long-sleeves/--short-sleeves",
+                                                          show_default=False)] = None,
+        long_trousers: Annotated[bool | None, typer.Option("--long-trousers/--shorts", show_default=False)] = None,
+        long_hair: Annotated[bool | None, typer.Option("--long-hair/--short-hair", show_default=False)] = None,
+        coat: Annotated[bool | None, typer.Option("--coat/--no-coat", show_default=False)] = None,
+        upper_colour: Annotated[str | None, typer.Option(help="Description filter: colour of the top.")] = None,
+        lower_colour: Annotated[str | None, typer.Option(help="Description filter: colour of the bottoms.")] = None,
+        camera: Annotated[list[str] | None, typer.Option(help="Only this camera (repeat for more).")] = None,
+        site: Annotated[list[str] | None, typer.Option(help="Only the edges of this site (repeat for more).")] = None,
         top_k: Annotated[int, typer.Option(help="Results per edge.")] = 20,
         deadline: Annotated[float, typer.Option(help="Seconds to wait for the edges.")] = 10.0,
         hub: HubOption = DEFAULT_HUB, user: UserOption = "admin", password: PasswordOption = None,
         token: TokenOption = None,
     ) -> None:
         """Search for a person: by identity or sighting, the hub's stored sightings of them first; then every
-        connected edge's footage, hits best first. Exit status 1 when no edge is connected and nothing is stored."""
-        if sum((bool(photos), sighting is not None, identity is not None)) != 1:
-            raise HubApiError("search: give photos, --sighting ID or --identity ID (exactly one of them)")
+        connected edge's footage, hits best first. Or by description (--text and/or the attribute filters).
+        Exit status 1 when no edge is connected and nothing is stored."""
+        if gender not in (None, "man", "woman", "male", "female"):
+            raise HubApiError(f"search: --gender: expected man or woman, got {gender!r}")
+        filters = {"male": None if gender is None else gender in ("man", "male"), "backpack": backpack, "bag": bag,
+                   "hat": hat, "long_sleeves": long_sleeves, "long_trousers": long_trousers, "long_hair": long_hair,
+                   "coat_jacket": coat, "upper_colour": upper_colour, "lower_colour": lower_colour}
+        described = text is not None or any(v is not None for v in filters.values())
+        if sum((bool(photos), sighting is not None, identity is not None, described)) != 1:
+            raise HubApiError("search: give photos, --sighting ID, --identity ID or a description (--text and/or "
+                              "attribute filters) (exactly one of them)")
         with connect(hub, user, password, token) as client:
             outcome = client.search(photos=photos or [], sighting_id=sighting, identity_id=identity, top_k=top_k,
-                                    deadline_s=deadline)
-        if not print_search(outcome, by_photo=bool(photos)):
+                                    deadline_s=deadline, text=text, filters=filters if described else None,
+                                    camera_ids=camera or (), sites=site or ())
+        shown = print_text_search(outcome) if described else print_search(outcome, by_photo=bool(photos))
+        if not shown:
             raise typer.Exit(1)
 
     @app.command()

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
 from crossview_testing.fake_openai import Script, fake_openai_server, text_answer
 from crossview_testing.hub_api import colour_hub_kwargs, colour_jpeg, start_hub_api
+from typer.testing import CliRunner
 
 from cloud.api.schemas import SearchResponse
 from cloud.api.views import search_view
@@ -21,6 +23,8 @@ from cloud.hub import Hub
 from cloud.search import SearchOutcome, SearchQuery
 from cloud.text_search import UNCALIBRATED_NOTE, text_query
 from cloud.verification import DecisionPolicy, JudgeVerifier
+from crossview.api_client import HubApiError
+from crossview.operator_commands import print_text_search, register
 from models.attributes.types import ATTRIBUTE_NAMES, AttributeProfile, ColourReading
 from models.errors import InvalidInputError
 from models.verify import create_judge
@@ -138,7 +142,8 @@ def judge_server() -> Iterator[tuple[str, Script]]:
 
 
 def test_text_search_is_confirmed_by_the_openai_judge(make_hub: Callable[..., Hub], kit: types.SimpleNamespace,
-                                                      judge_server: tuple[str, Script]) -> None:
+                                                      judge_server: tuple[str, Script],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     url, script = judge_server
     judge = create_judge("openai", base_url=url, model="judge", timeout_s=10.0, max_retries=1)
     hub = make_hub(verifier=JudgeVerifier(judge, DecisionPolicy(), name="openai"))
@@ -172,6 +177,16 @@ def test_text_search_is_confirmed_by_the_openai_judge(make_hub: Callable[..., Hu
     upper = next(m for m in top["matched"] if m["constraint"] == "upper red")
     assert upper["matched"] is True and upper["source"] and upper["probability"] == pytest.approx(0.8)
     assert view["text"]["ignored"] == ["sunglasses"] and f"edge-a: {NOTE}" in view["notes"]
+    # the CLI's table of it (`crossview search --text`)
+    assert print_text_search(view)
+    out = capsys.readouterr().out
+    assert "ignored (not searched): 'sunglasses'" in out and f"note: edge-a: {NOTE}" in out
+    first = next(line for line in out.splitlines() if line.startswith("1 "))
+    assert first.split()[:4] == ["1", "edge-a", "cam-1", "video"] and "upper-red" in first and "backpack" in first
+    assert "0.60" in first and "upper red, lower black" in first and "not-male" in first
+    second = next(line for line in out.splitlines() if line.startswith("2 "))
+    assert "!upper-red" in second and "!backpack" in second and "upper blue" in second  # what did not match
+    assert "(no attributes)" in out and "not a P(same)" in out
 
 
 def test_the_reid_judge_cannot_read_so_stage_one_order_stands(make_hub: Callable[..., Hub],
@@ -209,3 +224,19 @@ def test_rest_text_search_and_its_refusals(tmp_path: Path) -> None:
         ]:
             reply = api.client.post("/api/search", files=files, data=data)
             assert reply.status_code == status and detail in reply.json()["detail"], (data, reply.text)
+
+
+def test_cli_search_by_description(tmp_path: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    with start_hub_api(tmp_path, **colour_hub_kwargs()) as api:
+        login = ["--hub", api.url, "--user", api.username, "--password", api.password]
+        result = CliRunner().invoke(app, ["search", "--text", "woman with a backpack and glasses", "--upper-colour",
+                                          "red", "--no-hat", "--deadline", "0.5", *login])
+        assert result.exit_code == 1 and "no edge is connected" in result.output  # nothing was searched
+        assert "understood: not male, backpack, not hat, upper red" in result.output
+        assert "ignored (not searched): 'glasses'" in result.output
+        bad = CliRunner().invoke(app, ["search", "--text", "red top", "--lower-colour", "mauve", *login])
+        assert isinstance(bad.exception, HubApiError) and "unknown colour 'mauve'" in str(bad.exception)
+        both = CliRunner().invoke(app, ["search", "--text", "red top", "--identity", "id-1", *login])
+        assert isinstance(both.exception, HubApiError) and "exactly one of them" in str(both.exception)
