@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,8 +30,9 @@ from models.rerank._common import stable_topk
 PROBABILITY_FLOOR = 1e-3
 _ATTRIBUTE_INDEX = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
 _COLOUR_INDEX = {name: i for i, name in enumerate(COLOUR_NAMES)}
-# at most this many stage-one candidates get their image neighbourhoods computed (see rank_by_description)
-MAX_RERANK_CANDIDATES = 256
+# default cap on the stage-one candidates whose image neighbourhoods are computed (rank_by_description):
+# each costs a cosine row and a top-k over all N images
+MAX_RERANK_CANDIDATES = 100
 
 
 def constraint_probability(constraint: Constraint, profile: AttributeProfile) -> float:
@@ -56,28 +58,60 @@ def matched_constraints(query: TextQuery, profile: AttributeProfile) -> list[tup
     return [(c, constraint_probability(c, profile)) for c in query.constraints]
 
 
-def _profile_arrays(profiles: Sequence[AttributeProfile]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, 8) probabilities, (N, 2) colour index per part (-1 when absent), (N, 2) confidences."""
-    n = len(profiles)
-    probs = np.empty((n, len(ATTRIBUTE_NAMES)), np.float64)
-    colour = np.full((n, 2), -1, np.int64)
-    confidence = np.zeros((n, 2), np.float64)
-    for i, profile in enumerate(profiles):
-        if not isinstance(profile, AttributeProfile):
-            raise InvalidInputError(f"profiles[{i}]: expected an AttributeProfile, got {type(profile).__name__}")
-        probs[i] = profile.probabilities.as_tuple()
-        for j, reading in enumerate((profile.upper, profile.lower)):
-            if reading is not None:
-                colour[i, j] = _COLOUR_INDEX[reading.name]
-                confidence[i, j] = reading.confidence
-    return probs, colour, confidence
+@dataclass(frozen=True)
+class ProfileTable:
+    """Many profiles as arrays, built once (e.g. by an edge store) and scored by many queries.
+
+    probabilities (N, 8) float64 in ATTRIBUTE_NAMES order; colour (N, 2) int64 indices into
+    COLOUR_NAMES for (upper, lower), -1 where no colour was read; confidence (N, 2) float64."""
+
+    probabilities: np.ndarray
+    colour: np.ndarray
+    confidence: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.probabilities)
+        for name, value, dtype, width in (("probabilities", self.probabilities, np.float64, len(ATTRIBUTE_NAMES)),
+                                          ("colour", self.colour, np.int64, 2),
+                                          ("confidence", self.confidence, np.float64, 2)):
+            if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != (n, width):
+                got = f"{value.shape} {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+                raise InvalidInputError(f"{name}: expected ({n}, {width}) {np.dtype(dtype)}, got {got}")
+        if n and (self.colour.min() < -1 or self.colour.max() >= len(COLOUR_NAMES)):
+            raise InvalidInputError(f"colour: expected indices in [-1, {len(COLOUR_NAMES)}), got out-of-range values")
+
+    def __len__(self) -> int:
+        return len(self.probabilities)
+
+    @classmethod
+    def from_profiles(cls, profiles: Sequence[AttributeProfile]) -> ProfileTable:
+        for i, profile in enumerate(profiles):
+            if not isinstance(profile, AttributeProfile):
+                raise InvalidInputError(f"profiles[{i}]: expected an AttributeProfile, got {type(profile).__name__}")
+        n = len(profiles)
+        probs = np.array([p.probabilities.as_tuple() for p in profiles], np.float64).reshape(n, len(ATTRIBUTE_NAMES))
+        readings = [(p.upper, p.lower) for p in profiles]
+        colour = np.array([[-1 if r is None else _COLOUR_INDEX[r.name] for r in pair] for pair in readings],
+                          np.int64).reshape(n, 2)
+        confidence = np.array([[0.0 if r is None else r.confidence for r in pair] for pair in readings],
+                              np.float64).reshape(n, 2)
+        return cls(probs, colour, confidence)
 
 
-def description_scores(query: TextQuery, profiles: Sequence[AttributeProfile]) -> np.ndarray:
-    """(N,) float64 log-likelihood of the description under each profile (higher = better match)."""
+Profiles = Sequence[AttributeProfile] | ProfileTable
+
+
+def _table(profiles: Profiles) -> ProfileTable:
+    return profiles if isinstance(profiles, ProfileTable) else ProfileTable.from_profiles(profiles)
+
+
+def description_scores(query: TextQuery, profiles: Profiles) -> np.ndarray:
+    """(N,) float64 log-likelihood of the description under each profile (higher = better match).
+    `profiles`: AttributeProfiles, or a ProfileTable built once for many queries."""
     _check_query(query)
-    probs, colour, confidence = _profile_arrays(profiles)
-    total = np.zeros(len(profiles), np.float64)
+    table = _table(profiles)
+    probs, colour, confidence = table.probabilities, table.colour, table.confidence
+    total = np.zeros(len(table), np.float64)
     n_colours = len(COLOUR_NAMES)
     for constraint in query.constraints:
         if constraint.kind == "attribute":
@@ -100,12 +134,13 @@ def description_similarity(query: TextQuery, scores: np.ndarray) -> np.ndarray:
 
 def rank_by_description(
     query: TextQuery,
-    profiles: Sequence[AttributeProfile],
+    profiles: Profiles,
     image_vectors: np.ndarray | None,
     *,
     top_k: int,
     k: int = 10,
     weight: float = 0.1,
+    max_candidates: int = MAX_RERANK_CANDIDATES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `top_k` best profiles for `query`: (indices int64, final scores float64), best first.
 
@@ -114,12 +149,13 @@ def rank_by_description(
     text's k best images and B_g g's k nearest images (itself first) — exactly
     `crossmodal_rerank(sim[None], image_neighbours(cos, k), k, weight)` restricted to the
     candidates. The term is at most `weight`, so only profiles within `weight` of the stage-one
-    top_k-th similarity can enter the top_k; those candidates (at most MAX_RERANK_CANDIDATES, the best
+    top_k-th similarity can enter the top_k; those candidates (at most `max_candidates`, the best
     first: a shortlist, so that 10^4 tracklets stay fast) are re-ranked, the rest keep stage-one
     order. Ties break by index.
     """
     _check_query(query)
-    n = len(profiles)
+    table = _table(profiles)
+    n = len(table)
     if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
         raise InvalidInputError(f"top_k: expected an integer >= 1, got {top_k!r}")
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
@@ -128,19 +164,24 @@ def rank_by_description(
         raise InvalidInputError(f"weight: expected a finite number >= 0, got {weight!r}")
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    sim = description_similarity(query, description_scores(query, profiles))
+    if isinstance(max_candidates, bool) or not isinstance(max_candidates, int | np.integer) or max_candidates < 1:
+        raise InvalidInputError(f"max_candidates: expected an integer >= 1, got {max_candidates!r}")
+    sim = description_similarity(query, description_scores(query, table))
     final = sim.copy()
     top_k = min(int(top_k), n)
     if image_vectors is not None and weight > 0:
-        vectors = _check_vectors(image_vectors, n)
+        vectors, inverse_norms = _check_vectors(image_vectors, n)
         k = min(int(k), n)
         order = np.argsort(-sim, kind="stable")
         kth = sim[order[top_k - 1]]
-        candidates = order[: max(top_k, min(MAX_RERANK_CANDIDATES, int(np.count_nonzero(sim >= kth - weight))))]
+        candidates = order[: max(top_k, min(int(max_candidates), int(np.count_nonzero(sim >= kth - weight))))]
         text_set = order[:k]
-        rows = vectors[candidates] @ vectors.T  # (C, N) cosine
-        rows[np.arange(len(candidates)), candidates] = np.inf  # g is its own first neighbour
-        image_sets = stable_topk(-rows.astype(np.float64), k)  # (C, k)
+        # (C, N) minus cosine, without a normalised copy of all N vectors
+        rows = vectors[candidates] @ (-vectors.T)
+        rows *= inverse_norms[candidates, None]
+        rows *= inverse_norms[None, :]
+        rows[np.arange(len(candidates)), candidates] = -np.inf  # g is its own first neighbour
+        image_sets = stable_topk(rows, k)  # (C, k)
         common = np.isin(image_sets, text_set).sum(axis=1)
         final[candidates] += weight * common / (2 * k - common)
     best = np.argsort(-final, kind="stable")[:top_k]
@@ -152,11 +193,15 @@ def _check_query(query: TextQuery) -> None:
         raise InvalidInputError(f"query: expected a TextQuery, got {type(query).__name__}")
 
 
-def _check_vectors(vectors: np.ndarray, n: int) -> np.ndarray:
+def _check_vectors(vectors: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 vectors and their inverse norms (0 for a zero vector)."""
     if not isinstance(vectors, np.ndarray) or vectors.ndim != 2 or vectors.shape[0] != n:
         shape = getattr(vectors, "shape", type(vectors).__name__)
         raise InvalidInputError(f"image_vectors: expected shape ({n}, D), got {shape}")
-    if not np.issubdtype(vectors.dtype, np.number) or not np.all(np.isfinite(vectors)):
+    if not np.issubdtype(vectors.dtype, np.number):
+        raise InvalidInputError(f"image_vectors: expected numbers, got dtype {vectors.dtype}")
+    vectors = vectors.astype(np.float32, copy=False)
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
+    if not np.all(np.isfinite(norms)):  # a NaN or inf anywhere in a row makes its norm NaN or inf
         raise InvalidInputError("image_vectors: expected finite numbers")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    return vectors, np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)

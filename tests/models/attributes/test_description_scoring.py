@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from models.attributes import scoring
 from models.attributes.query import parse_description
 from models.attributes.scoring import (
+    ProfileTable,
     description_scores,
     matched_constraints,
     rank_by_description,
@@ -110,14 +110,13 @@ def test_without_vectors_the_ranking_is_stage_one() -> None:
     assert empty[0].shape == (0,) and empty[1].shape == (0,)
 
 
-def test_the_candidate_cap_keeps_a_large_gallery_to_a_shortlist(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_candidate_cap_keeps_a_large_gallery_to_a_shortlist() -> None:
     # all equal stage-one scores: every profile is a candidate; the cap re-ranks the first ones only
     query = parse_description("hat")
     probs = dict.fromkeys(ATTRIBUTE_NAMES, 0.5)
     profiles = [AttributeProfile(probs, None, None)] * 40
     vectors = np.random.default_rng(2).normal(size=(40, 8)).astype(np.float32)
-    monkeypatch.setattr(scoring, "MAX_RERANK_CANDIDATES", 12)
-    idx, _ = rank_by_description(query, profiles, vectors, top_k=5, k=4, weight=0.1)
+    idx, _ = rank_by_description(query, profiles, vectors, top_k=5, k=4, weight=0.1, max_candidates=12)
     assert set(idx.tolist()) <= set(range(12))
 
 
@@ -126,6 +125,7 @@ def test_the_candidate_cap_keeps_a_large_gallery_to_a_shortlist(monkeypatch: pyt
     [
         ({"top_k": 0}, "top_k: expected an integer >= 1, got 0"),
         ({"top_k": 3, "k": 0}, "k: expected an integer >= 1, got 0"),
+        ({"top_k": 3, "max_candidates": 0}, "max_candidates: expected an integer >= 1, got 0"),
         ({"top_k": 3, "weight": -1.0}, "weight: expected a finite number >= 0"),
         ({"top_k": 3, "vectors": np.zeros((2, 4))}, "image_vectors: expected shape (5, D), got (2, 4)"),
         ({"top_k": 3, "vectors": np.full((5, 4), np.nan)}, "image_vectors: expected finite numbers"),
@@ -141,3 +141,21 @@ def test_bad_arguments(kwargs: dict, error: str) -> None:
         description_scores("hat", _random_profiles(2))  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match=r"profiles\[1\]: expected an AttributeProfile"):
         description_scores(query, [_random_profiles(1)[0], {"male": 1.0}])  # type: ignore[list-item]
+
+
+def test_a_profile_table_scores_like_the_profiles() -> None:
+    query = parse_description(QUERIES[0])
+    profiles = _random_profiles(40, seed=3)
+    table = ProfileTable.from_profiles(profiles)
+    assert len(table) == 40
+    np.testing.assert_array_equal(description_scores(query, table), description_scores(query, profiles))
+    vectors = np.random.default_rng(4).normal(size=(40, 8)).astype(np.float32)
+    for a, b in zip(rank_by_description(query, table, vectors, top_k=7),
+                    rank_by_description(query, profiles, vectors, top_k=7), strict=True):
+        np.testing.assert_array_equal(a, b)
+    empty = ProfileTable.from_profiles([])
+    assert len(empty) == 0 and empty.colour.shape == (0, 2)
+    with pytest.raises(InvalidInputError, match=r"colour: expected \(2, 2\) int64, got \(2, 2\) float64"):
+        ProfileTable(np.zeros((2, 8)), np.zeros((2, 2)), np.zeros((2, 2)))
+    with pytest.raises(InvalidInputError, match="colour: expected indices in"):
+        ProfileTable(np.zeros((1, 8)), np.array([[11, -1]]), np.zeros((1, 2)))
