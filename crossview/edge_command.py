@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from edge.settings import RetentionPolicy, TrackletSettings, UplinkSettings
+from edge.settings import AttributeSettings, RetentionPolicy, TrackletSettings, UplinkSettings
 from edge.uplink.settings import check_tls_pair
 from models.errors import CrossviewError
 from models.scores import DEFAULT_RECALL_P_SAME, check_p_same
@@ -90,6 +90,8 @@ class PipelineConfig:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     # how long the store keeps tracklets (none: forever): retention.max_age_s=, .max_total_bytes=, .every_s=
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    # person attributes for search by description: attributes.enabled=, attributes.model=, attributes.batch_size=
+    attributes: AttributeSettings = field(default_factory=AttributeSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # DEBUG also shows FFmpeg's and OpenCV's own lines
 
     def __post_init__(self) -> None:
@@ -344,12 +346,28 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     gallery = build_gallery_from_folder(Path(cfg.gallery_dir), embedder) if cfg.gallery_dir else None
     node = EdgeNode(workdir, cfg.edge_id, camera_ids, tracker=tracker, embedder=embedder, gallery=gallery,
                     policy=policy, tracklets=cfg.tracklets, embed_batch_size=cfg.embed_batch_size,
-                    uplink=cfg.uplink, retention=cfg.retention, send_unmatched=cfg.send_unmatched, **hub_options)
+                    uplink=cfg.uplink, retention=cfg.retention, send_unmatched=cfg.send_unmatched,
+                    attributes=attribute_recognizer(cfg.attributes), **hub_options)
     # with a hub the gallery comes from it (the "connected to hub" line says how large it is)
     if gallery is None and node.link is None and node.gallery.size == 0 and not cfg.send_unmatched:
         log.info("no gallery (never synced with a hub): nobody will be short-listed; pass gallery_dir=FOLDER to "
                  "search for known people offline")
     return node
+
+
+def attribute_recognizer(settings: AttributeSettings) -> Any:
+    """The edge's `AttributeRecognizer`, or None (off, or its model cannot be found: said in the log)."""
+    if not settings.enabled:
+        log.info("attributes off (attributes.enabled=false): tracklets cannot be searched by description")
+        return None
+    from models.attributes.recognizer import AttributeRecognizer
+    from models.errors import ModelNotFoundError
+
+    try:
+        return AttributeRecognizer(settings.model, device="CPU", batch_size=settings.batch_size)
+    except ModelNotFoundError as exc:
+        log.warning("attributes off: %s; tracklets cannot be searched by description", exc)
+        return None
 
 
 def _hub_options(hub: HubConnectionConfig) -> dict[str, Any]:

@@ -6,7 +6,10 @@ any camera — up to `batch_size` crops, waiting at most `max_wait_s` for compan
 embeds those crops in one call, and for each tracklet, in submission order:
 
 1. aggregates its crop vectors, quality-weighted (`edge.tracklets.aggregate`);
-2. stores tracklet, best crops and vector in the `TrackletStore` (one transaction);
+   with an `attributes` reader (issue 15), the same crops then go through the attribute model in one
+   call and each tracklet's profiles are aggregated (`aggregate_profiles`); a failure there leaves the
+   tracklet without attributes (logged), never unstored;
+2. stores tracklet, best crops, vector and attributes in the `TrackletStore` (one transaction);
 3. recalls it against the gallery (a `Recaller`: the synced `EdgeGallery`, or `MemoryGallery`, both in
    `edge.gallery`): an ordering distance and the plain cosine distance per gallery entry;
 4. applies the `ShortListPolicy` on P(same), the cosine distance through the edge model's calibration
@@ -58,6 +61,7 @@ from edge.uplink.messages import SHORT_LIST_KIND as SHORT_LIST_KIND  # re-export
 from edge.uplink.messages import short_list_key as short_list_key  # re-exported
 from edge.uplink.messages import short_list_payload
 from edge.uplink.outbox import Outbox
+from models.attributes.types import AttributeProfile
 from models.calibration import calibration_for
 from models.errors import CrossviewError, InvalidInputError
 from models.types import Crop, Embeddings, Tracklet
@@ -90,6 +94,13 @@ class CropEmbedder(Protocol):
     def embed(self, images: Sequence[np.ndarray]) -> Embeddings: ...
 
 
+@runtime_checkable
+class AttributeReader(Protocol):
+    """`models.attributes.recognizer.AttributeRecognizer`, as far as the worker uses it."""
+
+    def recognize(self, crops_bgr: Sequence[np.ndarray]) -> list[AttributeProfile]: ...
+
+
 @dataclass(frozen=True)
 class TrackletResult:
     """What became of one closed tracklet (handed to the worker's `on_result`)."""
@@ -111,6 +122,7 @@ class WorkerStats:
     short_lists: int = 0
     uplink_bytes: int = 0  # bytes of short-list payloads put in the outbox
     failed: int = 0
+    attributes_read: int = 0  # tracklets stored with attributes
     queued: int = 0  # submitted, not finished
 
 
@@ -126,13 +138,18 @@ class EmbedWorker:
     `clock` gives a short list's `created_at`; None (the default) uses the tracklet's end time, as
     `edge.uplink.messages.short_list_payload` does, so a replay rebuilds byte-identical short lists.
     `send_unmatched` also sends tracklets without candidates (an empty short list) to the hub.
+    `attributes` (an `AttributeRecognizer`, used only from the worker thread) reads each tracklet's
+    attributes from the crops it embeds; None: tracklets are stored without attributes.
     """
 
     def __init__(self, *, edge_id: str, embedder: CropEmbedder, store: TrackletStore, outbox: Outbox,
                  gallery: Recaller, policy: ShortListPolicy | None = None, batch_size: int = 32,
                  max_wait_s: float = 0.05, queue_size: int = 256, uplink: UplinkSettings | None = None,
                  clock: Callable[[], float] | None = None, reuse_stored: bool = True, nice: int | None = 10,
-                 on_result: Callable[[TrackletResult], None] | None = None, send_unmatched: bool = False) -> None:
+                 on_result: Callable[[TrackletResult], None] | None = None, send_unmatched: bool = False,
+                 attributes: AttributeReader | None = None) -> None:
+        if attributes is not None and not isinstance(attributes, AttributeReader):
+            raise InvalidInputError(f"attributes: expected an attribute recognizer, got {type(attributes).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"embed_batch_size: expected an integer >= 1, got {batch_size!r}")
         if not (max_wait_s >= 0 and math.isfinite(max_wait_s)):
@@ -161,6 +178,7 @@ class EmbedWorker:
         self.on_result = on_result
         self.nice = nice
         self.send_unmatched = bool(send_unmatched)
+        self.attributes = attributes
         self._queue: deque[ClosedTracklet] = deque()
         self._cond = threading.Condition()
         self._unfinished = 0
@@ -272,6 +290,7 @@ class EmbedWorker:
                     except Exception:
                         log.exception("embedding worker: tracklet %s of camera %r cannot be embedded",
                                       t.tracklet_id, t.camera_id)
+        profiles = self._read_attributes([t for t in todo if t.tracklet_id in vectors])
         for t in batch:
             reused = stored.get(t.tracklet_id)
             vector = reused if reused is not None else vectors.get(t.tracklet_id)
@@ -279,7 +298,7 @@ class EmbedWorker:
                 self._count(failed=1)
                 continue
             try:
-                self._finish(t, vector, reused is not None)
+                self._finish(t, vector, reused is not None, profiles.get(t.tracklet_id))
             except Exception:
                 log.exception("embedding worker: tracklet %s of camera %r failed", t.tracklet_id, t.camera_id)
                 self._count(failed=1)
@@ -295,6 +314,24 @@ class EmbedWorker:
             start += len(t.crops)
         return vectors
 
+    def _read_attributes(self, tracklets: list[ClosedTracklet]) -> dict[str, AttributeProfile]:
+        """Each tracklet's aggregated attribute profile, from one recognizer call over all their crops."""
+        if self.attributes is None or not tracklets:
+            return {}
+        from models.attributes.recognizer import aggregate_profiles
+
+        try:
+            profiles = self.attributes.recognize([c.image for t in tracklets for c in t.crops])
+            out, start = {}, 0
+            for t in tracklets:
+                out[t.tracklet_id] = aggregate_profiles(profiles[start:start + len(t.crops)])
+                start += len(t.crops)
+            return out
+        except Exception:
+            log.exception("embedding worker: attributes of %d tracklets cannot be read; stored without them",
+                          len(tracklets))
+            return {}
+
     def _stored_vector(self, tracklet: ClosedTracklet, fingerprint: str) -> Embeddings | None:
         try:
             record = self.store.get_tracklet(tracklet.tracklet_id)
@@ -304,17 +341,22 @@ class EmbedWorker:
             return None
         return self.store.vector(tracklet.tracklet_id, fingerprint)
 
-    def _finish(self, closed: ClosedTracklet, vector: Embeddings, reused: bool) -> None:
+    def _finish(self, closed: ClosedTracklet, vector: Embeddings, reused: bool,
+                profile: AttributeProfile | None) -> None:
         tracklet = closed.to_tracklet(vector)
         if not reused:
-            self.store.upsert_tracklet(tracklet, closed=True)
+            self.store.upsert_tracklet(tracklet, closed=True, attributes=profile)
+            if profile is not None:
+                self._count(attributes_read=1)
+        elif self.attributes is not None:
+            profile = self.store.attributes(tracklet.tracklet_id)
         version = int(self.gallery.version)
         ids, order, cosine = self.gallery.recall_scored(vector)
         candidates = (self._policy(version).decide(ids, order, self.calibration.p_same(cosine), cosine)
                       if len(ids) else [])
         key = None
         if candidates or self.send_unmatched:
-            key, payload = self._short_list(tracklet, candidates, version)
+            key, payload = self._short_list(tracklet, candidates, version, profile)
             self.outbox.put(SHORT_LIST_KIND, payload, key)
             self._count(short_lists=1, uplink_bytes=len(payload))
         self._count(**{"reused" if reused else "embedded": 1})
@@ -332,16 +374,17 @@ class EmbedWorker:
             self._policy_cache = (version, policy)
         return self._policy_cache[1]
 
-    def _short_list(self, tracklet: Tracklet, candidates: list[Candidate], version: int) -> tuple[str, bytes]:
+    def _short_list(self, tracklet: Tracklet, candidates: list[Candidate], version: int,
+                    profile: AttributeProfile | None) -> tuple[str, bytes]:
         return short_list_entry(tracklet, candidates, edge_id=self.edge_id,
                                 model_fingerprint=self.embedder.fingerprint, gallery_version=version,
                                 uplink=self.uplink, max_bytes=self.outbox.max_payload_bytes,
-                                created_s=tracklet.end_s if self.clock is None else self.clock())
+                                created_s=tracklet.end_s if self.clock is None else self.clock(), attributes=profile)
 
 
 def short_list_entry(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[str, float]], *, edge_id: str,
                      model_fingerprint: str, gallery_version: int, uplink: UplinkSettings, max_bytes: int,
-                     created_s: float | None = None) -> tuple[str, bytes]:
+                     created_s: float | None = None, attributes: AttributeProfile | None = None) -> tuple[str, bytes]:
     """(outbox key, payload) of a tracklet's short list as the worker queues it: its best `uplink.crops`
     crops scaled to `uplink.max_height` and encoded at `uplink.jpeg_quality`, the worst dropped while the
     message is over `max_bytes`; `created_s` defaults to the tracklet's end."""
@@ -350,7 +393,7 @@ def short_list_entry(tracklet: Tracklet, candidates: Sequence[Candidate | tuple[
         Tracklet(tracklet.tracklet_id, tracklet.camera_id, tracklet.track_id, tracklet.start_s, tracklet.end_s,
                  crops, tracklet.embedding),
         candidates, edge_id=edge_id, model_fingerprint=model_fingerprint, gallery_version=gallery_version,
-        created_s=created_s, max_bytes=max_bytes, jpeg_quality=uplink.jpeg_quality)
+        created_s=created_s, max_bytes=max_bytes, jpeg_quality=uplink.jpeg_quality, attributes=attributes)
 
 
 def _scaled(crop: Crop, max_height: int) -> Crop:

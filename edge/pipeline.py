@@ -41,7 +41,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from edge.embed_worker import CropEmbedder, EmbedWorker, Recaller, TrackletResult, UplinkSettings, WorkerStats
+from edge.embed_worker import (
+    AttributeReader,
+    CropEmbedder,
+    EmbedWorker,
+    Recaller,
+    TrackletResult,
+    UplinkSettings,
+    WorkerStats,
+)
 from edge.quality import CropQuality
 from edge.settings import TrackletSettings as TrackletSettings  # re-exported: defined once, in edge.settings
 from edge.shortlist import ShortListPolicy
@@ -152,6 +160,7 @@ class EdgePipeline:
         on_result: called on the worker thread with each tracklet's `TrackletResult`.
         send_unmatched: also send tracklets no gallery identity passed the policy for, as short lists
             without candidates (a hub allowing new identities gives them automatic identities).
+        attributes: the attribute recognizer the worker runs on each tracklet's crops (issue 15); None: off.
     """
 
     def __init__(self, edge_id: str, cameras: Sequence[str] = (), *, tracker: FrameTracker,
@@ -160,7 +169,8 @@ class EdgePipeline:
                  quality: CropQuality | None = None, embed_batch_size: int = 32, embed_max_wait_s: float = 0.05,
                  embed_queue_size: int = 256, embed_nice: int | None = 10, uplink: UplinkSettings | None = None,
                  clock: Callable[[], float] | None = None,
-                 on_result: Callable[[TrackletResult], None] | None = None, send_unmatched: bool = False) -> None:
+                 on_result: Callable[[TrackletResult], None] | None = None, send_unmatched: bool = False,
+                 attributes: AttributeReader | None = None) -> None:
         if not isinstance(edge_id, str) or not edge_id.strip():
             raise InvalidInputError(f"edge_id: expected a non-empty string, got {edge_id!r}")
         self.edge_id = edge_id
@@ -180,6 +190,7 @@ class EdgePipeline:
             edge_id=edge_id, embedder=embedder, store=store, outbox=outbox, gallery=gallery, policy=policy,
             batch_size=embed_batch_size, max_wait_s=embed_max_wait_s, queue_size=embed_queue_size,
             nice=embed_nice, uplink=uplink, clock=clock, on_result=on_result, send_unmatched=send_unmatched,
+            attributes=attributes,
         )
 
     def __repr__(self) -> str:

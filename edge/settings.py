@@ -80,3 +80,22 @@ class RetentionPolicy:
     @property
     def active(self) -> bool:
         return self.max_age_s is not None or self.max_total_bytes is not None
+
+
+@dataclass(frozen=True)
+class AttributeSettings:
+    """Whether the edge reads person attributes (issue 15: search by description) from each tracklet's
+    best crops, with which zoo model, `batch_size` crops per inference call. On by default; an edge whose
+    model cannot be found runs without (and says so once in its log)."""
+
+    enabled: bool = True
+    model: str = "attributes/intel-0230"
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise InvalidInputError(f"attributes.enabled: expected true or false, got {self.enabled!r}")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InvalidInputError(f"attributes.model: expected a zoo model name, got {self.model!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InvalidInputError(f"attributes.batch_size: expected an integer >= 1, got {self.batch_size!r}")

@@ -1,0 +1,196 @@
+"""edge.text_search: text jobs answered from the store (issue 15), the array ranking checked against
+models.attributes.scoring.rank_by_description, the store's attribute column and its migration."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import text_search
+from edge.storage.store import TrackletStore
+from edge.text_search import ProfileArrays, TextJob, find_text, rank_arrays
+from edge.uplink import messages as edge_wire
+from models.attributes.scoring import rank_by_description
+from models.attributes.types import (
+    ATTRIBUTE_NAMES,
+    COLOUR_NAMES,
+    AttributeProfile,
+    ColourReading,
+    Constraint,
+    TextQuery,
+)
+from models.types import Crop, Embeddings, Tracklet
+from protos.crossview.v1 import common_pb2, session_pb2
+
+FP, DIM = "text-test@1", 8
+
+
+def profile(male: float = 0.5, backpack: float = 0.5, upper: str | None = None, lower: str | None = None,
+            confidence: float = 0.9) -> AttributeProfile:
+    probs = dict.fromkeys(ATTRIBUTE_NAMES, 0.5) | {"male": male, "backpack": backpack}
+    return AttributeProfile(probs, ColourReading(upper, confidence) if upper else None,
+                            ColourReading(lower, confidence) if lower else None)
+
+
+def random_profiles(n: int, seed: int) -> list[AttributeProfile]:
+    rng = np.random.default_rng(seed)
+
+    def reading() -> ColourReading | None:
+        return None if rng.random() < 0.2 else ColourReading(COLOUR_NAMES[rng.integers(len(COLOUR_NAMES))],
+                                                             float(rng.random()))
+    return [AttributeProfile(dict(zip(ATTRIBUTE_NAMES, rng.random(len(ATTRIBUTE_NAMES)).tolist(), strict=True)),
+                             reading(), reading()) for _ in range(n)]
+
+
+WOMAN_RED_TOP = TextQuery("woman in a red top", (Constraint("attribute", "male", None, False, "woman"),
+                                                 Constraint("colour", "red", "upper", True, "red top")))
+NO_BACKPACK_BLACK_TROUSERS = TextQuery("no backpack, black trousers", (
+    Constraint("attribute", "backpack", None, False, "no backpack"),
+    Constraint("colour", "black", "lower", True, "black trousers"),
+    Constraint("attribute", "long_trousers", None, True, "trousers")))
+
+
+@pytest.mark.parametrize("n", [1, 7, 60, 400])
+@pytest.mark.parametrize("query", [WOMAN_RED_TOP, NO_BACKPACK_BLACK_TROUSERS])
+def test_rank_arrays_equals_rank_by_description(n: int, query: TextQuery) -> None:
+    profiles = random_profiles(n, seed=n)
+    rng = np.random.default_rng(n + 1)
+    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
+    vectors[::5] = vectors[0]  # exact ties among neighbours
+    vectors[3::11] = 0.0  # tracklets without a vector
+    arrays = ProfileArrays.from_dicts([p.to_dict() for p in profiles])
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit_vectors = vectors / np.where(norms > 0, norms, 1.0)
+    for top_k in (1, 5, 300):
+        for vecs, unit in ((None, None), (vectors, unit_vectors)):
+            want = rank_by_description(query, profiles, vecs, top_k=top_k)
+            got = rank_arrays(query, arrays, unit, top_k=top_k)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-7)
+
+
+def _vector(seed: int) -> Embeddings:
+    v = np.random.default_rng(seed).normal(size=(1, DIM)).astype(np.float32)
+    return Embeddings(v / np.linalg.norm(v), FP)
+
+
+def _add(store: TrackletStore, tid: str, camera: str, start: float, attributes: AttributeProfile | None,
+         seed: int) -> None:
+    image = np.full((64, 32, 3), 60, np.uint8)
+    store.upsert_tracklet(Tracklet(tid, camera, seed, start, start + 1.0, (Crop(image, camera, start),),
+                                   _vector(seed)), closed=True, attributes=attributes)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TrackletStore:
+    s = TrackletStore(tmp_path / "edge.db")
+    for camera in ("gate", "lobby"):
+        s.add_camera(camera)
+    _add(s, "red-woman", "gate", 10.0, profile(male=0.1, upper="red", lower="black"), 1)
+    _add(s, "red-man", "gate", 20.0, profile(male=0.9, upper="red", lower="blue"), 2)
+    _add(s, "blue-woman", "lobby", 30.0, profile(male=0.2, upper="blue", lower="black"), 3)
+    _add(s, "grey-woman", "lobby", 40.0, profile(male=0.3, upper="grey", lower="grey"), 4)
+    _add(s, "old-1", "gate", 5.0, None, 5)  # stored before attributes were read
+    _add(s, "old-2", "lobby", 6.0, None, 6)
+    yield s
+    s.close()
+
+
+def test_hits_best_first_with_attributes_text_scores_and_notes(store: TrackletStore) -> None:
+    hits, notes = find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)
+    assert [h.tracklet_id for h in hits][:2] == ["red-woman", "red-man"]
+    assert len(hits) == 4  # the two older tracklets are not searched ...
+    assert notes == ["2 tracklets have no attributes yet (recorded before attributes were on) and were not searched"]
+    assert hits[0].attributes == store.attributes("red-woman")
+    scores = [h.text_score for h in hits]
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    assert all(h.distance == pytest.approx(1.0 - h.text_score) for h in hits)
+    assert hits[0].jpeg.startswith(b"\xff\xd8") and hits[0].vector.shape == (DIM,)
+
+
+def test_camera_and_time_filters(store: TrackletStore) -> None:
+    hits, notes = find_text(TextJob("j", WOMAN_RED_TOP, camera_ids=("lobby", "elsewhere"), top_k=1), store,
+                            model_fingerprint=FP)
+    assert [h.tracklet_id for h in hits] == ["blue-woman"]
+    assert notes == ["cameras not on this edge, not searched: elsewhere",
+                     "1 tracklets have no attributes yet (recorded before attributes were on) and were not searched"]
+    hits, notes = find_text(TextJob("j", WOMAN_RED_TOP, start_s=15.0, end_s=35.0), store, model_fingerprint=FP)
+    assert [h.tracklet_id for h in hits] == ["red-man", "blue-woman"] and notes == []
+
+
+def test_empty_store_and_store_without_attributes(tmp_path: Path) -> None:
+    with TrackletStore(tmp_path / "empty.db") as empty:
+        assert find_text(TextJob("j", WOMAN_RED_TOP), empty, model_fingerprint=FP) == ([], [])
+    with TrackletStore(tmp_path / "old.db") as old:
+        old.add_camera("gate")
+        for i in range(3):
+            _add(old, f"t{i}", "gate", float(i), None, i)
+        hits, notes = find_text(TextJob("j", WOMAN_RED_TOP), old, model_fingerprint=FP)
+        assert hits == [] and notes[0].startswith("3 tracklets have no attributes yet")
+
+
+def test_the_index_is_rebuilt_after_a_write_only(store: TrackletStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)
+    builds = []
+    real_build = text_search.TextIndex.build
+    monkeypatch.setattr(text_search.TextIndex, "build", lambda *a: builds.append(1) or real_build(*a))
+    find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)
+    assert builds == []
+    store.put_attributes("old-1", profile(male=0.0, upper="red", lower="black", confidence=1.0))
+    hits, notes = find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)
+    assert builds == [1] and hits[0].tracklet_id == "old-1" and notes[0].startswith("1 tracklets")
+
+
+def _job(**changes: object) -> session_pb2.HubMessage:
+    from cloud import wire as hub_wire
+    payload = hub_wire.search_job_payload("job-9", None, FP, top_k=3, camera_ids=changes.pop("cameras", []),
+                                          deadline_s=1.0, text=WOMAN_RED_TOP)
+    return session_pb2.HubMessage.FromString(payload).search_job
+
+
+def test_text_job_through_the_edge_wire(store: TrackletStore) -> None:
+    results = edge_wire.answer_search_job(_job(), store, edge_id="edge-1", model_fingerprint=FP, dim=DIM)
+    assert len(results) == 1 and results[0].done and not results[0].HasField("error")
+    assert [h.tracklet_id for h in results[0].hits] == ["red-woman", "red-man", "blue-woman"]
+    assert results[0].hits[0].attributes.upper.name == "red" and results[0].hits[0].HasField("text_score")
+    assert results[0].notes[0].startswith("2 tracklets have no attributes yet")
+
+
+def test_bad_text_jobs_are_answered_with_an_error(store: TrackletStore) -> None:
+    job = _job()
+    job.text.constraints[1].name = "turquoise"
+    unknown_colour = edge_wire.answer_search_job(job, store, edge_id="e", model_fingerprint=FP, dim=DIM)
+    unknown_camera = edge_wire.answer_search_job(_job(cameras=["roof"]), store, edge_id="e", model_fingerprint=FP,
+                                                 dim=DIM)
+    no_store = edge_wire.answer_search_job(_job(), None, edge_id="e", model_fingerprint=FP, dim=DIM)
+    for (result,), message in ((unknown_colour, "got 'turquoise'"), (unknown_camera, "got roof"),
+                               (no_store, "no local store")):
+        assert result.done and not result.hits and message in result.error.message
+    assert unknown_colour[0].error.code == common_pb2.ERROR_CODE_INVALID_ARGUMENT
+    assert unknown_camera[0].error.code == common_pb2.ERROR_CODE_INVALID_ARGUMENT
+
+
+def test_attributes_round_trip_through_the_store(store: TrackletStore) -> None:
+    assert store.attributes("red-woman") == profile(male=0.1, upper="red", lower="black")
+    assert store.attributes("old-1") is None
+    before = store.generation
+    _add(store, "red-woman", "gate", 10.0, None, 1)  # attributes=None keeps the stored ones
+    assert store.attributes("red-woman") is not None and store.generation > before
+
+
+def test_migration_keeps_older_tracklets_with_null_attributes(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    with TrackletStore(path) as s:
+        s.add_camera("gate")
+        _add(s, "before", "gate", 1.0, None, 1)
+    with sqlite3.connect(path) as conn:  # back to the schema before issue 15
+        conn.execute("ALTER TABLE tracklets DROP COLUMN attributes")
+        conn.execute("UPDATE schema_version SET version = 1 WHERE component = 'store'")
+    with TrackletStore(path) as s:
+        assert s.attributes("before") is None and s.get_tracklet("before").closed
+        assert s.vector("before", FP).vectors.shape == (1, DIM)
+        _add(s, "after", "gate", 2.0, profile(upper="red"), 2)
+        assert s.attributes("after") == profile(upper="red")
