@@ -16,8 +16,6 @@ def _reference_name(lightness: float, a: float, b: float) -> str:
     """The module's rules, one pixel at a time, written as plain if/else."""
     chroma = math.hypot(a, b)
     hue = math.degrees(math.atan2(b, a)) % 360.0
-    if lightness < colours.BLACK_LIGHTNESS and chroma < colours.DARK_CHROMA:
-        return "black"
     if chroma < colours.ACHROMATIC_CHROMA:
         low, high = colours.GREY_LIGHTNESS
         return "black" if lightness < low else "white" if lightness > high else "grey"
