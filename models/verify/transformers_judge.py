@@ -63,6 +63,8 @@ class TransformersJudge(Judge):
         local_files_only: never contact the hub, only the local cache or folder.
         trust_remote_code: allow the model folder's own Python code (off by default).
         yes_token, no_token: the answer words whose first-token logits are compared.
+        adapter: a LoRA adapter folder (peft ``save_pretrained``, e.g. from ``crossview train judge``)
+            loaded on top of the base model and merged into it; an already built model is changed in place.
     """
 
     name: ClassVar[str] = "transformers"
@@ -83,6 +85,7 @@ class TransformersJudge(Judge):
         trust_remote_code: bool = False,
         yes_token: str = YES,
         no_token: str = NO,
+        adapter: str | Path | None = None,
     ) -> None:
         super().__init__(swap=swap)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -106,6 +109,11 @@ class TransformersJudge(Judge):
             self.model = model.eval()
             first = next(model.parameters())
             self.device, self.dtype = str(first.device), first.dtype
+        self.adapter = None if adapter is None else str(adapter)
+        if adapter is not None:
+            from models.verify.lora import load_adapter  # peft is imported only when an adapter is asked for
+
+            self.model = load_adapter(self.model, adapter, self.model_name).eval()
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self._prepare_padding()
         self.yes_id = self._single_token_id(yes_token)
@@ -195,15 +203,23 @@ class TransformersJudge(Judge):
                  for start in range(0, len(images), self.batch_size)]
         return np.concatenate(parts)
 
-    def _score_batch(self, pairs: Sequence[Sequence[np.ndarray]], prompt: str | None = None) -> np.ndarray:
-        """μ per row of images (a pair, or one photo in text mode) under `prompt` (default: the pair prompt)."""
-        torch = self._torch
-        images = [[self.model_image(image) for image in row] for row in pairs]
-        inputs = self.processor(text=[prompt or self.prompt] * len(pairs), images=images, padding=True,
+    def model_inputs(self, rows: Sequence[Sequence[np.ndarray]], prompt: str | None = None) -> dict[str, Any]:
+        """The batch of tensors (on the judge's device) the model reads for rows of BGR images under `prompt`.
+
+        Also what `models.verify.lora` trains on, so training and scoring read the same inputs.
+        """
+        images = [[self.model_image(image) for image in row] for row in rows]
+        inputs = self.processor(text=[prompt or self.prompt] * len(rows), images=images, padding=True,
                                 return_tensors="pt")
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        return inputs
+
+    def _score_batch(self, pairs: Sequence[Sequence[np.ndarray]], prompt: str | None = None) -> np.ndarray:
+        """μ per row of images (a pair, or one photo in text mode) under `prompt` (default: the pair prompt)."""
+        torch = self._torch
+        inputs = self.model_inputs(pairs, prompt)
         mask = inputs.get("attention_mask")
         left_padded = mask is None or bool(mask[:, -1].all())
         kwargs = {self._keep_arg: 1} if left_padded and self._keep_arg else {}
@@ -232,7 +248,7 @@ class TransformersJudge(Judge):
 
     def __repr__(self) -> str:
         return (f"TransformersJudge(model={self.model_name!r}, device={self.device!r}, dtype={self.dtype}, "
-                f"batch_size={self.batch_size}, swap={self.swap}, image_hw={self.image_hw})")
+                f"batch_size={self.batch_size}, swap={self.swap}, image_hw={self.image_hw}, adapter={self.adapter!r})")
 
 
 def _forward_parameters(model: Any) -> set[str]:
