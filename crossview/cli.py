@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from crossview.config import load_config
 from crossview.models_command import register as register_models_commands
 from crossview.operator_commands import register as register_operator_commands
+from crossview.train_command import train_app
 from models.errors import CrossviewError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Find the same person across cameras.")
@@ -22,6 +23,7 @@ app.add_typer(models_app, name="models")
 edge_app = typer.Typer(no_args_is_help=True, help="The edge node: cameras to short lists.")
 app.add_typer(edge_app, name="edge")
 register_operator_commands(app)  # enroll, search, watch, alerts: clients of the hub's REST API
+app.add_typer(train_app, name="train")
 
 
 @dataclass
