@@ -1,7 +1,9 @@
 // Search page: a photo (drag and drop or file picker), an identity id or a sighting id → the hub's stored
-// sightings of that person (by identity or sighting; shown at once), then hits from every edge.
+// sightings of that person (by identity or sighting; shown at once), then hits from every edge. Or a description
+// (text and attribute filters, pages/describe.js) → the edges' hits with what matched.
 
 import {api, checkThreshold, DEFAULT_WATCH_THRESHOLD} from "../api.js";
+import {descriptionNotes, describeForm, matchedAttributes, RAW_SCORE_HELP, textScoreFacts} from "./describe.js";
 import {chip, clearError, el, facts, formatPSame, guarded, identityHash, navigate, P_SAME_HELP, pSame, pSameHelp,
   readAsDataUrl, showError, timeEl} from "../dom.js";
 
@@ -73,20 +75,25 @@ function hitCard(hit, watched, refresh) {
   const open = () => {
     if (hit.identity_id) navigate(identityHash(hit.identity_id));
   };
+  const described = Boolean(hit.score_kind); // a text search: raw scores, not P(same)
   return el("article", {class: `card${hit.identity_id ? " clickable" : ""}`, testid: "result", onclick: open,
     dataset: {identityId: hit.identity_id || "", cameraId: hit.camera_id, edgeId: hit.edge_id, verdict: hit.verdict,
       rank: String(hit.rank)}},
   el("div", {class: "crop"}, el("img", {src: hit.crop, alt: `crop ${hit.rank} from ${hit.camera_id}`})),
   el("div", {class: "body"},
     el("div", {class: "row"}, el("span", {class: "title", title: name}, `#${hit.rank} ${name}`)),
-    el("div", {class: "row"}, chip(hit.verdict, hit.verdict, "result-verdict"),
-      el("span", {testid: "result-p-same"}, pSame(hit.p_same))),
+    described
+      ? el("div", {class: "row"}, el("span", {testid: "result-score", title: RAW_SCORE_HELP},
+        `match ${hit.score === null || hit.score === undefined ? "—" : hit.score.toFixed(2)} (raw)`))
+      : el("div", {class: "row"}, chip(hit.verdict, hit.verdict, "result-verdict"),
+        el("span", {testid: "result-p-same"}, pSame(hit.p_same))),
+    described ? matchedAttributes(hit) : null,
     facts([
       ["camera", hit.camera_id],
       ["site", hit.site || "—"],
       ["edge", hit.edge_id],
       ["seen", timeEl(hit.start_s, hit.end_s)],
-      ...scoreFacts(hit),
+      ...(described ? textScoreFacts(hit) : scoreFacts(hit)),
     ]),
     el("div", {class: "actions"}, watchButton, saveButton)));
 }
@@ -134,6 +141,7 @@ function renderResults(target, watched) {
     el("p", {class: "muted small", testid: "search-query"}, state.description),
     storedSection(state.stored) || "",
     el("h2", {}, "On the edges"),
+    descriptionNotes(result) || "",
     summary(result),
     result.hits.length
       ? el("div", {class: "grid", testid: "results"}, result.hits.map((hit) => hitCard(hit, watched, refresh)))
@@ -261,6 +269,7 @@ export async function renderSearch(container, context) {
         numberField("deadline (s)", "deadline", "search-deadline", {min: "1", max: "60", step: "1"}),
         numberField("watch: alert at P(same) ≥", "threshold", "watch-threshold",
           {min: "0", max: "1", step: "any", title: P_SAME_HELP})),
+      describeForm(run),
       el("div", {class: "row"}, status)),
     results);
 
