@@ -97,6 +97,10 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower().replace("'", ""))
 
 
+def _key(constraint: Constraint) -> tuple[str, str, str | None, bool]:
+    return constraint.kind, constraint.name, constraint.part, constraint.positive
+
+
 def parse_description(text: str) -> TextQuery:
     """Parse free English into a TextQuery; raises QueryError when nothing searchable is found."""
     if not isinstance(text, str):
@@ -119,7 +123,7 @@ def parse_description(text: str) -> TextQuery:
         pending.clear()
 
     def add(constraint: Constraint) -> None:
-        if constraint not in constraints:
+        if _key(constraint) not in {_key(c) for c in constraints}:
             constraints.append(constraint)
 
     while i < len(tokens):
@@ -198,3 +202,21 @@ def query_from_fields(fields: Mapping[str, object]) -> TextQuery:
         raise QueryError("attribute filters: expected at least one attribute or colour, got none")
     text = ", ".join(c.source for c in constraints)
     return TextQuery(text=text, constraints=tuple(constraints), ignored=())
+
+
+def combine_queries(*queries: TextQuery) -> TextQuery:
+    """One query from several (e.g. a typed description and the UI's filters): constraints in order,
+    a repeat (same kind, name, part, polarity) kept once, with its first source; texts joined with
+    "; "; ignored words kept."""
+    if not queries:
+        raise QueryError("combine_queries: expected at least one query, got none")
+    for query in queries:
+        if not isinstance(query, TextQuery):
+            raise QueryError(f"combine_queries: expected TextQuery items, got {type(query).__name__}")
+    constraints: list[Constraint] = []
+    for query in queries:
+        for constraint in query.constraints:
+            if _key(constraint) not in {_key(c) for c in constraints}:
+                constraints.append(constraint)
+    return TextQuery(text="; ".join(q.text for q in queries), constraints=tuple(constraints),
+                     ignored=tuple(word for q in queries for word in q.ignored))

@@ -107,3 +107,17 @@ def test_structured_form_errors(fields: object, error: str) -> None:
     with pytest.raises(QueryError) as info:
         query_from_fields(fields)  # type: ignore[arg-type]
     assert error in str(info.value)
+
+
+def test_combining_a_description_with_filters() -> None:
+    from models.attributes.query import combine_queries
+
+    typed = parse_description("woman with glasses, red top")
+    filters = query_from_fields({"male": False, "backpack": True})
+    both = combine_queries(typed, filters)
+    assert [c.describe() for c in both.constraints] == ["not male", "upper red", "backpack"]
+    assert both.ignored == ("glasses",) and both.text == f"{typed.text}; {filters.text}"
+    with pytest.raises(QueryError, match="expected at least one query"):
+        combine_queries()
+    with pytest.raises(QueryError, match="expected TextQuery items, got str"):
+        combine_queries(typed, "hat")  # type: ignore[arg-type]
