@@ -117,7 +117,8 @@ def export_training(store: HubStore, crops: CropFiles, out: Path, *, since_s: fl
     if not picks:
         since = "" if since_s is None else " recorded since then"
         raise TrainingExportError(f"no confirmed sightings with crops{since} to export ({unknown} unknown, "
-                                  f"{deleted} of deleted identities, {missing} without a crop file)")
+                                  f"{deleted} of deleted identities, {missing} without a crop file, "
+                                  f"{before} before --since)")
     cameras = sorted({(p.sighting.edge_id, p.sighting.camera_id) for p in picks})
     if len(cameras) > MAX_CAMERAS:
         raise TrainingExportError(f"expected at most {MAX_CAMERAS} cameras (Market-1501 names carry one digit), "
