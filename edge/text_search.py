@@ -2,11 +2,11 @@
 
 Ranking is `models.attributes.scoring.rank_by_description` — the description's likelihood under each
 tracklet's stored attribute profile, refined by the cross-modal neighbour re-ranking over the stored
-Re-ID vectors — computed on arrays instead of profile objects: `TextIndex` holds every closed
-tracklet's attributes as numpy arrays (probabilities, colour index and confidence per part) with its
-camera, span and unit vector, built once per store generation (`TrackletStore.generation`), so a query
-parses no JSON and builds no objects; only the hits' profiles are read back. `rank_arrays` is checked
-against `rank_by_description` on the parsed profiles (tests/edge/test_text_search.py).
+Re-ID vectors — on a `ProfileTable` (arrays, not profile objects): `TextIndex` holds every closed
+tracklet's attributes as a table with its camera, span and stored vector, built once per store
+generation (`TrackletStore.generation`), so a query parses no JSON and builds no objects; only the
+hits' profiles are read back. The answer equals `rank_by_description` on every profile parsed from the
+store (tests/edge/test_text_search.py; the full-scan reference of tools/bench_edge.py).
 
 Tracklets stored before attributes were read (NULL in the store) are not searched; how many of the
 job's cameras and time range were left out is said in a note. Cameras of the job not on this edge are
@@ -27,15 +27,13 @@ import numpy as np
 
 from edge.footage_search import INVALID_ARGUMENT, MAX_HITS, UNAVAILABLE, FootageHit, SearchJobError, crop_of
 from edge.storage.store import FingerprintMismatchError, TrackletStore, UnknownIdError
-from models.attributes.scoring import MAX_RERANK_CANDIDATES, PROBABILITY_FLOOR, description_similarity
+from models.attributes.scoring import ProfileTable, rank_by_description
 from models.attributes.types import ATTRIBUTE_NAMES, COLOUR_NAMES, AttributeProfile, TextQuery
-from models.rerank._common import stable_topk
 
 log = logging.getLogger(__name__)
 
 _COLOUR_INDEX = {name: i for i, name in enumerate(COLOUR_NAMES)}
-_ATTRIBUTE_INDEX = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
-RERANK_K, RERANK_WEIGHT = 10, 0.1  # rank_by_description's defaults
+RERANK_WEIGHT = 0.1  # rank_by_description's default; a text score is the ranked score / (1 + weight)
 
 
 @dataclass(frozen=True)
@@ -50,83 +48,25 @@ class TextJob:
     top_k: int = 0
 
 
-@dataclass(frozen=True)
-class ProfileArrays:
-    """Attribute profiles as arrays: (N, 8) probabilities, (N, 2) colour index (-1: none), (N, 2) confidence."""
-
-    probabilities: np.ndarray
-    colour: np.ndarray
-    confidence: np.ndarray
-
-    @staticmethod
-    def from_dicts(dicts: Sequence[dict]) -> ProfileArrays:
-        n = len(dicts)
-        probs = np.empty((n, len(ATTRIBUTE_NAMES)), np.float64)
-        colour = np.full((n, 2), -1, np.int64)
-        confidence = np.zeros((n, 2), np.float64)
-        for i, d in enumerate(dicts):
-            p = d["probabilities"]
-            probs[i] = [p[name] for name in ATTRIBUTE_NAMES]
-            for j, part in enumerate(("upper", "lower")):
-                reading = d.get(part)
-                if reading is not None:
-                    colour[i, j] = _COLOUR_INDEX[reading["name"]]
-                    confidence[i, j] = reading["confidence"]
-        return ProfileArrays(probs, colour, confidence)
-
-    def take(self, rows: np.ndarray) -> ProfileArrays:
-        return ProfileArrays(self.probabilities[rows], self.colour[rows], self.confidence[rows])
+def profile_table(dicts: Sequence[dict]) -> ProfileTable:
+    """A `ProfileTable` straight from stored profile dicts (`AttributeProfile.to_dict`), no objects built."""
+    n = len(dicts)
+    probs = np.empty((n, len(ATTRIBUTE_NAMES)), np.float64)
+    colour = np.full((n, 2), -1, np.int64)
+    confidence = np.zeros((n, 2), np.float64)
+    for i, d in enumerate(dicts):
+        p = d["probabilities"]
+        probs[i] = [p[name] for name in ATTRIBUTE_NAMES]
+        for j, part in enumerate(("upper", "lower")):
+            reading = d.get(part)
+            if reading is not None:
+                colour[i, j] = _COLOUR_INDEX[reading["name"]]
+                confidence[i, j] = reading["confidence"]
+    return ProfileTable(probs, colour, confidence)
 
 
-def scores_from_arrays(query: TextQuery, arrays: ProfileArrays) -> np.ndarray:
-    """(N,) log-likelihood of the description, as `models.attributes.scoring.description_scores`."""
-    total = np.zeros(len(arrays.probabilities), np.float64)
-    n_colours = len(COLOUR_NAMES)
-    for c in query.constraints:
-        if c.kind == "attribute":
-            p = arrays.probabilities[:, _ATTRIBUTE_INDEX[c.name]]
-        else:
-            part = 0 if c.part == "upper" else 1
-            colour, confidence = arrays.colour[:, part], arrays.confidence[:, part]
-            p = np.where(colour == _COLOUR_INDEX[c.name], confidence, (1.0 - confidence) / (n_colours - 1))
-            p = np.where(colour < 0, 1.0 / n_colours, p)
-        if not c.positive:
-            p = 1.0 - p
-        total += np.log(np.clip(p, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR))
-    return total
-
-
-def rank_arrays(query: TextQuery, arrays: ProfileArrays, unit_vectors: np.ndarray | None, *, top_k: int,
-                k: int = RERANK_K, weight: float = RERANK_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
-    """`rank_by_description` on arrays and L2-normalised (N, D) vectors: (indices, scores) best first."""
-    n = len(arrays.probabilities)
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    sim = description_similarity(query, scores_from_arrays(query, arrays))
-    final = sim.copy()
-    top_k = min(int(top_k), n)
-    if unit_vectors is not None and weight > 0:
-        k = min(int(k), n)
-        order = np.argsort(-sim, kind="stable")
-        kth = sim[order[top_k - 1]]
-        candidates = order[: max(top_k, min(MAX_RERANK_CANDIDATES, int(np.count_nonzero(sim >= kth - weight))))]
-        common = _common_neighbours(unit_vectors, candidates, order[:k], k)
-        final[candidates] += weight * common / (2 * k - common)
-    best = np.argsort(-final, kind="stable")[:top_k]
-    return best.astype(np.int64), final[best]
-
-
-def _common_neighbours(unit_vectors: np.ndarray, candidates: np.ndarray, text_set: np.ndarray, k: int) -> np.ndarray:
-    """Per candidate g: |text_set ∩ g's k nearest (itself first, ties by index)|, as `stable_topk` would
-    pick them, from each row's k-th value (a partition, not an argpartition); rows tied at it use stable_topk."""
-    neg = -(unit_vectors[candidates] @ unit_vectors.T)
-    neg[np.arange(len(candidates)), candidates] = -np.inf
-    kth = np.partition(neg, k - 1, axis=1)[:, k - 1:k]
-    common = np.count_nonzero(neg[:, text_set] <= kth, axis=1)
-    tied = np.flatnonzero(np.count_nonzero(neg <= kth, axis=1) > k)
-    if len(tied):
-        common[tied] = np.isin(stable_topk(neg[tied].astype(np.float64), k), text_set).sum(axis=1)
-    return common
+def _rows(table: ProfileTable, rows: np.ndarray) -> ProfileTable:
+    return ProfileTable(table.probabilities[rows], table.colour[rows], table.confidence[rows])
 
 
 @dataclass(frozen=True)
@@ -140,8 +80,8 @@ class TextIndex:
     start_s: np.ndarray
     end_s: np.ndarray
     has_attributes: np.ndarray
-    arrays: ProfileArrays  # rows of the tracklets with attributes, in their order
-    vectors: np.ndarray | None  # (N, D) for every tracklet; None: the store holds none of this model
+    table: ProfileTable  # rows of the tracklets with attributes, in their order
+    vectors: np.ndarray | None  # (N, D) as stored, zero rows where none; None: the store holds none of this model
     profile_json: tuple[str | None, ...]
 
     @staticmethod
@@ -159,10 +99,10 @@ class TextIndex:
             except ValueError:
                 log.warning("tracklet %s: its stored attributes are unreadable; not searched", r[0])
         try:
-            arrays = ProfileArrays.from_dicts(dicts)
-        except (KeyError, TypeError) as exc:  # written by hand, not by this store: read them one by one
+            table = profile_table(dicts)
+        except (KeyError, TypeError, ValueError) as exc:  # written by hand, not by this store: one by one
             log.warning("stored attributes of an unexpected shape (%s); reading them one by one", exc)
-            arrays, has = _checked_arrays(rows, has)
+            table, has = _checked_table(rows, has)
         vectors = None
         try:
             vids, matrix = store.vectors(model_fingerprint)
@@ -170,19 +110,17 @@ class TextIndex:
             vids, matrix = [], np.zeros((0, 0), np.float32)
         if vids:
             at = {tid: i for i, tid in enumerate(vids)}
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            unit = (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
             vectors = np.zeros((len(rows), matrix.shape[1]), np.float32)
             for i, r in enumerate(rows):
                 j = at.get(r[0])
                 if j is not None:
-                    vectors[i] = unit[j]
+                    vectors[i] = matrix[j]
         return TextIndex(generation, ids, np.array([r[1] for r in rows], dtype=object),
                          np.array([r[2] for r in rows], np.float64), np.array([r[3] for r in rows], np.float64),
-                         has, arrays, vectors, tuple(r[4] for r in rows))
+                         has, table, vectors, tuple(r[4] for r in rows))
 
 
-def _checked_arrays(rows: list, has: np.ndarray) -> tuple[ProfileArrays, np.ndarray]:
+def _checked_table(rows: list, has: np.ndarray) -> tuple[ProfileTable, np.ndarray]:
     dicts = []
     for i, r in enumerate(rows):
         if has[i]:
@@ -191,7 +129,7 @@ def _checked_arrays(rows: list, has: np.ndarray) -> tuple[ProfileArrays, np.ndar
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("tracklet %s: its stored attributes are unreadable (%s); not searched", r[0], exc)
                 has[i] = False
-    return ProfileArrays.from_dicts(dicts), has
+    return profile_table(dicts), has
 
 
 _CACHE: weakref.WeakKeyDictionary[TrackletStore, TextIndex] = weakref.WeakKeyDictionary()
@@ -209,8 +147,9 @@ def text_index(store: TrackletStore, model_fingerprint: str) -> TextIndex:
 
 
 def rank_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: str, default_top_k: int = 50
-              ) -> tuple[list[tuple[str, float, str]], list[str]]:
-    """((tracklet id, text score in [0, 1], profile JSON) best first, notes); SearchJobError when unanswerable.
+              ) -> tuple[list[tuple[str, float, str, np.ndarray | None]], list[str]]:
+    """((tracklet id, text score in [0, 1], profile JSON, stored vector or None) best first, notes);
+    SearchJobError when unanswerable.
 
     The text score is the re-ranked similarity scaled by 1 / (1 + weight) into [0, 1] (same order)."""
     if store is None:
@@ -240,12 +179,14 @@ def rank_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: s
     attribute_row = np.cumsum(index.has_attributes) - 1  # tracklet row -> row of index.arrays
     vectors = None if index.vectors is None else index.vectors[rows]
     top_k = min(job.top_k if job.top_k > 0 else default_top_k, MAX_HITS)
-    best, scores = rank_arrays(job.query, index.arrays.take(attribute_row[rows]), vectors, top_k=top_k)
+    best, scores = rank_by_description(job.query, _rows(index.table, attribute_row[rows]), vectors, top_k=top_k,
+                                      weight=RERANK_WEIGHT)
     scale = 1.0 + RERANK_WEIGHT if vectors is not None else 1.0
     ranked = []
     for b, score in zip(best, scores, strict=True):
         i = rows[b]
-        ranked.append((str(index.ids[i]), float(min(max(score / scale, 0.0), 1.0)), str(index.profile_json[i])))
+        ranked.append((str(index.ids[i]), float(min(max(score / scale, 0.0), 1.0)), str(index.profile_json[i]),
+                       None if vectors is None or not vectors[b].any() else vectors[b]))
     return ranked, notes
 
 
@@ -255,13 +196,13 @@ def find_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: s
     ranked, notes = rank_text(job, store, model_fingerprint=model_fingerprint, default_top_k=default_top_k)
     assert store is not None
     hits = []
-    for tid, score, profile_json in ranked:
+    for tid, score, profile_json, vector in ranked:
         try:
-            vector = store.vector(tid, model_fingerprint).vectors[0]
+            hit = crop_of(store, tid, 1.0 - score, store.vector(tid, model_fingerprint).vectors[0]
+                          if vector is None else vector)
         except UnknownIdError as exc:  # removed by retention meanwhile, or stored without a vector
             log.warning("text search hit %s left out: %s", tid, exc)
             continue
-        hit = crop_of(store, tid, 1.0 - score, vector)
         if hit is not None:
             attributes = AttributeProfile.from_dict(json.loads(profile_json))
             hits.append(dataclasses.replace(hit, attributes=attributes, text_score=score))

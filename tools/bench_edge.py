@@ -17,6 +17,19 @@ ratio robust to other load on the machine. Decoding is timed once per chunk and 
 paths (as decode → detector would); `fps_ratio_no_decode` leaves it out (stricter). Model loading
 and warm-up are excluded. `source_bytes` is the video file size, prorated when `--frames` covers
 only part of the video; `uplink_bytes` is the size of the short-list payloads in the outbox.
+
+Attributes (issue 15): with the attribute model found (`--attributes`, the default), a third path (c)
+"pipeline_attributes" runs in the same chunks: the same pipeline with the attribute recognizer on its
+worker (its own store, outbox and camera id); `fps_ratio_attributes` is (a) over (c) as `fps_ratio` is
+(a) over (b), and `attributes_cost` (b) over (c). The order of the three rotates per chunk.
+
+Text search (issue 15, `--text-tracklets N`, 0: skip; `--text-only`: skip the video): a store filled with
+N closed tracklets (random attribute profiles, random 256-d vectors, one small crop each), then a text
+job answered as the hub link answers it (`edge.uplink.messages.answer_search_job`: ranking on the cached
+arrays, the hits' crops, the SearchResult messages) — `text_query_ms`, median of `--text-repeats` after
+one warm-up that builds the index (`text_index_build_ms`) — and a full-scan reference in the same run:
+every stored profile parsed from its JSON, `rank_by_description` on them, the same hits read
+(`text_full_scan_ms`). Both must return the same tracklets (checked).
 """
 
 from __future__ import annotations
@@ -109,13 +122,13 @@ def as_camera(frame: Frame, camera_id: str) -> Frame:
 
 
 def make_pipeline(workdir: Path, tracker: PersonTracker, embedder: Any, gallery: MemoryGallery,
-                  min_p_same: float, uplink: UplinkSettings | None = None
+                  min_p_same: float, uplink: UplinkSettings | None = None, attributes: Any = None
                   ) -> tuple[EdgePipeline, TrackletStore, Outbox]:
     store = TrackletStore(workdir / "edge.db")
     outbox = Outbox(workdir / "outbox.db")
     pipeline = EdgePipeline("bench-edge", tracker=tracker, embedder=embedder, store=store, outbox=outbox,
                             gallery=gallery, policy=ShortListPolicy(top_k=5, min_p_same=min_p_same),
-                            uplink=uplink)
+                            uplink=uplink, attributes=attributes)
     return pipeline, store, outbox
 
 
@@ -144,12 +157,28 @@ def harvest_identities(video: Path, args: argparse.Namespace, tracker: PersonTra
     return ids, vectors
 
 
+def attribute_recognizer(enabled: bool) -> tuple[Any, str]:
+    """The attribute recognizer and a note, or (None, why not)."""
+    if not enabled:
+        return None, "off (--no-attributes)"
+    from models.attributes.recognizer import AttributeRecognizer
+    from models.errors import ModelNotFoundError
+
+    try:
+        recognizer = AttributeRecognizer("attributes/intel-0230")
+    except ModelNotFoundError as exc:
+        return None, f"off: {exc}"
+    recognizer.recognize([np.zeros((160, 80, 3), np.uint8)] * 4)  # warm up
+    return recognizer, "attributes/intel-0230"
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     video = find_video(args.video)
     load_start = time.perf_counter()
     tracker = PersonTracker()
     embedder = create_embedder("reid/intel-0288", num_threads=1)
     embedder.embed([np.zeros((256, 128, 3), np.uint8)] * 4)  # warm up
+    recognizer, attributes_note = attribute_recognizer(args.attributes)
     load_s = time.perf_counter() - load_start
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-edge-"))
@@ -162,42 +191,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     uplink = UplinkSettings(args.uplink_crops, args.uplink_max_height, args.uplink_jpeg_quality)
     pipeline, store, outbox = make_pipeline(tmp / "pipeline", tracker, embedder, gallery, args.min_p_same, uplink)
+    pipelines = {"pipeline": pipeline}
+    if recognizer is not None:
+        pipelines["pipeline_attributes"] = make_pipeline(tmp / "pipeline-attributes", tracker, embedder, gallery,
+                                                         args.min_p_same, uplink, recognizer)[0]
     tracker.reset("detector")
-    pipeline.begin_stream("pipeline")
     warm = VideoFileSource(video, "warm", stride=args.stride, max_frames=10)
-    for frame in warm:  # warm both paths on frames that are not measured; state reset below
+    for frame in warm:  # warm every path on frames that are not measured; state reset below
         tracker.update(as_camera(frame, "detector"))
-        pipeline.process(as_camera(frame, "warm"))
-    pipeline.end_stream("warm", flush=False)  # warm-up tracklets are not part of the run
-    pipeline.drain()
+        for p in pipelines.values():
+            p.process(as_camera(frame, "warm"))
+    for name, p in pipelines.items():
+        p.end_stream("warm", flush=False)  # warm-up tracklets are not part of the run
+        p.drain()
+        p.begin_stream(name)
     tracker.reset("detector")
 
-    decode_s = detector_s = pipeline_s = 0.0
+    decode_s = 0.0
+    busy = dict.fromkeys(["detector", *pipelines], 0.0)
     frames = 0
     ratios: list[float] = []
-    chunk_times: list[tuple[float, float, float]] = []
+    chunk_times: list[tuple[float, ...]] = []
     chunks = decode_chunks(video, args.stride, args.frames, args.chunk)
+    paths = list(busy)
     for number, (chunk_decode, batch, last) in enumerate(chunks):
         times: dict[str, float] = {}
-        for path in (("detector", "pipeline") if number % 2 == 0 else ("pipeline", "detector")):
+        for path in paths[number % len(paths):] + paths[:number % len(paths)]:
             start = time.perf_counter()
             if path == "detector":
                 for frame in batch:
                     tracker.update(as_camera(frame, "detector"))
             else:
                 for frame in batch:
-                    pipeline.process(as_camera(frame, "pipeline"))
+                    pipelines[path].process(as_camera(frame, path))
                 if last:
-                    pipeline.end_stream("pipeline")
-                pipeline.drain()
+                    pipelines[path].end_stream(path)
+                pipelines[path].drain()
             times[path] = time.perf_counter() - start
         decode_s += chunk_decode
-        detector_s += times["detector"]
-        pipeline_s += times["pipeline"]
+        for path in paths:
+            busy[path] += times[path]
         frames += len(batch)
         ratios.append((chunk_decode + times["detector"]) / (chunk_decode + times["pipeline"]))
-        chunk_times.append((round(chunk_decode, 3), round(times["detector"], 3), round(times["pipeline"], 3)))
-    pipeline.close()
+        chunk_times.append((round(chunk_decode, 3), *(round(times[p], 3) for p in paths)))
+    for p in pipelines.values():
+        p.close()
+    detector_s, pipeline_s = busy["detector"], busy["pipeline"]
     stats = pipeline.stats
     entries = outbox.pending(limit=1_000_000)
     uplink_bytes = sum(len(e.payload) for e in entries)
@@ -229,7 +268,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_s": round(load_s, 1),
         "cpus": os.cpu_count(), "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
-        "chunks_decode_detector_pipeline_s": chunk_times,
+        "attributes": attributes_note, **_attribute_figures(pipelines, frames, decode_s, busy),
+        "chunks_decode_" + "_".join(paths) + "_s": chunk_times,
+    }
+
+
+def _attribute_figures(pipelines: dict[str, EdgePipeline], frames: int, decode_s: float,
+                       busy: dict[str, float]) -> dict[str, Any]:
+    if "pipeline_attributes" not in pipelines:
+        return {}
+    stats = pipelines["pipeline_attributes"].stats.worker
+    store = pipelines["pipeline_attributes"].worker.store
+    with_attributes = sum(1 for r in store.attribute_rows() if r[4] is not None)
+    store.close()
+    pipelines["pipeline_attributes"].worker.outbox.close()
+    attributes_s = busy["pipeline_attributes"]
+    return {
+        "pipeline_attributes_fps": round(frames / (decode_s + attributes_s), 2),
+        "fps_ratio_attributes": round((decode_s + busy["detector"]) / (decode_s + attributes_s), 3),
+        "attributes_cost": round((decode_s + busy["pipeline"]) / (decode_s + attributes_s), 3),
+        "pipeline_attributes_s": round(attributes_s, 2),
+        "tracklets_with_attributes": with_attributes, "attribute_tracklets_embedded": stats.embedded,
     }
 
 
@@ -241,6 +300,79 @@ def _named(entries: list[Any]) -> list[str]:
         message = edge_to_hub_pb2.ShortList.FromString(entry.payload)
         names += [c.identity_id for c in message.candidates]
     return names
+
+
+def bench_text(args: argparse.Namespace) -> dict[str, Any]:
+    """A text job over `args.text_tracklets` stored tracklets: the cached path and a full-scan reference."""
+    import json as jsonlib
+    import statistics as stats
+
+    from tqdm import tqdm
+
+    from edge.footage_search import crop_of
+    from edge.uplink.messages import answer_search_job
+    from models.attributes.query import parse_description
+    from models.attributes.scoring import rank_by_description
+    from models.attributes.types import ATTRIBUTE_NAMES, COLOUR_NAMES, AttributeProfile, ColourReading
+    from models.types import Embeddings, Tracklet
+    from protos import codec
+    from protos.crossview.v1 import hub_to_edge_pb2
+
+    n, fp, dim = args.text_tracklets, "bench-reid@1", 256
+    rng = np.random.default_rng(0)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-edge-text-"))
+    store = TrackletStore(tmp / "edge.db")
+    store._conn.execute("PRAGMA synchronous=OFF")  # filling only: one fsync per row would take minutes
+    for camera in ("cam-0", "cam-1", "cam-2"):
+        store.add_camera(camera)
+    crop = np.full((128, 64, 3), 90, np.uint8)
+    fill_start = time.perf_counter()
+
+    def reading() -> ColourReading | None:
+        return None if rng.random() < 0.1 else ColourReading(str(rng.choice(COLOUR_NAMES)), float(rng.random()))
+
+    for i in tqdm(range(n), desc="filling the store", unit="tracklet", disable=args.json):
+        vector = rng.standard_normal((1, dim)).astype(np.float32)
+        profile = AttributeProfile(dict(zip(ATTRIBUTE_NAMES, rng.random(len(ATTRIBUTE_NAMES)).tolist(),
+                                            strict=True)), reading(), reading(), crops=4)
+        store.upsert_tracklet(Tracklet(f"t{i:06d}", f"cam-{i % 3}", i, float(i), i + 2.0, (),
+                                       Embeddings(vector, fp)), [crop], closed=True, attributes=profile)
+    fill_s = time.perf_counter() - fill_start
+    query = parse_description(args.text)
+    job = hub_to_edge_pb2.SearchJob(job_id="bench", top_k=args.text_top_k, text=codec.text_search_to_proto(query))
+
+    def cached() -> list[str]:
+        results = answer_search_job(job, store, edge_id="bench-edge", model_fingerprint=fp, dim=dim)
+        return [h.tracklet_id for r in results for h in r.hits]
+
+    def full_scan() -> list[str]:
+        rows = store.attribute_rows()
+        profiles = [AttributeProfile.from_dict(jsonlib.loads(r[4])) for r in rows]
+        ids, vectors = store.vectors(fp)
+        at = {tid: i for i, tid in enumerate(ids)}
+        best, _ = rank_by_description(query, profiles, vectors[[at[r[0]] for r in rows]], top_k=args.text_top_k)
+        hits = [crop_of(store, rows[b][0], 0.0, vectors[at[rows[b][0]]]) for b in best]
+        return [h.tracklet_id for h in hits if h is not None]
+
+    start = time.perf_counter()
+    first = cached()  # builds the index
+    build_ms = (time.perf_counter() - start) * 1000
+    cached_ms, scan_ms = [], []
+    for _ in range(args.text_repeats):
+        for name, fn, out in (("cached", cached, cached_ms), ("scan", full_scan, scan_ms)):
+            start = time.perf_counter()
+            got = fn()
+            out.append((time.perf_counter() - start) * 1000)
+            if got != first:
+                raise SystemExit(f"text search: the {name} path returned other tracklets than the first answer")
+    store.close()
+    return {
+        "text_tracklets": n, "text_query": args.text, "text_top_k": args.text_top_k, "text_hits": len(first),
+        "text_query_ms": round(stats.median(cached_ms), 1), "text_full_scan_ms": round(stats.median(scan_ms), 1),
+        "text_speedup": round(stats.median(scan_ms) / stats.median(cached_ms), 1),
+        "text_index_build_ms": round(build_ms, 1), "text_query_ms_all": [round(x, 1) for x in cached_ms],
+        "text_full_scan_ms_all": [round(x, 1) for x in scan_ms], "text_fill_s": round(fill_s, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,8 +388,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uplink-crops", type=int, default=UplinkSettings.crops, help="crops per short list")
     parser.add_argument("--uplink-max-height", type=int, default=UplinkSettings.max_height)
     parser.add_argument("--uplink-jpeg-quality", type=int, default=UplinkSettings.jpeg_quality)
+    parser.add_argument("--attributes", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the pipeline with the attribute model (when it is found)")
+    parser.add_argument("--text-tracklets", type=int, default=10_000, help="stored tracklets for the text query")
+    parser.add_argument("--text-only", action="store_true", help="only the text query, not the video")
+    parser.add_argument("--text", default="woman, red top, black trousers, backpack", help="the description")
+    parser.add_argument("--text-top-k", type=int, default=50)
+    parser.add_argument("--text-repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    result = run(args)
+    result = {} if args.text_only else run(args)
+    if args.text_tracklets > 0:
+        result.update(bench_text(args))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

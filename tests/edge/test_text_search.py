@@ -11,7 +11,7 @@ import pytest
 
 from edge import text_search
 from edge.storage.store import TrackletStore
-from edge.text_search import ProfileArrays, TextJob, find_text, rank_arrays
+from edge.text_search import TextJob, find_text
 from edge.uplink import messages as edge_wire
 from models.attributes.scoring import rank_by_description
 from models.attributes.types import (
@@ -53,23 +53,25 @@ NO_BACKPACK_BLACK_TROUSERS = TextQuery("no backpack, black trousers", (
     Constraint("attribute", "long_trousers", None, True, "trousers")))
 
 
-@pytest.mark.parametrize("n", [1, 7, 60, 400])
 @pytest.mark.parametrize("query", [WOMAN_RED_TOP, NO_BACKPACK_BLACK_TROUSERS])
-def test_rank_arrays_equals_rank_by_description(n: int, query: TextQuery) -> None:
-    profiles = random_profiles(n, seed=n)
-    rng = np.random.default_rng(n + 1)
-    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
-    vectors[::5] = vectors[0]  # exact ties among neighbours
-    vectors[3::11] = 0.0  # tracklets without a vector
-    arrays = ProfileArrays.from_dicts([p.to_dict() for p in profiles])
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit_vectors = vectors / np.where(norms > 0, norms, 1.0)
-    for top_k in (1, 5, 300):
-        for vecs, unit in ((None, None), (vectors, unit_vectors)):
-            want = rank_by_description(query, profiles, vecs, top_k=top_k)
-            got = rank_arrays(query, arrays, unit, top_k=top_k)
-            np.testing.assert_array_equal(got[0], want[0])
-            np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-7)
+def test_answer_equals_rank_by_description_on_every_parsed_profile(tmp_path: Path, query: TextQuery) -> None:
+    """The cached index against the brute-force reference: every profile parsed, rank_by_description."""
+    n = 150
+    profiles = random_profiles(n, seed=7)
+    with TrackletStore(tmp_path / "edge.db") as s:
+        for camera in ("gate", "lobby"):
+            s.add_camera(camera)
+        for i, p in enumerate(profiles):
+            _add(s, f"t{i:03d}", ("gate", "lobby")[i % 2], float(i), p if i % 13 else None, i % 40)  # ties
+        for job in (TextJob("j", query, top_k=20), TextJob("j", query, camera_ids=("lobby",), start_s=30.0,
+                                                            end_s=120.0, top_k=300)):
+            hits, _ = find_text(job, s, model_fingerprint=FP)
+            keep = [i for i in range(n) if i % 13 and (not job.camera_ids or ("gate", "lobby")[i % 2] == "lobby")
+                    and (job.start_s is None or i + 1.0 >= job.start_s) and (job.end_s is None or i <= job.end_s)]
+            vectors = np.concatenate([s.vector(f"t{i:03d}", FP).vectors for i in keep])
+            best, scores = rank_by_description(query, [profiles[i] for i in keep], vectors, top_k=job.top_k)
+            assert [h.tracklet_id for h in hits] == [f"t{keep[b]:03d}" for b in best]
+            np.testing.assert_allclose([h.text_score for h in hits], scores / 1.1, rtol=1e-6)
 
 
 def _vector(seed: int) -> Embeddings:
