@@ -58,7 +58,7 @@ class Health(BaseModel):
 
 
 class FromSightingRequest(_Strict):
-    sighting_id: int
+    sighting_id: int = Field(ge=0, le=2**63 - 1)  # a SQL BIGINT (cloud.api.deps.MAX_ID)
     display_name: str = DisplayName
     watchlist_threshold: WatchThreshold | None = None
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from cloud.api.deps import hub_of, require_operator
+from cloud.api.deps import MAX_ID, hub_of, require_operator
 from cloud.api.errors import ApiError
 from cloud.api.routes.identities import live_identity
 from cloud.api.schemas import SearchResponse
@@ -49,7 +49,8 @@ def check_places(store: HubStore, camera_ids: list[str], sites: list[str]) -> No
 
 @router.post("/search", response_model=SearchResponse)
 async def search(request: Request, photos: Annotated[list[UploadFile] | None, File()] = None,
-                 sighting_id: Annotated[int | None, Form()] = None, identity_id: Annotated[str | None, Form()] = None,
+                 sighting_id: Annotated[int | None, Form(ge=0, le=MAX_ID)] = None,
+                 identity_id: Annotated[str | None, Form()] = None,
                  text: Annotated[str | None, Form(description="a description, e.g. 'woman, red top, backpack'")] = None,
                  male: Flag = None, bag: Flag = None, backpack: Flag = None, hat: Flag = None,
                  long_sleeves: Flag = None, long_trousers: Flag = None, long_hair: Flag = None,
