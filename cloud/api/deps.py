@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from cloud.hub import Hub
 
 SESSION_COOKIE = "crossview_session"
+MAX_ID = 2**63 - 1  # ids are SQL BIGINTs: a larger number is an unknown id, not an OverflowError (a 500)
 
 
 def hub_of(request: Request) -> Hub:
