@@ -11,6 +11,8 @@ from pathlib import Path
 from cloud.store.base import (
     UNCHANGED,
     AlertRecord,
+    AuditFilter,
+    AuditRecord,
     ClaimResult,
     CompletedShortList,
     Decision,
@@ -49,9 +51,9 @@ def open_store(database: str | Path, **kwargs: object) -> HubStore:
 
 
 __all__ = [
-    "UNCHANGED", "AlertRecord", "ClaimResult", "CompletedShortList", "Decision", "EdgeRecord", "GalleryEntry",
-    "HubStore", "IdentityCounts", "IdentityRecord", "NewSighting", "OperatorRecord", "OperatorSessionRecord",
-    "OutgoingMessage", "ReferenceCrop", "SchemaVersionError", "SearchJobRecord", "ShortListRecord", "ShortListSummary",
-    "SightingRecord", "StoreError", "StoredSearchResult", "TokenRecord", "VerdictRecord",
-    "open_store",
+    "UNCHANGED", "AlertRecord", "AuditFilter", "AuditRecord", "ClaimResult", "CompletedShortList", "Decision",
+    "EdgeRecord", "GalleryEntry", "HubStore", "IdentityCounts", "IdentityRecord", "NewSighting", "OperatorRecord",
+    "OperatorSessionRecord", "OutgoingMessage", "ReferenceCrop", "SchemaVersionError", "SearchJobRecord",
+    "ShortListRecord", "ShortListSummary", "SightingRecord", "StoreError", "StoredSearchResult", "TokenRecord",
+    "VerdictRecord", "open_store",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import abstractmethod
 
 from cloud.store.interfaces import (
+    AuditStore,
     EdgeStore,
     GalleryStore,
     OperatorStore,
@@ -23,6 +24,8 @@ from cloud.store.interfaces import (
 from cloud.store.records import (
     UNCHANGED,
     AlertRecord,
+    AuditFilter,
+    AuditRecord,
     ClaimResult,
     CompletedShortList,
     Decision,
@@ -46,7 +49,8 @@ from cloud.store.records import (
 )
 
 
-class HubStore(EdgeStore, GalleryStore, ShortListStore, SightingStore, SearchStore, OperatorStore, OutgoingStore):
+class HubStore(EdgeStore, GalleryStore, ShortListStore, SightingStore, SearchStore, OperatorStore, AuditStore,
+               OutgoingStore):
     """The hub's durable state: every domain's interface (`cloud.store.interfaces`). Every method is one
     transaction; all are thread-safe."""
 
@@ -61,7 +65,8 @@ class HubStore(EdgeStore, GalleryStore, ShortListStore, SightingStore, SearchSto
 
 
 __all__ = [
-    "UNCHANGED", "AlertRecord", "ClaimResult", "CompletedShortList", "Decision", "EdgeRecord", "EdgeStore",
+    "UNCHANGED", "AlertRecord", "AuditFilter", "AuditRecord", "AuditStore", "ClaimResult", "CompletedShortList",
+    "Decision", "EdgeRecord", "EdgeStore",
     "GalleryEntry", "GalleryStore", "HubStore", "IdentityCounts", "IdentityRecord", "NewSighting",
     "OperatorRecord", "OperatorSessionRecord", "OperatorStore", "OutgoingMessage", "OutgoingStore",
     "ReferenceCrop", "SearchJobRecord", "SearchStore", "ShortListRecord", "ShortListStore",

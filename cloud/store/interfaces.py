@@ -15,6 +15,8 @@ import numpy as np
 from cloud.store.records import (
     UNCHANGED,
     AlertRecord,
+    AuditFilter,
+    AuditRecord,
     ClaimResult,
     CompletedShortList,
     EdgeRecord,
@@ -174,8 +176,9 @@ class ShortListStore(Protocol):
         worker holds a claim younger than `lease_s`."""
 
     @abstractmethod
-    def release_short_list(self, idempotency_key: str) -> None:
-        """Drop an unfinished claim so a retry processes the short list again."""
+    def release_short_list(self, idempotency_key: str, edge_id: str | None = None) -> None:
+        """Drop an unfinished claim so a retry processes the short list again. Keys are unique per
+        edge: None releases the key's claims of every edge (tools and tests only)."""
 
     @abstractmethod
     def complete_short_list(self, verdict: VerdictRecord, sighting: NewSighting | None, *, edge_id: str,
@@ -183,13 +186,15 @@ class ShortListStore(Protocol):
         """Store the verdict, the sighting and an alert (when `alert`), queue the Verdict message."""
 
     @abstractmethod
-    def get_short_list(self, idempotency_key: str) -> ShortListRecord | None: ...
+    def get_short_list(self, idempotency_key: str, edge_id: str | None = None) -> ShortListRecord | None:
+        """The short list `edge_id` sent under the key (None: any edge's, for tools and tests)."""
 
     @abstractmethod
     def count_short_lists(self, edge_id: str | None = None) -> int: ...
 
     @abstractmethod
-    def get_verdict(self, idempotency_key: str) -> VerdictRecord | None: ...
+    def get_verdict(self, idempotency_key: str, edge_id: str | None = None) -> VerdictRecord | None:
+        """The verdict of `edge_id`'s short list under the key (None: any edge's)."""
 
 
 class SightingStore(Protocol):
@@ -253,8 +258,9 @@ class OperatorStore(Protocol):
     """Operators of the REST API and their sessions (`cloud.store.sql_operators`)."""
 
     @abstractmethod
-    def save_operator(self, username: str, password_hash: str, *, now: float) -> bool:
-        """Create the operator or replace its password hash; True when it was created."""
+    def save_operator(self, username: str, password_hash: str, *, now: float, role: str | None = None) -> bool:
+        """Create the operator (role None: "operator") or replace its password hash (a changed hash ends its
+        sessions) and, when given, its role; True when it was created."""
 
     @abstractmethod
     def get_operator(self, username: str) -> OperatorRecord | None: ...
@@ -264,7 +270,19 @@ class OperatorStore(Protocol):
 
     @abstractmethod
     def delete_operator(self, username: str) -> bool:
-        """Forget the operator and end its sessions."""
+        """Forget the operator and end its sessions (StoreError for the last enabled admin)."""
+
+    @abstractmethod
+    def set_operator_role(self, username: str, role: str) -> OperatorRecord:
+        """StoreError for an unknown operator, or for demoting the last enabled admin."""
+
+    @abstractmethod
+    def set_operator_disabled(self, username: str, disabled: bool) -> OperatorRecord:
+        """Disabling ends the operator's sessions; StoreError for an unknown one or the last enabled admin."""
+
+    @abstractmethod
+    def delete_operator_sessions(self, username: str) -> int:
+        """End every session of the operator; how many."""
 
     @abstractmethod
     def add_operator_session(self, record: OperatorSessionRecord) -> None:
@@ -279,6 +297,23 @@ class OperatorStore(Protocol):
     @abstractmethod
     def delete_expired_operator_sessions(self, now: float) -> int:
         """Forget sessions with expires_s <= now; how many."""
+
+
+class AuditStore(Protocol):
+    """The append-only audit trail (`cloud.store.sql_audit`)."""
+
+    @abstractmethod
+    def append_audit(self, record: AuditRecord) -> int:
+        """Append one line (its `audit_id` ignored); the id it got."""
+
+    @abstractmethod
+    def audit_entries(self, where: AuditFilter | None = None, *, before_id: int | None = None,
+                      after_id: int | None = None, limit: int = 100) -> list[AuditRecord]:
+        """Lines matching `where`: newest first below `before_id`, or oldest first above `after_id`."""
+
+    @abstractmethod
+    def delete_audit_before(self, cutoff_s: float) -> int:
+        """Retention: forget lines with at_s < cutoff_s; how many."""
 
 
 class OutgoingStore(Protocol):

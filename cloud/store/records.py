@@ -204,6 +204,8 @@ class OperatorRecord:
     username: str
     password_hash: str
     created_s: float
+    role: str = "operator"  # "admin" | "operator" | "viewer" (cloud.operators.ROLES)
+    disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,31 @@ class OperatorSessionRecord:
     username: str
     created_s: float
     expires_s: float
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One line of the audit trail: who (`username`, `role`, `client` address) did `action` to `target`, when."""
+
+    at_s: float
+    username: str
+    role: str
+    client: str
+    action: str
+    target: str = ""
+    detail: str = ""
+    audit_id: int = 0  # given by the store
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which audit lines to read: every given field must match (`since_s` <= at_s < `until_s`)."""
+
+    username: str | None = None
+    action: str | None = None
+    target: str | None = None
+    since_s: float | None = None
+    until_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -235,8 +262,8 @@ class CompletedShortList:
 
 
 __all__ = [
-    "UNCHANGED", "AlertRecord", "ClaimResult", "CompletedShortList", "Decision", "EdgeRecord", "GalleryEntry",
-    "IdentityCounts", "IdentityRecord", "NewSighting", "OperatorRecord", "OperatorSessionRecord",
-    "OutgoingMessage", "ReferenceCrop", "SearchJobRecord", "ShortListRecord", "ShortListSummary",
-    "SightingRecord", "StoreError", "StoredSearchResult", "TokenRecord", "VerdictRecord",
+    "UNCHANGED", "AlertRecord", "AuditFilter", "AuditRecord", "ClaimResult", "CompletedShortList", "Decision",
+    "EdgeRecord", "GalleryEntry", "IdentityCounts", "IdentityRecord", "NewSighting", "OperatorRecord",
+    "OperatorSessionRecord", "OutgoingMessage", "ReferenceCrop", "SearchJobRecord", "ShortListRecord",
+    "ShortListSummary", "SightingRecord", "StoreError", "StoredSearchResult", "TokenRecord", "VerdictRecord",
 ]

@@ -237,7 +237,36 @@ _V4 = (
     "ALTER TABLE verdicts RENAME COLUMN stage2_score TO p_same",
 )
 
-MIGRATIONS: tuple[tuple[str | Only, ...], ...] = (_V1, _V2, _V3, _V4)
+# Operator roles (issue 12): admin, operator or viewer, and a disabled flag. An existing database's oldest
+# operator is the one the hub created at its first start (the configured admin_user), so it becomes admin
+# and the others operators. The audit trail is append-only: only retention deletes rows (cloud.audit);
+# SQLite refuses an UPDATE with a trigger, PostgreSQL ignores one with a rule.
+_V5 = (
+    "ALTER TABLE operators ADD COLUMN role TEXT NOT NULL DEFAULT 'operator'",
+    "ALTER TABLE operators ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0",
+    """UPDATE operators SET role = 'admin' WHERE username = (SELECT username FROM operators
+       ORDER BY created_s, username LIMIT 1)""",
+    "CREATE INDEX operator_sessions_user ON operator_sessions (username)",
+    """CREATE TABLE audit_log (
+        audit_id {serial_pk},
+        at_s DOUBLE PRECISION NOT NULL,
+        username TEXT NOT NULL,
+        role TEXT NOT NULL,
+        client TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    )""",
+    "CREATE INDEX audit_log_time ON audit_log (at_s)",
+    "CREATE INDEX audit_log_user ON audit_log (username, audit_id)",
+    "CREATE INDEX audit_log_action ON audit_log (action, audit_id)",
+    "CREATE INDEX audit_log_target ON audit_log (target, audit_id)",
+    Only("sqlite", """CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"""),
+    Only("postgres", "CREATE RULE audit_log_append_only AS ON UPDATE TO audit_log DO INSTEAD NOTHING"),
+)
+
+MIGRATIONS: tuple[tuple[str | Only, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 
 COMPONENT = "hub"
 

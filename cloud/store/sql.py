@@ -33,6 +33,7 @@ from cloud.store.records import (
     _Unchanged,
 )
 from cloud.store.schema import Tx
+from cloud.store.sql_audit import AuditSql
 from cloud.store.sql_operators import OperatorSql
 from cloud.store.sql_search import SearchSql
 from cloud.store.sql_sightings import SIGHTING_COLUMNS, SightingSql
@@ -43,6 +44,11 @@ _IDENTITY_COLUMNS = "identity_id, display_name, watchlist_threshold, source, cre
 _TOKEN_COLUMNS = "token_id, edge_id, secret_hash, created_s, expires_s, revoked"
 _SHORT_LIST_COLUMNS = ("idempotency_key, edge_id, camera_id, tracklet_id, track_id, start_s, end_s, n_crops, "
                        "candidates, model_fingerprint, gallery_version, created_s")
+
+# keys are unique per edge (schema step 6); without an edge id a lookup takes any edge's (tools, tests)
+def _and_edge(edge_id: str | None) -> tuple[str, tuple[str, ...]]:
+    return ("", ()) if edge_id is None else (" AND edge_id = ?", (edge_id,))
+
 
 _IN_CHUNK = 500  # ids per "IN (...)" list: under SQLite's host-parameter limit on any build
 
@@ -77,7 +83,7 @@ def _vectors(n: int, dim: int, blob: bytes) -> np.ndarray:
     return np.frombuffer(bytes(blob), dtype="<f4").reshape(int(n), int(dim)).astype(np.float32)
 
 
-class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
+class SqlHubStore(OperatorSql, AuditSql, SearchSql, SightingSql, HubStore):
     """The backend-independent part of the store."""
 
     @abstractmethod
@@ -378,40 +384,42 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
             inserted = tx.execute(
                 f"INSERT INTO short_lists ({_SHORT_LIST_COLUMNS}, status, received_s, claimed_s) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?) "
-                "ON CONFLICT (idempotency_key) DO NOTHING",
+                "ON CONFLICT (edge_id, idempotency_key) DO NOTHING",
                 (s.idempotency_key, s.edge_id, s.camera_id, s.tracklet_id, s.track_id, s.start_s, s.end_s, s.n_crops,
                  json.dumps([list(c) for c in s.candidates]), s.model_fingerprint, s.gallery_version, s.created_s,
                  now, now)).rowcount
             if inserted == 1:
                 return "new"
-            row = tx.one("SELECT status, claimed_s FROM short_lists WHERE idempotency_key = ?", (s.idempotency_key,))
+            row = tx.one("SELECT status, claimed_s FROM short_lists WHERE edge_id = ? AND idempotency_key = ?",
+                         (s.edge_id, s.idempotency_key))
             assert row is not None
             if row[0] == "done":
                 return "duplicate"
             if float(row[1]) < now - lease_s:  # its worker died: take over the claim
-                taken = tx.execute("UPDATE short_lists SET claimed_s = ? WHERE idempotency_key = ? "
+                taken = tx.execute("UPDATE short_lists SET claimed_s = ? WHERE edge_id = ? AND idempotency_key = ? "
                                    "AND status = 'processing' AND claimed_s = ?",
-                                   (now, s.idempotency_key, row[1])).rowcount
+                                   (now, s.edge_id, s.idempotency_key, row[1])).rowcount
                 if taken == 1:
                     return "new"
             return "in_progress"
 
-    def release_short_list(self, idempotency_key: str) -> None:
+    def release_short_list(self, idempotency_key: str, edge_id: str | None = None) -> None:
         with self._transaction() as tx:
-            tx.execute("DELETE FROM short_lists WHERE idempotency_key = ? AND status = 'processing'",
-                       (idempotency_key,))
+            where, params = _and_edge(edge_id)
+            tx.execute("DELETE FROM short_lists WHERE idempotency_key = ? AND status = 'processing'" + where,
+                       (idempotency_key, *params))
 
     def complete_short_list(self, verdict: VerdictRecord, sighting: NewSighting | None, *, edge_id: str,
                             verdict_payload: bytes, alert: bool, now: float) -> CompletedShortList:
         v = verdict
         with self._transaction() as tx:
-            done = tx.execute("UPDATE short_lists SET status = 'done' WHERE idempotency_key = ? "
-                              "AND status = 'processing'", (v.idempotency_key,)).rowcount
+            done = tx.execute("UPDATE short_lists SET status = 'done' WHERE edge_id = ? AND idempotency_key = ? "
+                              "AND status = 'processing'", (edge_id, v.idempotency_key)).rowcount
             if done != 1:
                 raise StoreError(f"short list {v.idempotency_key!r} is not being processed (already decided?)")
-            tx.execute("INSERT INTO verdicts (idempotency_key, decision, identity_id, p_same, judge, scores, "
-                       "decided_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (v.idempotency_key, v.decision, v.identity_id, v.p_same, v.judge,
+            tx.execute("INSERT INTO verdicts (edge_id, idempotency_key, decision, identity_id, p_same, judge, scores, "
+                       "decided_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (edge_id, v.idempotency_key, v.decision, v.identity_id, v.p_same, v.judge,
                         json.dumps(dict(v.scores)), v.decided_s))
             sighting_id = alert_id = None
             if sighting is not None:
@@ -435,10 +443,11 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
                        (edge_id, sequence, "verdict", verdict_payload, now))
         return CompletedShortList(sequence, sighting_id, alert_id)
 
-    def get_short_list(self, idempotency_key: str) -> ShortListRecord | None:
+    def get_short_list(self, idempotency_key: str, edge_id: str | None = None) -> ShortListRecord | None:
+        where, params = _and_edge(edge_id)
         with self._reading() as tx:
             r = tx.one(f"SELECT {_SHORT_LIST_COLUMNS}, status, received_s, claimed_s FROM short_lists "
-                       "WHERE idempotency_key = ?", (idempotency_key,))
+                       f"WHERE idempotency_key = ?{where} ORDER BY edge_id LIMIT 1", (idempotency_key, *params))
         if r is None:
             return None
         candidates = tuple((str(c[0]), float(c[1])) for c in json.loads(r[8]))
@@ -455,10 +464,12 @@ class SqlHubStore(OperatorSql, SearchSql, SightingSql, HubStore):
         assert row is not None
         return int(row[0])
 
-    def get_verdict(self, idempotency_key: str) -> VerdictRecord | None:
+    def get_verdict(self, idempotency_key: str, edge_id: str | None = None) -> VerdictRecord | None:
+        where, params = _and_edge(edge_id)
         with self._reading() as tx:
             r = tx.one("SELECT idempotency_key, decision, identity_id, p_same, judge, scores, decided_s "
-                       "FROM verdicts WHERE idempotency_key = ?", (idempotency_key,))
+                       f"FROM verdicts WHERE idempotency_key = ?{where} ORDER BY edge_id LIMIT 1",
+                       (idempotency_key, *params))
         if r is None:
             return None
         return VerdictRecord(r[0], r[1], r[2], float(r[3]), r[4], json.loads(r[5]), float(r[6]))
