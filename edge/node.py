@@ -78,7 +78,8 @@ class EdgeNode:
         gallery: what closed tracklets are recalled against; None: the synced gallery in `workdir`.
         hub: how to reach the hub (`HubLinkSettings`: target, token, TLS, blur_faces, timings); None: no link.
         on_result: called on the worker thread with each closed tracklet's `TrackletResult`.
-        **pipeline_options: more `EdgePipeline` keyword arguments (policy, tracklets, uplink, send_unmatched, ...).
+        **pipeline_options: more `EdgePipeline` keyword arguments (policy, tracklets, uplink, send_unmatched,
+            attributes (an `AttributeRecognizer`: tracklets searchable by description), ...).
     """
 
     def __init__(self, workdir: str | Path, edge_id: str, cameras: Sequence[str], *, tracker: FrameTracker,

@@ -10,7 +10,9 @@ store (tests/edge/test_text_search.py; the full-scan reference of tools/bench_ed
 
 Tracklets stored before attributes were read (NULL in the store) are not searched; how many of the
 job's cameras and time range were left out is said in a note. Cameras of the job not on this edge are
-named in a note; a job none of whose cameras is here is refused.
+named in a note, not refused: the hub sends one job to every edge, so a camera of another edge is no
+error here (the hub refuses camera names no edge has). A description this edge cannot read (an unknown
+attribute or colour name) is refused with INVALID_ARGUMENT (`edge.uplink.messages.text_job`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.footage_search import INVALID_ARGUMENT, MAX_HITS, UNAVAILABLE, FootageHit, SearchJobError, crop_of
+from edge.footage_search import MAX_HITS, UNAVAILABLE, FootageHit, SearchJobError, crop_of
 from edge.storage.store import FingerprintMismatchError, TrackletStore, UnknownIdError
 from models.attributes.scoring import ProfileTable, rank_by_description
 from models.attributes.types import ATTRIBUTE_NAMES, COLOUR_NAMES, AttributeProfile, TextQuery
@@ -160,9 +162,9 @@ def rank_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: s
     if job.camera_ids:
         known = {c[0] for c in store.cameras()}
         unknown = [c for c in job.camera_ids if c not in known]
-        if len(unknown) == len(job.camera_ids):
-            raise SearchJobError(job.job_id, INVALID_ARGUMENT, f"text search: expected cameras of this edge "
-                                 f"({', '.join(sorted(known)) or 'none'}), got {', '.join(unknown)}")
+        if len(unknown) == len(job.camera_ids):  # the hub fans one job out to every edge: not an error here
+            return [], [f"none of the cameras asked for is on this edge ({', '.join(unknown)}); this edge has "
+                        f"{', '.join(sorted(known)) or 'no cameras'}"]
         if unknown:
             notes.append(f"cameras not on this edge, not searched: {', '.join(unknown)}")
         wanted = set(job.camera_ids)
