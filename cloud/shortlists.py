@@ -2,12 +2,14 @@
 
 `ShortListService.process` (blocking; the session runs it on a worker thread):
 
-1. Claim the key in the store. A key already decided answers DUPLICATE (nothing is done twice); a
-   key another worker is processing answers RETRY; a claim older than `lease_s` (its worker died)
-   is taken over, so a crash between receipt and verdict loses nothing: the edge still holds the
-   short list in its outbox (no HubAck was sent) and re-sends it.
+1. Claim the key in the store. Keys are the edge's own: the hub stores and deduplicates them per
+   (authenticated edge, key), so no edge can make another's short list a duplicate. A key already
+   decided answers DUPLICATE (nothing is done twice); a key another worker is processing answers
+   RETRY; a claim older than `lease_s` (its worker died) is taken over, so a crash between receipt
+   and verdict loses nothing: the edge still holds the short list in its outbox (no HubAck was
+   sent) and re-sends it.
 2. Verify the candidates the hub knows with the `Verifier` (judge + fusion + decision).
-3. A new identity (when the policy allows) gets an id derived from the key, so a re-processed
+3. A new identity (when the policy allows) gets an id derived from the edge and key, so a re-processed
    short list never creates a second one; it is enrolled from the query crops.
 4. In one transaction: the verdict, the sighting (confirmed, new identity, or — when no candidate was
    confirmed and no new identity allowed — an "unknown" sighting without identity, so nobody seen
@@ -98,13 +100,13 @@ class ShortListService:
         try:
             return self._decide(item)
         except StoreError:
-            record = self.store.get_short_list(item.idempotency_key)
+            record = self.store.get_short_list(item.idempotency_key, item.edge_id)
             if record is not None and record.status == "done":  # another worker took over and finished
                 return ShortListOutcome("duplicate")
-            self.store.release_short_list(item.idempotency_key)
+            self.store.release_short_list(item.idempotency_key, item.edge_id)
             raise
         except BaseException:
-            self.store.release_short_list(item.idempotency_key)
+            self.store.release_short_list(item.idempotency_key, item.edge_id)
             raise
 
     def _verify(self, request: VerifyRequest) -> VerifyResult:
@@ -130,7 +132,7 @@ class ShortListService:
         scores = result_scores(result)
         identity_id = result.identity_id
         if result.outcome == "new_identity":
-            identity_id = f"auto-{_digest(item.idempotency_key)[:16]}"
+            identity_id = f"auto-{_digest(item.edge_id, item.idempotency_key)[:16]}"
             self.gallery.enroll(list(item.jpegs[: self.max_new_identity_crops]), identity_id=identity_id,
                                 source="auto")
         elif result.outcome == "rejected":

@@ -266,7 +266,52 @@ _V5 = (
     Only("postgres", "CREATE RULE audit_log_append_only AS ON UPDATE TO audit_log DO INSTEAD NOTHING"),
 )
 
-MIGRATIONS: tuple[tuple[str | Only, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# Idempotency keys are the edge's own: a short list is one per (edge, key), so one edge's key cannot
+# make another's short list a duplicate (issue 12, finding 4). Both tables are rebuilt with the edge in
+# their primary key; the child (verdicts) is dropped before its parent so no cascade runs.
+_V6 = (
+    """CREATE TABLE short_lists_v6 (
+        idempotency_key TEXT NOT NULL,
+        edge_id TEXT NOT NULL,
+        camera_id TEXT NOT NULL,
+        tracklet_id TEXT NOT NULL,
+        track_id BIGINT NOT NULL,
+        start_s DOUBLE PRECISION NOT NULL,
+        end_s DOUBLE PRECISION NOT NULL,
+        n_crops BIGINT NOT NULL,
+        candidates TEXT NOT NULL,
+        model_fingerprint TEXT NOT NULL,
+        gallery_version BIGINT NOT NULL,
+        created_s DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL,
+        received_s DOUBLE PRECISION NOT NULL,
+        claimed_s DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (edge_id, idempotency_key)
+    )""",
+    """INSERT INTO short_lists_v6 SELECT idempotency_key, edge_id, camera_id, tracklet_id, track_id, start_s, end_s,
+        n_crops, candidates, model_fingerprint, gallery_version, created_s, status, received_s, claimed_s
+       FROM short_lists""",
+    """CREATE TABLE verdicts_v6 (
+        edge_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        identity_id TEXT,
+        p_same DOUBLE PRECISION NOT NULL,
+        judge TEXT NOT NULL,
+        scores TEXT NOT NULL,
+        decided_s DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (edge_id, idempotency_key),
+        FOREIGN KEY (edge_id, idempotency_key) REFERENCES short_lists_v6 (edge_id, idempotency_key) ON DELETE CASCADE
+    )""",
+    """INSERT INTO verdicts_v6 SELECT s.edge_id, v.idempotency_key, v.decision, v.identity_id, v.p_same, v.judge,
+        v.scores, v.decided_s FROM verdicts v JOIN short_lists s ON s.idempotency_key = v.idempotency_key""",
+    "DROP TABLE verdicts",
+    "DROP TABLE short_lists",
+    "ALTER TABLE short_lists_v6 RENAME TO short_lists",
+    "ALTER TABLE verdicts_v6 RENAME TO verdicts",
+)
+
+MIGRATIONS: tuple[tuple[str | Only, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 COMPONENT = "hub"
 
