@@ -1,20 +1,32 @@
-"""Every error the API returns is ``{"detail": "<one line>"}`` with a 4xx/5xx status."""
+"""Every error the API returns is ``{"detail": "<one line>"}`` with a 4xx/5xx status.
+
+An unexpected exception is a 500 naming a request id (also in the ``x-request-id`` header) and ONE log line
+with that id, rate limited per exception type and route (`cloud.log_limits`); the traceback goes to DEBUG.
+It is caught by `ErrorGuard`, not by an ``Exception`` handler: Starlette re-raises after calling such a
+handler, and uvicorn then logs the whole traceback again.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import traceback
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cloud.log_limits import RateLimitedLog
 from cloud.operators import OperatorAuthError
 from cloud.store import StoreError
 from models.errors import CrossviewError, InvalidInputError
 
 log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log, interval_s=10.0)
 
 
 class ApiError(Exception):
@@ -78,7 +90,50 @@ def install(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("%s %s failed", request.method, request.url.path)
-        return _error(500, f"internal error ({type(exc).__name__}); see the hub's log")
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame, for the one log line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
+
+
+def log_unexpected(method: str, path: str, request_id: str, exc: BaseException) -> None:
+    """One ERROR line (rate limited per exception type and path) and the traceback at DEBUG."""
+    _limited.error(f"{type(exc).__name__} {method} {path}", "%s %s failed [request %s]: %s at %s: %s",
+                   method, path, request_id, type(exc).__name__, _where(exc), one_line(exc)[:300])
+    log.debug("request %s traceback", request_id, exc_info=exc)
+
+
+class ErrorGuard:
+    """ASGI middleware (outermost of the app's own): any exception a route lets through becomes a 500
+    ``{"detail": "internal error (<type>, request <id>); see the hub's log"}``, logged once, never re-raised.
+    After the response started (a stream) the connection is just ended."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            request_id = uuid.uuid4().hex[:12]
+            log_unexpected(scope.get("method", "?"), scope.get("path", "?"), request_id, exc)
+            if started:
+                return
+            body = json.dumps({"detail": f"internal error ({type(exc).__name__}, request {request_id}); "
+                                         "see the hub's log"}).encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()),
+                                    (b"x-request-id", request_id.encode())]})
+            await send({"type": "http.response.body", "body": body})
