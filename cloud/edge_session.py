@@ -17,6 +17,14 @@ bytes (so a malformed message is answered, not fatal to the stream) and writes H
   crop, ...) gets Error INVALID_ARGUMENT plus HubAck REJECTED for its key, so the edge drops it from
   its outbox. The stream goes on. Messages over `max_message_bytes` are refused by gRPC itself
   (RESOURCE_EXHAUSTED, stream closed), before any of this code runs.
+- **Decoding off the event loop, within a byte budget** (issue 12, finding 5). A short list's cheap
+  checks (ids, times, counts, every crop's JPEG header: at most `max_crop_pixels`) run on the loop;
+  its crops are decoded in a small thread pool shared by all sessions (`DECODE_WORKERS`), and search
+  results' too. What a short list will hold decoded counts against its edge's `decode_budget_bytes`
+  until its verdict: one more than fits is answered HubAck RETRY without decoding (REJECTED when it
+  could never fit). Times and counts out of bounds (`SessionLimits.wire_bounds`) are INVALID_ARGUMENT.
+- **Repeated errors are logged once per interval** per edge and kind (`cloud.log_limits`), with the
+  count held back, so a misbehaving edge cannot fill the log.
 - **Backpressure, in two steps.** (1) At most `max_inflight_per_edge` short lists per edge and
   `max_inflight_total` per hub are verified at a time; one more is answered HubAck RETRY with
   "retry after N ms", and the edge keeps it in its outbox. (2) Immediate replies (acks, errors) wait
@@ -35,7 +43,10 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
@@ -43,6 +54,7 @@ from google.protobuf.message import DecodeError
 from cloud import wire
 from cloud.edge_session_types import Admission, Send, SessionAbort, SessionLimits, SessionServices
 from cloud.handshake import HelloInput, fatal, handshake
+from cloud.log_limits import RateLimitedLog
 from models.errors import InvalidInputError
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
 
@@ -50,6 +62,20 @@ if TYPE_CHECKING:
     from cloud.gallery import GalleryDeltaPart
 
 log = logging.getLogger(__name__)
+limited_log = RateLimitedLog(log, interval_s=10.0)
+
+DECODE_WORKERS = min(4, os.cpu_count() or 1)
+_decode_pool: ThreadPoolExecutor | None = None
+_decode_pool_lock = threading.Lock()
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """The threads that decode edges' JPEG crops (bounded; shared by every session in the process)."""
+    global _decode_pool
+    with _decode_pool_lock:
+        if _decode_pool is None:
+            _decode_pool = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="crossview-decode")
+        return _decode_pool
 
 class EdgeSession:
     """One edge's stream; created and run by `SessionManager.serve`."""
@@ -79,6 +105,7 @@ class EdgeSession:
         self._sending = False
         self._resync_floor = 0  # failed gallery deltas up to this sequence are already being resynced
         self._last_heard = self._loop.time()
+        self._decode_bytes = 0  # decode budget taken by this edge's short lists in flight
 
     # ------------------------------------------------------------------ thread-safe notifications
     def gallery_changed(self) -> None:
@@ -261,8 +288,7 @@ class EdgeSession:
                 elif body == "ack":
                     await self._on_ack(msg.ack)
                 elif body == "heartbeat":
-                    await asyncio.to_thread(self.services.store.touch_edge, self.edge_id, now=self.services.clock(),
-                                            stats=wire.heartbeat_stats(msg.heartbeat), hub_id=self.services.hub_id)
+                    await self._on_heartbeat(msg.heartbeat)
                 elif body == "search_result":
                     await self._on_search_result(msg.search_result)
                 elif body == "hello":
@@ -280,41 +306,70 @@ class EdgeSession:
             self._reader_done = True
             self._wake.set()
 
-    async def _invalid(self, message: str) -> None:
+    async def _invalid(self, message: str, kind: str = "message") -> None:
+        limited_log.warning(f"{self.edge_id}/invalid {kind}", "edge %s sent an invalid %s: %s", self.edge_id,
+                            kind, message)
         await self._send_immediate(wire.error(common_pb2.ERROR_CODE_INVALID_ARGUMENT, message))
+
+    def _bounds(self) -> wire.WireBounds:
+        return self.limits.wire_bounds(self.services.clock())
+
+    async def _on_heartbeat(self, msg: edge_to_hub_pb2.EdgeHeartbeat) -> None:
+        try:
+            stats = wire.heartbeat_stats(msg, self._bounds())
+        except InvalidInputError as exc:
+            await self._invalid(str(exc), "heartbeat")
+            return
+        await asyncio.to_thread(self.services.store.touch_edge, self.edge_id, now=self.services.clock(),
+                                stats=stats, hub_id=self.services.hub_id)
 
     async def _on_short_list(self, msg: edge_to_hub_pb2.ShortList) -> None:
         key = msg.idempotency_key
         limits = self.limits
-        if len(self._inflight) >= limits.max_inflight_per_edge or not self.admission.try_enter():
-            await self._send_immediate(wire.hub_ack(
-                key, "retry", f"hub busy: {len(self._inflight)} short lists of this edge and {self.admission.count} "
-                f"in all being verified; retry after {limits.retry_after_ms} ms"))
-            return
+        bounds = self._bounds()
         try:
-            item = wire.decode_short_list(msg, edge_id=self.edge_id, fingerprint=self.fingerprint, dim=self.dim,
-                                          max_crop_bytes=limits.max_crop_bytes)
+            cost = wire.check_short_list(msg, edge_id=self.edge_id, bounds=bounds)
+            if cost > limits.decode_budget_bytes:
+                raise InvalidInputError(f"short list: expected at most {limits.decode_budget_bytes} bytes "
+                                        f"decoded, got {cost}")
         except InvalidInputError as exc:
-            self.admission.leave()
-            await self._invalid(f"short list {key!r}: {exc}")
-            if key:
-                await self._send_immediate(wire.hub_ack(key, "rejected", f"invalid argument: {exc}"))
+            await self._reject(key, exc)
             return
-        task = asyncio.create_task(self._process(item))
+        if (len(self._inflight) >= limits.max_inflight_per_edge
+                or self._decode_bytes + cost > limits.decode_budget_bytes or not self.admission.try_enter()):
+            await self._send_immediate(wire.hub_ack(
+                key, "retry", f"hub busy: {len(self._inflight)} short lists ({self._decode_bytes} bytes decoded) of "
+                f"this edge and {self.admission.count} in all being verified; retry after {limits.retry_after_ms} ms"))
+            return
+        self._decode_bytes += cost
+        task = asyncio.create_task(self._process(msg, bounds))
         self._inflight.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(lambda t: self._task_done(t, cost))
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    async def _reject(self, key: str, exc: InvalidInputError) -> None:
+        await self._invalid(f"short list {key!r}: {exc}", "short list")
+        if key:
+            await self._send_immediate(wire.hub_ack(key, "rejected", f"invalid argument: {exc}"))
+
+    def _task_done(self, task: asyncio.Task[None], cost: int) -> None:
         self._inflight.discard(task)
+        self._decode_bytes -= cost
         self.admission.leave()
         self._wake.set()
 
-    async def _process(self, item: wire.ShortListInput) -> None:
-        key = item.idempotency_key
+    async def _process(self, msg: edge_to_hub_pb2.ShortList, bounds: wire.WireBounds) -> None:
+        key = msg.idempotency_key
+        try:
+            item = await self._loop.run_in_executor(decode_pool(), lambda: wire.decode_short_list(
+                msg, edge_id=self.edge_id, fingerprint=self.fingerprint, dim=self.dim, bounds=bounds))
+        except InvalidInputError as exc:
+            await self._reject(key, exc)
+            return
         try:
             outcome = await self._loop.run_in_executor(self.services.executor, self.services.shortlists.process, item)
         except Exception as exc:
-            log.exception("short list %s of edge %s failed", key, self.edge_id)
+            limited_log.error(f"{self.edge_id}/short list failed", "short list %s of edge %s failed", key,
+                              self.edge_id, exc_info=exc)
             await self._send_immediate(wire.hub_ack(key, "retry", f"internal error ({type(exc).__name__}); "
                                                     f"retry after {self.limits.retry_after_ms} ms"))
             return
@@ -326,11 +381,11 @@ class EdgeSession:
         try:
             ack = wire.decode_edge_ack(msg)
         except InvalidInputError as exc:
-            await self._invalid(str(exc))
+            await self._invalid(str(exc), "ack")
             return
         if ack.failed:
-            log.warning("edge %s could not apply hub message %d (%s): %s", self.edge_id, ack.hub_sequence,
-                        ack.status, ack.error_message)
+            limited_log.warning(f"{self.edge_id}/failed ack", "edge %s could not apply hub message %d (%s): %s",
+                                self.edge_id, ack.hub_sequence, ack.status, ack.error_message)
         if (ack.failed and not ack.idempotency_key and ack.hub_sequence > self._resync_floor
                 and await self._was_gallery_delta(ack.hub_sequence)):
             # resync from what the edge holds (0: a snapshot); deltas sent before now fail too: ignore them
@@ -353,11 +408,12 @@ class EdgeSession:
 
     async def _on_search_result(self, msg: edge_to_hub_pb2.SearchResult) -> None:
         key = msg.idempotency_key or f"{msg.job_id}/{msg.batch_index}"
+        bounds = self._bounds()
         try:
-            result = wire.decode_search_result(msg, dim=self.dim, fingerprint=self.fingerprint,
-                                               max_crop_bytes=self.limits.max_crop_bytes)
+            result = await self._loop.run_in_executor(decode_pool(), lambda: wire.decode_search_result(
+                msg, dim=self.dim, fingerprint=self.fingerprint, bounds=bounds))
         except InvalidInputError as exc:
-            await self._invalid(f"search result {key!r}: {exc}")
+            await self._invalid(f"search result {key!r}: {exc}", "search result")
             await self._send_immediate(wire.hub_ack(key, "rejected", f"invalid argument: {exc}"))
             return
         handler = self.services.search_results

@@ -12,6 +12,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cloud import wire
 from protos import codec
 
 if TYPE_CHECKING:
@@ -42,12 +43,29 @@ class SessionLimits:
     poll_interval_s: float = 2.0
     hello_timeout_s: float = 30.0
     outgoing_page: int = 32
+    # issue 12, findings 5 and 7: what an edge may make the hub decode, and the times it may send
+    max_crop_pixels: int = wire.DEFAULT_MAX_CROP_PIXELS
+    decode_budget_bytes: int = 256 * 1024 * 1024  # per edge: decoded pixels and JPEGs of short lists in flight
+    max_clock_skew_s: float = 86_400.0  # how far past the hub's clock an edge's times may lie
+    earliest_time_s: float = 0.0  # 0: replays stamp seconds into their video (cloud.times)
+    max_span_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval_ms <= 0:
             raise ValueError(f"heartbeat_interval_ms: expected > 0, got {self.heartbeat_interval_ms}")
         if self.heartbeat_timeout_s is not None and not self.heartbeat_timeout_s > 0:
             raise ValueError(f"heartbeat_timeout_s: expected > 0 or None, got {self.heartbeat_timeout_s}")
+        if self.decode_budget_bytes <= 0:
+            raise ValueError(f"decode_budget_bytes: expected > 0, got {self.decode_budget_bytes}")
+        if not self.max_clock_skew_s >= 0:
+            raise ValueError(f"max_clock_skew_s: expected >= 0, got {self.max_clock_skew_s}")
+        self.wire_bounds(self.earliest_time_s)  # checks the rest
+
+    def wire_bounds(self, now_s: float) -> wire.WireBounds:
+        """The bounds an edge's message is decoded with at the hub's time `now_s`."""
+        return wire.WireBounds(latest_s=now_s + self.max_clock_skew_s, earliest_s=self.earliest_time_s,
+                               max_span_s=self.max_span_s, max_crop_bytes=self.max_crop_bytes,
+                               max_crop_pixels=self.max_crop_pixels)
 
     @property
     def silence_timeout_s(self) -> float:

@@ -5,6 +5,11 @@ Credentials come from call metadata (checked by the server before the session st
 that, from Hello.auth_token. Hello must come first, name the token's edge and a model the hub can run
 (accepted, and openable by the gallery's embedders), with ids and counters in range; anything else
 is a fatal Error and the stream ends with the matching status (`SessionAbort`).
+
+Refused credentials of any kind (no, malformed, wrong, revoked or expired token, an unknown edge, a
+token of another edge) end the stream alike: UNAUTHENTICATED "edge credentials refused", so a caller
+cannot tell which edge ids exist (issue 12, finding 10); the reason is logged on the hub, at most once
+per interval per peer address (`cloud.log_limits`).
 """
 
 from __future__ import annotations
@@ -20,10 +25,23 @@ from google.protobuf.message import DecodeError
 from cloud import wire
 from cloud.auth import AuthError
 from cloud.edge_session_types import Send, SessionAbort, SessionLimits, SessionServices
+from cloud.log_limits import RateLimitedLog
 from models.errors import InvalidInputError
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
 
 log = logging.getLogger(__name__)
+_refusals = RateLimitedLog(log, interval_s=10.0)
+
+MAX_EMBEDDING_DIM = 65_536
+CREDENTIALS_REFUSED = "edge credentials refused"
+"""The one status detail of every refused credential (UNAUTHENTICATED)."""
+
+
+def refuse(exc: AuthError, peer: str) -> SessionAbort:
+    """Log why `peer`'s credentials were refused; what it is told (the same whatever the reason)."""
+    address = peer.rpartition(":")[0] or peer  # per address, not per connection
+    _refusals.warning(f"refused {address}", "edge credentials from %s refused: %s", peer, exc)
+    return SessionAbort("unauthenticated", CREDENTIALS_REFUSED)
 
 _FATAL_STATUS = {
     common_pb2.ERROR_CODE_INVALID_ARGUMENT: "invalid_argument",
@@ -80,7 +98,7 @@ async def handshake(requests: AsyncIterator[bytes], send: Send, *, services: Ses
             edge_id = await asyncio.to_thread(services.auth.authenticate, hello.auth_token or None)
         await asyncio.to_thread(services.auth.check_hello, edge_id, hello.edge_id)
     except AuthError as exc:
-        raise SessionAbort(exc.code, str(exc)) from None
+        raise refuse(exc, peer) from None
     dim = await _check_model(hello, send, services)
     return HelloInput(hello.edge_id, hello.model_fingerprint, dim, hello.site, wire.cameras(hello),
                       int(hello.gallery_version), int(hello.last_acked_hub_sequence))
@@ -96,8 +114,16 @@ async def _check_model(hello: edge_to_hub_pb2.Hello, send: Send, services: Sessi
         wire.check_id("Hello: site", hello.site, required=False)
         wire.check_int64("Hello: gallery version", hello.gallery_version)
         wire.check_int64("Hello: last acked hub sequence", hello.last_acked_hub_sequence)
+        if not 0 <= hello.embedding_dim <= MAX_EMBEDDING_DIM:
+            raise InvalidInputError(f"Hello: expected an embedding dimension 0..{MAX_EMBEDDING_DIM}, "
+                                    f"got {hello.embedding_dim}")
+        if len(hello.cameras) > wire.MAX_CAMERAS:
+            raise InvalidInputError(f"Hello: expected at most {wire.MAX_CAMERAS} cameras, got {len(hello.cameras)}")
         for camera in hello.cameras:
             wire.check_id("Hello: camera id", camera.camera_id)
+            if not 0.0 <= camera.fps <= wire.MAX_FPS:  # also refuses NaN
+                raise InvalidInputError(f"Hello: camera {camera.camera_id!r}: expected fps in [0, {wire.MAX_FPS:g}], "
+                                        f"got {camera.fps}")
     except InvalidInputError as exc:
         raise await fatal(send, common_pb2.ERROR_CODE_INVALID_ARGUMENT, str(exc)) from None
     accepted = services.accepted_fingerprints

@@ -4,7 +4,8 @@ The servicer is thin: it reads the bearer token from call metadata, hands raw re
 `SessionManager.serve` (which decodes them itself, so that a malformed message is answered rather
 than killing the stream as a deserialisation failure would) and maps `SessionAbort` to a status.
 A wrong, expired, revoked or unknown token ends the call with UNAUTHENTICATED before anything is
-read; a call without the metadata entry may still authenticate with Hello.auth_token.
+read, with the same detail whatever the reason (`cloud.handshake.refuse`: no edge-id enumeration);
+a call without the metadata entry may still authenticate with Hello.auth_token.
 
 Clients use the generated stub (`session_pb2_grpc.EdgeHubStub`); the wire format is the same.
 """
@@ -23,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from cloud.auth import AuthError, EdgeAuth, bearer_token
+from cloud.handshake import refuse
 from cloud.sessions import SessionAbort, SessionManager
 from protos.crossview.v1 import session_pb2
 
@@ -73,11 +75,12 @@ class EdgeHubServicer:
             try:
                 edge_id = await asyncio.to_thread(self.auth.authenticate, token)
             except AuthError as exc:
+                refused = refuse(exc, context.peer())
                 # a client that is writing its Hello while the status arrives sees its write fail as
                 # INTERNAL instead of reading UNAUTHENTICATED: let that one write land first (discarded)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(anext(aiter(requests)), _DRAIN_S)
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused.message)
         try:
             await self.sessions.serve(edge_id, requests, context.write, context.peer())
         except SessionAbort as exc:

@@ -11,6 +11,7 @@ the edge sent, without re-encoding. Acknowledgement statuses are plain strings (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -22,6 +23,9 @@ from models.attributes.types import AttributeProfile, TextQuery
 from models.errors import InvalidInputError
 from protos import codec
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, hub_to_edge_pb2, session_pb2
+
+if TYPE_CHECKING:
+    from google.protobuf.timestamp_pb2 import Timestamp
 
 if TYPE_CHECKING:
     from cloud.gallery import GalleryDeltaPart
@@ -74,28 +78,86 @@ def check_int64(name: str, value: int) -> None:
         raise InvalidInputError(f"{name}: expected 0..{MAX_INT64}, got {value}")
 
 
+DEFAULT_MAX_CROP_PIXELS = 2048 * 2048
+"""Largest crop the hub decodes or keeps (a person crop; read from the JPEG header before decoding)."""
+
+
+@dataclass(frozen=True)
+class WireBounds:
+    """Bounds on the numbers an edge sends, checked once here while decoding (issue 12, finding 7).
+
+    Points in time lie in [earliest_s, latest_s]: from 0 because a replay without a recording time
+    stamps seconds into its video (`cloud.times`), up to the hub's clock plus the clock skew allowed
+    (`SessionLimits.wire_bounds`; infinite by default, for decoding outside a session). A span lasts at
+    most `max_span_s`; a crop has at most `max_crop_pixels` (from its JPEG header) and `max_crop_bytes`.
+    """
+
+    latest_s: float = math.inf
+    earliest_s: float = 0.0
+    max_span_s: float = 86_400.0
+    max_crop_bytes: int = codec.DEFAULT_MAX_CROP_BYTES
+    max_crop_pixels: int = DEFAULT_MAX_CROP_PIXELS
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.earliest_s) and self.earliest_s <= self.latest_s):
+            raise ValueError(f"earliest_s: expected a finite time <= latest_s ({self.latest_s}), got {self.earliest_s}")
+        if not self.max_span_s > 0:
+            raise ValueError(f"max_span_s: expected > 0, got {self.max_span_s}")
+        if self.max_crop_bytes <= 0 or self.max_crop_pixels <= 0:
+            raise ValueError(f"max_crop_bytes, max_crop_pixels: expected > 0, got {self.max_crop_bytes}, "
+                             f"{self.max_crop_pixels}")
+
+    def time(self, name: str, ts: Timestamp) -> float:
+        """Seconds of a Timestamp inside the bounds, or InvalidInputError naming the field."""
+        seconds = codec.timestamp_to_seconds(ts)
+        if not (0 <= ts.nanos < 1_000_000_000 and self.earliest_s <= seconds <= self.latest_s):
+            raise InvalidInputError(f"{name}: expected a time in [{self.earliest_s:.0f}, {self.latest_s:.0f}] "
+                                    f"Unix seconds, got {ts.seconds} s {ts.nanos} ns")
+        return seconds
+
+    def span(self, name: str, span: common_pb2.TimeRange) -> tuple[float, float]:
+        start, end = self.time(f"{name} start", span.start), self.time(f"{name} end", span.end)
+        if end < start:
+            raise InvalidInputError(f"{name}: expected end >= start ({start}), got {end}")
+        if end - start > self.max_span_s:
+            raise InvalidInputError(f"{name}: expected at most {self.max_span_s:.0f} s from start to end, "
+                                    f"got {end - start:.3f} s")
+        return start, end
+
+    def crop(self, name: str, crop: common_pb2.CropImage) -> tuple[int, int]:
+        """(height, width) of a crop from its JPEG header (no decoding), checked as `jpeg_to_image` does."""
+        try:
+            size = codec.check_jpeg(crop.jpeg, self.max_crop_bytes, max_pixels=self.max_crop_pixels)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{name}: {exc}") from None
+        if (crop.height, crop.width) not in ((0, 0), size):
+            raise InvalidInputError(f"{name}: expected {crop.width}x{crop.height} pixels as declared, "
+                                    f"got {size[1]}x{size[0]}")
+        if crop.HasField("captured_at"):
+            self.time(f"{name}: captured at", crop.captured_at)
+        return size
+
+
+NO_BOUNDS = WireBounds()
+
+
 DECODED_CROPS = 4  # the most the hub looks at: the judge reads 3 query crops (`DecisionPolicy.max_query_crops`)
 
 
-def decode_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, fingerprint: str, dim: int | None,
-                      max_crop_bytes: int = codec.DEFAULT_MAX_CROP_BYTES, max_crops: int = 16,
-                      max_candidates: int = 100, decoded_crops: int = DECODED_CROPS) -> ShortListInput:
-    """Validate and decode; InvalidInputError says what is wrong.
-
-    Only the first `decoded_crops` crops are decoded into images; the others (kept as JPEG bytes) pass
-    every check short of decoding (`codec.check_jpeg`)."""
+def check_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, bounds: WireBounds = NO_BOUNDS,
+                     max_crops: int = 16, max_candidates: int = 100, decoded_crops: int = DECODED_CROPS) -> int:
+    """Every check of `decode_short_list` short of decoding images and vectors (cheap enough for the
+    event loop); the bytes the decoded short list will hold (decoded crops' pixels and every JPEG)."""
     check_id("short list: idempotency key", msg.idempotency_key)
     check_id("short list: camera id", msg.camera_id)
     check_id("short list: tracklet id", msg.tracklet_id)
     check_int64("short list: gallery version", msg.gallery_version)
-    cosine_distances = {}
+    check_int64("short list: track id", msg.track_id)
     for candidate in msg.candidates:
         check_id("short list: candidate identity id", candidate.identity_id)
-        if candidate.HasField("cosine_distance"):
-            if not 0.0 <= candidate.cosine_distance <= 2.0:  # also refuses NaN
-                raise InvalidInputError(f"short list: candidate {candidate.identity_id!r}: expected a cosine "
-                                        f"distance in [0, 2], got {candidate.cosine_distance}")
-            cosine_distances[candidate.identity_id] = float(candidate.cosine_distance)
+        if candidate.HasField("cosine_distance") and not 0.0 <= candidate.cosine_distance <= 2.0:  # refuses NaN
+            raise InvalidInputError(f"short list: candidate {candidate.identity_id!r}: expected a cosine "
+                                    f"distance in [0, 2], got {candidate.cosine_distance}")
     if msg.edge_id and msg.edge_id != edge_id:
         raise InvalidInputError(f"short list: expected edge id {edge_id!r} (this session's), got {msg.edge_id!r}")
     if len(msg.query_crops) == 0:
@@ -105,21 +167,33 @@ def decode_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, fingerpri
     if len(msg.candidates) > max_candidates:
         raise InvalidInputError(f"short list: expected at most {max_candidates} candidates, "
                                 f"got {len(msg.candidates)}")
+    bounds.span("short list: span", msg.span)
+    if msg.HasField("created_at"):
+        bounds.time("short list: created at", msg.created_at)
+    cost = 0
+    for i, crop in enumerate(msg.query_crops):
+        height, width = bounds.crop(f"query crop {i}", crop)
+        cost += len(crop.jpeg) + (height * width * 3 if i < decoded_crops else 0)
+    return cost
+
+
+def decode_short_list(msg: edge_to_hub_pb2.ShortList, *, edge_id: str, fingerprint: str, dim: int | None,
+                      bounds: WireBounds = NO_BOUNDS, max_crops: int = 16, max_candidates: int = 100,
+                      decoded_crops: int = DECODED_CROPS) -> ShortListInput:
+    """Validate (`check_short_list`) and decode; InvalidInputError says what is wrong.
+
+    Only the first `decoded_crops` crops are decoded into images; the others are kept as JPEG bytes."""
+    check_short_list(msg, edge_id=edge_id, bounds=bounds, max_crops=max_crops, max_candidates=max_candidates,
+                     decoded_crops=decoded_crops)
+    cosine_distances = {c.identity_id: float(c.cosine_distance) for c in msg.candidates
+                        if c.HasField("cosine_distance")}
     head = msg
     if len(msg.query_crops) > decoded_crops:
-        for i, crop in enumerate(msg.query_crops[decoded_crops:], start=decoded_crops):
-            try:
-                size = codec.check_jpeg(crop.jpeg, max_crop_bytes)
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"query crop {i}: {exc}") from None
-            if (crop.height, crop.width) not in ((0, 0), size):
-                raise InvalidInputError(f"query crop {i}: expected {crop.width}x{crop.height} pixels as declared, "
-                                        f"got {size[1]}x{size[0]}")
         head = edge_to_hub_pb2.ShortList()
         head.CopyFrom(msg)
         del head.query_crops[decoded_crops:]
     tracklet, candidates = codec.short_list_from_proto(head, expected_dim=dim, expected_fingerprint=fingerprint,
-                                                       max_crop_bytes=max_crop_bytes)
+                                                       max_crop_bytes=bounds.max_crop_bytes)
     assert tracklet.embedding is not None
     return ShortListInput(
         idempotency_key=msg.idempotency_key, edge_id=edge_id, camera_id=msg.camera_id,
@@ -232,19 +306,24 @@ class SearchResultInput:
 
 
 def decode_search_result(msg: edge_to_hub_pb2.SearchResult | bytes, *, dim: int | None = None,
-                         fingerprint: str | None = None, max_crop_bytes: int = codec.DEFAULT_MAX_CROP_BYTES,
+                         fingerprint: str | None = None, bounds: WireBounds = NO_BOUNDS,
                          check: bool = True) -> SearchResultInput:
-    """Validate (each hit's vector of `fingerprint`, its crop, its tracklet id) and decode;
+    """Validate (each hit's vector of `fingerprint`, its crop, ids and times within `bounds`) and decode;
     InvalidInputError says what is wrong. `check=False`: a payload this hub or a replica validated."""
     if isinstance(msg, bytes):
         msg = edge_to_hub_pb2.SearchResult.FromString(msg)
+    if check and msg.batch_index < 0:
+        raise InvalidInputError(f"search result: expected a batch index >= 0, got {msg.batch_index}")
     hits = []
     for i, hit in enumerate(msg.hits):
         if check:
             codec.vector_from_proto(hit.vector, dim, fingerprint)
-            codec.jpeg_to_image(hit.crop.jpeg, max_crop_bytes)
-            if not hit.tracklet_id:
-                raise InvalidInputError(f"hit {i}: expected a tracklet id, got none")
+            bounds.crop(f"hit {i}: crop", hit.crop)
+            codec.jpeg_to_image(hit.crop.jpeg, bounds.max_crop_bytes, max_pixels=bounds.max_crop_pixels)
+            check_id(f"hit {i}: tracklet id", hit.tracklet_id)
+            check_id(f"hit {i}: camera id", hit.camera_id, required=False)
+            if hit.HasField("span"):
+                bounds.span(f"hit {i}: span", hit.span)
         text_score = float(hit.text_score) if hit.HasField("text_score") else None
         if text_score is not None and not 0.0 <= text_score <= 1.0:  # also refuses NaN
             raise InvalidInputError(f"hit {i}: expected a text score in [0, 1], got {text_score}")
@@ -316,13 +395,31 @@ def cameras(hello: edge_to_hub_pb2.Hello) -> list[dict[str, object]]:
             for c in hello.cameras]
 
 
-def heartbeat_stats(heartbeat: edge_to_hub_pb2.EdgeHeartbeat) -> dict[str, object]:
+def heartbeat_stats(heartbeat: edge_to_hub_pb2.EdgeHeartbeat, bounds: WireBounds = NO_BOUNDS) -> dict[str, object]:
+    """What the store keeps of a heartbeat; InvalidInputError for a time, count or id out of bounds."""
+    if heartbeat.HasField("sent_at"):
+        bounds.time("heartbeat: sent at", heartbeat.sent_at)
+    check_int64("heartbeat: outbox depth", heartbeat.outbox_depth)
+    check_int64("heartbeat: gallery version", heartbeat.gallery_version)
+    if len(heartbeat.cameras) > MAX_CAMERAS:
+        raise InvalidInputError(f"heartbeat: expected at most {MAX_CAMERAS} cameras, got {len(heartbeat.cameras)}")
+    for c in heartbeat.cameras:
+        check_id("heartbeat: camera id", c.camera_id)
+        check_int64("heartbeat: dropped frames", c.dropped_frames)
+        if c.active_tracks < 0 or not 0.0 <= c.fps <= MAX_FPS:  # also refuses NaN
+            raise InvalidInputError(f"heartbeat: camera {c.camera_id!r}: expected fps in [0, {MAX_FPS:g}] and "
+                                    f"active tracks >= 0, got {c.fps} and {c.active_tracks}")
+        if c.HasField("gap_since"):
+            bounds.time(f"heartbeat: camera {c.camera_id!r}: gap since", c.gap_since)
     return {
         "sent_at_s": codec.timestamp_to_seconds(heartbeat.sent_at),
         "outbox_depth": int(heartbeat.outbox_depth),
         "gallery_version": int(heartbeat.gallery_version),
         "cameras": [_camera_stats(c) for c in heartbeat.cameras],
     }
+
+
+MAX_CAMERAS, MAX_FPS = 1024, 1000.0
 
 
 def _camera_stats(c: edge_to_hub_pb2.CameraStats) -> dict[str, object]:
