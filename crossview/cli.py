@@ -98,7 +98,7 @@ def detect(
 def eval_(
     data: Annotated[Path, typer.Option(help="Dataset folder.")],
     format: Annotated[str, typer.Option("--format", help="market1501 | cuhk03 | mars")],
-    model: Annotated[str, typer.Option(help="Stage-one Re-ID model name from the zoo.")] = "reid/intel-0288",
+    model: Annotated[str, typer.Option(help="Stage-one Re-ID model: zoo/user name or .onnx path.")] = "reid/intel-0288",
     rerank: Annotated[bool, typer.Option(help="k-reciprocal re-ranking.")] = False,
     stage2: Annotated[str | None, typer.Option(help="Stage-two model(s), comma-separated.")] = None,
     shortlist: Annotated[int, typer.Option(help="Short-list size K for two-stage.")] = 10,
