@@ -44,6 +44,7 @@ class SessionManager:
         self.sessions: dict[str, EdgeSession] = {}
         self._closing = False
         self._unlisten = gallery.add_listener(self._gallery_changed)
+        self._housekeeping: list[Callable[[], object]] = []
 
     @property
     def inflight(self) -> int:
@@ -88,6 +89,19 @@ class SessionManager:
                     await asyncio.to_thread(self.store.record_disconnect, session.edge_id, hub_id=self.hub_id,
                                             now=self.clock())
 
+    def add_housekeeping(self, task: Callable[[], object]) -> None:
+        """Run `task` (in a worker thread) at each round of `sweep_forever`, e.g. `AuditLog.sweep_if_due`;
+        it decides itself whether it is due."""
+        self._housekeeping.append(task)
+
+    def housekeep(self) -> None:
+        """(worker thread) The registered housekeeping tasks, each on its own: one failing does not stop the rest."""
+        for task in list(self._housekeeping):
+            try:
+                task()
+            except Exception:
+                log.exception("housekeeping task %s failed", getattr(task, "__qualname__", task))
+
     def sweep_silent_edges(self) -> list[str]:
         """(worker thread) Mark disconnected, in the store, every edge no replica has heard from within the
         heartbeat timeout; their ids. An edge that speaks again is marked connected by its next heartbeat."""
@@ -112,6 +126,8 @@ class SessionManager:
                 await asyncio.to_thread(self.sweep_silent_edges)
             except Exception:  # a store hiccup: try again next round
                 log.exception("marking silent edges disconnected failed")
+            if self._housekeeping:
+                await asyncio.to_thread(self.housekeep)
 
     def close_all(self, message: str = "the hub is shutting down") -> None:
         """End every session (each edge gets a fatal Error UNAVAILABLE and reconnects elsewhere)."""

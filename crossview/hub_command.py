@@ -20,7 +20,9 @@ Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here an
     heartbeat_timeout_s: 30                 # an edge silent this long is shown and treated as disconnected
     api_host: 127.0.0.1                     # the operators' REST API and web UI
     api_port: 8080                          # -1: no API
-    admin_user: admin                       # an operator created (or its password reset) at start-up
+    audit_retention_days: 365               # the audit trail keeps lines this long (none: forever)
+    admin_user: admin                       # an operator created (or its password reset) at start-up; an
+                                            # admin when it is new or no enabled admin is left
     admin_password: ...                     # or env CROSSVIEW_ADMIN_PASSWORD; neither: a new operator
                                             # gets a random password, printed once
 
@@ -77,9 +79,13 @@ class HubConfig:
     api_port: int = 8080
     admin_user: str = "admin"
     admin_password: str | None = None
+    audit_retention_days: float | None = 365.0
 
     def __post_init__(self) -> None:
         check_p_same("confirm_p_same", self.confirm_p_same)
+        if self.audit_retention_days is not None and not self.audit_retention_days > 0:
+            raise ValueError(f"audit_retention_days: expected > 0 (none: keep forever), "
+                             f"got {self.audit_retention_days}")
         if not self.heartbeat_timeout_s > 0:
             raise ValueError(f"heartbeat_timeout_s: expected > 0, got {self.heartbeat_timeout_s}")
         if not 0 <= self.port <= 65535:
@@ -129,9 +135,12 @@ def _operators(hub: Hub, cfg: HubConfig, out: TextIO) -> OperatorAuth:
     """Create the admin operator, or reset its password when one is configured."""
     import secrets
 
+    from cloud.audit import AuditLog
     from cloud.operators import OperatorAuth
 
-    operators = OperatorAuth(hub.store)
+    audit = AuditLog(hub.store, retention_days=cfg.audit_retention_days)
+    hub.sessions.add_housekeeping(audit.sweep_if_due)
+    operators = OperatorAuth(hub.store, audit=audit)
     password = cfg.admin_password or os.environ.get("CROSSVIEW_ADMIN_PASSWORD") or None
     if password is not None:
         operators.create_operator(cfg.admin_user, password)
@@ -140,6 +149,9 @@ def _operators(hub: Hub, cfg: HubConfig, out: TextIO) -> OperatorAuth:
         operators.create_operator(cfg.admin_user, password)
         out.write(f"operator {cfg.admin_user} {password}\n")
         out.flush()
+    if not any(o.role == "admin" and not o.disabled for o in operators.list_operators()):
+        operators.set_role(cfg.admin_user, "admin")  # a hub always has an enabled admin
+        operators.set_disabled(cfg.admin_user, False)
     return operators
 
 

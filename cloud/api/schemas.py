@@ -41,11 +41,13 @@ class LoginResponse(BaseModel):
     token: str
     username: str
     expires_s: float
+    role: str = "operator"
 
 
 class Me(BaseModel):
     username: str
     expires_s: float
+    role: str = "operator"  # viewer | operator | admin
 
 
 class Status(BaseModel):

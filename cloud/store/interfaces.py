@@ -270,7 +270,7 @@ class OperatorStore(Protocol):
 
     @abstractmethod
     def delete_operator(self, username: str) -> bool:
-        """Forget the operator and end its sessions (StoreError for the last enabled admin)."""
+        """Forget the operator and end its sessions."""
 
     @abstractmethod
     def set_operator_role(self, username: str, role: str) -> OperatorRecord:

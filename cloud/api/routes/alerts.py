@@ -2,7 +2,9 @@
 
 The stream reads the store (so alerts raised by every hub replica arrive), every `poll_s` and as
 soon as this replica's `AlertFeed` publishes one. A reconnecting browser sends Last-Event-ID and
-continues after it.
+continues after it. The stream re-checks its session at each keep-alive and as soon as a session of this
+replica is revoked (`OperatorAuth.revocations`): a logged-out, disabled or re-passworded operator's stream
+gets ``event: session_ended`` and closes (issue 12, finding 6).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from cloud.api.deps import hub_of, require_operator
+from cloud.api.deps import hub_of, operators_of, require_operator, session_token
 from cloud.api.schemas import Alert
 from cloud.api.views import Names, alert_view
+from cloud.operators import OperatorAuthError
 from cloud.store import HubStore
 
 router = APIRouter(prefix="/api", tags=["alerts"], dependencies=[Depends(require_operator)])
@@ -57,10 +60,19 @@ async def _events(request: Request, after_id: int) -> AsyncIterator[str]:
 
     unsubscribe = hub.alerts.subscribe(published)
     last_id, last_sent = after_id, loop.time()
+    auth, token = operators_of(request), session_token(request)
+    revocations, last_check = auth.revocations, loop.time()
     try:
         yield "retry: 2000\n: connected\n\n"
         while not state.stopping:
             wake.clear()
+            if auth.revocations != revocations or loop.time() - last_check >= state.keep_alive_s:
+                revocations, last_check = auth.revocations, loop.time()
+                try:
+                    await run_in_threadpool(auth.check, token)
+                except OperatorAuthError as exc:
+                    yield f"event: session_ended\ndata: {json.dumps({'detail': str(exc)})}\n\n"
+                    return
             batch = await run_in_threadpool(_alerts, hub.store, last_id, _BATCH)
             for alert in batch:
                 yield _event(alert)

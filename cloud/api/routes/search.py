@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from cloud.api.deps import MAX_ID, hub_of, require_operator
+from cloud.api.deps import MAX_ID, audit, hub_of, require_operator
 from cloud.api.errors import ApiError
 from cloud.api.routes.identities import live_identity
 from cloud.api.schemas import SearchResponse
@@ -92,4 +92,17 @@ async def search(request: Request, photos: Annotated[list[UploadFile] | None, Fi
     elif query.identity_id:
         await run_in_threadpool(live_identity, hub.store, query.identity_id)
     outcome = await hub.search.search(query, deadline_s=deadline_s)
+    await run_in_threadpool(audit, request, "search", outcome.job_id, f"{_searched_by(query, text)}; "
+                            f"{len(outcome.hits)} hit(s), {len(outcome.sightings)} stored sighting(s)")
     return await run_in_threadpool(search_view, outcome, hub.store)
+
+
+def _searched_by(query: SearchQuery, text: str | None) -> str:
+    """What the audit line says was searched for."""
+    if query.identity_id:
+        return f"by identity {query.identity_id}"
+    if query.sighting_id is not None:
+        return f"by sighting {query.sighting_id}"
+    if query.photos:
+        return f"by {len(query.photos)} photo(s)"
+    return f"by description {(text or '')[:200]!r}"

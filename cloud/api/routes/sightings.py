@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from cloud.api.deps import hub_of, require_operator
+from cloud.api.deps import audit, hub_of, require_operator
 from cloud.api.errors import ApiError
 from cloud.api.schemas import Sighting
 from cloud.api.views import Names, sighting_view
@@ -32,12 +32,16 @@ def list_sightings(request: Request, identity_id: str | None = None, edge_id: st
     rows = store.sightings(identity_id=identity_id or None, edge_id=edge_id or None, camera_id=camera_id or None,
                            unknown=unknown, limit=limit)
     names = Names(store).load(s.identity_id for s in rows)
+    audit(request, "view_sighting", identity_id or "", f"list: {len(rows)} sighting(s); edge {edge_id or '*'}, "
+          f"camera {camera_id or '*'}{', unknown only' if unknown else ''}")
     return [sighting_view(s, names) for s in rows]
 
 
 @router.get("/sightings/{sighting_id}", response_model=Sighting)
 def get_sighting(sighting_id: int, request: Request) -> dict[str, Any]:
-    return sighting_view(_sighting(request, sighting_id), Names(hub_of(request).store))
+    view = sighting_view(_sighting(request, sighting_id), Names(hub_of(request).store))
+    audit(request, "view_sighting", sighting_id)
+    return view
 
 
 @router.get("/sightings/{sighting_id}/crop", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
@@ -47,4 +51,5 @@ def sighting_crop(sighting_id: int, request: Request) -> Response:
         data = hub_of(request).crops.read(record.crop_path)
     except FileNotFoundError:
         raise ApiError(404, f"the crop of sighting {sighting_id} is missing on disk") from None
+    audit(request, "view_crop", f"sighting {sighting_id}")
     return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=86400"})
