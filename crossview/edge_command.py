@@ -108,7 +108,10 @@ class HubConnectionConfig:
     """The hub this edge dials; no `target`: no hub (short lists wait in the outbox). Becomes the link's
     `HubLinkSettings` (which checks the TLS files go in pairs) once the token is known."""
 
-    target: str | None = None  # host:port
+    target: str | None = None  # host:port (or several, comma-separated: see `addresses`)
+    # hub replicas sharing one database: host1:port,host2:port (or a YAML list), tried in turn when one
+    # fails; or one gRPC target (dns:///hub.example:7443) resolving to several. Given, it replaces `target`.
+    addresses: str | list[str] | None = None
     token: str | None = None  # default: $CROSSVIEW_EDGE_TOKEN
     root_certificates: str | None = None  # PEM files; any of them turns TLS on
     certificate_chain: str | None = None  # with private_key: mutual TLS
@@ -126,6 +129,12 @@ class HubConnectionConfig:
         if self.heartbeat_s == 0:
             raise ValueError("hub.heartbeat_s: expected > 0, got 0")
         check_tls_pair(self.certificate_chain, self.private_key)  # refused as the config is read
+        if self.addresses is not None:
+            from edge.uplink.replicas import split_targets
+
+            items = [self.addresses] if isinstance(self.addresses, str) else self.addresses
+            self.target = ",".join(t for item in items for t in split_targets(item))
+            split_targets(self.target)  # distinct, none empty
 
 
 @dataclass
@@ -453,7 +462,8 @@ def _print_totals(node: Any, final: Any, unsent: int | None, out: TextIO) -> Non
     if node.link is not None and final.link is not None:
         link = final.link
         error = f"; stopped: {node.link.error}" if node.link.error is not None else ""
-        print(f"hub {node.link.target}: {link.sessions} session(s); sent {link.short_lists_sent} short lists and "
-              f"{link.sent - link.short_lists_sent} search results from the outbox ({link.resent} resent), "
+        moved = f" (moved {link.moves} time(s) between hub replicas)" if link.moves else ""
+        print(f"hub {node.link.target}{moved}: {link.sessions} session(s); sent {link.short_lists_sent} short lists "
+              f"and {link.sent - link.short_lists_sent} search results from the outbox ({link.resent} resent), "
               f"{link.acked} acknowledged; gallery v{link.gallery_version} ({link.gallery_identities} identities)"
               f"{error}", file=out)

@@ -54,6 +54,8 @@ class LinkStats:
     short_lists_sent: int = 0  # of `sent`, short lists (the rest are search results)
     resent: int = 0  # sends of entries sent before: the hub asked to retry, a dropped stream, an earlier run
     gallery_identities: int = 0  # identities in the synced gallery
+    hub_address: str = ""  # the address in use (or tried next), one of the configured replicas
+    moves: int = 0  # sessions opened with another hub replica than the session before
 
 
 class StreamSession:

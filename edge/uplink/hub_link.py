@@ -27,6 +27,10 @@ reconnect backoff never delays a hub that is back; the backoff starts over after
 lasted at least `max_backoff_s`. A stream that ends with the hub's ``retry-after-ms`` trailer (an
 overloaded hub: RESOURCE_EXHAUSTED) waits at least that long before the next attempt
 (`edge.uplink.hub_channel.reconnect_delay`).
+
+Replicas: with several hub addresses the link dials the next one after a session ends or fails, and
+logs ``moved to hub replica ID at ADDRESS`` when a session opens with another replica than the last
+(`edge.uplink.replicas`); `target` is the address in use, `LinkStats.moves` counts the moves.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from edge.uplink.hub_channel import (
 )
 from edge.uplink.link_state import DeadLetter, LinkState
 from edge.uplink.outbox import Entry, Outbox
+from edge.uplink.replicas import ReplicaRotation
 from edge.uplink.settings import HubLinkSettings
 from models.errors import CrossviewError, InvalidInputError
 from protos.crossview.v1 import edge_to_hub_pb2, hub_to_edge_pb2, session_pb2, session_pb2_grpc
@@ -96,7 +101,8 @@ class HubLink:
             raise InvalidInputError(f"model_fingerprint: expected the gallery's {gallery.model_fingerprint!r}, "
                                     f"got {model_fingerprint!r}")
         self.settings = s_ = settings
-        self.target, self.edge_id, self.site = s_.target, edge_id, s_.site
+        self._replicas = ReplicaRotation(s_.targets)
+        self.edge_id, self.site = edge_id, s_.site
         self.model_fingerprint = model_fingerprint
         self.gallery, self.outbox, self.store = gallery, outbox, store
         self._token = s_.token
@@ -122,15 +128,20 @@ class HubLink:
         self._error: HubLinkError | None = None
         self._last_error: str | None = None
         self._counts = {"sessions": 0, "reconnects": 0, "sent": 0, "short_lists_sent": 0, "resent": 0, "acked": 0,
-                        "dead_letters": 0}
+                        "dead_letters": 0, "moves": 0}
         self._beat_soon = threading.Event()
         self._hub_id = ""
         self._retry_hint: float | None = None  # the hub's retry-after hint for the next reconnect
         self._last_retry_hint: float | None = None
-        if not any(self._tls) and not is_loopback(s_.target):
+        if not any(self._tls) and not all(is_loopback(t) for t in s_.targets):
             log.warning("hub link to %s without TLS: the edge token travels in clear text", s_.target)
 
     # -- public API
+
+    @property
+    def target(self) -> str:
+        """The hub address in use (or tried next); one of `settings.targets`."""
+        return self._replicas.current
 
     def start(self) -> None:
         """Start the link thread (once)."""
@@ -174,7 +185,8 @@ class HubLink:
             hint = self._last_retry_hint
         return LinkStats(connected=connected, outbox_depth=self.outbox.depth(), gallery_version=self.gallery.version,
                          last_hub_sequence=self.state.last_hub_sequence, last_error=last_error, hub_id=hub_id,
-                         retry_hint_s=hint, gallery_identities=len(self.gallery.identities()), **counts)
+                         retry_hint_s=hint, gallery_identities=len(self.gallery.identities()),
+                         hub_address=self.target, **counts)
 
     def dead_letters(self) -> list[DeadLetter]:
         return self.state.dead_letters()
@@ -208,6 +220,7 @@ class HubLink:
             if self._stop.is_set():
                 return
             attempt = 0 if welcomed and time.monotonic() - began >= self.max_backoff_s else attempt + 1
+            self._replicas.advance()  # the next replica, if any: this one just failed or ended the session
             with self._cond:
                 hint, self._retry_hint = self._retry_hint, None
             delay = reconnect_delay(attempt, initial_s=self.initial_backoff_s, max_s=self.max_backoff_s, rng=self._rng,
@@ -306,9 +319,13 @@ class HubLink:
         skew = w.server_time_s - time.time() if w.server_time_s is not None else 0.0
         if abs(skew) > 5:
             log.warning("clock skew to hub %s: %.1f s", w.hub_id, skew)
+        move = self._replicas.welcomed(w.hub_id)
+        if move is not None:
+            log.warning("hub link: %s", move)
         with self._cond:
             self._connected, self._hub_id = True, w.hub_id
             self._counts["sessions"] += 1
+            self._counts["moves"] += move is not None
             self._cond.notify_all()
         log.debug("hub link: session open with %s (%s), gallery version %d", self.target, w.hub_id,
                   self.gallery.version)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.uplink.replicas import split_targets
 from models.errors import InvalidInputError
 
 PemSource = bytes | str | Path | None
@@ -22,7 +23,8 @@ class HubLinkSettings:
     """Where the hub is, how to prove who this edge is, and the link's timings and limits.
 
     Args:
-        target: the hub's ``host:port``.
+        target: the hub's ``host:port``; or several replicas' (``host1:port,host2:port``, dialled in turn
+            when one fails: `edge.uplink.replicas`), or one gRPC target such as ``dns:///hub:7443``.
         token: sent as ``authorization: Bearer <token>`` on every stream.
         site: announced in Hello.
         root_certificates, certificate_chain, private_key: PEM bytes or file paths; any of them turns
@@ -65,9 +67,15 @@ class HubLinkSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InvalidInputError(f"{name}: expected a positive number of seconds, got {value!r}")
+        split_targets(self.target)
         check_tls_pair(self.certificate_chain, self.private_key)
         if self.blur_jpeg_quality is not None and not 1 <= self.blur_jpeg_quality <= 100:
             raise InvalidInputError(f"blur_jpeg_quality: expected 1..100, got {self.blur_jpeg_quality}")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The addresses of `target`, in the order they are tried."""
+        return split_targets(self.target)
 
     @property
     def tls(self) -> bool:
