@@ -17,20 +17,22 @@ attribute or colour name) is refused with INVALID_ARGUMENT (`edge.uplink.message
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from edge.footage_search import MAX_HITS, UNAVAILABLE, FootageHit, SearchJobError, crop_of
-from edge.storage.store import FingerprintMismatchError, TrackletStore, UnknownIdError
+from edge.footage_search import MAX_HITS, UNAVAILABLE, FootageHit, SearchJobError
+from edge.storage.store import FingerprintMismatchError, TrackletStore
 from models.attributes.scoring import ProfileTable, rank_by_description
 from models.attributes.types import ATTRIBUTE_NAMES, COLOUR_NAMES, AttributeProfile, TextQuery
+from models.errors import InvalidInputError
+from protos.codec import check_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +69,27 @@ def profile_table(dicts: Sequence[dict]) -> ProfileTable:
     return ProfileTable(probs, colour, confidence)
 
 
-def _rows(table: ProfileTable, rows: np.ndarray) -> ProfileTable:
-    return ProfileTable(table.probabilities[rows], table.colour[rows], table.confidence[rows])
-
-
 @dataclass(frozen=True)
 class TextIndex:
-    """Every closed tracklet of one store generation: ids, cameras, spans, attributes (rows where
-    `has_attributes`), and unit Re-ID vectors of one model (zero rows where a tracklet has none)."""
+    """One store generation's closed tracklets: those with attributes as a `ProfileTable` with their ids,
+    cameras, spans, best crops, profile JSON and stored vectors of one model (zero rows where a tracklet
+    has none; None: the store holds none of this model), and the cameras and spans of the older ones."""
 
     generation: int
-    ids: np.ndarray
+    ids: tuple[str, ...]
     cameras: np.ndarray
     start_s: np.ndarray
     end_s: np.ndarray
-    has_attributes: np.ndarray
-    table: ProfileTable  # rows of the tracklets with attributes, in their order
-    vectors: np.ndarray | None  # (N, D) as stored, zero rows where none; None: the store holds none of this model
-    profile_json: tuple[str | None, ...]
+    crops: tuple[Path | None, ...]
+    profile_json: tuple[str, ...]
+    table: ProfileTable
+    vectors: np.ndarray | None
+    older: tuple[np.ndarray, np.ndarray, np.ndarray]  # cameras, start_s, end_s of tracklets without attributes
 
     @staticmethod
     def build(store: TrackletStore, model_fingerprint: str) -> TextIndex:
         generation = store.generation  # read first: a write meanwhile makes the next query rebuild
         rows = store.attribute_rows()
-        ids = np.array([r[0] for r in rows], dtype=object)
         dicts, has = [], np.zeros(len(rows), bool)
         for i, r in enumerate(rows):
             if r[4] is None:
@@ -105,6 +104,7 @@ class TextIndex:
         except (KeyError, TypeError, ValueError) as exc:  # written by hand, not by this store: one by one
             log.warning("stored attributes of an unexpected shape (%s); reading them one by one", exc)
             table, has = _checked_table(rows, has)
+        searchable = [r for r, h in zip(rows, has, strict=True) if h]
         vectors = None
         try:
             vids, matrix = store.vectors(model_fingerprint)
@@ -112,14 +112,33 @@ class TextIndex:
             vids, matrix = [], np.zeros((0, 0), np.float32)
         if vids:
             at = {tid: i for i, tid in enumerate(vids)}
-            vectors = np.zeros((len(rows), matrix.shape[1]), np.float32)
-            for i, r in enumerate(rows):
+            vectors = np.zeros((len(searchable), matrix.shape[1]), np.float32)
+            for i, r in enumerate(searchable):
                 j = at.get(r[0])
                 if j is not None:
                     vectors[i] = matrix[j]
-        return TextIndex(generation, ids, np.array([r[1] for r in rows], dtype=object),
-                         np.array([r[2] for r in rows], np.float64), np.array([r[3] for r in rows], np.float64),
-                         has, table, vectors, tuple(r[4] for r in rows))
+        older = [r for r, h in zip(rows, has, strict=True) if not h]
+        return TextIndex(generation, tuple(r[0] for r in searchable), _column(searchable, 1, object),
+                         _column(searchable, 2, np.float64), _column(searchable, 3, np.float64),
+                         tuple(r[5] for r in searchable), tuple(r[4] for r in searchable), table, vectors,
+                         (_column(older, 1, object), _column(older, 2, np.float64), _column(older, 3, np.float64)))
+
+
+def _column(rows: list, i: int, dtype: type) -> np.ndarray:
+    return np.array([r[i] for r in rows], dtype=dtype)
+
+
+def _in_filters(job: TextJob, cameras: np.ndarray, start_s: np.ndarray, end_s: np.ndarray) -> np.ndarray | None:
+    """Which rows pass the job's cameras and time range; None: all of them."""
+    keep = None
+    if job.camera_ids:
+        wanted = set(job.camera_ids)
+        keep = np.fromiter((c in wanted for c in cameras), bool, len(cameras))
+    if job.start_s is not None:
+        keep = (end_s >= job.start_s) if keep is None else keep & (end_s >= job.start_s)
+    if job.end_s is not None:
+        keep = (start_s <= job.end_s) if keep is None else keep & (start_s <= job.end_s)
+    return keep
 
 
 def _checked_table(rows: list, has: np.ndarray) -> tuple[ProfileTable, np.ndarray]:
@@ -149,63 +168,61 @@ def text_index(store: TrackletStore, model_fingerprint: str) -> TextIndex:
 
 
 def rank_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: str, default_top_k: int = 50
-              ) -> tuple[list[tuple[str, float, str, np.ndarray | None]], list[str]]:
-    """((tracklet id, text score in [0, 1], profile JSON, stored vector or None) best first, notes);
-    SearchJobError when unanswerable.
+              ) -> tuple[TextIndex, list[tuple[int, float]], list[str]]:
+    """(the index, [(index row, text score in [0, 1])] best first, notes); SearchJobError when unanswerable.
 
     The text score is the re-ranked similarity scaled by 1 / (1 + weight) into [0, 1] (same order)."""
     if store is None:
         raise SearchJobError(job.job_id, UNAVAILABLE, "this edge keeps no local store")
     index = text_index(store, model_fingerprint)
     notes = []
-    keep = np.ones(len(index.ids), bool)
     if job.camera_ids:
         known = {c[0] for c in store.cameras()}
         unknown = [c for c in job.camera_ids if c not in known]
         if len(unknown) == len(job.camera_ids):  # the hub fans one job out to every edge: not an error here
-            return [], [f"none of the cameras asked for is on this edge ({', '.join(unknown)}); this edge has "
-                        f"{', '.join(sorted(known)) or 'no cameras'}"]
+            return index, [], [f"none of the cameras asked for is on this edge ({', '.join(unknown)}); this edge "
+                               f"has {', '.join(sorted(known)) or 'no cameras'}"]
         if unknown:
             notes.append(f"cameras not on this edge, not searched: {', '.join(unknown)}")
-        wanted = set(job.camera_ids)
-        keep &= np.fromiter((c in wanted for c in index.cameras), bool, len(index.cameras))
-    if job.start_s is not None:
-        keep &= index.end_s >= job.start_s
-    if job.end_s is not None:
-        keep &= index.start_s <= job.end_s
-    missing = int(np.count_nonzero(keep & ~index.has_attributes))
+    older = _in_filters(job, *index.older)
+    missing = len(index.older[0]) if older is None else int(np.count_nonzero(older))
     if missing:
         notes.append(f"{missing} tracklets have no attributes yet (recorded before attributes were on) "
                      "and were not searched")
-    rows = np.flatnonzero(keep & index.has_attributes)
-    attribute_row = np.cumsum(index.has_attributes) - 1  # tracklet row -> row of index.arrays
-    vectors = None if index.vectors is None else index.vectors[rows]
+    keep = _in_filters(job, index.cameras, index.start_s, index.end_s)
+    rows = np.arange(len(index.ids)) if keep is None else np.flatnonzero(keep)
+    table, vectors = index.table, index.vectors
+    if keep is not None:  # only a filtered job copies rows; an unfiltered one ranks the index's own arrays
+        table = ProfileTable(table.probabilities[rows], table.colour[rows], table.confidence[rows])
+        vectors = None if vectors is None else vectors[rows]
     top_k = min(job.top_k if job.top_k > 0 else default_top_k, MAX_HITS)
-    best, scores = rank_by_description(job.query, _rows(index.table, attribute_row[rows]), vectors, top_k=top_k,
-                                      weight=RERANK_WEIGHT)
+    best, scores = rank_by_description(job.query, table, vectors, top_k=top_k, weight=RERANK_WEIGHT)
     scale = 1.0 + RERANK_WEIGHT if vectors is not None else 1.0
-    ranked = []
-    for b, score in zip(best, scores, strict=True):
-        i = rows[b]
-        ranked.append((str(index.ids[i]), float(min(max(score / scale, 0.0), 1.0)), str(index.profile_json[i]),
-                       None if vectors is None or not vectors[b].any() else vectors[b]))
-    return ranked, notes
+    return index, [(int(rows[b]), float(min(max(score / scale, 0.0), 1.0))) for b, score in zip(best, scores,
+                                                                                                 strict=True)], notes
 
 
 def find_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: str, default_top_k: int = 50
               ) -> tuple[list[FootageHit], list[str]]:
-    """The text job's hits with their crops, attributes and text scores, best first, and the notes."""
-    ranked, notes = rank_text(job, store, model_fingerprint=model_fingerprint, default_top_k=default_top_k)
+    """The text job's hits with their crops, attributes and text scores, best first, and the notes. A hit
+    reads only its crop file (its size from the JPEG header) and its profile JSON: no SQL per hit."""
+    index, ranked, notes = rank_text(job, store, model_fingerprint=model_fingerprint, default_top_k=default_top_k)
     assert store is not None
     hits = []
-    for tid, score, profile_json, vector in ranked:
+    for row, score in ranked:
+        tid, path = index.ids[row], index.crops[row]
+        vector = None if index.vectors is None or not index.vectors[row].any() else index.vectors[row]
         try:
-            hit = crop_of(store, tid, 1.0 - score, store.vector(tid, model_fingerprint).vectors[0]
-                          if vector is None else vector)
-        except UnknownIdError as exc:  # removed by retention meanwhile, or stored without a vector
+            if vector is None:
+                vector = store.vector(tid, model_fingerprint).vectors[0]
+            if path is None:
+                raise OSError("it has no crop")
+            data = path.read_bytes()
+            height, width = check_jpeg(data)  # the header only: no decoding
+        except (OSError, InvalidInputError) as exc:  # e.g. removed by retention meanwhile; the hub needs both
             log.warning("text search hit %s left out: %s", tid, exc)
             continue
-        if hit is not None:
-            attributes = AttributeProfile.from_dict(json.loads(profile_json))
-            hits.append(dataclasses.replace(hit, attributes=attributes, text_score=score))
+        hits.append(FootageHit(tid, str(index.cameras[row]), float(index.start_s[row]), float(index.end_s[row]),
+                               1.0 - score, vector, data, width, height,
+                               AttributeProfile.from_dict(json.loads(index.profile_json[row])), score))
     return hits, notes

@@ -307,11 +307,15 @@ class TrackletStore(SqliteDatabase):
             raise UnknownIdError(f"unknown tracklet {tracklet_id!r}")
         return None if row[0] is None else AttributeProfile.from_dict(json.loads(row[0]))
 
-    def attribute_rows(self) -> list[tuple[str, str, float, float, str | None]]:
-        """(id, camera, start_s, end_s, profile JSON or None) of every closed tracklet, oldest first."""
+    def attribute_rows(self) -> list[tuple[str, str, float, float, str | None, Path | None]]:
+        """(id, camera, start_s, end_s, profile JSON or None, best crop's path or None) of every closed
+        tracklet, oldest first."""
         with self._lock:
-            return [(r[0], r[1], float(r[2]), float(r[3]), r[4]) for r in self._conn.execute(
-                "SELECT id, camera, start_s, end_s, attributes FROM tracklets WHERE closed = 1 ORDER BY end_s, id")]
+            return [(r[0], r[1], float(r[2]), float(r[3]), r[4], None if r[5] is None else self.crops_dir / r[5])
+                    for r in self._conn.execute(
+                        "SELECT t.id, t.camera, t.start_s, t.end_s, t.attributes, c.path FROM tracklets t "
+                        "LEFT JOIN crops c ON c.tracklet = t.id AND c.rank = 0 WHERE t.closed = 1 "
+                        "ORDER BY t.end_s, t.id")]
 
     def vector(self, tracklet_id: str, fingerprint: str) -> Embeddings:
         with self._lock:
@@ -448,6 +452,7 @@ class TrackletStore(SqliteDatabase):
             self._unlink(orphans)
             missing = sorted(known - on_disk)
             if missing:
+                self._generation += 1
                 log.warning("%d crop files named by %s are missing; dropping their rows", len(missing), self.path)
                 with write_transaction(self._conn) as conn:
                     owners: set[str] = set()

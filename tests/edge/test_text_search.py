@@ -198,3 +198,9 @@ def test_migration_keeps_older_tracklets_with_null_attributes(tmp_path: Path) ->
         assert s.vector("before", FP).vectors.shape == (1, DIM)
         _add(s, "after", "gate", 2.0, profile(upper="red"), 2)
         assert s.attributes("after") == profile(upper="red")
+
+
+def test_a_hit_whose_crop_is_gone_is_left_out(store: TrackletStore) -> None:
+    store.crop_paths("red-woman")[0].unlink()  # behind the store's back: no generation change
+    hits, _ = find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)
+    assert [h.tracklet_id for h in hits] == ["red-man", "blue-woman", "grey-woman"]
