@@ -42,10 +42,13 @@ COLUMNS = ("R1", "mAP", "mINP", "recall@10", "recall@50", "final R1 @10", "final
            "final mAP @50", "epochs", "train s")
 
 
-def unlabelled(ts: TrainingSet) -> TrainingSet:
-    """The same images with every label dropped: distillation only."""
-    return TrainingSet(ts.paths, np.full(len(ts), -1, np.int64), np.zeros(len(ts), np.int64), (),
-                       fmt="crops", root=ts.root)
+def unlabelled(ts: TrainingSet, count: int | None, seed: int) -> TrainingSet:
+    """The images (a seeded random `count` of them, or all) with every label dropped: distillation only."""
+    rows = np.arange(len(ts))
+    if count is not None and count < len(ts):
+        rows = np.sort(np.random.default_rng(seed).choice(len(ts), size=count, replace=False))
+    return TrainingSet(tuple(ts.paths[i] for i in rows), np.full(rows.size, -1, np.int64),
+                       np.zeros(rows.size, np.int64), (), fmt="crops", root=ts.root)
 
 
 def evaluate_row(val: Path, model: str, factory: Any, cache: EmbeddingCache, split: Any) -> dict[str, float]:
@@ -92,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="steps per epoch for every trained row (default: ceil(identities / P))")
     parser.add_argument("--max-minutes", type=float, default=None, help="per training: stop after the "
                         "epoch that passes this wall time (the row then shows fewer epochs)")
-    parser.add_argument("--rows", default="reference,shipped,pk,dfgs,distill")
+    parser.add_argument("--distill-images", type=int, default=None,
+                        help="distil on a seeded random subset of this many training images (teacher "
+                        "vectors are the costly part on a small CPU); default: all")
+    parser.add_argument("--distill-epochs", type=int, default=None,
+                        help="epochs of the distilled row (default: --epochs); with --distill-images, "
+                        "choose it so the row sees as many images as the labelled rows")
+    parser.add_argument("--rows", default="shipped,pk,dfgs,distill,reference")
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -117,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     header = {"train": str(args.data / "train"), "val": str(val), "epochs": args.epochs, "seed": args.seed,
               "p": args.p, "k": args.k, "lr": args.lr, "steps_per_epoch": steps,
-              "input_hw": list(init.spec.input_hw), "stage2": STAGE2}
+              "input_hw": list(init.spec.input_hw), "stage2": STAGE2, "distill_images": args.distill_images,
+              "distill_epochs": args.distill_epochs or args.epochs}
     print(json.dumps(header), flush=True)
     for key in wanted:
         start = time.perf_counter()
@@ -126,16 +136,18 @@ def main(argv: list[str] | None = None) -> int:
         elif key == "shipped":
             row = {"model": f"{EDGE_INIT} as shipped", "name": EDGE_INIT}
         elif key in TRAINED:
-            settings = TrainSettings(epochs=args.epochs, sampler="dfgs" if key == "dfgs" else "pk", p=args.p,
+            epochs = (args.distill_epochs or args.epochs) if key == "distill" else args.epochs
+            settings = TrainSettings(epochs=epochs, sampler="dfgs" if key == "dfgs" else "pk", p=args.p,
                                      k=args.k, lr=args.lr, seed=args.seed, max_steps_per_epoch=steps,
                                      max_minutes=args.max_minutes, progress=not args.no_progress)
-            data = unlabelled(train_set) if key == "distill" else train_set
+            data = unlabelled(train_set, args.distill_images, args.seed) if key == "distill" else train_set
             result = train_reid(data, init, args.out / key, settings,
                                 teachers=STAGE2 if key == "distill" else None)
             embedder = FileEmbedder(result.model_path, init.spec, name=f"trained-{key}")
             trained[embedder.fingerprint] = embedder
             row = {"model": TRAINED[key], "name": embedder.fingerprint, "epochs": result.epochs,
-                   "train s": result.wall_s, "train_epochs_s": result.train_s, "final_loss": result.final_loss,
+                   "train s": result.wall_s, "train_epochs_s": result.train_s, "images": len(data),
+                   "final_loss": result.final_loss,
                    "parity_cosine": result.parity_cosine, "onnx": str(result.model_path)}
         else:
             parser.error(f"--rows: unknown row {key!r}")

@@ -7,6 +7,7 @@ file and a zoo spec's preprocessing (for evaluating a trained model that is not 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,9 @@ def export_onnx(backbone: Any, spec: ModelSpec, path: Path, *, input_name: str, 
     dummy = torch.zeros(2, 3, height, width)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # onnx2torch's Shape/Reshape modules warn while traced; the dynamic batch is checked below instead
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             backbone, (dummy,), str(tmp), input_names=[input_name], output_names=[output_name],
             dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}}, opset_version=OPSET,
