@@ -127,6 +127,43 @@ class HubClient:
     def sightings(self, identity_id: str, limit: int = 200) -> list[dict[str, Any]]:
         return self._json("GET", f"/api/identities/{_segment(identity_id)}/sightings", params={"limit": limit})
 
+    # -- operators and the audit trail (admins)
+
+    def operators(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/operators")
+
+    def add_operator(self, username: str, password: str, role: str = "operator") -> dict[str, Any]:
+        return self._json("POST", "/api/operators", json={"username": username, "password": password, "role": role})
+
+    def set_operator_disabled(self, username: str, disabled: bool) -> dict[str, Any]:
+        return self._json("POST", f"/api/operators/{_segment(username)}/{'disable' if disabled else 'enable'}")
+
+    def reset_password(self, username: str, password: str) -> dict[str, Any]:
+        return self._json("PUT", f"/api/operators/{_segment(username)}/password", json={"password": password})
+
+    def set_role(self, username: str, role: str) -> dict[str, Any]:
+        return self._json("PUT", f"/api/operators/{_segment(username)}/role", json={"role": role})
+
+    def audit(self, *, before_id: int | None = None, limit: int = 100,
+              **filters: str | float | None) -> list[dict[str, Any]]:
+        """Audit lines, newest first; `filters`: username, action, target, since_s, until_s."""
+        params = {k: v for k, v in {**filters, "before_id": before_id, "limit": limit}.items() if v is not None}
+        return self._json("GET", "/api/audit", params=params)
+
+    def audit_export(self, fmt: str = "csv", **filters: str | float | None) -> Iterator[bytes]:
+        """The export's bytes, in chunks as they arrive."""
+        params = {k: v for k, v in {**filters, "format": fmt}.items() if v is not None}
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            with self._http.stream("GET", "/api/audit/export", params=params, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise HubApiError(f"audit export: {response.status_code} {_detail(response)}",
+                                      response.status_code)
+                yield from response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise HubApiError(f"audit export from {self.base_url} broke: {exc}") from None
+
     def alerts(self, after_id: int = 0) -> Iterator[dict[str, Any]]:
         """Alerts as they arrive (server-sent events), after `after_id`, until the caller stops."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -136,9 +173,17 @@ class HubClient:
                 if response.status_code >= 400:
                     response.read()
                     raise HubApiError(f"alerts: {response.status_code} {_detail(response)}", response.status_code)
+                event = "message"
                 for line in response.iter_lines():
-                    if line.startswith("data:"):
-                        yield json.loads(line[5:].strip())
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = json.loads(line[5:].strip())
+                        if event == "session_ended":  # logged out, disabled or a new password (issue 12)
+                            raise HubApiError(f"alerts: the session ended: {data.get('detail', '')}", 401)
+                        yield data
+                    elif not line:
+                        event = "message"
         except httpx.HTTPError as exc:
             raise HubApiError(f"alert stream from {self.base_url} broke: {exc}") from None
 

@@ -11,6 +11,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from crossview.admin_commands import register as register_admin_commands
 from crossview.config import load_config
 from crossview.models_command import register as register_models_commands
 from crossview.operator_commands import register as register_operator_commands
@@ -23,6 +24,7 @@ app.add_typer(models_app, name="models")
 edge_app = typer.Typer(no_args_is_help=True, help="The edge node: cameras to short lists.")
 app.add_typer(edge_app, name="edge")
 register_operator_commands(app)  # enroll, search, watch, alerts: clients of the hub's REST API
+register_admin_commands(app)  # operators ..., audit ...: the admins' commands, through the REST API too
 app.add_typer(train_app, name="train")
 
 

@@ -1,4 +1,5 @@
-"""Operator commands of the CLI, talking to a hub's REST API: `enroll`, `search`, `watch`, `alerts`.
+"""Operator commands of the CLI, talking to a hub's REST API: `enroll`, `search`, `watch`, `alerts` (and the
+admins' `operators` and `audit` groups, `crossview.admin_commands`).
 
 The hub and the credentials come from options or the environment (``CROSSVIEW_HUB_URL``,
 ``CROSSVIEW_USER``, ``CROSSVIEW_PASSWORD`` or ``CROSSVIEW_TOKEN``), read here, at the entry point.
