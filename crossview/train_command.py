@@ -13,6 +13,7 @@ refused (data, model conversion, teachers, settings) is refused with one line be
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -78,7 +79,8 @@ def train_reid_cli(
     """Fine-tune (or distil) a Re-ID model and export it to OUT/model.onnx."""
     try:
         code = train_reid_command(data, format, init, sampler, epochs, out, teacher=teacher, p=p, k=k, lr=lr,
-                                  seed=seed, resume=resume, max_minutes=max_minutes, json_out=json_out)
+                                  seed=seed, resume=resume, max_minutes=max_minutes, json_out=json_out,
+                                  progress=sys.stderr.isatty())
     except CrossviewError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

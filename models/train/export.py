@@ -43,6 +43,8 @@ def export_onnx(backbone: Any, spec: ModelSpec, path: Path, *, input_name: str, 
     with torch.no_grad(), warnings.catch_warnings():
         # onnx2torch's Shape/Reshape modules warn while traced; the dynamic batch is checked below instead
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # the TorchScript exporter is chosen on purpose: it converts onnx2torch's modules as they trace
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             backbone, (dummy,), str(tmp), input_names=[input_name], output_names=[output_name],
             dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}}, opset_version=OPSET,
