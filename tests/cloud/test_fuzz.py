@@ -1,15 +1,20 @@
-"""Fuzz: 10,000 random and mutated EdgeMessages on one session; the hub answers, survives, stays bounded."""
+"""Fuzz: 10,000 random and mutated EdgeMessages on one session; the hub answers, survives, stays bounded.
+Then the hostile short-list shapes of issue 12 one by one: huge declared JPEG dimensions, 16 large crops,
++-2^62 s spans, keys naming other edges, over-long integers; each refused with the stream alive."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import types
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cloud.hub import Hub
@@ -18,6 +23,20 @@ from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
 
 MESSAGES = 10_000
 RSS_GROWTH_LIMIT_MB = 64
+HUGE_S = 2**62
+
+
+def declaring(data: bytes, height: int, width: int) -> bytes:
+    """JPEG bytes whose start-of-frame header claims height x width (the image data is unchanged)."""
+    at = data.index(b"\xff\xc0") + 5
+    return data[:at] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[at + 4:]
+
+
+@functools.cache
+def big_jpeg(side: int = 4096) -> bytes:
+    ok, buf = cv2.imencode(".jpg", np.full((side, side, 3), (40, 90, 200), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
 
 
 def rss_mb() -> float:
@@ -51,7 +70,7 @@ def field_mutation(rng: random.Random, seed: session_pb2.EdgeMessage) -> bytes:
         return msg.SerializeToString()
     s = msg.short_list
     s.idempotency_key = f"fz-{rng.getrandbits(40):x}"
-    choice = rng.randrange(9)
+    choice = rng.randrange(13)
     if choice == 0:
         s.query_vector.shape[:] = [rng.randrange(-2, 40) for _ in range(rng.randrange(0, 4))]
     elif choice == 1:
@@ -68,8 +87,17 @@ def field_mutation(rng: random.Random, seed: session_pb2.EdgeMessage) -> bytes:
         s.camera_id = rng.choice(["", "\x00cam", "c" * 1000, "cam-2"])
     elif choice == 7:
         s.span.end.seconds = rng.randrange(-(2**40), 2**40)
-    else:
+    elif choice == 8:
         s.gallery_version = rng.randrange(-(2**63), 2**63)
+    elif choice == 9:  # issue 12: a header declaring a huge image
+        s.query_crops[0].jpeg = declaring(s.query_crops[0].jpeg, rng.randrange(2049, 65536), rng.randrange(1, 65536))
+    elif choice == 10:
+        getattr(s.span, rng.choice(["start", "end"])).seconds = rng.choice([HUGE_S, -HUGE_S, 2**40])
+    elif choice == 11:
+        s.idempotency_key = f"shortlist/edge-b/t-{rng.randrange(4)}/g0"  # another edge's key
+    else:
+        s.track_id = rng.choice([-1, -(2**63)])
+        s.created_at.seconds = rng.choice([HUGE_S, -HUGE_S, -1])
     return msg.SerializeToString()
 
 
@@ -147,6 +175,88 @@ def test_fuzzed_session_survives(make_hub: Callable[..., Hub], kit: types.Simple
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
         reader.cancel()
+        await edge.close()
+        await hub.stop()
+
+    asyncio.run(run())
+
+
+def hostile_short_lists(kit: types.SimpleNamespace, identity: str) -> list[tuple[str, bytes, str]]:
+    """(name, message bytes, what the refusal says) for the short-list shapes of issue 12."""
+    def shaped(key: str, change: Callable[[edge_to_hub_pb2.ShortList], None]) -> bytes:
+        msg = kit.short_list(key, "red", [(identity, 0.2)])
+        change(msg.short_list)
+        return msg.SerializeToString()
+
+    def big_crops(s: edge_to_hub_pb2.ShortList) -> None:
+        del s.query_crops[:]
+        s.query_crops.extend(common_pb2.CropImage(jpeg=big_jpeg(), camera_id="cam-1") for _ in range(16))
+
+    def declared(s: edge_to_hub_pb2.ShortList) -> None:
+        s.query_crops[0].jpeg = declaring(s.query_crops[0].jpeg, 60000, 60000)
+
+    def far_span(seconds: int) -> Callable[[edge_to_hub_pb2.ShortList], None]:
+        def change(s: edge_to_hub_pb2.ShortList) -> None:
+            (s.span.end if seconds > 0 else s.span.start).seconds = seconds
+        return change
+
+    def overlong_int(key: str) -> bytes:  # track_id (field 5) as an 11-byte varint: 2^70, more than 64 bits
+        inner = kit.short_list(key, "red", []).short_list.SerializeToString() + b"\x28" + b"\x80" * 10 + b"\x01"
+        return b"\x12" + _varint(len(inner)) + inner  # EdgeMessage.short_list (field 2)
+
+    cases = [(f"16 crops of 4096x4096 #{n}", shaped(f"big-{n}", big_crops), "4096x4096") for n in range(8)]
+    cases += [
+        ("a header declaring 60000x60000", shaped("declared", declared), "60000x60000"),
+        ("a span ending at 2^62 s", shaped("late", far_span(HUGE_S)), "span end: expected a time"),
+        ("a span starting at -2^62 s", shaped("early", far_span(-HUGE_S)), "span start: expected a time"),
+        ("a track id of -1", shaped("negative", lambda s: setattr(s, "track_id", -1)), "track id"),
+        ("a track id of 2^70", overlong_int("overlong"), "malformed"),
+    ]
+    return cases
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def test_hostile_short_list_shapes_are_refused_with_the_stream_alive(make_hub: Callable[..., Hub],
+                                                                     kit: types.SimpleNamespace) -> None:
+    hub = make_hub()
+    identity = hub.gallery.enroll([kit.jpeg("red", seed=60)]).identity_id
+    token_a, token_b = hub.auth.create_token("edge-a").token, hub.auth.create_token("edge-b").token
+
+    async def run() -> None:
+        port = await hub.start()
+        edge = kit.EdgeClient(port, token_a, raw=True)
+        await edge.send(kit.hello().SerializeToString())
+        assert (await edge.recv()).WhichOneof("body") == "welcome"
+        for name, payload, detail in hostile_short_lists(kit, identity):
+            await edge.send(payload)
+            error = await edge.recv_until(lambda m: m.WhichOneof("body") == "error")
+            assert error.error.code == common_pb2.ERROR_CODE_INVALID_ARGUMENT and not error.error.fatal, name
+            assert detail in error.error.message, (name, error.error.message)
+        # edge-a takes keys naming edge-b: they are edge-a's own, and edge-b's real short lists still count
+        for n in range(3):
+            key = f"shortlist/edge-b/t-{n}/g0"
+            await edge.send(kit.short_list(key, "red", [(identity, 0.2)]).SerializeToString())
+            assert (await edge.ack_key(key)).ack.status == common_pb2.ACK_STATUS_OK
+        other = kit.EdgeClient(port, token_b)
+        await other.send(kit.hello("edge-b"))
+        assert (await other.recv()).WhichOneof("body") == "welcome"
+        for n in range(3):
+            key = f"shortlist/edge-b/t-{n}/g0"
+            await other.send(kit.short_list(key, "red", [(identity, 0.2)], edge_id="edge-b"))
+            assert (await other.ack_key(key)).ack.status == common_pb2.ACK_STATUS_OK, key
+        await edge.send(kit.short_list("final", "red", [(identity, 0.2)]).SerializeToString())
+        assert (await edge.ack_key("final")).ack.status == common_pb2.ACK_STATUS_OK
+        assert sorted(hub.sessions.connected_edges()) == ["edge-a", "edge-b"]
+        assert hub.store.count_short_lists("edge-a") == 4 and hub.store.count_short_lists("edge-b") == 3
+        await other.close()
         await edge.close()
         await hub.stop()
 
