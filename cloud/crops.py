@@ -6,12 +6,16 @@ store keeps paths relative to `root`. A write goes to a fsynced temporary file r
 one. A name is
 chosen by the caller: a sighting's is derived from its short list's idempotency key, so processing
 the same short list twice writes the same file.
+
+People's crops are private: folders 0700 and files 0600 (issue 12); folders an older version left
+0755 are narrowed when the hub opens them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import uuid
 from pathlib import Path
@@ -28,6 +32,9 @@ class CropFiles:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        for folder in (*self.root.glob("*/"), *self.root.glob("*/*/")):
+            folder.chmod(0o700)
 
     @staticmethod
     def new_name() -> str:
@@ -43,8 +50,10 @@ class CropFiles:
         shard = hashlib.sha256(name.encode()).hexdigest()[:2]
         relpath = f"{kind}/{shard}/{name}.jpg"
         path = self.root / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root / kind, path.parent):
+            folder.mkdir(mode=0o700, exist_ok=True)
         write_durably(path, bytes(jpeg))
+        os.chmod(path, 0o600)  # written with the umask's mode, but already inside a 0700 folder
         return relpath
 
     def path(self, relpath: str) -> Path:

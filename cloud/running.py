@@ -37,6 +37,8 @@ class RunningHub:
     or an already created `hub`. `operators` maps user name -> password (created, or their password
     reset, at start). `operator_clock` / `session_ttl_s` drive session expiry; `alert_poll_s` /
     `alert_keep_alive_s` how often the alert stream reads the store / sends a keep-alive comment.
+    `api_options`: `ApiServer` keywords (header_timeout_s, max_connections, keep_alive_s) plus
+    ``allowed_origins`` for `create_app`.
     """
 
     def __init__(self, *, data_dir: str | Path | None = None, hub: Hub | None = None, api_port: int | None = 0,
@@ -44,7 +46,7 @@ class RunningHub:
                  operators: Mapping[str, str] | None = None, tls: TlsConfig | None = None,
                  session_ttl_s: float = DEFAULT_SESSION_TTL_S, operator_clock: Callable[[], float] | None = None,
                  start_timeout_s: float = 120.0, alert_poll_s: float = 0.5, alert_keep_alive_s: float = 15.0,
-                 **hub_kwargs: Any) -> None:
+                 api_options: Mapping[str, Any] | None = None, **hub_kwargs: Any) -> None:
         if (hub is None) == (data_dir is None):
             raise ValueError("RunningHub: expected exactly one of data_dir (a new hub) or hub")
         if hub is not None and hub_kwargs:
@@ -59,6 +61,7 @@ class RunningHub:
         self._operator_clock = operator_clock or hub_kwargs.get("clock") or time.time
         self._start_timeout_s = start_timeout_s
         self._alert_poll_s, self._alert_keep_alive_s = alert_poll_s, alert_keep_alive_s
+        self._api_options = dict(api_options or {})
         self.operators: OperatorAuth | None = None
         self.grpc_port: int | None = None
         self.api_port: int | None = None
@@ -99,9 +102,11 @@ class RunningHub:
             if self._api_port is not None:
                 from cloud.api import ApiServer, create_app
 
+                server_options = dict(self._api_options)
                 app = create_app(self.hub, self.operators, poll_s=self._alert_poll_s,
-                                 keep_alive_s=self._alert_keep_alive_s)
-                self._api = ApiServer(app, host=self._api_host, port=self._api_port)
+                                 keep_alive_s=self._alert_keep_alive_s,
+                                 allowed_origins=server_options.pop("allowed_origins", ()))
+                self._api = ApiServer(app, host=self._api_host, port=self._api_port, **server_options)
         except BaseException:
             if self._hub_args is not None:
                 self._close_unstarted_hub()

@@ -23,8 +23,12 @@ Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here an
     audit_retention_days: 365               # the audit trail keeps lines this long (none: forever)
     admin_user: admin                       # an operator created (or its password reset) at start-up; an
                                             # admin when it is new or no enabled admin is left
-    admin_password: ...                     # or env CROSSVIEW_ADMIN_PASSWORD; neither: a new operator
-                                            # gets a random password, printed once
+    admin_password_file: /etc/crossview/admin-password  # its first line; or env CROSSVIEW_ADMIN_PASSWORD;
+                                            # neither: a new operator gets a random password, printed once
+    api_allowed_origins: [https://hub.example:8443]  # pages (besides the hub's own) that may send changes
+
+`admin_password:` is still read (from the YAML file), but given as ``admin_password=...`` on the command
+line it shows in `ps` to every user of the machine: a warning says so (use the file or the variable).
 
 Tokens are printed (or written) once, ``EDGE_ID TOKEN`` per line; only their hashes are stored. A
 generated operator password is printed once as ``operator USER PASSWORD``. Once serving, the line
@@ -80,6 +84,8 @@ class HubConfig:
     admin_user: str = "admin"
     admin_password: str | None = None
     audit_retention_days: float | None = 365.0
+    admin_password_file: str | None = None
+    api_allowed_origins: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_p_same("confirm_p_same", self.confirm_p_same)
@@ -131,6 +137,27 @@ def _issue_tokens(hub, cfg: HubConfig, out: TextIO) -> None:
     out.flush()
 
 
+def _password_from_file(path: str | None) -> str | None:
+    """The first line of `path` (None: no file configured); a missing or empty file is a CrossviewError."""
+    if path is None:
+        return None
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CrossviewError(f"admin_password_file: cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+                             ) from None
+    if not lines or not lines[0].strip():
+        raise CrossviewError(f"admin_password_file: expected a password on the first line of {path}, got none")
+    return lines[0].strip()
+
+
+def warn_password_on_command_line(overrides: list[str]) -> None:
+    """A warning when ``admin_password=`` is among the command-line overrides (`ps` shows it)."""
+    if any(item.strip().startswith("admin_password=") for item in overrides):
+        log.warning("admin_password given on the command line is visible to every user of this machine (ps); "
+                    "use admin_password_file=PATH or the CROSSVIEW_ADMIN_PASSWORD environment variable")
+
+
 def _operators(hub: Hub, cfg: HubConfig, out: TextIO) -> OperatorAuth:
     """Create the admin operator, or reset its password when one is configured."""
     import secrets
@@ -141,7 +168,8 @@ def _operators(hub: Hub, cfg: HubConfig, out: TextIO) -> OperatorAuth:
     audit = AuditLog(hub.store, retention_days=cfg.audit_retention_days)
     hub.sessions.add_housekeeping(audit.sweep_if_due)
     operators = OperatorAuth(hub.store, audit=audit)
-    password = cfg.admin_password or os.environ.get("CROSSVIEW_ADMIN_PASSWORD") or None
+    password = cfg.admin_password or _password_from_file(cfg.admin_password_file) \
+        or os.environ.get("CROSSVIEW_ADMIN_PASSWORD") or None
     if password is not None:
         operators.create_operator(cfg.admin_user, password)
     elif hub.store.get_operator(cfg.admin_user) is None:
@@ -164,7 +192,8 @@ async def _start_api(hub: Hub, cfg: HubConfig, out: TextIO) -> ApiServer | None:
     except ImportError as exc:
         raise CrossviewError(f"the REST API needs FastAPI and uvicorn: pip install 'crossview[api]' ({exc}); "
                              "or set api_port=-1") from exc
-    api = ApiServer(create_app(hub, operators), host=cfg.api_host, port=cfg.api_port)
+    api = ApiServer(create_app(hub, operators, allowed_origins=cfg.api_allowed_origins), host=cfg.api_host,
+                    port=cfg.api_port)
     await api.start()
     out.write(f"api on {api.url}\n")
     out.flush()
@@ -185,6 +214,9 @@ def create_hub(cfg: HubConfig) -> Hub:
 
 async def serve(cfg: HubConfig, out: TextIO = sys.stdout) -> None:
     """Create the hub, issue the tokens, serve edges and the API until SIGINT/SIGTERM, stop gracefully."""
+    from cloud.file_limits import raise_open_file_limit
+
+    raise_open_file_limit()  # edges' streams and REST connections each hold a file
     tls = _tls(cfg)
     hub = create_hub(cfg)
     try:
@@ -218,6 +250,7 @@ def hub_command(config: Path | None, overrides: list[str]) -> int:
     cfg = load_config(HubConfig, config, overrides)
     logging.basicConfig(level=cfg.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warn_password_on_command_line(overrides)
     asyncio.run(serve(cfg))
     return 0
 

@@ -2,6 +2,10 @@
 
 Starlette spools a multipart body before a route runs, so `BodyLimit` caps the request itself
 (by Content-Length, and by counting bytes of a chunked body) and `read_photos` caps each file.
+
+Every photo's size in pixels is read from its header (`image_size`: PNG IHDR, JPEG start-of-frame)
+before anything decodes it, and over `MAX_PHOTO_PIXELS` it is a 413: a 48 KB PNG may declare
+20000x20000 pixels, 1.2 GB once decoded (issue 12, finding 2).
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.api.errors import ApiError
+from models.errors import InvalidInputError
+from protos import codec
 
 MAX_PHOTO_BYTES = 8 * 1024 * 1024
 MAX_PHOTOS = 16
+MAX_PHOTO_PIXELS = codec.DEFAULT_MAX_CROP_PIXELS  # 4096 x 4096, as for the edges' crops
 MAX_JSON_BYTES = 1024 * 1024
 MAX_MULTIPART_BYTES = MAX_PHOTOS * MAX_PHOTO_BYTES + 1024 * 1024
 _JPEG = b"\xff\xd8\xff"
@@ -30,8 +37,45 @@ def _name(upload: UploadFile, index: int) -> str:
     return upload.filename or f"#{index}"
 
 
+def png_size(data: bytes) -> tuple[int, int]:
+    """(height, width) from a PNG's IHDR chunk, which the format puts first; InvalidInputError if absent."""
+    if len(data) < 24 or not data.startswith(_PNG) or data[12:16] != b"IHDR":
+        raise InvalidInputError("expected a PNG starting with its IHDR header, got none")
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(height, width) a JPEG or PNG declares in its header, without decoding it."""
+    if data.startswith(_PNG):
+        return png_size(data)
+    return codec.check_jpeg(data, len(data), max_pixels=2**62)  # the limit is checked by the caller
+
+
+def check_pixels(data: bytes, name: str, max_pixels: int = MAX_PHOTO_PIXELS) -> None:
+    """400 for a header that cannot be read, 413 for more than `max_pixels` (or an empty image)."""
+    try:
+        height, width = image_size(data)
+    except InvalidInputError as exc:
+        kind = "PNG" if data.startswith(_PNG) else "JPEG"
+        raise ApiError(400, f"photo {name!r} is not a readable {kind} image ({str(exc).removeprefix('crop: ')})"
+                       ) from None
+    if height * width > max_pixels or height == 0 or width == 0:
+        side = int(max_pixels**0.5)
+        raise ApiError(413 if height and width else 400,
+                       f"photo {name!r} declares {width}x{height} pixels; expected 1..{max_pixels} "
+                       f"(e.g. {side}x{side})")
+
+
+def _decode_png(data: bytes) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
+
+
 async def read_photo(upload: UploadFile, index: int, max_bytes: int = MAX_PHOTO_BYTES) -> bytes | np.ndarray:
-    """JPEG bytes as uploaded, or a PNG decoded to a BGR image; 400 / 413 / 415 otherwise."""
+    """JPEG bytes as uploaded, or a PNG decoded to a BGR image; 400 / 413 / 415 otherwise (413: too many
+    bytes or, read from the header before decoding, too many pixels)."""
     name = _name(upload, index)
     parts, size = [], 0
     while chunk := await upload.read(_CHUNK):
@@ -42,10 +86,13 @@ async def read_photo(upload: UploadFile, index: int, max_bytes: int = MAX_PHOTO_
     data = b"".join(parts)
     if not data:
         raise ApiError(400, f"photo {name!r} is empty")
+    if not data.startswith((_JPEG, _PNG)):
+        raise ApiError(415, f"photo {name!r} is not a JPEG or PNG image")
+    check_pixels(data, name)
     if data.startswith(_JPEG):
         return data
     if data.startswith(_PNG):  # decoded off the event loop (the hub's gRPC shares it)
-        image = await run_in_threadpool(cv2.imdecode, np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        image = await run_in_threadpool(_decode_png, data)
         if image is None:
             raise ApiError(400, f"photo {name!r} is not a readable PNG image")
         return image

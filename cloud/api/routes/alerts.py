@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from cloud.api.deps import hub_of, operators_of, require_operator, session_token
+from cloud.api.deps import MAX_ID, hub_of, operators_of, require_operator, session_token
 from cloud.api.schemas import Alert
 from cloud.api.views import Names, alert_view
 from cloud.operators import OperatorAuthError
@@ -38,10 +38,18 @@ def _alerts(store: HubStore, after_id: int, limit: int) -> list[dict[str, Any]]:
 
 
 @router.get("/alerts", response_model=list[Alert])
-def list_alerts(request: Request, after_id: Annotated[int, Query(ge=0)] = 0,
+def list_alerts(request: Request, after_id: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     """Oldest first, ids greater than `after_id`."""
     return _alerts(hub_of(request).store, after_id, limit)
+
+
+def _alert_id(text: str) -> int | None:
+    """`text` as an alert id (ASCII digits, at most MAX_ID), else None."""
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
 
 
 def _event(alert: dict[str, Any]) -> str:
@@ -90,12 +98,12 @@ async def _events(request: Request, after_id: int) -> AsyncIterator[str]:
 
 @router.get("/alerts/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-async def stream_alerts(request: Request, after_id: Annotated[int, Query(ge=0)] = 0,
+async def stream_alerts(request: Request, after_id: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                         latest: Annotated[int | None, Query(ge=0, le=1000)] = None) -> StreamingResponse:
     """``text/event-stream``: ``id: <alert_id>``, ``event: alert``, ``data: <Alert JSON>``; Last-Event-ID honoured.
     `latest=N` (without `after_id` or Last-Event-ID): start with the newest N alerts, not the whole history."""
     last_event = request.headers.get("last-event-id", "").strip()
-    if last_event.isdigit():
+    if _alert_id(last_event) is not None:  # anything but an id we could have sent is ignored
         after_id = int(last_event)
     elif latest is not None and after_id == 0:
         after_id = max(0, await run_in_threadpool(hub_of(request).store.newest_alert_id) - latest)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from cloud.api.deps import audit, hub_of, require_operator
+from cloud.api.deps import MAX_ID, audit, hub_of, require_operator
 from cloud.api.errors import ApiError
 from cloud.api.schemas import Sighting
 from cloud.api.views import Names, sighting_view
 from cloud.store import SightingRecord
 
 router = APIRouter(prefix="/api", tags=["sightings"], dependencies=[Depends(require_operator)])
+SightingId = Annotated[int, Path(ge=0, le=MAX_ID)]
 
 
 def _sighting(request: Request, sighting_id: int) -> SightingRecord:
@@ -38,14 +39,14 @@ def list_sightings(request: Request, identity_id: str | None = None, edge_id: st
 
 
 @router.get("/sightings/{sighting_id}", response_model=Sighting)
-def get_sighting(sighting_id: int, request: Request) -> dict[str, Any]:
+def get_sighting(sighting_id: SightingId, request: Request) -> dict[str, Any]:
     view = sighting_view(_sighting(request, sighting_id), Names(hub_of(request).store))
     audit(request, "view_sighting", sighting_id)
     return view
 
 
 @router.get("/sightings/{sighting_id}/crop", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def sighting_crop(sighting_id: int, request: Request) -> Response:
+def sighting_crop(sighting_id: SightingId, request: Request) -> Response:
     record = _sighting(request, sighting_id)
     try:
         data = hub_of(request).crops.read(record.crop_path)

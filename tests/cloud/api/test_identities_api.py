@@ -129,7 +129,7 @@ BIG = b"\xff\xd8\xff" + bytes(8 * 1024 * 1024)
     ([("notes.txt", b"hello")], {}, 415, "photo 'notes.txt' is not a JPEG or PNG image"),
     ([("empty.jpg", b"")], {}, 400, "photo 'empty.jpg' is empty"),
     ([("big.jpg", BIG)], {}, 413, "photo 'big.jpg' is larger than 8 MiB"),
-    ([("broken.jpg", b"\xff\xd8\xff\xe0garbage")], {}, 400, "photo 0"),
+    ([("broken.jpg", b"\xff\xd8\xff\xe0garbage")], {}, 400, "photo 'broken.jpg' is not a readable JPEG image"),
     ([("broken.png", b"\x89PNG\r\n\x1a\ngarbage")], {}, 400, "photo 'broken.png' is not a readable PNG image"),
     ([("a.jpg", None)], {"watchlist_threshold": "3"}, 422, "watchlist_threshold: expected a P(same) in [0, 1], got 3"),
     ([("a.jpg", None)], {"watchlist_threshold": "many"}, 422, "watchlist_threshold"),
