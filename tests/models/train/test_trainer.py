@@ -238,3 +238,23 @@ def test_the_exported_model_differs_from_the_starting_one(straight_run: Path, cr
     trained = FileEmbedder(straight_run / "model.onnx", _init().spec).embed(crops).vectors
     shipped = create_embedder(INIT).embed(crops).vectors
     assert _cosines(trained, shipped).min() < 0.9999
+
+
+def test_distillation_without_labels_trains_and_reuses_the_teacher_cache(crops_set: TrainingSet, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.train import distill
+
+    crops = TrainingSet(crops_set.paths[:8], np.full(8, -1), np.zeros(8, np.int64), (), fmt="crops")
+    teachers = ["reid/intel-0288", "reid/intel-0287"]
+    result = train_reid(crops, _init(), tmp_path, _settings(epochs=1), teachers=teachers)
+    assert set(result.final_loss) == {"loss", "distill"} and result.final_loss["distill"] > 0
+    cached = np.load(tmp_path / "teacher_cache.npz")
+    assert cached["vectors"].shape == (8, 512)  # two 256-d teachers, concatenated
+    np.testing.assert_allclose(np.linalg.norm(cached["vectors"], axis=1), 1.0, atol=1e-5)
+
+    def no_embedding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("teacher vectors were computed again instead of read from the cache")
+
+    monkeypatch.setattr("models.embed.create_embedder", no_embedding)
+    again = distill.teacher_vectors(crops.paths, teachers, tmp_path / "teacher_cache.npz", progress=False)
+    np.testing.assert_array_equal(again, cached["vectors"])
