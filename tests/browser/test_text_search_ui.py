@@ -102,7 +102,7 @@ def red_means_yes(description: str, image: np.ndarray) -> float:
 def described_site(tmp_path: Path, ui: Any) -> Iterator[tuple[HubApi, TextEdge]]:
     with fake_openai_server() as (url, script):
         script.answer = text_answer(red_means_yes)
-        judge = create_judge("openai", base_url=url, model="judge", timeout_s=10.0, max_retries=1)
+        judge = create_judge("openai", base_url=url, model="judge", timeout_s=60.0, max_retries=2)
         kwargs = colour_hub_kwargs() | {"verifier": JudgeVerifier(judge, DecisionPolicy(), name="openai")}
         with start_hub_api(tmp_path, username=ui.USERNAME, password=ui.PASSWORD, **kwargs) as api:
             edge = TextEdge(api.running.grpc_address, api.running.create_edge_token("edge-text"))

@@ -97,7 +97,7 @@ def text_hit(kit: types.SimpleNamespace, tracklet: str, colour: str, score: floa
 async def answer_text_jobs(kit: types.SimpleNamespace, edge: Any, edge_id: str, seen: list) -> None:
     """An edge whose best stage-one hit is the blue person; the red one (the description) comes second."""
     while True:
-        message = await edge.recv_until(lambda m: m.WhichOneof("body") == "search_job")
+        message = await edge.recv_until(lambda m: m.WhichOneof("body") == "search_job", timeout=120)
         job = message.search_job
         seen.append(job)
         hits = [text_hit(kit, f"{edge_id}-blue", "blue", 0.7, profile("blue", "black")),
@@ -125,7 +125,7 @@ async def run_text_search(hub: Hub, kit: types.SimpleNamespace,
     seen: list = []
     task = asyncio.create_task(answer_text_jobs(kit, edge, "edge-a", seen))
     try:
-        outcome = await hub.search.search(query, deadline_s=30)
+        outcome = await hub.search.search(query, deadline_s=60)
         view = SearchResponse.model_validate(search_view(outcome, hub.store)).model_dump()
     finally:
         task.cancel()
@@ -145,7 +145,7 @@ def test_text_search_is_confirmed_by_the_openai_judge(make_hub: Callable[..., Hu
                                                       judge_server: tuple[str, Script],
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     url, script = judge_server
-    judge = create_judge("openai", base_url=url, model="judge", timeout_s=10.0, max_retries=1)
+    judge = create_judge("openai", base_url=url, model="judge", timeout_s=60.0, max_retries=2)
     hub = make_hub(verifier=JudgeVerifier(judge, DecisionPolicy(), name="openai"))
     query = SearchQuery(text=text_query("woman, red top, backpack, sunglasses"), top_k=5, camera_ids=["cam-1"],
                         time_range=(40.0, 60.0))
@@ -153,7 +153,8 @@ def test_text_search_is_confirmed_by_the_openai_judge(make_hub: Callable[..., Hu
     (job,) = seen
     assert job.HasField("text") and len(job.queries) == 0 and job.top_k == 5 and list(job.camera_ids) == ["cam-1"]
     assert job.HasField("time_range") and "upper" in {c.part for c in job.text.constraints}
-    assert outcome.complete and [h.tracklet_id for h in outcome.hits] == ["edge-a-red", "edge-a-blue", "edge-a-old"]
+    assert outcome.complete and [h.tracklet_id for h in outcome.hits] == ["edge-a-red", "edge-a-blue",
+                                                                          "edge-a-old"], outcome.notes
     red, blue, old = outcome.hits
     assert red.text_score == pytest.approx(0.6) and blue.text_score == pytest.approx(0.7)  # stage one: blue first
     assert red.judge_score == pytest.approx(0.9 / 0.99, abs=1e-3) and blue.judge_score < 0.2  # stage two: red
