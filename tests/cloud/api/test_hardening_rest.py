@@ -334,3 +334,24 @@ def test_rate_limited_log_counts_what_it_suppressed(caplog: pytest.LogCaptureFix
     assert [r.getMessage() for r in caplog.records] == [
         "accept failed: EMFILE", "another key", "accept failed: EMFILE (suppressed 4 similar)"]
     assert json.dumps([r.levelname for r in caplog.records]) == '["ERROR", "ERROR", "ERROR"]'
+
+
+def test_accept_out_of_files_is_logged_once_not_per_attempt(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from cloud.api.server import _exception_handler
+
+    seen: list[str] = []
+    handler = _exception_handler(lambda _loop, context: seen.append(context["message"]))
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.INFO, logger="cloud.api.server"):
+            for _ in range(1000):
+                handler(loop, {"message": "socket.accept() out of system resource",
+                               "exception": OSError(24, "Too many open files")})
+            handler(loop, {"message": "something else"})
+    finally:
+        loop.close()
+    lines = [r for r in caplog.records if r.name == "cloud.api.server"]
+    assert len(lines) == 1 and lines[0].exc_info is None and "Too many open files" in lines[0].getMessage()
+    assert seen == ["something else"]  # other loop errors still reach the previous handler
