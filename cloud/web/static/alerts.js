@@ -65,6 +65,12 @@ function connect() {
     }
     add(alert, alert.created_s >= openedAt - 5);
   });
+  // the hub ends the stream when its session ends (logout elsewhere, disabled, new password): to the login page
+  source.addEventListener("session_ended", async () => {
+    source.close();
+    setStatus("offline", "disconnected");
+    await checkSession();
+  });
   source.addEventListener("error", async () => {
     if (!started) return;
     if (source && source.readyState === EventSource.CONNECTING) {

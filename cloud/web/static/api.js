@@ -90,6 +90,16 @@ export const api = {
     `/api/alerts/stream${query(afterId > 0 ? {after_id: afterId} : {latest})}`,
 
   edges: () => request("GET", "/api/edges"),
+
+  // admins only (issue 12)
+  operators: () => request("GET", "/api/operators"),
+  addOperator: (username, password, role) => request("POST", "/api/operators", {json: {username, password, role}}),
+  setOperatorDisabled: (username, disabled) =>
+    request("POST", `/api/operators/${enc(username)}/${disabled ? "disable" : "enable"}`),
+  resetPassword: (username, password) => request("PUT", `/api/operators/${enc(username)}/password`, {json: {password}}),
+  setRole: (username, role) => request("PUT", `/api/operators/${enc(username)}/role`, {json: {role}}),
+  audit: (params = {}) => request("GET", `/api/audit${query(params)}`),
+  auditExportUrl: (format, params = {}) => `/api/audit/export${query({...params, format})}`,
 };
 
 /** The watchlist threshold offered by default: a P(same) in [0, 1] (models.scores.DEFAULT_WATCH_P_SAME). */

@@ -9,6 +9,7 @@ import {renderIdentity} from "./pages/identity.js";
 import {renderIdentities} from "./pages/identities.js";
 import {renderEdges} from "./pages/edges.js";
 import {renderEnroll} from "./pages/enroll.js";
+import {renderAdmin} from "./pages/admin.js";
 
 const ROUTES = [
   {pattern: /^\/login$/, name: "login", render: renderLogin, public: true},
@@ -17,6 +18,7 @@ const ROUTES = [
   {pattern: /^\/identities$/, name: "identities", render: renderIdentities},
   {pattern: /^\/enroll$/, name: "enroll", render: renderEnroll},
   {pattern: /^\/edges$/, name: "edges", render: renderEdges},
+  {pattern: /^\/admin$/, name: "admin", render: renderAdmin},
 ];
 const HOME = "#/search";
 
@@ -27,7 +29,11 @@ let renderCount = 0;
 function setLoggedIn(user) {
   session.user = user;
   document.body.classList.toggle("logged-out", !user);
-  document.querySelector("[data-testid=current-user]").textContent = user ? user.username : "";
+  const current = document.querySelector("[data-testid=current-user]");
+  current.textContent = user ? user.username : "";
+  current.title = user ? `role: ${user.role}` : "";
+  document.querySelector("[data-testid=nav-admin]").hidden = !user || user.role !== "admin";
+  document.body.dataset.role = user ? user.role : "";
   if (user) startAlerts(sessionAlive);
   else stopAlerts();
 }

@@ -76,6 +76,9 @@ def test_one_address_guessing_many_accounts_is_slowed(api: HubApi) -> None:
 
 
 def test_a_logged_in_operator_is_served_while_someone_guesses(api: HubApi) -> None:
+    assert api.running.operators is not None  # a smaller bucket: fewer hashes, a faster test, the same rule
+    api.running.operators.limiter = LoginLimiter(LoginLimits(address_burst=6), clock=lambda: 1000.0)
+
     def guess(i: int) -> int:
         return _login(api, f"user-{i % 3}", f"guess {i}").status_code
 
@@ -87,7 +90,7 @@ def test_a_logged_in_operator_is_served_while_someone_guesses(api: HubApi) -> No
         reads = [pool.submit(browse, i) for i in range(40)]
         assert [f.result() for f in reads] == [200] * 40
         outcomes = [f.result() for f in guesses]
-    assert set(outcomes) == {401, 429} and outcomes.count(401) <= 20
+    assert set(outcomes) == {401, 429} and outcomes.count(401) == 6
 
 
 def test_password_changes_disable_and_logout_end_sessions_also_after_a_restart(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ export async function renderLogin(container, context) {
     clearError();
     try {
       const answer = await api.login(username.value.trim(), password.value);
-      context.onLoggedIn({username: answer.username, expires_s: answer.expires_s});
+      context.onLoggedIn({username: answer.username, expires_s: answer.expires_s, role: answer.role});
     } catch (error) {
       showError(error);
       password.select();
