@@ -38,6 +38,7 @@ REFERENCE = "reid/intel-0288"
 STAGE2 = ["reid/intel-0277", "reid/intel-0286"]
 TRAINED = {"pk": "OSNet x0.25 fine-tuned, pk", "dfgs": "OSNet x0.25 fine-tuned, dfgs",
            "distill": "OSNet x0.25 distilled from 0277+0286, no labels"}
+ROW_ORDER = ("reference", "shipped", "pk", "dfgs", "distill")
 COLUMNS = ("R1", "mAP", "mINP", "recall@10", "recall@50", "final R1 @10", "final mAP @10", "final R1 @50",
            "final mAP @50", "epochs", "train s")
 
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="epochs of the distilled row (default: --epochs); with --distill-images, "
                         "choose it so the row sees as many images as the labelled rows")
     parser.add_argument("--rows", default="shipped,pk,dfgs,distill,reference")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows of an earlier run in --out/results.json that this run does not redo")
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -124,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps_per_epoch or math.ceil(train_set.n_ids / args.p)
     init = resolve_init(EDGE_INIT)
     rows: list[dict[str, Any]] = []
+    earlier = args.out / "results.json"
+    kept = json.loads(earlier.read_text())["rows"] if args.append and earlier.is_file() else []
+    kept = [row for row in kept if row.get("key") not in wanted]
     header = {"train": str(args.data / "train"), "val": str(val), "epochs": args.epochs, "seed": args.seed,
               "p": args.p, "k": args.k, "lr": args.lr, "steps_per_epoch": steps,
               "input_hw": list(init.spec.input_hw), "stage2": STAGE2, "distill_images": args.distill_images,
@@ -153,13 +159,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--rows: unknown row {key!r}")
         row.update(evaluate_row(val, row["name"], factory, cache, split))
         row["row_s"] = time.perf_counter() - start
+        row["key"] = key
         rows.append(row)
         print(json.dumps(row), flush=True)
-        (args.out / "results.json").write_text(json.dumps({"settings": header, "rows": rows}, indent=1))
-        (args.out / "results.md").write_text(markdown(rows))
-    print(markdown(rows))
+        everything = sorted(kept + rows, key=lambda r: ROW_ORDER.index(r.get("key", "reference")))
+        (args.out / "results.json").write_text(json.dumps({"settings": header, "rows": everything}, indent=1))
+        (args.out / "results.md").write_text(markdown(everything))
+    everything = sorted(kept + rows, key=lambda r: ROW_ORDER.index(r.get("key", "reference")))
+    print(markdown(everything))
     if args.json:
-        print(json.dumps({"settings": header, "rows": rows}))
+        print(json.dumps({"settings": header, "rows": everything}))
     return 0
 
 
