@@ -49,7 +49,9 @@ def require_role(role: str) -> Callable[[Request], OperatorSession]:
     def dependency(request: Request) -> OperatorSession:
         session = require_operator(request)
         if not session.may(role):
-            raise ApiError(403, f"forbidden: {session.username!r} is a {session.role}; this needs the {role} role")
+            article = "an" if session.role[0] in "aeiou" else "a"
+            raise ApiError(403, f"forbidden: {session.username!r} is {article} {session.role}; this needs the {role} "
+                                "role")
         return session
 
     dependency.__name__ = f"require_{role}"

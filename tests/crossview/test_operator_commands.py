@@ -3,6 +3,8 @@ on 127.0.0.1 (tests/crossview_testing/hub_api.py, colour stand-in model, no weig
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,3 +156,79 @@ def test_alerts_say_when_the_person_was_seen_and_the_p_same(api: HubApi, tmp_pat
     lines = run(api, "alerts", "--count", "1").splitlines()
     assert len(lines) == 1 and f"sighting {sighting}" in lines[0]
     assert "visitor on edge-a/cam-1, seen 2026-11-18 11:06:40–11:06:44 UTC (P(same) " in lines[0]
+
+
+# ------------------------------------------------------------------ admins: crossview operators ... / audit ...
+def admin_cli() -> typer.Typer:
+    from crossview.admin_commands import register as register_admin
+
+    app = typer.Typer()
+    register(app)
+    register_admin(app)
+    return app
+
+
+def run_admin(api: HubApi, *args: str, user: tuple[str, str] | None = None, stdin: str | None = None,
+              new_password: str | None = None) -> str:
+    username, password = user or (api.username, api.password)
+    env = {"CROSSVIEW_NEW_PASSWORD": new_password} if new_password is not None else {}
+    result = runner.invoke(admin_cli(), [*args, "--hub", api.url, "--user", username, "--password", password],
+                           input=stdin, env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_operators_commands_manage_accounts(api: HubApi) -> None:
+    out = run_admin(api, "operators", "add", "watcher", "--role", "viewer", stdin="pw one\npw one\n")
+    assert out.splitlines()[-1] == "operator watcher: viewer, enabled"  # the password was prompted for, twice
+    assert "pw one" not in out
+    listing = run_admin(api, "operators", "list")
+    assert listing.splitlines()[0].split() == ["operator", "role", "state", "created"]
+    assert any(line.split()[:3] == ["watcher", "viewer", "enabled"] for line in listing.splitlines())
+    assert run_admin(api, "operators", "set-role", "watcher", "operator") == "operator watcher: operator, enabled\n"
+    assert run_admin(api, "operators", "disable", "watcher") == "operator watcher: operator, disabled\n"
+    with pytest.raises(HubApiError, match="operator 'watcher' is disabled"):
+        HubClient(api.url).login("watcher", "pw one")
+    assert run_admin(api, "operators", "enable", "watcher") == "operator watcher: operator, enabled\n"
+    out = run_admin(api, "operators", "reset-password", "watcher", new_password="pw two")
+    assert out == "operator watcher: operator, enabled; its sessions were ended\n"
+    with HubClient(api.url) as client:
+        client.login("watcher", "pw two")
+        with pytest.raises(HubApiError, match=r"^GET /api/operators: 403 forbidden: 'watcher' is an operator; this "
+                                              r"needs the admin role$"):
+            client.operators()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["operators", "set-role", "admin", "viewer"], "409 cannot demote 'admin': it is the last enabled admin"),
+    (["operators", "set-role", "watcher", "root"], "role: expected one of viewer, operator, admin, got 'root'"),
+    (["operators", "disable", "nobody"], "404 unknown operator 'nobody'"),
+    (["audit", "list", "--since", "yesterday"], "--since: expected Unix seconds or an ISO 8601 time"),
+    (["audit", "list", "--action", "dance"], "400 action: expected one of"),
+    (["audit", "export", "--format", "xml"], "--format: expected csv or jsonl, got 'xml'"),
+])
+def test_admin_commands_bad_input_is_one_line(api: HubApi, args: list[str], message: str) -> None:
+    with pytest.raises(HubApiError, match=message) as caught:
+        run_admin(api, *args)
+    assert "\n" not in str(caught.value)
+
+
+def test_audit_list_and_export(api: HubApi, tmp_path: Path) -> None:
+    out = run(api, "enroll", str(photo(tmp_path, "red")), "--name", "visitor")
+    identity_id = out.split()[1]
+    run(api, "watch", identity_id, "--threshold", "0.4")
+    listing = run_admin(api, "audit", "list", "--action", "watch", "--since", "2020-01-01T00:00")
+    [header, line] = listing.splitlines()
+    assert header.split()[:4] == ["id", "time", "(UTC)", "operator"]
+    assert line.split()[2:7] == [api.username, "admin", "127.0.0.1", "watch", identity_id]
+    assert run_admin(api, "audit", "list", "--action", "watch", "--until", "2020-01-01").splitlines()[1:] == []
+    paged = run_admin(api, "audit", "list", "--limit", "2").splitlines()
+    assert len(paged) == 4 and paged[-1].startswith("more: --before ")
+    target = tmp_path / "audit.csv"
+    run_admin(api, "audit", "export", "--output", str(target), "--target", identity_id)
+    rows = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert [r["action"] for r in rows] == ["enrol", "watch"] and rows[1]["detail"] == "threshold 0.4"
+    jsonl = run_admin(api, "audit", "export", "--format", "jsonl", "--operator", api.username, "--action", "enrol")
+    assert [json.loads(x)["target"] for x in jsonl.splitlines()] == [identity_id]

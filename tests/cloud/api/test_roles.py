@@ -103,7 +103,8 @@ def test_role_matrix(hub: tuple[HubApi, dict[str, httpx.Client]], role: str, met
     assert reply.status_code == status, reply.text
     if status == 403:
         needed = "admin" if expected[1] == 403 else "operator"
-        assert reply.json() == {"detail": f"forbidden: {role!r} is a {role}; this needs the {needed} role"}
+        article = "an" if role == "operator" else "a"
+        assert reply.json() == {"detail": f"forbidden: {role!r} is {article} {role}; this needs the {needed} role"}
 
 
 def test_admins_manage_operators_with_clear_errors(hub: tuple[HubApi, dict[str, httpx.Client]]) -> None:
