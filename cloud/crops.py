@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import uuid
@@ -23,6 +24,7 @@ from pathlib import Path
 from models.errors import InvalidInputError
 from persist.durable import write_durably
 
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -32,9 +34,11 @@ class CropFiles:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
-        for folder in (*self.root.glob("*/"), *self.root.glob("*/*/")):
-            folder.chmod(0o700)
+        try:
+            for folder in (self.root, *self.root.glob("*/"), *self.root.glob("*/*/")):
+                folder.chmod(0o700)
+        except OSError as exc:  # not ours to change (a read-only copy, another owner): say so, still serve
+            log.warning("crops folder %s: cannot make it private (0700): %s", self.root, exc.strerror or exc)
 
     @staticmethod
     def new_name() -> str:

@@ -12,6 +12,7 @@ password hashes and edge-token hashes. SQLite gives the companions the main file
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -23,6 +24,8 @@ from cloud.store.base import StoreError
 from cloud.store.schema import SQLITE, Tx, migrate
 from cloud.store.sql import SqlHubStore
 from persist.sqlite import open_database
+
+log = logging.getLogger(__name__)
 
 
 def _create_private(path: Path) -> None:
@@ -49,8 +52,12 @@ class SqliteHubStore(SqlHubStore):
             self.close()
             raise
         for suffix in ("", "-wal", "-shm"):  # a file an older version created 0644
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.chmod(f"{self.path}{suffix}", 0o600)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # another owner's file: say so, still open it
+                log.warning("%s%s: cannot make it private (0600): %s", self.path, suffix, exc.strerror or exc)
 
     def _execute(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         assert self._conn is not None
