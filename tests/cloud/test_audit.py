@@ -275,3 +275,24 @@ def test_limiter_messages_unlock_and_bounds() -> None:
     assert len(limiter._buckets) <= 3 and len(limiter._failures) <= 3
     with pytest.raises(InvalidInputError, match="login limits"):
         LoginLimits(max_failures=0)
+
+
+def test_hub_config_retention_and_the_start_up_admin(make_hub: Callable[..., object]) -> None:
+    from crossview.hub_command import HubConfig, _operators
+
+    with pytest.raises(ValueError, match="audit_retention_days: expected > 0"):
+        HubConfig(audit_retention_days=0)
+    hub = make_hub()
+    store: HubStore = hub.store  # type: ignore[attr-defined]
+    store.save_operator("old-admin", "h", now=1.0, role="admin")
+    store.save_operator("boss", "h", now=2.0)
+    with store._transaction() as tx:  # type: ignore[attr-defined]  # e.g. an old database left no enabled admin
+        tx.execute("UPDATE operators SET disabled = 1")
+    store.append_audit(AuditRecord(1.0, "ann", "admin", "", "login"))  # far older than 7 days
+    auth = _operators(hub, HubConfig(admin_user="boss", admin_password="pw", audit_retention_days=7),  # type: ignore[arg-type]
+                      io.StringIO())
+    boss = store.get_operator("boss")
+    assert boss is not None and (boss.role, boss.disabled) == ("admin", False)  # a hub always has an enabled admin
+    assert auth.audit.retention_days == 7
+    hub.sessions.housekeep()  # type: ignore[attr-defined]  # the start-up registered the audit sweep
+    assert store.audit_entries() == []
