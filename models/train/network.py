@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import CrossviewError, ModelNotFoundError, require
-from models.zoo import ModelSpec, RemoteFile, get_spec, resolve_model
+from models.zoo import ModelSpec, RemoteFile, get_spec, resolve_model, sha256_of
 
 #: preprocessing assumed for a bare .onnx file when no zoo model is named as its `like`
 DEFAULT_LIKE = "reid/osnet-x0.25-msmt17"
@@ -64,7 +64,8 @@ def resolve_init(init: str, *, like: str = DEFAULT_LIKE) -> InitModel:
         base = get_spec(like)
         dims = _graph_dims(model, path)
         spec = dataclasses.replace(
-            base, name=path.stem, files=(RemoteFile(path.name, "", path.stat().st_size),), primary=path.name,
+            base, name=path.stem, files=(RemoteFile(path.name, sha256_of(path), path.stat().st_size),),
+            primary=path.name,
             input_hw=dims[0] or base.input_hw, output_dim=dims[1] or base.output_dim, input_name=None,
             output_name=None, notes=f"trained from {init}")
         return InitModel(init, spec, path, model.graph.input[0].name, model.graph.output[0].name)
