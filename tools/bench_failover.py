@@ -46,6 +46,7 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cloud.store.postgres import postgres_reachable  # noqa: E402
 from crossview.edge_command import SERVING_NOTICE  # noqa: E402
 from models.errors import CrossviewError  # noqa: E402
 
@@ -102,19 +103,6 @@ class DrillReport:
 
 
 # -- the database -------------------------------------------------------------------------------------
-
-def postgres_reachable(conninfo: str = DEFAULT_POSTGRES) -> str | None:
-    """None when PostgreSQL answers at `conninfo`; else why not (for a skip or an error message)."""
-    try:
-        import psycopg
-    except ImportError:
-        return "psycopg is not installed (pip install 'crossview[postgres]')"
-    try:
-        psycopg.connect(conninfo, connect_timeout=3).close()
-    except Exception as exc:
-        return f"PostgreSQL not reachable at {conninfo!r}: {str(exc).strip().splitlines()[0]}"
-    return None
-
 
 @contextlib.contextmanager
 def fresh_database(conninfo: str) -> Iterator[str]:

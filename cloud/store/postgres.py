@@ -24,6 +24,20 @@ from cloud.store.schema import POSTGRES, Tx, migrate
 from cloud.store.sql import SqlHubStore
 from models.errors import require
 
+
+def postgres_reachable(conninfo: str) -> str | None:
+    """None when PostgreSQL answers at `conninfo`; else why not, in one line (for a skip or an error)."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'crossview[postgres]')"
+    try:
+        psycopg.connect(conninfo, connect_timeout=3).close()
+    except Exception as exc:
+        return f"PostgreSQL not reachable at {conninfo!r}: {str(exc).strip().splitlines()[0]}"
+    return None
+
+
 _MIGRATION_LOCK_KEY = 0x63726F7373  # "cross": any constant shared by all replicas
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 

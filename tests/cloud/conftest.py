@@ -31,6 +31,7 @@ from crossview_testing.colour_model import (
 from cloud.hub import Hub
 from cloud.sessions import SessionLimits
 from cloud.store import HubStore
+from cloud.store.postgres import postgres_reachable
 from cloud.store.sqlite import SqliteHubStore
 from cloud.verification import DecisionPolicy, JudgeVerifier
 from models.verify.reid_judge import ReidJudge
@@ -154,21 +155,9 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., Hub]]:
             hub.executor.shutdown(wait=False)
 
 
-def _postgres_available() -> str | None:
-    try:
-        import psycopg
-    except ImportError:
-        return "psycopg is not installed (pip install 'crossview[postgres]')"
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except Exception as exc:
-        return f"PostgreSQL not reachable at {POSTGRES_URL!r}: {str(exc).strip().splitlines()[0]}"
-    return None
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgres" and (reason := _postgres_available()):
+    if request.param == "postgres" and (reason := postgres_reachable(POSTGRES_URL)):
         pytest.skip(reason)
     return request.param
 

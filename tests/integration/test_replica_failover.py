@@ -21,10 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
 import bench_failover
 
+from cloud.store.postgres import postgres_reachable
+
 
 @pytest.fixture(scope="module")
 def postgres() -> str:
-    if (why := bench_failover.postgres_reachable()) is not None:
+    if (why := postgres_reachable(bench_failover.DEFAULT_POSTGRES)) is not None:
         pytest.skip(why)
     return bench_failover.DEFAULT_POSTGRES
 
