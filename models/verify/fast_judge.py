@@ -1,0 +1,332 @@
+"""The `transformers` judge's fast path: every distinct image through the vision tower once, no processor per batch.
+
+`TransformersJudge` (the plain path, kept as the reference) runs the Python processor on every batch
+and the whole model on every pair, so a short list of one query and ten candidates encodes the query
+ten times and the gallery's reference crops again for every short list. `FastTransformersJudge` gives
+the same μ (within float rounding) from the same model:
+
+1. At construction the processor runs ONCE on a dummy pair: the token ids of the rendered prompt
+   (image placeholders already expanded), the positions of the query's and the candidate's image
+   tokens, and the model's own M-RoPE position ids (``get_rope_index``) for that row. Every pair of
+   a batch has exactly this row, because both images are resized to `image_hw`, so a batch needs no
+   padding and no per-batch tokenising.
+2. Images are resized by the same `to_model_rgb` (OpenCV) as the plain path, then rescaled,
+   normalised and patchified with torch tensor ops on the model's device (`pixel_values_of`), giving
+   the processor's `pixel_values` / `image_grid_thw`.
+3. Each distinct image of a call is encoded once with the model's ``get_image_features``: a query once
+   for all its candidates; candidate crops go to a bounded LRU (`VisionFeatureCache`) keyed by
+   (content hash, model fingerprint, image size), so a reference crop is encoded once across short lists.
+4. A batch is the prompt's token embeddings with the cached vision features written at the image-token
+   positions (what the model's forward does with ``masked_scatter``), run through the model with
+   ``inputs_embeds`` and the precomputed position ids; μ is read from the last position as in the plain path.
+
+`image_hw` must be a size the Qwen2-VL processor keeps as it is (both sides multiples of
+patch_size × merge_size = 28, pixels within its min/max); the default 280×140 is. Text mode
+(`score_text`) stays on the plain path.
+
+Not done here (issue 13): sharing the KV cache of the prefix up to the query image across the
+candidates, and resizing on the GPU (OpenCV's resize is kept so that μ matches the plain path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from models.errors import require
+from models.verify.base import JudgeConfigError, JudgeError, Pair, mu_from_yes_no
+from models.verify.prompt import to_model_rgb
+from models.verify.transformers_judge import TransformersJudge
+
+#: candidate images kept by default: 280×140 on Qwen2-VL-2B is 50 tokens × 1536 × 2 bytes = 150 KiB each
+DEFAULT_CACHE_IMAGES = 2048
+
+
+@dataclass
+class CacheStats:
+    """Counters of a `VisionFeatureCache` and of the images a judge ran through its vision tower."""
+
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    images_encoded: int = 0
+
+
+class VisionFeatureCache:
+    """A bounded, thread-safe LRU of vision features (one tensor per image), oldest evicted first.
+
+    Keys are whatever the judge makes of an image: (content hash, model fingerprint, image size).
+    """
+
+    def __init__(self, max_images: int = DEFAULT_CACHE_IMAGES) -> None:
+        if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 0:
+            raise JudgeConfigError(f"max_images: expected an int >= 0 (0 disables the cache), got {max_images!r}")
+        self.max_images = max_images
+        self.stats = CacheStats()
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            features = self._entries.get(key)
+            if features is None:
+                self.stats.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+            return features
+
+    def put(self, key: Hashable, features: Any) -> None:
+        if self.max_images == 0:
+            return
+        with self._lock:
+            self._entries[key] = features
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_images:
+                self._entries.popitem(last=False)
+                self.stats.evictions += 1
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._entries
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def image_key(image: np.ndarray) -> str:
+    """Content hash of a crop: its bytes, shape and dtype (two equal crops share an entry)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16)
+    digest.update(f"{image.shape}{image.dtype}".encode())
+    return digest.hexdigest()
+
+
+class FastTransformersJudge(TransformersJudge):
+    """`TransformersJudge` with cached vision features and no per-batch processor (see the module docstring).
+
+    Takes every option of `TransformersJudge`, plus:
+        cache_images: candidate images whose vision features are kept (LRU); 0 disables the cache.
+        feature_cache: a `VisionFeatureCache` to share between judges (its keys carry the model
+            fingerprint); `cache_images` is ignored when given.
+    """
+
+    name: ClassVar[str] = "transformers-fast"
+
+    def __init__(self, model: str | Path | Any, *, cache_images: int = DEFAULT_CACHE_IMAGES,
+                 feature_cache: VisionFeatureCache | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        if self.image_hw is None:
+            raise JudgeConfigError("image_hw: the fast path needs one fixed (height, width); got None")
+        self.feature_cache = feature_cache if feature_cache is not None else VisionFeatureCache(cache_images)
+        self._model_key = f"{self.model_name}|{self.adapter}|{self.dtype}|{self.device}|{id(self.model)}"
+        self._image_processing = _image_processing(self.processor, self.image_hw)
+        self._layout = self._prompt_layout()
+        self._cache_arg = next((n for n in ("cache", "past_key_values")
+                                if n in inspect.signature(self.model.forward).parameters), None)
+
+    @property
+    def fingerprint(self) -> str:
+        return TransformersJudge.name  # the plain path's μ, so its calibration
+
+    @property
+    def cache_stats(self) -> CacheStats:
+        return self.feature_cache.stats
+
+    # -- built once per judge --------------------------------------------------------------------
+
+    def _prompt_layout(self) -> PromptLayout:
+        torch = self._torch
+        blank = np.zeros((*self.image_hw, 3), np.uint8)
+        inputs = self.model_inputs([[blank, blank]])
+        input_ids = inputs["input_ids"]
+        image_token_id = self.model.config.image_token_id
+        runs = _runs(input_ids[0] == image_token_id)
+        if len(runs) != 2:
+            raise JudgeConfigError(f"{self.model_name}: expected 2 image-token runs in the prompt, got {len(runs)}")
+        mine = pixel_values_of(torch.from_numpy(np.stack([to_model_rgb(blank, self.image_hw)] * 2)).to(self.device),
+                               self._image_processing)
+        if not torch.equal(mine.grid_thw, inputs["image_grid_thw"].to(self.device)):
+            raise JudgeConfigError(f"{self.model_name}: the processor's image grid {inputs['image_grid_thw'].tolist()} "
+                                   f"differs from the fast path's {mine.grid_thw.tolist()}")
+        rope_kwargs = {name: inputs[name] for name in ("mm_token_type_ids", "attention_mask") if name in inputs}
+        position_ids, _ = self.model.model.get_rope_index(input_ids, image_grid_thw=inputs["image_grid_thw"],
+                                                          **rope_kwargs)
+        return PromptLayout(input_ids=input_ids, position_ids=position_ids, query=runs[0], candidate=runs[1],
+                            grid_thw=mine.grid_thw[:1])
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def _score(self, pairs: Sequence[Pair]) -> np.ndarray:
+        with self._lock, self._torch.inference_mode():
+            keys = [(image_key(query), image_key(candidate)) for query, candidate in pairs]
+            features = self._features_of(pairs, keys)
+            parts = []
+            for start in range(0, len(pairs), self.batch_size):
+                rows = keys[start:start + self.batch_size]
+                parts.append(self._score_rows([features[q] for q, _ in rows], [features[c] for _, c in rows]))
+        return np.concatenate(parts)
+
+    def _features_of(self, pairs: Sequence[Pair], keys: list[tuple[str, str]]) -> dict[str, Any]:
+        """Vision features of every distinct image of the call: candidates from/into the LRU, the others
+        (queries) encoded once for this call only, so one-off queries never evict the gallery."""
+        images = {}
+        candidates = set()
+        for (query, candidate), (query_key, candidate_key) in zip(pairs, keys, strict=True):
+            images.setdefault(query_key, query)
+            images.setdefault(candidate_key, candidate)
+            candidates.add(candidate_key)
+        features: dict[str, Any] = {}
+        for key in candidates:
+            cached = self.feature_cache.get(self._cache_key(key))
+            if cached is not None:
+                features[key] = cached
+        missing = [key for key in images if key not in features]
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start:start + self.batch_size]
+            for key, encoded in zip(chunk, self._encode([images[key] for key in chunk]), strict=True):
+                features[key] = encoded
+                if key in candidates:
+                    self.feature_cache.put(self._cache_key(key), encoded)
+        return features
+
+    def _cache_key(self, content_key: str) -> tuple[str, str, tuple[int, int]]:
+        return content_key, self._model_key, self.image_hw
+
+    def _encode(self, images: Sequence[np.ndarray]) -> list[Any]:
+        """One vision-tower pass over `images`: a (tokens, hidden) feature tensor per image."""
+        torch = self._torch
+        rgb = torch.from_numpy(np.stack([to_model_rgb(image, self.image_hw) for image in images])).to(self.device)
+        pixels = pixel_values_of(rgb, self._image_processing)
+        output = self.model.get_image_features(pixels.values.to(self.dtype), pixels.grid_thw)
+        per_image = getattr(output, "pooler_output", output)  # transformers 5: a ModelOutput; 4.x: the split tuple
+        self.feature_cache.stats.images_encoded += len(images)
+        return list(per_image)
+
+    def _score_rows(self, query_features: list[Any], candidate_features: list[Any]) -> np.ndarray:
+        torch = self._torch
+        layout = self._layout
+        count = len(query_features)
+        embeds = self.model.get_input_embeddings()(layout.input_ids.to(self.device))
+        embeds = embeds.expand(count, -1, -1).clone()
+        embeds[:, layout.query] = torch.stack(query_features).to(embeds.dtype)
+        embeds[:, layout.candidate] = torch.stack(candidate_features).to(embeds.dtype)
+        positions = layout.position_ids.to(self.device).expand(-1, count, -1)
+        kwargs = {self._keep_arg: 1} if self._keep_arg else {}
+        logits = self.model(inputs_embeds=embeds, position_ids=positions, use_cache=False, **kwargs).logits
+        yes_no = logits[:, -1, [self.yes_id, self.no_id]].float().cpu().numpy()
+        if not np.all(np.isfinite(yes_no)):
+            raise JudgeError(f"{self.model_name} produced NaN or infinite logits")
+        return mu_from_yes_no(yes_no[:, 0], yes_no[:, 1])
+
+    def close(self) -> None:
+        self.feature_cache.clear()
+        super().close()
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("TransformersJudge(", "FastTransformersJudge(", 1)[:-1] + (
+            f", cache_images={self.feature_cache.max_images})")
+
+
+@dataclass(frozen=True)
+class PromptLayout:
+    """The one token row every pair shares: ids (1, L), M-RoPE positions (3, 1, L), image-token slices."""
+
+    input_ids: Any
+    position_ids: Any
+    query: slice
+    candidate: slice
+    grid_thw: Any
+
+
+@dataclass(frozen=True)
+class ImageProcessing:
+    """What the Qwen2-VL image processor does to an image that already has its final size."""
+
+    patch_size: int
+    merge_size: int
+    temporal_patch_size: int
+    rescale_factor: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class PixelValues:
+    values: Any  # (sum of patches, channels × temporal × patch × patch) float32
+    grid_thw: Any  # (images, 3) long: 1, patch rows, patch columns
+
+
+def pixel_values_of(rgb: Any, processing: ImageProcessing) -> PixelValues:
+    """Qwen2-VL `pixel_values` / `image_grid_thw` of a (N, H, W, 3) uint8 RGB tensor, with tensor ops only.
+
+    Rescale and normalise in float32, then the processor's patch order: (merge row, merge column,
+    row in merge, column in merge) patches, each flattened as (channel, time, y, x) with the still
+    image repeated over `temporal_patch_size`.
+    """
+    torch = require("torch")
+    if rgb.dtype != torch.uint8 or rgb.ndim != 4 or rgb.shape[-1] != 3:
+        raise JudgeError(f"pixel_values_of: expected (N, H, W, 3) uint8 RGB, got {tuple(rgb.shape)} {rgb.dtype}")
+    count, height, width, channels = rgb.shape
+    patch, merge, temporal = processing.patch_size, processing.merge_size, processing.temporal_patch_size
+    mean = torch.tensor(processing.mean, device=rgb.device).view(1, 3, 1, 1)
+    std = torch.tensor(processing.std, device=rgb.device).view(1, 3, 1, 1)
+    images = (rgb.permute(0, 3, 1, 2).float() * processing.rescale_factor - mean) / std
+    rows, columns = height // patch, width // patch
+    patches = images.reshape(count, channels, rows // merge, merge, patch, columns // merge, merge, patch)
+    patches = patches.permute(0, 2, 5, 3, 6, 1, 4, 7).unsqueeze(6)
+    patches = patches.expand(-1, -1, -1, -1, -1, -1, temporal, -1, -1)
+    values = patches.reshape(count * rows * columns, channels * temporal * patch * patch)
+    grid = torch.tensor([[1, rows, columns]] * count, dtype=torch.long, device=rgb.device)
+    return PixelValues(values, grid)
+
+
+def _image_processing(processor: Any, image_hw: tuple[int, int]) -> ImageProcessing:
+    """The image processor's settings, after checking it would keep `image_hw` as it is (no resampling)."""
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None or not hasattr(image_processor, "merge_size"):
+        raise JudgeConfigError(f"the fast path needs a Qwen2-VL-style image processor, got {type(image_processor)}")
+    settings = ImageProcessing(
+        patch_size=int(image_processor.patch_size), merge_size=int(image_processor.merge_size),
+        temporal_patch_size=int(image_processor.temporal_patch_size),
+        rescale_factor=float(image_processor.rescale_factor) if image_processor.do_rescale else 1.0,
+        mean=tuple(image_processor.image_mean) if image_processor.do_normalize else (0.0, 0.0, 0.0),
+        std=tuple(image_processor.image_std) if image_processor.do_normalize else (1.0, 1.0, 1.0),
+    )
+    size = image_processor.size
+    min_pixels = getattr(image_processor, "min_pixels", None) or size["shortest_edge"]
+    max_pixels = getattr(image_processor, "max_pixels", None) or size["longest_edge"]
+    factor = settings.patch_size * settings.merge_size
+    height, width = image_hw
+    if height % factor or width % factor or not (min_pixels <= height * width <= max_pixels):
+        raise JudgeConfigError(
+            f"image_hw {image_hw}: the fast path needs sides that are multiples of {factor} and "
+            f"{min_pixels}..{max_pixels} pixels, so the processor would not resample "
+            f"(e.g. ({max(factor, round(height / factor) * factor)}, {max(factor, round(width / factor) * factor)}))"
+        )
+    return settings
+
+
+def _runs(mask: Any) -> list[slice]:
+    """Slices of the contiguous True runs of a 1-D bool tensor."""
+    flags = mask.tolist()
+    runs, start = [], None
+    for index, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = index
+        elif not flag and start is not None:
+            runs.append(slice(start, index))
+            start = None
+    return runs
