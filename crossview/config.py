@@ -66,6 +66,10 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         inner = args[0] if args else Any
         items = [_coerce(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
+    if origin is dict:  # a library's own options, held as given (e.g. a judge's keyword arguments)
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key}: expected a mapping of names to values, got {value!r}")
+        return dict(value)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")

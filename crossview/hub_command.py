@@ -8,6 +8,9 @@ Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here an
     host: 0.0.0.0
     port: 7443
     judge: reid                             # models.verify judge name
+    judge_options: {model: Qwen/Qwen2-VL-2B-Instruct, adapter: /srv/judge-lora}  # that judge's keyword
+                                            # arguments (e.g. the transformers judge's LoRA adapter from
+                                            # `crossview train judge`); unknown ones are refused at start
     allow_new_identities: false             # true: a person nobody in the gallery resembles (an edge's
                                             # send_unmatched) gets an automatic identity; false: an
                                             # "unknown" sighting, promotable to an identity
@@ -46,7 +49,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from models.errors import CrossviewError
 from models.scores import DEFAULT_CONFIRM_P_SAME, check_p_same
@@ -68,6 +71,7 @@ class HubConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     judge: str = "reid"
+    judge_options: dict[str, Any] = field(default_factory=dict)
     allow_new_identities: bool = False
     confirm_p_same: float = DEFAULT_CONFIRM_P_SAME
     tls_cert: str | None = None
@@ -208,7 +212,8 @@ def create_hub(cfg: HubConfig) -> Hub:
 
     policy = DecisionPolicy(allow_new_identities=cfg.allow_new_identities, confirm_p_same=cfg.confirm_p_same,
                             new_below_p_same=min(DecisionPolicy.new_below_p_same, cfg.confirm_p_same))
-    return Hub.create(data_dir=cfg.data_dir, database=cfg.database, judge=cfg.judge, policy=policy,
+    return Hub.create(data_dir=cfg.data_dir, database=cfg.database, judge=cfg.judge, judge_kwargs=cfg.judge_options,
+                      policy=policy,
                       workers=cfg.workers, limits=SessionLimits(heartbeat_timeout_s=cfg.heartbeat_timeout_s))
 
 

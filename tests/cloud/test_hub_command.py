@@ -53,6 +53,24 @@ def test_config_defaults_overrides_and_validation(tmp_path: Path) -> None:
         load_config(HubConfig, None, ["allow_new_identities=maybe"])
 
 
+def test_judge_options_reach_the_judge(tmp_path: Path, models_dir: Path) -> None:
+    """`judge_options` are the judge's own keyword arguments (e.g. the transformers judge's `adapter`)."""
+    from models.verify import JudgeConfigError
+
+    cfg = load_config(HubConfig, None, [f"data_dir={tmp_path}", "judge_options={cache_size: 7}"])
+    assert cfg.judge_options == {"cache_size": 7}
+    hub = create_hub(cfg)
+    try:
+        assert hub.shortlists.verifier.judge.cache_size == 7  # type: ignore[attr-defined]
+    finally:
+        asyncio.run(hub.stop())
+    with pytest.raises(ConfigError, match="judge_options"):
+        load_config(HubConfig, None, ["judge_options=[adapter]"])
+    with pytest.raises(JudgeConfigError, match="adapter"):
+        create_hub(load_config(HubConfig, None, [f"data_dir={tmp_path / 'b'}", "judge=openai",
+                                                 "judge_options={base_url: 'http://127.0.0.1:9', model: m, adapter: /x}"]))
+
+
 @pytest.mark.parametrize("allow", [True, False])
 def test_allow_new_identities_reaches_the_hub_s_decisions(tmp_path: Path, models_dir: Path, allow: bool) -> None:
     """Edges with send_unmatched=true get automatic identities only from a hub that allows them."""
