@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.storage.store import _MIGRATIONS as STORE_MIGRATIONS
 from edge.storage.store import TrackletStore, UnknownIdError
+from edge.uplink.outbox import _MIGRATIONS as OUTBOX_MIGRATIONS
 from edge.uplink.outbox import Outbox, PayloadTooLargeError
 from models.errors import InvalidInputError
 
@@ -137,7 +139,7 @@ def test_can_share_the_store_file(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "edge.db") as raw:
         versions = dict(raw.execute("SELECT component, version FROM schema_version"))
     raw.close()
-    assert versions == {"store": 1, "outbox": 1}
+    assert versions == {"store": len(STORE_MIGRATIONS), "outbox": len(OUTBOX_MIGRATIONS)}
 
 
 def test_threads_put_and_ack(outbox: Outbox) -> None:
