@@ -168,3 +168,17 @@ def test_options_the_fast_path_cannot_honour_are_refused(tiny: tuple[Any, Any], 
                                                          message: str) -> None:
     with pytest.raises(JudgeConfigError, match=message):
         fast_judge(tiny, **kwargs)
+
+
+def test_concurrent_short_lists_through_the_micro_batcher_get_the_plain_paths_mu(
+        plain: TransformersJudge, tiny: tuple[Any, Any], crops: list[np.ndarray]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.verify.batcher import JudgeBatcher
+
+    lists = [(crops[q], [crops[(q + 1 + k) % len(crops)] for k in range(1 + q % 4)]) for q in range(len(crops))]
+    with JudgeBatcher(fast_judge(tiny, batch_size=5), max_batch_pairs=12, max_wait_ms=2) as batcher, \
+            ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda item: batcher.score_shortlist(*item), lists))
+    for (query, candidates), mu in zip(lists, results, strict=True):
+        np.testing.assert_allclose(mu, plain.score_shortlist(query, candidates), atol=TOLERANCE, rtol=0)
