@@ -19,13 +19,19 @@ the same μ (within float rounding) from the same model:
 4. A batch is the prompt's token embeddings with the cached vision features written at the image-token
    positions (what the model's forward does with ``masked_scatter``), run through the model with
    ``inputs_embeds`` and the precomputed position ids; μ is read from the last position as in the plain path.
+5. Shared prefix (`share_prefix`, on by default): everything before the candidate image (task text,
+   the query image, "Candidate:") is the same for all of a query's pairs, so it runs once per distinct
+   query (batched over queries) with ``use_cache=True``; each batch of pairs then runs only the candidate
+   image and the closing text on a `DynamicCache` built from its queries' rows of that prefix KV
+   (rows gathered per pair, so one batch can mix short lists).
 
 `image_hw` must be a size the Qwen2-VL processor keeps as it is (both sides multiples of
 patch_size × merge_size = 28, pixels within its min/max); the default 280×140 is. Text mode
 (`score_text`) stays on the plain path.
 
-Not done here (issue 13): sharing the KV cache of the prefix up to the query image across the
-candidates, and resizing on the GPU (OpenCV's resize is kept so that μ matches the plain path).
+Not done here (issue 13): resizing on the GPU (OpenCV's resize is kept so that μ matches the plain
+path), and choosing the vision tower's attention (it runs as the model was loaded; with ``sdpa``,
+transformers 5 already attends within each image).
 """
 
 from __future__ import annotations
@@ -121,13 +127,18 @@ class FastTransformersJudge(TransformersJudge):
         cache_images: candidate images whose vision features are kept (LRU); 0 disables the cache.
         feature_cache: a `VisionFeatureCache` to share between judges (its keys carry the model
             fingerprint); `cache_images` is ignored when given.
+        share_prefix: run the prompt up to the candidate image once per distinct query and each pair
+            on a copy of its KV cache (False: every pair runs the whole prompt).
     """
 
     name: ClassVar[str] = "transformers-fast"
 
     def __init__(self, model: str | Path | Any, *, cache_images: int = DEFAULT_CACHE_IMAGES,
-                 feature_cache: VisionFeatureCache | None = None, **kwargs: Any) -> None:
+                 feature_cache: VisionFeatureCache | None = None, share_prefix: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
+        if not isinstance(share_prefix, bool):
+            raise JudgeConfigError(f"share_prefix: expected a bool, got {share_prefix!r}")
         if self.image_hw is None:
             raise JudgeConfigError("image_hw: the fast path needs one fixed (height, width); got None")
         self.feature_cache = feature_cache if feature_cache is not None else VisionFeatureCache(cache_images)
@@ -136,6 +147,9 @@ class FastTransformersJudge(TransformersJudge):
         self._layout = self._prompt_layout()
         self._cache_arg = next((n for n in ("cache", "past_key_values")
                                 if n in inspect.signature(self.model.forward).parameters), None)
+        if share_prefix and self._cache_arg is None:
+            raise JudgeConfigError(f"{self.model_name}: its forward takes no KV cache; pass share_prefix=False")
+        self.share_prefix = share_prefix
 
     @property
     def fingerprint(self) -> str:
@@ -173,10 +187,31 @@ class FastTransformersJudge(TransformersJudge):
         with self._lock, self._torch.inference_mode():
             keys = [(image_key(query), image_key(candidate)) for query, candidate in pairs]
             features = self._features_of(pairs, keys)
+            if self.share_prefix:
+                return self._score_on_shared_prefixes(keys, features)
             parts = []
             for start in range(0, len(pairs), self.batch_size):
                 rows = keys[start:start + self.batch_size]
                 parts.append(self._score_rows([features[q] for q, _ in rows], [features[c] for _, c in rows]))
+        return np.concatenate(parts)
+
+    def _score_on_shared_prefixes(self, pair_keys: list[tuple[str, str]], features: dict[str, Any]) -> np.ndarray:
+        """The prompt up to the candidate image runs once per distinct query (batched over queries); each
+        pair then runs only the candidate image and the closing text on its query's KV cache."""
+        torch = self._torch
+        queries = list(dict.fromkeys(query for query, _ in pair_keys))
+        row_of_query = {query: row for row, query in enumerate(queries)}
+        chunks = [self._prefix_kv([features[q] for q in queries[start:start + self.batch_size]])
+                  for start in range(0, len(queries), self.batch_size)]
+        prefix_kv = [tuple(torch.cat([chunk[layer][part] for chunk in chunks]) for part in (0, 1))
+                     for layer in range(len(chunks[0]))]
+        parts = []
+        for start in range(0, len(pair_keys), self.batch_size):
+            rows = pair_keys[start:start + self.batch_size]
+            index = torch.tensor([row_of_query[query] for query, _ in rows], device=prefix_kv[0][0].device)
+            rows_kv = [(layer_keys.index_select(0, index), layer_values.index_select(0, index))
+                       for layer_keys, layer_values in prefix_kv]
+            parts.append(self._score_suffix(rows_kv, [features[candidate] for _, candidate in rows]))
         return np.concatenate(parts)
 
     def _features_of(self, pairs: Sequence[Pair], keys: list[tuple[str, str]]) -> dict[str, Any]:
@@ -215,17 +250,54 @@ class FastTransformersJudge(TransformersJudge):
         self.feature_cache.stats.images_encoded += len(images)
         return list(per_image)
 
-    def _score_rows(self, query_features: list[Any], candidate_features: list[Any]) -> np.ndarray:
+    def _row_embeds(self, count: int, query_features: list[Any] | None, candidate_features: list[Any] | None,
+                    tokens: slice) -> Any:
+        """(count, tokens, hidden) prompt embeddings with the given image features at their token positions."""
         torch = self._torch
         layout = self._layout
-        count = len(query_features)
-        embeds = self.model.get_input_embeddings()(layout.input_ids.to(self.device))
+        embeds = self.model.get_input_embeddings()(layout.input_ids[:, tokens].to(self.device))
         embeds = embeds.expand(count, -1, -1).clone()
-        embeds[:, layout.query] = torch.stack(query_features).to(embeds.dtype)
-        embeds[:, layout.candidate] = torch.stack(candidate_features).to(embeds.dtype)
-        positions = layout.position_ids.to(self.device).expand(-1, count, -1)
+        for run, images in ((layout.query, query_features), (layout.candidate, candidate_features)):
+            if images is not None:
+                embeds[:, run.start - tokens.start:run.stop - tokens.start] = torch.stack(images).to(embeds.dtype)
+        return embeds
+
+    def _positions(self, count: int, tokens: slice) -> Any:
+        return self._layout.position_ids[:, :, tokens].to(self.device).expand(-1, count, -1)
+
+    def _score_rows(self, query_features: list[Any], candidate_features: list[Any]) -> np.ndarray:
+        count, whole = len(query_features), slice(0, self._layout.input_ids.shape[1])
+        embeds = self._row_embeds(count, query_features, candidate_features, whole)
         kwargs = {self._keep_arg: 1} if self._keep_arg else {}
-        logits = self.model(inputs_embeds=embeds, position_ids=positions, use_cache=False, **kwargs).logits
+        logits = self.model(inputs_embeds=embeds, position_ids=self._positions(count, whole), use_cache=False,
+                            **kwargs).logits
+        return self._mu_of(logits)
+
+    def _prefix_kv(self, query_features: list[Any]) -> list[tuple[Any, Any]]:
+        """Per decoder layer, (keys, values) of the prompt up to the candidate image, one row per query."""
+        count, prefix = len(query_features), slice(0, self._layout.candidate.start)
+        embeds = self._row_embeds(count, query_features, None, prefix)
+        kwargs = {self._keep_arg: 1} if self._keep_arg else {}
+        output = self.model(inputs_embeds=embeds, position_ids=self._positions(count, prefix), use_cache=True, **kwargs)
+        cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+        if hasattr(cache, "layers"):  # transformers 5
+            return [(layer.keys, layer.values) for layer in cache.layers]
+        if hasattr(cache, "key_cache"):  # transformers 4.x DynamicCache
+            return list(zip(cache.key_cache, cache.value_cache, strict=True))
+        raise JudgeError(f"{self.model_name}: no per-layer KV cache to share ({type(cache).__name__}); "
+                         "pass share_prefix=False")
+
+    def _score_suffix(self, prefix_kv: list[tuple[Any, Any]], candidate_features: list[Any]) -> np.ndarray:
+        count, suffix = len(candidate_features), slice(self._layout.candidate.start, self._layout.input_ids.shape[1])
+        # a fresh cache per batch: the forward appends the suffix's keys to it, the prefix tensors stay as they are
+        cache = self._transformers.DynamicCache(prefix_kv)
+        embeds = self._row_embeds(count, None, candidate_features, suffix)
+        kwargs = {self._keep_arg: 1} if self._keep_arg else {}
+        logits = self.model(inputs_embeds=embeds, position_ids=self._positions(count, suffix), use_cache=True,
+                            **{self._cache_arg: cache}, **kwargs).logits
+        return self._mu_of(logits)
+
+    def _mu_of(self, logits: Any) -> np.ndarray:
         yes_no = logits[:, -1, [self.yes_id, self.no_id]].float().cpu().numpy()
         if not np.all(np.isfinite(yes_no)):
             raise JudgeError(f"{self.model_name} produced NaN or infinite logits")

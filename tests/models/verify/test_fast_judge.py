@@ -67,10 +67,11 @@ def test_tensor_preprocessing_makes_the_processors_pixel_values(plain: Transform
     torch.testing.assert_close(mine.values, expected["pixel_values"], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("share_prefix", [True, False], ids=["shared-prefix", "whole-prompt"])
 @pytest.mark.parametrize("candidates", [1, 3, 9], ids=["list-of-1", "under-a-batch", "over-two-batches"])
 def test_short_lists_match_the_plain_path(plain: TransformersJudge, tiny: tuple[Any, Any],
-                                          crops: list[np.ndarray], candidates: int) -> None:
-    judge = fast_judge(tiny)
+                                          crops: list[np.ndarray], candidates: int, share_prefix: bool) -> None:
+    judge = fast_judge(tiny, share_prefix=share_prefix)
     query, others = crops[0], crops[1:1 + candidates]
     expected = plain.score_shortlist(query, others)
     np.testing.assert_allclose(judge.score_shortlist(query, others), expected, atol=TOLERANCE, rtol=0)
@@ -78,13 +79,15 @@ def test_short_lists_match_the_plain_path(plain: TransformersJudge, tiny: tuple[
     assert np.ptp(expected) > 50 * TOLERANCE or candidates == 1  # pairs told apart: a row mix-up would show
 
 
-def test_mixed_pairs_and_swapped_order_match_the_plain_path(tiny: tuple[Any, Any],
-                                                            crops: list[np.ndarray]) -> None:
+@pytest.mark.parametrize("share_prefix", [True, False], ids=["shared-prefix", "whole-prompt"])
+def test_mixed_pairs_and_swapped_order_match_the_plain_path(tiny: tuple[Any, Any], crops: list[np.ndarray],
+                                                            share_prefix: bool) -> None:
+    """Batches that mix queries (each row on its own query's prefix), and both orders of a pair."""
     model, processor = tiny
-    pairs = [(crops[i], crops[j]) for i, j in [(0, 1), (2, 3), (1, 0), (4, 4), (5, 6), (0, 7), (8, 9)]]
+    pairs = [(crops[i], crops[j]) for i, j in [(0, 1), (2, 3), (1, 0), (4, 4), (5, 6), (0, 7), (8, 9), (2, 1)]]
     for swap in (False, True):
         reference = TransformersJudge(model, processor=processor, image_hw=SMALL_HW, batch_size=3, swap=swap)
-        judge = fast_judge(tiny, batch_size=3, swap=swap)
+        judge = fast_judge(tiny, batch_size=3, swap=swap, share_prefix=share_prefix)
         np.testing.assert_allclose(judge.score_pairs(pairs), reference.score_pairs(pairs), atol=TOLERANCE, rtol=0)
     ab, ba = judge.score_pairs([(crops[0], crops[5]), (crops[5], crops[0])])
     assert ab == pytest.approx(ba, abs=1e-6)  # with swap both orders give the averaged μ
@@ -106,10 +109,11 @@ def test_a_cache_hit_skips_the_vision_tower_and_gives_the_same_mu(plain: Transfo
     assert judge.cache_stats.images_encoded == 8 and judge.cache_stats.hits == 10
 
 
+@pytest.mark.parametrize("share_prefix", [True, False], ids=["shared-prefix", "whole-prompt"])
 def test_evicted_candidates_are_encoded_again_with_the_same_mu(plain: TransformersJudge,
-                                                               tiny: tuple[Any, Any],
-                                                               crops: list[np.ndarray]) -> None:
-    judge = fast_judge(tiny, cache_images=2)
+                                                               tiny: tuple[Any, Any], crops: list[np.ndarray],
+                                                               share_prefix: bool) -> None:
+    judge = fast_judge(tiny, cache_images=2, share_prefix=share_prefix)
     gallery = crops[1:6]
     expected = plain.score_shortlist(crops[0], gallery)
     np.testing.assert_allclose(judge.score_shortlist(crops[0], gallery), expected, atol=TOLERANCE, rtol=0)
@@ -162,6 +166,7 @@ def test_an_empty_short_list_is_an_empty_answer(tiny: tuple[Any, Any], crops: li
         ({"image_hw": (60, 28)}, "multiples of 28"),
         ({"image_hw": (28 * 20, 28 * 20)}, "pixels"),  # over the processor's max_pixels: it would shrink it
         ({"cache_images": -1}, "max_images"),
+        ({"share_prefix": "yes"}, "share_prefix"),
     ],
 )
 def test_options_the_fast_path_cannot_honour_are_refused(tiny: tuple[Any, Any], kwargs: dict[str, Any],
