@@ -1,4 +1,5 @@
-"""tools/bench_judge.py runs end to end on the CPU with the tiny config (figures not checked)."""
+"""tools/bench_judge.py runs end to end on the CPU with the tiny config: plain, fast and streamed rows
+(figures not checked)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ def test_bench_judge_json_on_cpu_with_the_tiny_config(capsys: pytest.CaptureFixt
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--json", "--model-config", "tiny", "--queries", "2", "--candidates", "3",
-                       "--batch-size", "2", "--no-reid"]) == 0
+                       "--batch-size", "2", "--no-reid", "--streams", "3"]) == 0
     report = json.loads(capsys.readouterr().out)
-    (row,) = report["rows"]
-    assert row["judge"] == "transformers" and row["weights"] == "random" and row["queries"] == 2
-    assert row["pairs_per_s"] > 0 and row["p50_ms_per_query"] > 0 and row["prompt_tokens"] > 100
+    plain, fast, batched = report["rows"]
+    assert plain["judge"] == "transformers" and plain["weights"] == "random" and plain["queries"] == 2
+    assert plain["pairs_per_s"] > 0 and plain["p50_ms_per_query"] > 0 and plain["prompt_tokens"] > 100
+    assert plain["ratio_vs_plain"] == 1.0
+    assert fast["judge"] == "transformers-fast" and fast["ratio_vs_plain"] > 0 and 0 <= fast["cache_hit_rate"] <= 1
+    assert batched["judge"] == "transformers-fast+batcher" and batched["streams"] == 3
+    assert batched["queries"] == 3 * 2 and batched["p50_ms_per_query"] > 0 and batched["ratio_vs_plain"] > 0
