@@ -43,6 +43,7 @@ from models.verify.fusion import (
 #: judge name -> "module:Class", imported on first use
 JUDGES: dict[str, str] = {
     "transformers": "models.verify.transformers_judge:TransformersJudge",
+    "transformers-fast": "models.verify.fast_judge:FastTransformersJudge",
     "openai": "models.verify.openai_judge:OpenAIJudge",
     "reid": "models.verify.reid_judge:ReidJudge",
 }
@@ -65,6 +66,8 @@ def create_judge(name: str, **kwargs: Any) -> Judge:
 
     - "transformers": ``model`` (folder or hub id), ``device``, ``dtype``, ``batch_size``, ``swap``, ...
       ``adapter`` (a LoRA folder written by ``crossview train judge``)
+    - "transformers-fast": the same options and μ, each image encoded once, candidates' vision features
+      cached, the prompt prefix's KV shared (``cache_images``, ``share_prefix``; issue 13)
     - "openai": ``base_url``, ``model``, ``api_key``, ``timeout_s``, ``max_retries``, ``concurrency``, ...
     - "reid": ``models`` (default Intel 0277 + 0286), ``runtime``, ``batch_size``, ...
     """

@@ -136,6 +136,10 @@ class FastTransformersJudge(TransformersJudge):
     def __init__(self, model: str | Path | Any, *, cache_images: int = DEFAULT_CACHE_IMAGES,
                  feature_cache: VisionFeatureCache | None = None, share_prefix: bool = True,
                  **kwargs: Any) -> None:
+        try:  # the plain judge's options are taken through **kwargs: refuse unknown ones by name
+            inspect.signature(TransformersJudge).bind(model, **kwargs)
+        except TypeError as exc:
+            raise JudgeConfigError(f"judge {self.name!r}: {exc}") from None
         super().__init__(model, **kwargs)
         if not isinstance(share_prefix, bool):
             raise JudgeConfigError(f"share_prefix: expected a bool, got {share_prefix!r}")

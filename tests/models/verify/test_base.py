@@ -130,7 +130,7 @@ def test_images_are_resized_to_one_small_size_as_rgb() -> None:
 
 
 def test_registry_names_every_backend_and_imports_lazily() -> None:
-    assert set(JUDGES) == {"transformers", "openai", "reid"}
+    assert set(JUDGES) == {"transformers", "transformers-fast", "openai", "reid"}
     assert judge_class("openai").__name__ == "OpenAIJudge"
     assert judge_class("reid").__name__ == "ReidJudge"
     with pytest.raises(JudgeConfigError, match="did you mean 'openai'"):

@@ -6,6 +6,7 @@ path's μ for the same pairs while encoding each distinct image once and caching
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,6 +137,22 @@ def test_a_shared_cache_never_mixes_two_models_features(crops: list[np.ndarray])
 
 def test_the_fast_path_keeps_the_plain_paths_fingerprint(plain: TransformersJudge, tiny: tuple[Any, Any]) -> None:
     assert fast_judge(tiny).fingerprint == plain.fingerprint  # same μ, so the same calibration
+
+
+def test_the_registry_builds_it_from_a_folder_and_refuses_unknown_options(tiny: tuple[Any, Any], tmp_path: Path,
+                                                                          crops: list[np.ndarray]) -> None:
+    from models.verify import create_judge
+
+    model, processor = tiny
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    judge = create_judge("transformers-fast", model=str(tmp_path), image_hw=SMALL_HW, cache_images=8)
+    assert isinstance(judge, FastTransformersJudge) and judge.feature_cache.max_images == 8
+    reference = TransformersJudge(tmp_path, image_hw=SMALL_HW)
+    np.testing.assert_allclose(judge.score_shortlist(crops[0], crops[1:4]),
+                               reference.score_shortlist(crops[0], crops[1:4]), atol=TOLERANCE, rtol=0)
+    with pytest.raises(JudgeConfigError, match="unexpected keyword argument 'colour'"):
+        create_judge("transformers-fast", model=str(tmp_path), colour="red")
 
 
 @pytest.mark.parametrize(
