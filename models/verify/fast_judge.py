@@ -188,16 +188,23 @@ class FastTransformersJudge(TransformersJudge):
     # -- scoring ---------------------------------------------------------------------------------
 
     def _score(self, pairs: Sequence[Pair]) -> np.ndarray:
-        with self._lock, self._torch.inference_mode():
-            keys = [(image_key(query), image_key(candidate)) for query, candidate in pairs]
-            features = self._features_of(pairs, keys)
-            if self.share_prefix:
-                return self._score_on_shared_prefixes(keys, features)
-            parts = []
-            for start in range(0, len(pairs), self.batch_size):
-                rows = keys[start:start + self.batch_size]
-                parts.append(self._score_rows([features[q] for q, _ in rows], [features[c] for _, c in rows]))
-        return np.concatenate(parts)
+        torch = self._torch
+        try:
+            with self._lock, torch.inference_mode():
+                keys = [(image_key(query), image_key(candidate)) for query, candidate in pairs]
+                features = self._features_of(pairs, keys)
+                if self.share_prefix:
+                    return self._score_on_shared_prefixes(keys, features)
+                parts = []
+                for start in range(0, len(pairs), self.batch_size):
+                    rows = keys[start:start + self.batch_size]
+                    parts.append(self._score_rows([features[q] for q, _ in rows], [features[c] for _, c in rows]))
+            return np.concatenate(parts)
+        except torch.OutOfMemoryError as exc:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()  # give the failed batch's blocks back before the next request
+            raise JudgeError(f"{self.model_name} ran out of device memory scoring {len(pairs)} pairs "
+                             f"(batch_size {self.batch_size}); lower batch_size or cache_images") from exc
 
     def _score_on_shared_prefixes(self, pair_keys: list[tuple[str, str]], features: dict[str, Any]) -> np.ndarray:
         """The prompt up to the candidate image runs once per distinct query (batched over queries); each

@@ -16,7 +16,7 @@ pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from models.errors import InvalidInputError  # noqa: E402
-from models.verify import JudgeConfigError  # noqa: E402
+from models.verify import JudgeConfigError, JudgeError  # noqa: E402
 from models.verify.fast_judge import FastTransformersJudge, VisionFeatureCache, pixel_values_of  # noqa: E402
 from models.verify.prompt import to_model_rgb  # noqa: E402
 from models.verify.random_qwen2vl import build_offline_processor, build_random_qwen2vl  # noqa: E402
@@ -168,6 +168,21 @@ def test_bad_images_are_refused_before_the_model_runs(tiny: tuple[Any, Any], pai
     with pytest.raises(InvalidInputError, match=message):
         judge.score_pairs([pair])
     assert judge.cache_stats.images_encoded == 0
+
+
+def test_running_out_of_device_memory_is_a_judge_error_and_the_next_call_works(
+        plain: TransformersJudge, tiny: tuple[Any, Any], crops: list[np.ndarray]) -> None:
+    judge = fast_judge(tiny)
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(judge.model, "forward", out_of_memory)
+        with pytest.raises(JudgeError, match="ran out of device memory scoring 3 pairs"):
+            judge.score_shortlist(crops[0], crops[1:4])
+    np.testing.assert_allclose(judge.score_shortlist(crops[0], crops[1:4]),
+                               plain.score_shortlist(crops[0], crops[1:4]), atol=TOLERANCE, rtol=0)
 
 
 def test_an_empty_short_list_is_an_empty_answer(tiny: tuple[Any, Any], crops: list[np.ndarray]) -> None:
