@@ -166,8 +166,9 @@ def bench_transformers(args: argparse.Namespace, lists: Sequence[tuple[np.ndarra
     plain = timed({"judge": "transformers"}, lambda: measure(judge.score_shortlist, lists, sync))
     rows = [plain]
     fast = FastTransformersJudge(model, processor=processor, batch_size=args.batch_size, swap=args.swap,
-                                 cache_images=args.cache_images)
-    rows.append(timed({"judge": "transformers-fast", "cache_images": args.cache_images},
+                                 cache_images=args.cache_images, share_prefix=not args.no_share_prefix)
+    rows.append(timed({"judge": "transformers-fast", "cache_images": args.cache_images,
+                       "share_prefix": fast.share_prefix},
                       lambda: measure(fast.score_shortlist, lists, sync)))
     rows[-1]["cache_hit_rate"] = _hit_rate(fast)
     if args.streams:
@@ -211,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-reid", action="store_true", help="skip the reid reference")
     parser.add_argument("--cache-images", type=int, default=2048,
                         help="fast path: candidate images whose vision features are cached (0: none)")
+    parser.add_argument("--no-share-prefix", action="store_true",
+                        help="fast path: run the whole prompt per pair instead of sharing the query's KV prefix")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default); 1 avoids thread oversubscription on a busy host")
     parser.add_argument("--streams", type=int, default=0,
