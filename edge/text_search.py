@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.footage_search import MAX_HITS, UNAVAILABLE, FootageHit, SearchJobError
-from edge.storage.store import FingerprintMismatchError, TrackletStore
+from edge.storage.store import TrackletStore, UnknownIdError
 from models.attributes.scoring import ProfileTable, rank_by_description
 from models.attributes.types import ATTRIBUTE_NAMES, COLOUR_NAMES, AttributeProfile, TextQuery
 from models.errors import InvalidInputError
@@ -71,11 +71,17 @@ def profile_table(dicts: Sequence[dict]) -> ProfileTable:
 
 @dataclass(frozen=True)
 class TextIndex:
-    """One store generation's closed tracklets: those with attributes as a `ProfileTable` with their ids,
-    cameras, spans, best crops, profile JSON and stored vectors of one model (zero rows where a tracklet
-    has none; None: the store holds none of this model), and the cameras and spans of the older ones."""
+    """The store's closed tracklets as of one store generation: those with attributes as a `ProfileTable`
+    with their ids, cameras, spans, best crops, profile JSON and stored vectors of one model (zero rows
+    where a tracklet has none; None: none has one), and the cameras and spans of the older ones.
+
+    Built from the store's rows in the order they were added; `extended` appends the rows added since
+    when nothing else changed (`TrackletStore.rewrites`), so a live edge's new tracklets cost a query
+    of their own rows, not a rebuild."""
 
     generation: int
+    rewrites: int
+    last_rowid: int
     ids: tuple[str, ...]
     cameras: np.ndarray
     start_s: np.ndarray
@@ -88,40 +94,77 @@ class TextIndex:
 
     @staticmethod
     def build(store: TrackletStore, model_fingerprint: str) -> TextIndex:
-        generation = store.generation  # read first: a write meanwhile makes the next query rebuild
-        rows = store.attribute_rows()
+        return TextIndex._from_rows(store, model_fingerprint, None)
+
+    def extended(self, store: TrackletStore, model_fingerprint: str) -> TextIndex:
+        """This index with the rows the store added since (a new build when the store rewrote rows)."""
+        if store.rewrites != self.rewrites:
+            return TextIndex.build(store, model_fingerprint)
+        return TextIndex._from_rows(store, model_fingerprint, self)
+
+    @staticmethod
+    def _from_rows(store: TrackletStore, model_fingerprint: str, base: TextIndex | None) -> TextIndex:
+        generation, rewrites = store.generation, store.rewrites  # read first: a write meanwhile shows next time
+        rows = store.searchable_rows(model_fingerprint, after_rowid=0 if base is None else base.last_rowid)
+        if base is not None and not rows:
+            return TextIndex(generation, rewrites, base.last_rowid, *_fields(base))
         dicts, has = [], np.zeros(len(rows), bool)
         for i, r in enumerate(rows):
-            if r[4] is None:
+            if r[5] is None:
                 continue
             try:
-                dicts.append(json.loads(r[4]))
+                dicts.append(json.loads(r[5]))
                 has[i] = True
             except ValueError:
-                log.warning("tracklet %s: its stored attributes are unreadable; not searched", r[0])
+                log.warning("tracklet %s: its stored attributes are unreadable; not searched", r[1])
         try:
             table = profile_table(dicts)
         except (KeyError, TypeError, ValueError) as exc:  # written by hand, not by this store: one by one
             log.warning("stored attributes of an unexpected shape (%s); reading them one by one", exc)
             table, has = _checked_table(rows, has)
         searchable = [r for r, h in zip(rows, has, strict=True) if h]
-        vectors = None
-        try:
-            vids, matrix = store.vectors(model_fingerprint)
-        except FingerprintMismatchError:
-            vids, matrix = [], np.zeros((0, 0), np.float32)
-        if vids:
-            at = {tid: i for i, tid in enumerate(vids)}
-            vectors = np.zeros((len(searchable), matrix.shape[1]), np.float32)
-            for i, r in enumerate(searchable):
-                j = at.get(r[0])
-                if j is not None:
-                    vectors[i] = matrix[j]
         older = [r for r, h in zip(rows, has, strict=True) if not h]
-        return TextIndex(generation, tuple(r[0] for r in searchable), _column(searchable, 1, object),
-                         _column(searchable, 2, np.float64), _column(searchable, 3, np.float64),
-                         tuple(r[5] for r in searchable), tuple(r[4] for r in searchable), table, vectors,
-                         (_column(older, 1, object), _column(older, 2, np.float64), _column(older, 3, np.float64)))
+        added = TextIndex(generation, rewrites, rows[-1][0] if rows else 0, tuple(r[1] for r in searchable),
+                          _column(searchable, 2, object), _column(searchable, 3, np.float64),
+                          _column(searchable, 4, np.float64), tuple(r[6] for r in searchable),
+                          tuple(r[5] for r in searchable), table, _vectors(searchable),
+                          (_column(older, 2, object), _column(older, 3, np.float64), _column(older, 4, np.float64)))
+        return added if base is None else _joined(base, added)
+
+
+def _fields(index: TextIndex) -> tuple:
+    return (index.ids, index.cameras, index.start_s, index.end_s, index.crops, index.profile_json, index.table,
+            index.vectors, index.older)
+
+
+def _vectors(rows: list) -> np.ndarray | None:
+    """The rows' vectors (zeros where a row has none); None when none has one."""
+    known = [r for r in rows if r[7] is not None]
+    if not known:
+        return None
+    dim, dtype = int(known[0][8]), np.dtype(known[0][9])
+    vectors = np.zeros((len(rows), dim), np.float32)
+    for i, r in enumerate(rows):
+        if r[7] is not None:
+            vectors[i] = np.frombuffer(r[7], dtype)
+    return vectors
+
+
+def _joined(base: TextIndex, added: TextIndex) -> TextIndex:
+    if base.vectors is None and added.vectors is None:
+        vectors = None
+    else:
+        dim = (base.vectors if base.vectors is not None else added.vectors).shape[1]  # type: ignore[union-attr]
+        vectors = np.concatenate([v if v is not None else np.zeros((n, dim), np.float32)
+                                  for v, n in ((base.vectors, len(base.ids)), (added.vectors, len(added.ids)))])
+    table = ProfileTable(*(np.concatenate([a, b]) for a, b in zip(
+        (base.table.probabilities, base.table.colour, base.table.confidence),
+        (added.table.probabilities, added.table.colour, added.table.confidence), strict=True)))
+    return TextIndex(added.generation, added.rewrites, added.last_rowid, base.ids + added.ids,
+                     np.concatenate([base.cameras, added.cameras]), np.concatenate([base.start_s, added.start_s]),
+                     np.concatenate([base.end_s, added.end_s]), base.crops + added.crops,
+                     base.profile_json + added.profile_json, table, vectors,
+                     tuple(np.concatenate([a, b]) for a, b in zip(base.older, added.older, strict=True)))
 
 
 def _column(rows: list, i: int, dtype: type) -> np.ndarray:
@@ -146,9 +189,9 @@ def _checked_table(rows: list, has: np.ndarray) -> tuple[ProfileTable, np.ndarra
     for i, r in enumerate(rows):
         if has[i]:
             try:
-                dicts.append(AttributeProfile.from_dict(json.loads(r[4])).to_dict())
+                dicts.append(AttributeProfile.from_dict(json.loads(r[5])).to_dict())
             except (ValueError, TypeError, KeyError) as exc:
-                log.warning("tracklet %s: its stored attributes are unreadable (%s); not searched", r[0], exc)
+                log.warning("tracklet %s: its stored attributes are unreadable (%s); not searched", r[1], exc)
                 has[i] = False
     return profile_table(dicts), has
 
@@ -158,12 +201,14 @@ _CACHE_LOCK = threading.Lock()
 
 
 def text_index(store: TrackletStore, model_fingerprint: str) -> TextIndex:
-    """The store's index for its current generation (built when the store changed since the last one)."""
+    """The store's index for its current generation (extended or rebuilt when the store changed)."""
     with _CACHE_LOCK:
         index = _CACHE.get(store)
-        if index is None or index.generation != store.generation:
+        if index is None:
             index = TextIndex.build(store, model_fingerprint)
-            _CACHE[store] = index
+        elif index.generation != store.generation:
+            index = index.extended(store, model_fingerprint)
+        _CACHE[store] = index
         return index
 
 
@@ -219,7 +264,7 @@ def find_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: s
                 raise OSError("it has no crop")
             data = path.read_bytes()
             height, width = check_jpeg(data)  # the header only: no decoding
-        except (OSError, InvalidInputError) as exc:  # e.g. removed by retention meanwhile; the hub needs both
+        except (OSError, InvalidInputError, UnknownIdError) as exc:  # e.g. removed by retention; the hub needs both
             log.warning("text search hit %s left out: %s", tid, exc)
             continue
         hits.append(FootageHit(tid, str(index.cameras[row]), float(index.start_s[row]), float(index.end_s[row]),

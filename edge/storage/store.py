@@ -17,7 +17,8 @@ Threads: one connection behind one re-entrant lock held by every public method; 
 
 Modules: the SQLite plumbing (connection, write transactions, migrations), shared with every store,
 lives in `persist.sqlite`; the crop files (durable writes, the sweep's scan, the folder lock,
-store-id pairing, JPEG encoding) in `edge.storage.crop_files`. Their errors are importable from here too.
+store-id pairing, JPEG encoding) in `edge.storage.crop_files`; the records it returns in
+`edge.storage.records`. Their errors and the records are importable from here too.
 
 Layout: crop paths have their own table (one row per file) so orphan checks and byte counts are
 exact; ``tracklets.bytes`` caches each tracklet's crop + vector bytes for retention.
@@ -31,7 +32,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ from edge.storage.crop_files import (
 )
 from edge.storage.crop_files import CropsFolderMismatchError as CropsFolderMismatchError  # re-exported (API)
 from edge.storage.crop_files import StoreLockedError as StoreLockedError  # re-exported (API)
+from edge.storage.records import RetentionReport, Sighting, StoreStats, SweepReport, TrackletRecord
 from models.attributes.types import AttributeProfile
 from models.errors import CrossviewError, InvalidInputError
 from models.types import Embeddings, Tracklet
@@ -94,64 +95,6 @@ _MIGRATIONS: list[list[str]] = [
 ]
 
 
-# ---------------------------------------------------------------- records
-
-@dataclass(frozen=True)
-class TrackletRecord:
-    """A stored tracklet: its row, its crop files (absolute, best first) and the models with a vector."""
-
-    tracklet_id: str
-    camera_id: str
-    track_id: int
-    start_s: float
-    end_s: float
-    closed: bool
-    crop_paths: tuple[Path, ...]
-    fingerprints: tuple[str, ...]
-    bytes: int
-
-
-@dataclass(frozen=True)
-class Sighting:
-    sighting_id: int
-    tracklet_id: str
-    identity_id: str
-    distance: float
-    time_s: float
-    source: str
-
-
-@dataclass(frozen=True)
-class RetentionReport:
-    """What `apply_retention` removed; `over_budget` when open tracklets alone exceed max_total_bytes."""
-
-    tracklets_removed: int
-    crop_files_removed: int
-    bytes_freed: int
-    bytes_remaining: int
-    over_budget: bool = False
-
-
-@dataclass(frozen=True)
-class SweepReport:
-    orphan_files_removed: int
-    temp_files_removed: int
-    missing_crops_dropped: int
-
-
-@dataclass(frozen=True)
-class StoreStats:
-    cameras: int
-    tracklets: int
-    open_tracklets: int
-    crop_files: int
-    crop_bytes: int
-    vector_bytes: int
-    sightings: int
-    vectors_by_fingerprint: dict[str, int] = field(default_factory=dict)
-    db_bytes: int = 0
-
-
 # ---------------------------------------------------------------- the store
 
 class TrackletStore(SqliteDatabase):
@@ -170,6 +113,7 @@ class TrackletStore(SqliteDatabase):
             raise InvalidInputError(f"jpeg_quality: expected 1..100, got {jpeg_quality}")
         self.jpeg_quality = jpeg_quality
         self._generation = 0
+        self._rewrites = 0
         self.crops_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_folder(self.crops_dir)
         try:
@@ -194,6 +138,18 @@ class TrackletStore(SqliteDatabase):
     def generation(self) -> int:
         """Bumped by every write to tracklets, vectors or attributes through this store: a cache key."""
         return self._generation
+
+    @property
+    def rewrites(self) -> int:
+        """Bumped by every such write except adding a new closed tracklet (with its crops, vector and
+        attributes, in one `upsert_tracklet`): a cache built at the same count may catch up on the rows
+        added since (`searchable_rows(after_rowid=...)`) instead of rebuilding."""
+        return self._rewrites
+
+    def _changed(self, *, appended: bool = False) -> None:
+        self._generation += 1
+        if not appended:
+            self._rewrites += 1
 
     # -- cameras
 
@@ -227,6 +183,7 @@ class TrackletStore(SqliteDatabase):
             crops = tracklet.crops
         blobs = None if crops is None else [to_jpeg(c, self.jpeg_quality) for c in crops]
         tid = tracklet.tracklet_id
+        appended = False
         with self._lock:
             written = write_crop_files(self.crops_dir, tid, blobs) if blobs else []
             old: list[str] = []
@@ -237,6 +194,7 @@ class TrackletStore(SqliteDatabase):
                     if row is not None and row[0] != tracklet.camera_id:
                         raise InvalidInputError(f"tracklet {tid!r}: expected camera {row[0]!r} (as stored), "
                                                 f"got {tracklet.camera_id!r}")
+                    appended = row is None and closed
                     conn.execute(
                         "INSERT INTO tracklets (id, camera, track_id, start_s, end_s, closed, updated) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
@@ -258,7 +216,7 @@ class TrackletStore(SqliteDatabase):
                 self._unlink(rel for rel, _ in written)
                 raise
             finally:
-                self._generation += 1
+                self._changed(appended=appended)
             self._unlink(old)
             return self.get_tracklet(tid)
 
@@ -284,7 +242,7 @@ class TrackletStore(SqliteDatabase):
     def put_vector(self, tracklet_id: str, embedding: Embeddings) -> None:
         """Store a tracklet's one aggregated vector for `embedding.model_fingerprint` (replacing it)."""
         with self._lock, write_transaction(self._conn):
-            self._generation += 1
+            self._changed()
             self._require_tracklet(tracklet_id)
             self._put_vector_row(tracklet_id, embedding)
             self._refresh_bytes(tracklet_id)
@@ -295,7 +253,7 @@ class TrackletStore(SqliteDatabase):
         """Store (replace) a tracklet's aggregated attribute profile, as JSON."""
         profile_json = _profile_json(profile)
         with self._lock, write_transaction(self._conn) as conn:
-            self._generation += 1
+            self._changed()
             self._require_tracklet(tracklet_id)
             conn.execute("UPDATE tracklets SET attributes = ? WHERE id = ?", (profile_json, tracklet_id))
 
@@ -316,6 +274,20 @@ class TrackletStore(SqliteDatabase):
                         "SELECT t.id, t.camera, t.start_s, t.end_s, t.attributes, c.path FROM tracklets t "
                         "LEFT JOIN crops c ON c.tracklet = t.id AND c.rank = 0 WHERE t.closed = 1 "
                         "ORDER BY t.end_s, t.id")]
+
+    def searchable_rows(self, fingerprint: str, after_rowid: int = 0) -> list[tuple]:
+        """(rowid, id, camera, start_s, end_s, profile JSON or None, best crop's path or None, and the
+        tracklet's vector of model `fingerprint` as (bytes, dim, dtype) or three Nones) of every closed
+        tracklet added after `after_rowid`, in the order they were added (`rewrites` says whether rows
+        before it may have changed)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT t.rowid, t.id, t.camera, t.start_s, t.end_s, t.attributes, c.path, v.data, v.dim, v.dtype "
+                "FROM tracklets t LEFT JOIN crops c ON c.tracklet = t.id AND c.rank = 0 "
+                "LEFT JOIN vectors v ON v.tracklet = t.id AND v.fingerprint = ? "
+                "WHERE t.closed = 1 AND t.rowid > ? ORDER BY t.rowid", (fingerprint, after_rowid)).fetchall()
+        return [(*r[:3], float(r[3]), float(r[4]), r[5], None if r[6] is None else self.crops_dir / r[6], *r[7:])
+                for r in rows]
 
     def vector(self, tracklet_id: str, fingerprint: str) -> Embeddings:
         with self._lock:
@@ -436,7 +408,7 @@ class TrackletStore(SqliteDatabase):
                 paths = [r[0] for r in conn.execute("SELECT path FROM crops WHERE tracklet IN "
                                                     "(SELECT id FROM temp.doomed)")]
                 removed = conn.execute("DELETE FROM tracklets WHERE id IN (SELECT id FROM temp.doomed)").rowcount
-                self._generation += 1
+                self._changed()
                 conn.execute("DELETE FROM temp.doomed")
             self._unlink(paths)
         remaining = int(total - freed)
@@ -452,7 +424,7 @@ class TrackletStore(SqliteDatabase):
             self._unlink(orphans)
             missing = sorted(known - on_disk)
             if missing:
-                self._generation += 1
+                self._changed()
                 log.warning("%d crop files named by %s are missing; dropping their rows", len(missing), self.path)
                 with write_transaction(self._conn) as conn:
                     owners: set[str] = set()

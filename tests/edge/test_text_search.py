@@ -146,6 +146,34 @@ def test_the_index_is_rebuilt_after_a_write_only(store: TrackletStore, monkeypat
     assert builds == [1] and hits[0].tracklet_id == "old-1" and notes[0].startswith("1 tracklets")
 
 
+def test_new_tracklets_extend_the_index_as_a_rebuild_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appended closed tracklets are added to the cached index without a rebuild, and the result equals a
+    fresh build (ids, profiles, vectors, the tracklets without attributes); any other write rebuilds."""
+    profiles = random_profiles(40, seed=3)
+    builds: list[int] = []
+    real_build = text_search.TextIndex.build
+    monkeypatch.setattr(text_search.TextIndex, "build", lambda *a: builds.append(1) or real_build(*a))
+    with TrackletStore(tmp_path / "edge.db") as s:
+        s.add_camera("gate")
+        image = np.full((64, 32, 3), 60, np.uint8)
+        for i, p in enumerate(profiles):
+            vector = _vector(i) if i >= 5 else None  # the first ones have no vector of this model
+            s.upsert_tracklet(Tracklet(f"t{i:02d}", "gate", i, float(i), i + 1.0, (Crop(image, "gate", i),), vector),
+                              closed=True, attributes=None if i % 7 == 3 else p)
+            if i in (2, 10, 11, 30):
+                find_text(TextJob("j", WOMAN_RED_TOP), s, model_fingerprint=FP)
+        cached = text_search.text_index(s, FP)
+        assert builds == [1]  # the first query built it; every later change was an append
+        fresh = real_build(s, FP)
+        assert cached.ids == fresh.ids and cached.crops == fresh.crops and cached.profile_json == fresh.profile_json
+        for a, b in ((cached.table.probabilities, fresh.table.probabilities), (cached.table.colour, fresh.table.colour),
+                     (cached.table.confidence, fresh.table.confidence), (cached.vectors, fresh.vectors),
+                     (cached.start_s, fresh.start_s), *zip(cached.older, fresh.older, strict=True)):
+            np.testing.assert_array_equal(a, b)
+        s.put_attributes("t03", profiles[3])  # a rewrite of an indexed row
+        assert "t03" in text_search.text_index(s, FP).ids and builds == [1, 1]
+
+
 def _job(**changes: object) -> session_pb2.HubMessage:
     from cloud import wire as hub_wire
     payload = hub_wire.search_job_payload("job-9", None, FP, top_k=3, camera_ids=changes.pop("cameras", []),
