@@ -145,6 +145,7 @@ class FastTransformersJudge(TransformersJudge):
             raise JudgeConfigError(f"share_prefix: expected a bool, got {share_prefix!r}")
         if self.image_hw is None:
             raise JudgeConfigError("image_hw: the fast path needs one fixed (height, width); got None")
+        self._shared_cache = feature_cache is not None
         self.feature_cache = feature_cache if feature_cache is not None else VisionFeatureCache(cache_images)
         self._model_key = f"{self.model_name}|{self.adapter}|{self.dtype}|{self.device}|{id(self.model)}"
         self._image_processing = _image_processing(self.processor, self.image_hw)
@@ -166,24 +167,34 @@ class FastTransformersJudge(TransformersJudge):
     # -- built once per judge --------------------------------------------------------------------
 
     def _prompt_layout(self) -> PromptLayout:
+        """The processor's one row for a pair, checked against the fast path's own pixel values."""
         torch = self._torch
-        blank = np.zeros((*self.image_hw, 3), np.uint8)
-        inputs = self.model_inputs([[blank, blank]])
+        rope_index = getattr(getattr(self.model, "model", None), "get_rope_index", None)
+        image_token_id = getattr(self.model.config, "image_token_id", None)
+        if rope_index is None or image_token_id is None:
+            raise JudgeConfigError(f"{self.model_name}: the fast path needs a Qwen2-VL-style model "
+                                   "(get_rope_index, image_token_id); use the `transformers` judge")
+        height, width = self.image_hw
+        pattern = (np.arange(height * width * 3) % 251).astype(np.uint8).reshape(height, width, 3)
+        images = (pattern, pattern[::-1].copy())
+        # on the CPU and in float32 (model_inputs would cast to the model's dtype), to compare exactly
+        inputs = self.processor(text=[self.prompt], images=[[self.model_image(image) for image in images]],
+                                return_tensors="pt")
         input_ids = inputs["input_ids"]
-        image_token_id = self.model.config.image_token_id
         runs = _runs(input_ids[0] == image_token_id)
         if len(runs) != 2:
             raise JudgeConfigError(f"{self.model_name}: expected 2 image-token runs in the prompt, got {len(runs)}")
-        mine = pixel_values_of(torch.from_numpy(np.stack([to_model_rgb(blank, self.image_hw)] * 2)).to(self.device),
-                               self._image_processing)
-        if not torch.equal(mine.grid_thw, inputs["image_grid_thw"].to(self.device)):
-            raise JudgeConfigError(f"{self.model_name}: the processor's image grid {inputs['image_grid_thw'].tolist()} "
-                                   f"differs from the fast path's {mine.grid_thw.tolist()}")
+        rgb = np.stack([to_model_rgb(image, self.image_hw) for image in images])
+        mine = pixel_values_of(torch.from_numpy(rgb), self._image_processing)
+        theirs = inputs["pixel_values"]
+        if (not torch.equal(mine.grid_thw, inputs["image_grid_thw"]) or mine.values.shape != theirs.shape
+                or float((mine.values - theirs).abs().max()) > 1e-4):
+            raise JudgeConfigError(f"{self.model_name}: the processor's pixel values differ from the fast path's "
+                                   "(another resize or normalisation); use the `transformers` judge")
         rope_kwargs = {name: inputs[name] for name in ("mm_token_type_ids", "attention_mask") if name in inputs}
-        position_ids, _ = self.model.model.get_rope_index(input_ids, image_grid_thw=inputs["image_grid_thw"],
-                                                          **rope_kwargs)
-        return PromptLayout(input_ids=input_ids, position_ids=position_ids, query=runs[0], candidate=runs[1],
-                            grid_thw=mine.grid_thw[:1])
+        position_ids, _ = rope_index(input_ids, image_grid_thw=inputs["image_grid_thw"], **rope_kwargs)
+        return PromptLayout(input_ids=input_ids.to(self.device), position_ids=position_ids.to(self.device),
+                            query=runs[0], candidate=runs[1])
 
     # -- scoring ---------------------------------------------------------------------------------
 
@@ -266,7 +277,7 @@ class FastTransformersJudge(TransformersJudge):
         """(count, tokens, hidden) prompt embeddings with the given image features at their token positions."""
         torch = self._torch
         layout = self._layout
-        embeds = self.model.get_input_embeddings()(layout.input_ids[:, tokens].to(self.device))
+        embeds = self.model.get_input_embeddings()(layout.input_ids[:, tokens])
         embeds = embeds.expand(count, -1, -1).clone()
         for run, images in ((layout.query, query_features), (layout.candidate, candidate_features)):
             if images is not None:
@@ -274,7 +285,7 @@ class FastTransformersJudge(TransformersJudge):
         return embeds
 
     def _positions(self, count: int, tokens: slice) -> Any:
-        return self._layout.position_ids[:, :, tokens].to(self.device).expand(-1, count, -1)
+        return self._layout.position_ids[:, :, tokens].expand(-1, count, -1)
 
     def _score_rows(self, query_features: list[Any], candidate_features: list[Any]) -> np.ndarray:
         count, whole = len(query_features), slice(0, self._layout.input_ids.shape[1])
@@ -315,7 +326,8 @@ class FastTransformersJudge(TransformersJudge):
         return mu_from_yes_no(yes_no[:, 0], yes_no[:, 1])
 
     def close(self) -> None:
-        self.feature_cache.clear()
+        if not self._shared_cache:
+            self.feature_cache.clear()
         super().close()
 
     def __repr__(self) -> str:
@@ -325,13 +337,13 @@ class FastTransformersJudge(TransformersJudge):
 
 @dataclass(frozen=True)
 class PromptLayout:
-    """The one token row every pair shares: ids (1, L), M-RoPE positions (3, 1, L), image-token slices."""
+    """The one token row every pair shares, on the model's device: ids (1, L), M-RoPE positions (3, 1, L),
+    and the query's and candidate's image-token slices."""
 
     input_ids: Any
     position_ids: Any
     query: slice
     candidate: slice
-    grid_thw: Any
 
 
 @dataclass(frozen=True)
