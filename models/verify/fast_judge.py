@@ -5,11 +5,11 @@ and the whole model on every pair, so a short list of one query and ten candidat
 ten times and the gallery's reference crops again for every short list. `FastTransformersJudge` gives
 the same μ (within float rounding) from the same model:
 
-1. At construction the processor runs ONCE on a dummy pair: the token ids of the rendered prompt
+1. At construction the processor runs ONCE, on a patterned pair: the token ids of the rendered prompt
    (image placeholders already expanded), the positions of the query's and the candidate's image
-   tokens, and the model's own M-RoPE position ids (``get_rope_index``) for that row. Every pair of
-   a batch has exactly this row, because both images are resized to `image_hw`, so a batch needs no
-   padding and no per-batch tokenising.
+   tokens, and the model's own M-RoPE position ids (``get_rope_index``) for that row; its pixel values
+   must equal the fast path's (2.) or the judge is refused. Every pair of a batch has exactly this
+   row, because both images are resized to `image_hw`, so a batch needs no padding and no tokenising.
 2. Images are resized by the same `to_model_rgb` (OpenCV) as the plain path, then rescaled,
    normalised and patchified with torch tensor ops on the model's device (`pixel_values_of`), giving
    the processor's `pixel_values` / `image_grid_thw`.
