@@ -103,11 +103,14 @@ def short_list_payload(tracklet: Tracklet, candidates: Sequence[Candidate | tupl
                        model_fingerprint: str, gallery_version: int, created_s: float | None = None,
                        max_bytes: int = 4 * 1024 * 1024, jpeg_quality: int = 90,
                        attributes: AttributeProfile | None = None) -> tuple[str, bytes]:
-    """(idempotency key, serialized ShortList) of `build_short_list`: what the outbox holds."""
+    """(idempotency key, serialized ShortList) of `build_short_list`: what the outbox holds.
+
+    Serialized deterministically: map fields (the attribute probabilities) otherwise come out in an order
+    that varies between processes, and a short list rebuilt after a restart must be the same bytes."""
     msg = build_short_list(tracklet, candidates, edge_id=edge_id, model_fingerprint=model_fingerprint,
                            gallery_version=gallery_version, created_s=created_s, max_bytes=max_bytes,
                            jpeg_quality=jpeg_quality, attributes=attributes)
-    return msg.idempotency_key, msg.SerializeToString()
+    return msg.idempotency_key, msg.SerializeToString(deterministic=True)
 
 
 def decode_delta(msg: hub_to_edge_pb2.GalleryDelta, model_fingerprint: str, dim: int) -> GalleryChange:
@@ -438,5 +441,5 @@ def wire_size(msg: session_pb2.EdgeMessage) -> int:
 
 
 def search_result_entry(result: edge_to_hub_pb2.SearchResult) -> tuple[str, bytes]:
-    """(outbox key, payload) of a SearchResult."""
-    return result.idempotency_key, result.SerializeToString()
+    """(outbox key, payload) of a SearchResult (deterministic bytes, as `short_list_payload`)."""
+    return result.idempotency_key, result.SerializeToString(deterministic=True)

@@ -67,8 +67,8 @@ def test_judge_options_reach_the_judge(tmp_path: Path, models_dir: Path) -> None
     with pytest.raises(ConfigError, match="judge_options"):
         load_config(HubConfig, None, ["judge_options=[adapter]"])
     with pytest.raises(JudgeConfigError, match="adapter"):
-        create_hub(load_config(HubConfig, None, [f"data_dir={tmp_path / 'b'}", "judge=openai",
-                                                 "judge_options={base_url: 'http://127.0.0.1:9', model: m, adapter: /x}"]))
+        options = "judge_options={base_url: 'http://127.0.0.1:9', model: m, adapter: /x}"
+        create_hub(load_config(HubConfig, None, [f"data_dir={tmp_path / 'b'}", "judge=openai", options]))
 
 
 @pytest.mark.parametrize("allow", [True, False])

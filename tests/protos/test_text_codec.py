@@ -146,3 +146,28 @@ def test_short_list_carries_attributes() -> None:
                                          gallery_version=1, attributes=attributes)
         read = hub_wire.decode_short_list(msg, edge_id="edge-1", fingerprint=FP, dim=4)
         assert read.attributes == attributes
+
+
+def test_a_short_list_with_attributes_is_the_same_bytes_in_every_process() -> None:
+    """Map fields serialize in an order that varies between processes (string hashing); the outbox payload
+    of a short list rebuilt after a restart must be byte-identical, so it is serialized deterministically."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    program = (
+        "import sys, numpy as np\n"
+        "from edge.uplink import messages\n"
+        "from models.attributes.types import ATTRIBUTE_NAMES, AttributeProfile\n"
+        "from models.types import Crop, Embeddings, Tracklet\n"
+        "probs = {name: (i + 1) / 16 for i, name in enumerate(ATTRIBUTE_NAMES)}\n"
+        "crop = Crop(np.full((64, 32, 3), 128, np.uint8), 'cam', 1.0)\n"
+        "t = Tracklet('t1', 'cam', 1, 0.0, 1.0, (crop,), Embeddings(np.ones((1, 4), np.float32), 'fp'))\n"
+        "_, payload = messages.short_list_payload(t, [('alice', 0.2)], edge_id='e', model_fingerprint='fp',\n"
+        "                                         gallery_version=1, attributes=AttributeProfile(probs, None, None))\n"
+        "sys.stdout.write(payload.hex())\n")
+    root = Path(__file__).resolve().parents[2]
+    payloads = {subprocess.run([sys.executable, "-c", program], cwd=root, capture_output=True, text=True, check=True,
+                               env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout
+                for seed in range(4)}
+    assert len(payloads) == 1 and payloads != {""}
