@@ -8,7 +8,8 @@ Rows (same epochs, seed, image size and steps per epoch for every trained row):
   batches · OSNet distilled from intel-0277+0286 on the same images without their labels.
 Columns: stage-one R1 / mAP / mINP alone; two-stage (the row as the edge model, the 0277+0286 `reid`
 ensemble as stage two, as `crossview eval --stage2` computes it) recall@10 and @50 and the final
-R1 / mAP with K=10 and K=50; train wall time. Results are written after every row (results.json,
+R1 / mAP with K=10 and K=50; train s: the epochs' wall time summed from the training log (so a row
+resumed with --resume counts every epoch; teacher vectors and export are in run_s). Results are written after every row (results.json,
 results.md in --out), so a run cut short still leaves the rows it finished.
 """
 
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="shipped,pk,dfgs,distill,reference")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows of an earlier run in --out/results.json that this run does not redo")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each trained row from its newest checkpoint in --out (same settings)")
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -148,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
                                      max_minutes=args.max_minutes, progress=not args.no_progress)
             data = unlabelled(train_set, args.distill_images, args.seed) if key == "distill" else train_set
             result = train_reid(data, init, args.out / key, settings,
-                                teachers=STAGE2 if key == "distill" else None)
+                                teachers=STAGE2 if key == "distill" else None, resume=args.resume)
+            epochs_s = [json.loads(line)["wall_s"] for line in result.log_path.read_text().splitlines() if line]
             embedder = FileEmbedder(result.model_path, init.spec, name=f"trained-{key}")
             trained[embedder.fingerprint] = embedder
             row = {"model": TRAINED[key], "name": embedder.fingerprint, "epochs": result.epochs,
-                   "train s": result.wall_s, "train_epochs_s": result.train_s, "images": len(data),
+                   "train s": sum(epochs_s), "run_s": result.wall_s, "images": len(data),
                    "final_loss": result.final_loss,
                    "parity_cosine": result.parity_cosine, "onnx": str(result.model_path)}
         else:
