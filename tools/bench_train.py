@@ -9,8 +9,8 @@ Rows (same epochs, seed, image size and steps per epoch for every trained row):
 Columns: stage-one R1 / mAP / mINP alone; two-stage (the row as the edge model, the 0277+0286 `reid`
 ensemble as stage two, as `crossview eval --stage2` computes it) recall@10 and @50 and the final
 R1 / mAP with K=10 and K=50; train s: the epochs' wall time summed from the training log (so a row
-resumed with --resume counts every epoch; teacher vectors and export are in run_s). Results are written after every row (results.json,
-results.md in --out), so a run cut short still leaves the rows it finished.
+resumed with --resume counts every epoch; teacher vectors and export are in run_s). Results are
+written after every row (results.json, results.md in --out), so a run cut short keeps its rows.
 """
 
 from __future__ import annotations
