@@ -101,13 +101,22 @@ class Embedder(ABC):
         parts = [self._embed_chunk(images[start:start + step]) for start in range(0, len(images), step)]
         return Embeddings(np.ascontiguousarray(np.concatenate(parts), dtype=np.float32), self.fingerprint)
 
-    def _embed_chunk(self, images: Sequence[np.ndarray]) -> np.ndarray:
+    def _features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw features of one chunk of validated crops: preprocess on the host, pad, `_infer`.
+
+        A runtime that preprocesses elsewhere (the torch embedder on its device) overrides this.
+        Rows beyond ``len(images)`` (padding) are dropped by the caller.
+        """
         batch = preprocess(images, self.spec)
         count = len(batch)
         if self.fixed_batch is not None and count < self.fixed_batch:
             padding = np.zeros((self.fixed_batch - count, *batch.shape[1:]), np.float32)
             batch = np.concatenate([batch, padding])
-        features = np.asarray(self._infer(batch), dtype=np.float32)
+        return self._infer(batch)
+
+    def _embed_chunk(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        count = len(images)
+        features = np.asarray(self._features(images), dtype=np.float32)
         features = features.reshape(len(features), -1)[:count]
         if features.shape != (count, self.dim):
             raise CrossviewError(

@@ -1,4 +1,5 @@
-"""On a CUDA GPU, the torch embedder in FP16 agrees with ONNX Runtime on the CPU (FP32), per crop.
+"""On a CUDA GPU, the torch embedder in FP16 agrees with ONNX Runtime on the CPU (FP32), per crop,
+with its crops preprocessed on the GPU (the default there) or on the host.
 
 Skipped without CUDA, and without the real models and crops of ../shared (CROSSVIEW_MODELS,
 CROSSVIEW_DATA). This is the GPU path measured on the device machine; TensorRT cannot be
@@ -52,12 +53,19 @@ def reference(crops) -> np.ndarray:
     return create_embedder(OSNET, "onnxruntime", batch_size=32).embed(crops).vectors
 
 
+@pytest.mark.parametrize("preprocess", ["device", "host"])
 @pytest.mark.parametrize("fp16", [True, False], ids=["fp16", "fp32"])
-def test_torch_cuda_matches_onnxruntime_cpu(crops, reference, fp16):
-    embedder = create_embedder(OSNET, "torch", device="cuda", fp16=fp16, batch_size=32)
+def test_torch_cuda_matches_onnxruntime_cpu(crops, reference, fp16, preprocess):
+    """"device": the crops uploaded as uint8 (pinned) and resized/normalised on the GPU (the default)."""
+    embedder = create_embedder(OSNET, "torch", device="cuda", fp16=fp16, batch_size=32, preprocess=preprocess)
     assert embedder.precision == ("fp16" if fp16 else "fp32")
+    assert embedder.preprocess == preprocess
     result = embedder.embed(crops)
     assert result.model_fingerprint == create_embedder(OSNET, "onnxruntime").fingerprint
     cosine = np.sum(result.vectors * reference, axis=1)
     worst = int(np.argmin(cosine))
-    assert cosine[worst] > MIN_COSINE, f"crop {worst}: cosine {cosine[worst]:.6f} (fp16={fp16})"
+    assert cosine[worst] > MIN_COSINE, f"crop {worst}: cosine {cosine[worst]:.6f} (fp16={fp16}, {preprocess})"
+
+
+def test_the_default_on_cuda_is_device_preprocessing(reference):
+    assert create_embedder(OSNET, "torch", device="cuda").preprocess == "device"

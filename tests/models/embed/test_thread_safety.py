@@ -16,13 +16,15 @@ from models.embed import create_embedder
 
 THREADS = 8
 ROUNDS = 3
-CASES = [("reid/osnet-x0.25-msmt17", "onnxruntime"), ("reid/osnet-x0.25-msmt17", "torch"),
-         ("reid/osnet-x0.25-msmt17", "openvino"), ("reid/intel-0288", "openvino")]
+CASES = [("reid/osnet-x0.25-msmt17", "onnxruntime", {}), ("reid/osnet-x0.25-msmt17", "torch", {}),
+         ("reid/osnet-x0.25-msmt17", "torch", {"preprocess": "device"}),
+         ("reid/osnet-x0.25-msmt17", "openvino", {}), ("reid/intel-0288", "openvino", {})]
 
 
-@pytest.mark.parametrize(("model", "runtime"), CASES, ids=[f"{m}-{r}" for m, r in CASES])
-def test_eight_threads_at_once_get_the_single_thread_vectors(models_root, real_crops, model, runtime):
-    embedder = create_embedder(model, runtime, batch_size=4)
+@pytest.mark.parametrize(("model", "runtime", "options"), CASES,
+                         ids=[f"{m}-{r}" + "".join(f"-{v}" for v in o.values()) for m, r, o in CASES])
+def test_eight_threads_at_once_get_the_single_thread_vectors(models_root, real_crops, model, runtime, options):
+    embedder = create_embedder(model, runtime, batch_size=4, **options)
     # Each thread embeds its own slice of the crops, so a mixed-up request shows as wrong vectors.
     slices = [real_crops[i::THREADS] for i in range(THREADS)]
     expected = [embedder.embed(part).vectors for part in slices]
