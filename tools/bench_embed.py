@@ -3,9 +3,13 @@
     python tools/bench_embed.py                                   # CPU, all runtimes, batches 1,32
     python tools/bench_embed.py --device cuda --batches 1,32,128  # GPU runtimes (torch FP16, ...)
     python tools/bench_embed.py --json --runtimes onnxruntime,openvino
+    python tools/bench_embed.py --device cuda --runtimes torch --preprocess host,device --batches 1,32,256
 
 Every figure is end to end through `Embedder.embed` (preprocessing from BGR uint8 crops of mixed
 sizes, inference, normalisation); a "preprocess only" row shows how much of that is preprocessing.
+The torch runtime gets one row per `--preprocess` place: "host" (OpenCV + numpy on the CPU, as every
+runtime) and "device" (uint8 crops uploaded, resized and normalised with torch ops on its device),
+with a "device preprocess only" row beside the host one.
 ONNX Runtime on the CPU is measured in the same run as the reference, and each row's `ratio` is
 its crops/s over the reference's at the same batch size. Crops are real (CUHK03 + Market-1501 from
 $CROSSVIEW_DATA) when available, else random images of person-crop sizes. A runtime that cannot
@@ -39,6 +43,7 @@ from models.zoo import get_spec  # noqa: E402
 
 REFERENCE = "onnxruntime (cpu)"
 PREPROCESS_ONLY = "(preprocess only)"
+DEVICE_PREPROCESS_ONLY = "(device preprocess only)"
 
 
 def load_crops(count: int, seed: int = 0) -> tuple[list[np.ndarray], str]:
@@ -86,7 +91,8 @@ def time_call(call: Callable[[], object], repeats: int) -> float:
 
 def bench_runtime(model: str, runtime: str, label: str, kwargs: dict[str, Any], crops: Sequence[np.ndarray],
                   batch: int, repeats: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"runtime": runtime, "device": label, "batch": batch}
+    row: dict[str, Any] = {"runtime": runtime, "device": label, "batch": batch,
+                           "preprocess": kwargs.get("preprocess", "host")}
     try:
         embedder = create_embedder(model, runtime, batch_size=batch, **kwargs)
     except (CrossviewError, ImportError, RuntimeError) as exc:
@@ -98,12 +104,45 @@ def bench_runtime(model: str, runtime: str, label: str, kwargs: dict[str, Any], 
     return row
 
 
+def bench_device_preprocess(spec: Any, device: str, crops: Sequence[np.ndarray], batch: int,
+                            repeats: int) -> dict[str, Any]:
+    """The torch embedder's device preprocessing alone: pack, upload, resize and normalise every batch."""
+    row: dict[str, Any] = {"runtime": DEVICE_PREPROCESS_ONLY, "device": device, "batch": batch, "preprocess": "device"}
+    try:
+        import torch
+
+        from models.embed.device_preprocess import pack_crops, resize_normalise
+    except ImportError as exc:
+        row["status"] = f"unavailable: {exc}"
+        return row
+    if device == "cuda" and not torch.cuda.is_available():
+        row["status"] = "unavailable: torch sees no CUDA GPU here"
+        return row
+    on_cuda = device == "cuda"
+
+    def all_batches() -> None:
+        for start in range(0, len(crops), batch):
+            part = crops[start:start + batch]
+            packed = pack_crops(torch, part, pin_memory=on_cuda).to(device, non_blocking=on_cuda)
+            resize_normalise(torch, packed, len(part), spec, dtype=torch.float16 if on_cuda else torch.float32)
+        if on_cuda:
+            torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        seconds = time_call(all_batches, repeats)
+    row.update(status="ok", crops_per_s=len(crops) / seconds, ms_per_batch=1000 * seconds * batch / len(crops))
+    return row
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     batches = [int(b) for b in args.batches.split(",")]
     runtimes = [r.strip() for r in args.runtimes.split(",")]
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise SystemExit(f"unknown runtimes {unknown}; valid: {', '.join(RUNTIMES)}")
+    places = [p.strip() for p in args.preprocess.split(",")]
+    if not set(places) <= {"host", "device"}:
+        raise SystemExit(f"--preprocess: expected host and/or device, got {args.preprocess!r}")
     count = args.crops or max(128, *batches)
     crops, source = load_crops(count)
     spec = get_spec(args.model)
@@ -132,11 +171,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             label, kwargs = options
             if runtime in ("onnxruntime", "openvino"):
                 kwargs = {**kwargs, **threads}
-            rows.append(bench_runtime(args.model, runtime, label, kwargs, crops, batch, args.repeats))
+            for place in places if runtime == "torch" else ("host",):
+                place_kwargs = {**kwargs, "preprocess": place} if runtime == "torch" else kwargs
+                rows.append(bench_runtime(args.model, runtime, label, place_kwargs, crops, batch, args.repeats))
         seconds = time_call(lambda b=batch: [preprocess(crops[i:i + b], spec) for i in range(0, count, b)],
                             args.repeats)
-        rows.append({"runtime": PREPROCESS_ONLY, "device": "cpu", "batch": batch, "status": "ok",
-                     "crops_per_s": count / seconds, "ms_per_batch": 1000 * seconds * batch / count})
+        rows.append({"runtime": PREPROCESS_ONLY, "device": "cpu", "batch": batch, "preprocess": "host",
+                     "status": "ok", "crops_per_s": count / seconds, "ms_per_batch": 1000 * seconds * batch / count})
+        if "torch" in runtimes and "device" in places:
+            rows.append(bench_device_preprocess(spec, args.device, crops, batch, args.repeats))
 
     for row in rows:
         ref = next((r for r in rows if r["runtime"] == REFERENCE and r["batch"] == row["batch"]), None)
@@ -162,15 +205,16 @@ def environment(args: argparse.Namespace, source: str) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = ["| runtime | device | precision | batch | crops/s | ms/batch | ratio vs ORT CPU |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| runtime | device | preprocess | precision | batch | crops/s | ms/batch | ratio vs ORT CPU |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
     for row in result["rows"]:
+        head = f"| {row['runtime']} | {row['device']} | {row.get('preprocess', '-')}"
         if "crops_per_s" in row:
             ratio = f"{row['ratio']:.2f}" if "ratio" in row else "-"
-            lines.append(f"| {row['runtime']} | {row['device']} | {row.get('precision', '-')} | {row['batch']} "
+            lines.append(f"{head} | {row.get('precision', '-')} | {row['batch']} "
                          f"| {row['crops_per_s']:.1f} | {row['ms_per_batch']:.2f} | {ratio} |")
         else:
-            lines.append(f"| {row['runtime']} | {row['device']} | - | {row['batch']} | {row['status']} | | |")
+            lines.append(f"{head} | - | {row['batch']} | {row['status']} | | |")
     meta = result["meta"]
     load = ", ".join(f"{v:.1f}" for v in meta["load_average_at_start"])
     lines += ["", f"model {meta['model']}, {meta['crops']}, median of {meta['repeats']} runs, "
@@ -189,6 +233,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median reported)")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads per runtime (default: each runtime's own choice)")
+    parser.add_argument("--preprocess", default="host,device",
+                        help="where the torch runtime preprocesses: host and/or device (one row each)")
     parser.add_argument("--fp32", action="store_true", help="on CUDA, run torch/TensorRT in FP32 (default FP16)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     return parser.parse_args(argv)
