@@ -18,7 +18,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,12 @@ class Hub:
 
     def __init__(self, *, store: HubStore, crops: CropFiles, gallery: Gallery, shortlists: ShortListService,
                  auth: EdgeAuth, alerts: AlertFeed, sessions: SessionManager, search: SearchService,
-                 executor: ThreadPoolExecutor, hub_id: str) -> None:
+                 executor: ThreadPoolExecutor, hub_id: str, on_stop: Sequence[Callable[[], None]] = ()) -> None:
+        """`on_stop`: closed last, after the sessions and workers (e.g. the judge micro-batcher)."""
         self.store, self.crops, self.gallery, self.shortlists = store, crops, gallery, shortlists
         self.auth, self.alerts, self.sessions, self.search = auth, alerts, sessions, search
         self.executor = executor
+        self._on_stop = list(on_stop)
         self.hub_id = hub_id
         self.health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
@@ -58,7 +60,8 @@ class Hub:
 
     @classmethod
     def create(cls, *, data_dir: str | Path, database: str | Path | None = None, verifier: Verifier | None = None,
-               judge: str = "reid", judge_kwargs: dict[str, Any] | None = None, policy: DecisionPolicy | None = None,
+               judge: str = "reid", judge_kwargs: dict[str, Any] | None = None,
+               judge_batching: dict[str, Any] | None = None, policy: DecisionPolicy | None = None,
                embedder_factory: Callable[[str], Any] = zoo_embedder, limits: SessionLimits | None = None,
                accepted_fingerprints: Collection[str] | None = None, hub_id: str | None = None,
                workers: int = 2, lease_s: float = 120.0, max_delta_bytes: int = 1 << 20,
@@ -68,15 +71,21 @@ class Hub:
         ``<data_dir>/hub.db``, or a ``postgresql://`` URL; or pass an open `store`).
 
         `verifier` defaults to `judge` (a `models.verify` name, with `judge_kwargs`) plus fusion and
-        `policy`; `embedder_factory(fingerprint)` opens the Re-ID model of an edge's fingerprint.
+        `policy`; with `judge_batching` (`JudgeBatcher` options; None or empty: off) that judge is
+        wrapped in the micro-batcher, which `stop` closes. `embedder_factory(fingerprint)` opens the
+        Re-ID model of an edge's fingerprint.
         """
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         store = store or open_store(database or data_dir / "hub.db")
+        on_stop: list[Callable[[], None]] = []
         try:
             crops = CropFiles(data_dir / "crops")
             gallery = Gallery(store, crops, Embedders(embedder_factory), clock=clock, max_delta_bytes=max_delta_bytes)
-            verifier = verifier or create_verifier(judge, policy=policy, **(judge_kwargs or {}))
+            if verifier is None:
+                verifier = create_verifier(judge, policy=policy, judge_batching=judge_batching, **(judge_kwargs or {}))
+                if judge_batching:
+                    on_stop.append(verifier.judge.close)  # the batcher's worker thread
             alerts = AlertFeed()
             shortlists = ShortListService(store, gallery, crops, verifier, alerts=alerts, clock=clock, lease_s=lease_s)
             auth = EdgeAuth(store, clock=clock)
@@ -94,10 +103,12 @@ class Hub:
                                    stage1_weight=getattr(policy, "stage1_weight", DecisionPolicy.stage1_weight),
                                    clock=clock)
         except BaseException:
+            for close in on_stop:
+                close()
             store.close()
             raise
         return cls(store=store, crops=crops, gallery=gallery, shortlists=shortlists, auth=auth, alerts=alerts,
-                   sessions=sessions, search=search, executor=executor, hub_id=hub_id)
+                   sessions=sessions, search=search, executor=executor, hub_id=hub_id, on_stop=on_stop)
 
     async def start(self, *, port: int = 0, host: str = "127.0.0.1", tls: TlsConfig | None = None,
                     max_receive_message_bytes: int | None = None) -> int:
@@ -126,6 +137,8 @@ class Hub:
             self.server = None
         self.sessions.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
+        while self._on_stop:
+            self._on_stop.pop()()
         self.store.close()
 
     async def serve_forever(self, **start_kwargs: Any) -> None:

@@ -16,8 +16,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -172,8 +173,38 @@ class JudgeVerifier:
 
 
 def create_verifier(judge: str = "reid", *, policy: DecisionPolicy | None = None,
-                    calibration: Calibration | None = None, **judge_kwargs: Any) -> Verifier:
-    """A `JudgeVerifier` around `models.verify.create_judge(judge, **judge_kwargs)`."""
+                    calibration: Calibration | None = None, judge_batching: Mapping[str, Any] | None = None,
+                    **judge_kwargs: Any) -> JudgeVerifier:
+    """A `JudgeVerifier` around `models.verify.create_judge(judge, **judge_kwargs)`.
+
+    `judge_batching` (None or empty: off) are `models.verify.batcher.JudgeBatcher`'s keyword arguments
+    (e.g. ``{"max_batch_pairs": 64, "max_wait_ms": 3}``): the judge is wrapped in that micro-batcher,
+    so concurrent short lists share judge calls. The batcher is then the verifier's `judge`; its owner
+    closes it (`JudgeBatcher.close`). A bad option is a `JudgeConfigError` naming ``judge_batching``.
+    """
     from models.verify import create_judge
 
-    return JudgeVerifier(create_judge(judge, **judge_kwargs), policy, name=judge, calibration=calibration)
+    scorer = create_judge(judge, **judge_kwargs)
+    if judge_batching:
+        try:
+            scorer = batched_judge(scorer, judge_batching)
+        except BaseException:
+            scorer.close()
+            raise
+    return JudgeVerifier(scorer, policy, name=judge, calibration=calibration)
+
+
+def batched_judge(judge: Any, options: Mapping[str, Any]) -> Any:
+    """`judge` wrapped in a `JudgeBatcher` with `options`; unknown or bad options: `JudgeConfigError`."""
+    from models.verify import JudgeConfigError
+    from models.verify.batcher import JudgeBatcher
+
+    valid = [name for name in inspect.signature(JudgeBatcher).parameters if name != "judge"]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise JudgeConfigError(f"judge_batching: unknown option(s) {', '.join(map(str, unknown))}; "
+                               f"valid: {', '.join(valid)}")
+    try:
+        return JudgeBatcher(judge, **options)
+    except JudgeConfigError as exc:
+        raise JudgeConfigError(f"judge_batching: {exc}") from None

@@ -11,6 +11,9 @@ Configuration (`HubConfig`: YAML file + ``key=value`` overrides) is read here an
     judge_options: {model: Qwen/Qwen2-VL-2B-Instruct, adapter: /srv/judge-lora}  # that judge's keyword
                                             # arguments (e.g. the transformers judge's LoRA adapter from
                                             # `crossview train judge`); unknown ones are refused at start
+    judge_batching: {max_batch_pairs: 64, max_wait_ms: 3}  # optional (absent or {}: off): pack concurrent
+                                            # short lists' pairs into shared judge calls (a GPU judge's
+                                            # throughput); also max_queue_pairs, put_timeout_s (JudgeBatcher)
     allow_new_identities: false             # true: a person nobody in the gallery resembles (an edge's
                                             # send_unmatched) gets an automatic identity; false: an
                                             # "unknown" sighting, promotable to an identity
@@ -72,6 +75,7 @@ class HubConfig:
     port: int = 50051
     judge: str = "reid"
     judge_options: dict[str, Any] = field(default_factory=dict)
+    judge_batching: dict[str, Any] = field(default_factory=dict)
     allow_new_identities: bool = False
     confirm_p_same: float = DEFAULT_CONFIRM_P_SAME
     tls_cert: str | None = None
@@ -213,7 +217,7 @@ def create_hub(cfg: HubConfig) -> Hub:
     policy = DecisionPolicy(allow_new_identities=cfg.allow_new_identities, confirm_p_same=cfg.confirm_p_same,
                             new_below_p_same=min(DecisionPolicy.new_below_p_same, cfg.confirm_p_same))
     return Hub.create(data_dir=cfg.data_dir, database=cfg.database, judge=cfg.judge, judge_kwargs=cfg.judge_options,
-                      policy=policy,
+                      judge_batching=cfg.judge_batching or None, policy=policy,
                       workers=cfg.workers, limits=SessionLimits(heartbeat_timeout_s=cfg.heartbeat_timeout_s))
 
 
