@@ -94,12 +94,14 @@ def resize_normalise(torch: Any, packed: Any, count: int, spec: ModelSpec, *, dt
     weight = wy[:, :, None, None]
     top = ((row(y0) >> 4) * (_WEIGHT_ONE - weight)) >> 16
     bottom = ((row(y1) >> 4) * weight) >> 16
-    resized = ((top + bottom + 2) >> 2).to(torch.float32)
-    if spec.channel_order == "RGB":
-        resized = resized.flip(3)
-    if spec.scale != 1.0:
-        resized.mul_(float(spec.scale))
-    mean = torch.tensor(spec.mean, dtype=torch.float32, device=packed.device)
-    std = torch.tensor(spec.std, dtype=torch.float32, device=packed.device)
-    resized.sub_(mean).div_(std)
-    return resized.permute(0, 3, 1, 2).to(dtype).contiguous()
+    resized = ((top + bottom + 2) >> 2).to(torch.float32)  # (count, H, W, 3) BGR levels
+
+    # per channel with Python scalars: no small host-to-device copies of mean/std per batch
+    out = torch.empty((count, 3, height, width), dtype=dtype, device=packed.device)
+    source_channels = (2, 1, 0) if spec.channel_order == "RGB" else (0, 1, 2)
+    for channel, source in enumerate(source_channels):
+        values = resized[..., source]
+        if spec.scale != 1.0:
+            values = values * float(spec.scale)
+        out[:, channel] = (values - float(spec.mean[channel])) / float(spec.std[channel])
+    return out
