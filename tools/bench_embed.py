@@ -104,8 +104,8 @@ def bench_runtime(model: str, runtime: str, label: str, kwargs: dict[str, Any], 
     return row
 
 
-def bench_device_preprocess(spec: Any, device: str, crops: Sequence[np.ndarray], batch: int,
-                            repeats: int) -> dict[str, Any]:
+def bench_device_preprocess(spec: Any, device: str, crops: Sequence[np.ndarray], batch: int, repeats: int,
+                            fp16: bool) -> dict[str, Any]:
     """The torch embedder's device preprocessing alone: pack, upload, resize and normalise every batch."""
     row: dict[str, Any] = {"runtime": DEVICE_PREPROCESS_ONLY, "device": device, "batch": batch, "preprocess": "device"}
     try:
@@ -119,12 +119,13 @@ def bench_device_preprocess(spec: Any, device: str, crops: Sequence[np.ndarray],
         row["status"] = "unavailable: torch sees no CUDA GPU here"
         return row
     on_cuda = device == "cuda"
+    dtype = torch.float16 if on_cuda and fp16 else torch.float32
 
     def all_batches() -> None:
         for start in range(0, len(crops), batch):
             part = crops[start:start + batch]
             packed = pack_crops(torch, part, pin_memory=on_cuda).to(device, non_blocking=on_cuda)
-            resize_normalise(torch, packed, len(part), spec, dtype=torch.float16 if on_cuda else torch.float32)
+            resize_normalise(torch, packed, len(part), spec, dtype=dtype)
         if on_cuda:
             torch.cuda.synchronize()
 
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append({"runtime": PREPROCESS_ONLY, "device": "cpu", "batch": batch, "preprocess": "host",
                      "status": "ok", "crops_per_s": count / seconds, "ms_per_batch": 1000 * seconds * batch / count})
         if "torch" in runtimes and "device" in places:
-            rows.append(bench_device_preprocess(spec, args.device, crops, batch, args.repeats))
+            rows.append(bench_device_preprocess(spec, args.device, crops, batch, args.repeats, not args.fp32))
 
     for row in rows:
         ref = next((r for r in rows if r["runtime"] == REFERENCE and r["batch"] == row["batch"]), None)
