@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -23,6 +22,7 @@ from models.evaluation.datasets import DatasetError, load_dataset
 from models.evaluation.pairs import Episode, embed_episode, episodes, identity_distances, shortlist_pairs
 from models.evaluation.report import finish_figure
 from models.evaluation.run import _default_factory, _slot, embed_paths
+from models.images import read_bgr
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,6 @@ class ScoredPairs:
     mu: np.ndarray | None = None  # (N,) float64
 
 
-def _read(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise DatasetError(f"{path}: cannot be read as an image")
-    return image
-
 
 def _judge_mu(episode: Episode, identities: np.ndarray, rows: np.ndarray, cols: np.ndarray, judge: Any,
               progress: bool) -> np.ndarray:
@@ -49,7 +43,7 @@ def _judge_mu(episode: Episode, identities: np.ndarray, rows: np.ndarray, cols: 
     images: dict[Path, np.ndarray] = {}
 
     def crops(paths: Sequence[Path]) -> list[np.ndarray]:
-        return [images.setdefault(p, _read(p)) for p in paths]
+        return [images.setdefault(p, read_bgr(p, DatasetError)) for p in paths]
 
     mu = np.full(len(rows), np.nan)
     for q in tqdm(np.unique(rows), desc="judge", unit="query", disable=not progress, leave=False):

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ from models.evaluation.ranking import (
     recall_at_k,
     shortlist_mask,
 )
+from models.images import read_bgr
 from models.metrics import RankMetrics, evaluate_rank
 from models.types import Embeddings
 
@@ -90,12 +90,6 @@ def _default_factory(runtime: str | None, batch_size: int) -> EmbedderFactory:
     return make
 
 
-def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise DatasetError(f"{path}: cannot be read as an image")
-    return image
-
 
 def embed_paths(
     paths: Sequence[Path],
@@ -116,7 +110,7 @@ def embed_paths(
         try:
             for start in range(0, len(todo_unique), _READ_CHUNK):
                 chunk = todo_unique[start:start + _READ_CHUNK]
-                images = [_read_image(paths[i]) for i in chunk]
+                images = [read_bgr(paths[i], DatasetError) for i in chunk]
                 vectors = embedder.embed(images).vectors
                 cache.put(slot, [keys[i] for i in chunk], vectors)
                 bar.update(len(chunk))

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -28,6 +27,7 @@ from models.attributes.scoring import description_scores, rank_by_description
 from models.attributes.types import ATTRIBUTE_NAMES, AttributeProfile, ColourReading, TextQuery
 from models.errors import require
 from models.evaluation.datasets import DatasetError, image_files, market_name
+from models.images import read_bgr
 
 RANDOM_TRIALS = 200
 _SEED = 0
@@ -163,12 +163,6 @@ def _crops(root: Path, labels: Mapping[int, IdentityLabels]) -> list[tuple[Path,
     return crops
 
 
-def _read(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise DatasetError(f"{path}: cannot be read as an image")
-    return image
-
 
 Recognize = Callable[[Sequence[np.ndarray]], list[AttributeProfile]]
 Embed = Callable[[Sequence[np.ndarray]], np.ndarray]
@@ -180,7 +174,7 @@ def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: R
     crops = _crops(Path(root), labels)
     images, pids = [], np.array([pid for _, pid in crops])
     for path, _ in tqdm(crops, desc="read crops", unit="img", disable=not progress, leave=False):
-        images.append(_read(path))
+        images.append(read_bgr(path, DatasetError))
     profiles: list[AttributeProfile] = []
     for start in tqdm(range(0, len(images), 64), desc="attributes", disable=not progress, leave=False):
         profiles += recognize(images[start:start + 64])

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from models.errors import CrossviewError, ModelNotFoundError
+from models.images import read_bgr
 from models.train.network import TrainSetupError
 from models.zoo import ModelSpec, get_spec, resolve_model
 
@@ -104,7 +104,7 @@ def teacher_vectors(paths: Sequence[Path], teachers: Sequence[str], cache_file: 
         rows = []
         for start in tqdm(range(0, len(paths), _CHUNK), desc=f"teacher {spec.name}", unit="chunk",
                           disable=not progress, leave=False):
-            images = [_read_bgr(Path(p)) for p in paths[start:start + _CHUNK]]
+            images = [read_bgr(Path(p), TrainSetupError) for p in paths[start:start + _CHUNK]]
             rows.append(embedder.embed(images).vectors)
         parts.append(l2_normalise(np.concatenate(rows)))
     vectors = l2_normalise(np.concatenate(parts, axis=1))
@@ -114,10 +114,3 @@ def teacher_vectors(paths: Sequence[Path], teachers: Sequence[str], cache_file: 
         np.savez(tmp, key=np.array(key), paths=names, vectors=vectors)
         tmp.replace(cache_file)
     return vectors
-
-
-def _read_bgr(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise TrainSetupError(f"{path}: cannot be read as an image")
-    return image

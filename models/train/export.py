@@ -28,6 +28,18 @@ class ExportError(CrossviewError, RuntimeError):
     """The exported ONNX model does not give the trained torch module's vectors."""
 
 
+def _point_onnx2torch_at_the_exporter() -> None:
+    """onnx2torch reads the export's opset from whatever ``torch.onnx.symbolic_helper`` was when it was
+    imported. Imported after transformers or peft, that is torch's backward-compatibility module, which
+    lacks ``GLOBALS``, and every export fails with an AttributeError; give it the exporter's own module."""
+    import onnx2torch.utils.common as onnx2torch_common
+
+    if not hasattr(onnx2torch_common.symbolic_helper, "GLOBALS"):
+        from torch.onnx._internal.torchscript_exporter import symbolic_helper
+
+        onnx2torch_common.symbolic_helper = symbolic_helper
+
+
 def export_onnx(backbone: Any, spec: ModelSpec, path: Path, *, input_name: str, output_name: str,
                 check_crops: Sequence[np.ndarray]) -> float:
     """Write `backbone` (eval mode) to `path` with a dynamic batch and return the smallest cosine
@@ -40,6 +52,7 @@ def export_onnx(backbone: Any, spec: ModelSpec, path: Path, *, input_name: str, 
     dummy = torch.zeros(2, 3, height, width)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
+    _point_onnx2torch_at_the_exporter()
     with torch.no_grad(), warnings.catch_warnings():
         # onnx2torch's Shape/Reshape modules warn while traced; the dynamic batch is checked below instead
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

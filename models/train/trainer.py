@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from models.embed.preprocess import preprocess
 from models.errors import InvalidInputError, require
+from models.images import read_bgr
 from models.train.augment import AugmentSettings, augment_batch
 from models.train.data import check_training_set
 from models.train.distill import DISTILL_TEMPERATURE, similarity_distillation_loss, teacher_vectors
@@ -101,13 +101,6 @@ def lr_factor(step: int, total: int, warmup: float, min_factor: float) -> float:
         return (step + 1) / warm
     progress = (step - warm) / max(1, total - warm)
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def read_bgr(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise InvalidInputError(f"{path}: cannot be read as an image")
-    return image
 
 
 class _Run:

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from models.errors import CrossviewError, require
+from models.images import read_bgr
 from models.verify.base import JudgeConfigError
 from models.verify.prompt import NO, YES, chat_content
 
@@ -195,13 +195,6 @@ def base_fingerprint(model: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_bgr(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise JudgeDataError(f"{path}: cannot be read as an image")
-    return image
-
-
 def attach_lora(judge: TransformersJudge, settings: LoraSettings) -> Any:
     """Wrap the judge's model in fresh LoRA matrices (seeded); the judge then scores with the wrapped model."""
     torch = require("torch")
@@ -256,7 +249,7 @@ def train_lora(judge: TransformersJudge, examples: Sequence[JudgeExample], setti
                 order = rng.permutation(len(examples)).tolist()
             batch = [examples[i] for i in order[:settings.batch_size]]
             order = order[settings.batch_size:]
-            rows = [(_read_bgr(e.query), _read_bgr(e.candidate)) for e in batch]
+            rows = [(read_bgr(e.query, JudgeDataError), read_bgr(e.candidate, JudgeDataError)) for e in batch]
             targets = torch.tensor([answer_id[e.answer] for e in batch], device=judge.device)
             logits = _first_token_logits(model, judge.model_inputs(rows), keep)
             loss = torch.nn.functional.cross_entropy(logits.float(), targets)
