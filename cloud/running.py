@@ -161,6 +161,8 @@ class RunningHub:
                 await self._api.stop()
             except Exception:
                 log.exception("stopping the REST API failed")
+        if self.operators is not None:
+            self.operators.close()  # its log-in hashing threads, else left behind by every hub a process runs
         await self.hub.stop()
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "demo-serving-secret"
@@ -40,6 +41,7 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.timeout(1900)  # its own deadlines: 1200 s to serve and 600 s to stop, for a loaded machine
 def test_the_demo_serves_searches_that_find_the_man_on_camera_b(models_dir: Path, data_dir: Path,
                                                                  tmp_path: Path) -> None:
     env = {**os.environ, "CROSSVIEW_MODELS": str(models_dir), "CROSSVIEW_DATA": str(data_dir),
