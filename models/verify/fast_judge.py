@@ -14,7 +14,7 @@ the same μ (within float rounding) from the same model:
    normalised and patchified with torch tensor ops on the model's device (`pixel_values_of`), giving
    the processor's `pixel_values` / `image_grid_thw`.
 3. Each distinct image of a call is encoded once with the model's ``get_image_features``: a query once
-   for all its candidates; candidate crops go to a bounded LRU (`VisionFeatureCache`) keyed by
+   for all its candidates; candidate crops go to a bounded LRU (`image_cache.ImageCache`) keyed by
    (content hash, model fingerprint, image size), so a reference crop is encoded once across short lists.
 4. A batch is the prompt's token embeddings with the cached vision features written at the image-token
    positions (what the model's forward does with ``masked_scatter``), run through the model with
@@ -36,11 +36,8 @@ transformers 5 already attends within each image).
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +46,7 @@ import numpy as np
 
 from models.errors import require
 from models.verify.base import JudgeConfigError, JudgeError, Pair, mu_from_yes_no
+from models.verify.image_cache import CacheStats, ImageCache, pair_keys
 from models.verify.prompt import to_model_rgb
 from models.verify.transformers_judge import TransformersJudge
 
@@ -56,76 +54,12 @@ from models.verify.transformers_judge import TransformersJudge
 DEFAULT_CACHE_IMAGES = 2048
 
 
-@dataclass
-class CacheStats:
-    """Counters of a `VisionFeatureCache` and of the images a judge ran through its vision tower."""
-
-    hits: int = 0
-    misses: int = 0
-    evictions: int = 0
-    images_encoded: int = 0
-
-
-class VisionFeatureCache:
-    """A bounded, thread-safe LRU of vision features (one tensor per image), oldest evicted first.
-
-    Keys are whatever the judge makes of an image: (content hash, model fingerprint, image size).
-    """
-
-    def __init__(self, max_images: int = DEFAULT_CACHE_IMAGES) -> None:
-        if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 0:
-            raise JudgeConfigError(f"max_images: expected an int >= 0 (0 disables the cache), got {max_images!r}")
-        self.max_images = max_images
-        self.stats = CacheStats()
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any | None:
-        with self._lock:
-            features = self._entries.get(key)
-            if features is None:
-                self.stats.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.stats.hits += 1
-            return features
-
-    def put(self, key: Hashable, features: Any) -> None:
-        if self.max_images == 0:
-            return
-        with self._lock:
-            self._entries[key] = features
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_images:
-                self._entries.popitem(last=False)
-                self.stats.evictions += 1
-
-    def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._entries
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-def image_key(image: np.ndarray) -> str:
-    """Content hash of a crop: its bytes, shape and dtype (two equal crops share an entry)."""
-    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16)
-    digest.update(f"{image.shape}{image.dtype}".encode())
-    return digest.hexdigest()
-
-
 class FastTransformersJudge(TransformersJudge):
     """`TransformersJudge` with cached vision features and no per-batch processor (see the module docstring).
 
     Takes every option of `TransformersJudge`, plus:
         cache_images: candidate images whose vision features are kept (LRU); 0 disables the cache.
-        feature_cache: a `VisionFeatureCache` to share between judges (its keys carry the model
+        feature_cache: an `ImageCache` to share between judges (its keys carry the model
             fingerprint); `cache_images` is ignored when given.
         share_prefix: run the prompt up to the candidate image once per distinct query and each pair
             on a copy of its KV cache (False: every pair runs the whole prompt).
@@ -134,7 +68,7 @@ class FastTransformersJudge(TransformersJudge):
     name: ClassVar[str] = "transformers-fast"
 
     def __init__(self, model: str | Path | Any, *, cache_images: int = DEFAULT_CACHE_IMAGES,
-                 feature_cache: VisionFeatureCache | None = None, share_prefix: bool = True,
+                 feature_cache: ImageCache | None = None, share_prefix: bool = True,
                  **kwargs: Any) -> None:
         try:  # the plain judge's options are taken through **kwargs: refuse unknown ones by name
             inspect.signature(TransformersJudge).bind(model, **kwargs)
@@ -146,7 +80,7 @@ class FastTransformersJudge(TransformersJudge):
         if self.image_hw is None:
             raise JudgeConfigError("image_hw: the fast path needs one fixed (height, width); got None")
         self._shared_cache = feature_cache is not None
-        self.feature_cache = feature_cache if feature_cache is not None else VisionFeatureCache(cache_images)
+        self.feature_cache = feature_cache if feature_cache is not None else ImageCache(cache_images)
         self._model_key = f"{self.model_name}|{self.adapter}|{self.dtype}|{self.device}|{id(self.model)}"
         self._image_processing = _image_processing(self.processor, self.image_hw)
         self._layout = self._prompt_layout()
@@ -202,7 +136,7 @@ class FastTransformersJudge(TransformersJudge):
         torch = self._torch
         try:
             with self._lock, torch.inference_mode():
-                keys = [(image_key(query), image_key(candidate)) for query, candidate in pairs]
+                keys = pair_keys(pairs)
                 features = self._features_of(pairs, keys)
                 if self.share_prefix:
                     return self._score_on_shared_prefixes(keys, features)

@@ -21,15 +21,13 @@ once (3 query crops x 5 candidates x 4 references: 428 ms -> 70 ms per short lis
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from models.verify.base import Judge, JudgeConfigError, Pair
+from models.verify.image_cache import ImageCache, pair_keys
 
 DEFAULT_MODELS: tuple[str, ...] = ("reid/intel-0277", "reid/intel-0286")
 
@@ -67,8 +65,7 @@ class ReidJudge(Judge):
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise JudgeConfigError(f"cache_size: expected an integer >= 0, got {cache_size!r}")
         self.cache_size = cache_size
-        self._cache: OrderedDict[bytes, tuple[np.ndarray, ...]] = OrderedDict()  # content key -> one vector per model
-        self._cache_lock = threading.Lock()
+        self._cache = ImageCache(cache_size)  # content key -> one vector per model
         if embedders is None:
             if isinstance(models, str):
                 models = (models,)
@@ -84,12 +81,11 @@ class ReidJudge(Judge):
         self.models = tuple(getattr(e, "fingerprint", type(e).__name__) for e in self.embedders)
 
     def _score(self, pairs: Sequence[Pair]) -> np.ndarray:
-        keys: dict[bytes, int] = {}
+        keys: dict[str, int] = {}
         images: list[np.ndarray] = []
         index = np.empty((len(pairs), 2), dtype=np.int64)
-        for row, pair in enumerate(pairs):
-            for side, image in enumerate(pair):
-                key = _content_key(image)
+        for row, (pair, pair_key) in enumerate(zip(pairs, pair_keys(pairs), strict=True)):
+            for side, (image, key) in enumerate(zip(pair, pair_key, strict=True)):
                 if key not in keys:
                     keys[key] = len(images)
                     images.append(image)
@@ -101,12 +97,9 @@ class ReidJudge(Judge):
             total += (1.0 - cosine) / 2.0
         return np.clip(total / len(self.embedders), 0.0, 1.0)
 
-    def _vectors(self, keys: list[bytes], images: list[np.ndarray]) -> list[np.ndarray]:
+    def _vectors(self, keys: list[str], images: list[np.ndarray]) -> list[np.ndarray]:
         """Per model, an (N, D) float64 matrix of the images' vectors: cached ones reused, the rest embedded."""
-        with self._cache_lock:
-            known = {k: self._cache[k] for k in keys if k in self._cache}
-            for key in known:
-                self._cache.move_to_end(key)
+        known = {k: v for k in keys if (v := self._cache.get(k)) is not None}
         missing = [i for i, key in enumerate(keys) if key not in known]
         fresh = [e.embed([images[i] for i in missing]).vectors.astype(np.float64) if missing else None
                  for e in self.embedders]
@@ -120,12 +113,8 @@ class ReidJudge(Judge):
                 assert embedder_fresh is not None
                 rows[i] = embedder_fresh[j]
             out.append(np.stack(rows) if rows else np.zeros((0, 1)))
-        if self.cache_size and missing:
-            with self._cache_lock:
-                for j, i in enumerate(missing):
-                    self._cache[keys[i]] = tuple(f[j] for f in fresh if f is not None)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+        for j, i in enumerate(missing):
+            self._cache.put(keys[i], tuple(f[j] for f in fresh if f is not None))
         return out
 
     @property
@@ -135,8 +124,3 @@ class ReidJudge(Judge):
     def __repr__(self) -> str:
         return f"ReidJudge(models={list(self.models)!r})"
 
-
-def _content_key(image: np.ndarray) -> bytes:
-    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16)
-    digest.update(repr(image.shape).encode())
-    return digest.digest()

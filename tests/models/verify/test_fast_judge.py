@@ -17,7 +17,8 @@ torch = pytest.importorskip("torch")
 
 from models.errors import InvalidInputError  # noqa: E402
 from models.verify import JudgeConfigError, JudgeError  # noqa: E402
-from models.verify.fast_judge import FastTransformersJudge, VisionFeatureCache, pixel_values_of  # noqa: E402
+from models.verify.fast_judge import FastTransformersJudge, pixel_values_of  # noqa: E402
+from models.verify.image_cache import ImageCache  # noqa: E402
 from models.verify.prompt import to_model_rgb  # noqa: E402
 from models.verify.random_qwen2vl import build_offline_processor, build_random_qwen2vl  # noqa: E402
 from models.verify.transformers_judge import TransformersJudge  # noqa: E402
@@ -125,7 +126,7 @@ def test_evicted_candidates_are_encoded_again_with_the_same_mu(plain: Transforme
 
 
 def test_a_shared_cache_never_mixes_two_models_features(crops: list[np.ndarray]) -> None:
-    shared = VisionFeatureCache(64)
+    shared = ImageCache(64)
     models = [_tiny(seed=0), _tiny(seed=1)]
     judges = [FastTransformersJudge(m, processor=p, image_hw=SMALL_HW, feature_cache=shared) for m, p in models]
     for (model, processor), judge in zip(models, judges, strict=True):
