@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from edge.settings import AttributeSettings, RetentionPolicy, TrackletSettings, UplinkSettings
+from edge.settings import AttributeSettings, RetentionPolicy, TextImageSettings, TrackletSettings, UplinkSettings
 from edge.uplink.settings import check_tls_pair
 from models.errors import CrossviewError
 from models.scores import DEFAULT_RECALL_P_SAME, check_p_same
@@ -92,6 +92,8 @@ class PipelineConfig:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     # person attributes for search by description: attributes.enabled=, attributes.model=, attributes.batch_size=
     attributes: AttributeSettings = field(default_factory=AttributeSettings)
+    # a registered text-image model for search by description: text_image.model=NAME, text_image.weight=
+    text_image: TextImageSettings = field(default_factory=TextImageSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # DEBUG also shows FFmpeg's and OpenCV's own lines
 
     def __post_init__(self) -> None:
@@ -356,7 +358,8 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     node = EdgeNode(workdir, cfg.edge_id, camera_ids, tracker=tracker, embedder=embedder, gallery=gallery,
                     policy=policy, tracklets=cfg.tracklets, embed_batch_size=cfg.embed_batch_size,
                     uplink=cfg.uplink, retention=cfg.retention, send_unmatched=cfg.send_unmatched,
-                    attributes=attribute_recognizer(cfg.attributes), **hub_options)
+                    attributes=attribute_recognizer(cfg.attributes), text_image=text_image_encoder(cfg.text_image),
+                    **hub_options)
     # with a hub the gallery comes from it (the "connected to hub" line says how large it is)
     if gallery is None and node.link is None and node.gallery.size == 0 and not cfg.send_unmatched:
         log.info("no gallery (never synced with a hub): nobody will be short-listed; pass gallery_dir=FOLDER to "
@@ -377,6 +380,18 @@ def attribute_recognizer(settings: AttributeSettings) -> Any:
     except ModelNotFoundError as exc:
         log.warning("attributes off: %s; tracklets cannot be searched by description", exc)
         return None
+
+
+def text_image_encoder(settings: TextImageSettings) -> Any:
+    """The edge's `TextImageEncoder`, or None when no text-image model is named."""
+    if not settings.model:
+        return None
+    from models.attributes.text_image import TextImageEncoder
+
+    encoder = TextImageEncoder(settings.model, weight=settings.weight)
+    log.info("text-image model %s: text jobs mix its cosine (weight %.2f) into the attribute score",
+             encoder.fingerprint, encoder.weight)
+    return encoder
 
 
 def _hub_options(hub: HubConnectionConfig) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""`crossview models list|add|remove`: the built-in zoo and the user's own Re-ID models.
+"""`crossview models list|add|add-text-image|remove`: the built-in zoo and the user's own models.
 
     crossview models add reid/site-v1 --onnx runs/site/model.onnx --like reid/osnet-x0.25-msmt17
+    crossview models add-text-image text/clip --image-onnx vision.onnx --text-onnx text.onnx --tokenizer tok/
     crossview models list            # built-in and user models (user ones marked "user"), checksums verified
     crossview models remove reid/site-v1
 
 User models are kept in ``$CROSSVIEW_USER_MODELS`` (else ``~/.local/share/crossview/models``); see
-`models.zoo.user`.
+`models.zoo.user` and `models.zoo.text_image`.
 """
 
 from __future__ import annotations
@@ -68,13 +69,36 @@ def register(models_app: typer.Typer) -> None:
         typer.echo(f"added {model.spec.fingerprint} ({model.spec.weights.size / 1e6:.2f} MB, like {model.like}, "
                    f"{model.spec.output_dim}-d) at {model.onnx}")
 
+    @models_app.command("add-text-image")
+    def models_add_text_image(
+        name: Annotated[str, typer.Argument(help="Name for the model, e.g. text/clip-b32.")],
+        image_onnx: Annotated[Path, typer.Option("--image-onnx", help="The image tower (ONNX, [N,3,H,W] in).")],
+        text_onnx: Annotated[Path, typer.Option("--text-onnx", help="The text tower (ONNX, input_ids in).")],
+        tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Its tokenizer folder (transformers).")],
+        input_size: Annotated[int, typer.Option("--input-size", help="The image tower's square input side.")] = 224,
+        max_length: Annotated[int, typer.Option("--max-length", help="Text tokens the text tower takes.")] = 77,
+        force: Annotated[bool, typer.Option("--force", help="Replace a model of that name.")] = False,
+    ) -> None:
+        """Register a CLIP-style text-image model (both towers and the tokenizer, copied with their checksums);
+        an edge uses it for search by description with text_image.model=NAME."""
+        from models.zoo.text_image import add_text_image_model
+
+        model = add_text_image_model(name, image_onnx, text_onnx, tokenizer, input_hw=(input_size, input_size),
+                                     max_length=max_length, force=force)
+        typer.echo(f"added {model.fingerprint} ({model.image_spec.output_dim}-d, image {input_size}x{input_size}, "
+                   f"text up to {model.max_length} tokens) at {model.manifest}")
+
     @models_app.command("remove")
     def models_remove(name: Annotated[str, typer.Argument(help="A user model's name.")]) -> None:
-        """Delete a user model (its file and manifest); built-in models cannot be removed."""
-        from models.zoo import model_names
-        from models.zoo.user import UserModelError, remove_user_model
+        """Delete a user model (its files and manifest); built-in models cannot be removed."""
+        from models.zoo import TEXT_IMAGE_TASK, model_names
+        from models.zoo.text_image import remove_text_image_model
+        from models.zoo.user import UserModelError, manifest_task, remove_user_model
 
         if name in model_names():
             raise UserModelError(f"{name!r} is a built-in model; only user models can be removed")
+        if manifest_task(name) == TEXT_IMAGE_TASK:
+            typer.echo(f"removed {remove_text_image_model(name).fingerprint}")
+            return
         model = remove_user_model(name)
         typer.echo(f"removed {model.spec.fingerprint}")

@@ -7,9 +7,10 @@ embeds those crops in one call, and for each tracklet, in submission order:
 
 1. aggregates its crop vectors, quality-weighted (`edge.tracklets.aggregate`);
    with an `attributes` reader (issue 15), the same crops then go through the attribute model in one
-   call and each tracklet's profiles are aggregated (`aggregate_profiles`); a failure there leaves the
-   tracklet without attributes (logged), never unstored;
-2. stores tracklet, best crops, vector and attributes in the `TrackletStore` (one transaction);
+   call and each tracklet's profiles are aggregated (`aggregate_profiles`); with a `text_image` model,
+   through its image tower, aggregated like the Re-ID vectors; a failure of either leaves the tracklet
+   without attributes or text-image vector (logged), never unstored;
+2. stores tracklet, best crops, vectors and attributes in the `TrackletStore` (one transaction);
 3. recalls it against the gallery (a `Recaller`: the synced `EdgeGallery`, or `MemoryGallery`, both in
    `edge.gallery`): an ordering distance and the plain cosine distance per gallery entry;
 4. applies the `ShortListPolicy` on P(same), the cosine distance through the edge model's calibration
@@ -101,6 +102,13 @@ class AttributeReader(Protocol):
     def recognize(self, crops_bgr: Sequence[np.ndarray]) -> list[AttributeProfile]: ...
 
 
+@runtime_checkable
+class TextImageReader(Protocol):
+    """`models.attributes.text_image.TextImageEncoder`, as far as the worker uses it: its image tower."""
+
+    image: CropEmbedder
+
+
 @dataclass(frozen=True)
 class TrackletResult:
     """What became of one closed tracklet (handed to the worker's `on_result`)."""
@@ -123,6 +131,7 @@ class WorkerStats:
     uplink_bytes: int = 0  # bytes of short-list payloads put in the outbox
     failed: int = 0
     attributes_read: int = 0  # tracklets stored with attributes
+    text_image_read: int = 0  # tracklets stored with a text-image vector
     queued: int = 0  # submitted, not finished
 
 
@@ -139,7 +148,8 @@ class EmbedWorker:
     `edge.uplink.messages.short_list_payload` does, so a replay rebuilds byte-identical short lists.
     `send_unmatched` also sends tracklets without candidates (an empty short list) to the hub.
     `attributes` (an `AttributeRecognizer`, used only from the worker thread) reads each tracklet's
-    attributes from the crops it embeds; None: tracklets are stored without attributes.
+    attributes from the crops it embeds; None: tracklets are stored without attributes. `text_image` (a
+    `TextImageEncoder`) stores each tracklet's image-tower vector too, under that model's fingerprint.
     """
 
     def __init__(self, *, edge_id: str, embedder: CropEmbedder, store: TrackletStore, outbox: Outbox,
@@ -147,9 +157,11 @@ class EmbedWorker:
                  max_wait_s: float = 0.05, queue_size: int = 256, uplink: UplinkSettings | None = None,
                  clock: Callable[[], float] | None = None, reuse_stored: bool = True, nice: int | None = 10,
                  on_result: Callable[[TrackletResult], None] | None = None, send_unmatched: bool = False,
-                 attributes: AttributeReader | None = None) -> None:
+                 attributes: AttributeReader | None = None, text_image: TextImageReader | None = None) -> None:
         if attributes is not None and not isinstance(attributes, AttributeReader):
             raise InvalidInputError(f"attributes: expected an attribute recognizer, got {type(attributes).__name__}")
+        if text_image is not None and not isinstance(getattr(text_image, "image", None), CropEmbedder):
+            raise InvalidInputError(f"text_image: expected a text-image model, got {type(text_image).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"embed_batch_size: expected an integer >= 1, got {batch_size!r}")
         if not (max_wait_s >= 0 and math.isfinite(max_wait_s)):
@@ -179,6 +191,7 @@ class EmbedWorker:
         self.nice = nice
         self.send_unmatched = bool(send_unmatched)
         self.attributes = attributes
+        self.text_image = text_image
         self._queue: deque[ClosedTracklet] = deque()
         self._cond = threading.Condition()
         self._unfinished = 0
@@ -290,7 +303,9 @@ class EmbedWorker:
                     except Exception:
                         log.exception("embedding worker: tracklet %s of camera %r cannot be embedded",
                                       t.tracklet_id, t.camera_id)
-        profiles = self._read_attributes([t for t in todo if t.tracklet_id in vectors])
+        embedded = [t for t in todo if t.tracklet_id in vectors]
+        profiles = self._read_attributes(embedded)
+        text_image = self._text_image_vectors(embedded)
         for t in batch:
             reused = stored.get(t.tracklet_id)
             vector = reused if reused is not None else vectors.get(t.tracklet_id)
@@ -298,15 +313,18 @@ class EmbedWorker:
                 self._count(failed=1)
                 continue
             try:
-                self._finish(t, vector, reused is not None, profiles.get(t.tracklet_id))
+                self._finish(t, vector, reused is not None, profiles.get(t.tracklet_id),
+                             text_image.get(t.tracklet_id))
             except Exception:
                 log.exception("embedding worker: tracklet %s of camera %r failed", t.tracklet_id, t.camera_id)
                 self._count(failed=1)
 
-    def _embed(self, tracklets: list[ClosedTracklet]) -> dict[str, Embeddings]:
-        """One embedding call for every crop of `tracklets`; each tracklet's quality-weighted vector."""
-        embeddings = self.embedder.embed([c.image for t in tracklets for c in t.crops])
-        self._count(batches=1, crops_embedded=len(embeddings))
+    def _embed(self, tracklets: list[ClosedTracklet], embedder: CropEmbedder | None = None) -> dict[str, Embeddings]:
+        """One call of `embedder` (default: the Re-ID embedder) for every crop of `tracklets`; each tracklet's
+        quality-weighted vector."""
+        embeddings = (embedder or self.embedder).embed([c.image for t in tracklets for c in t.crops])
+        if embedder is None:
+            self._count(batches=1, crops_embedded=len(embeddings))
         vectors, start = {}, 0
         for t in tracklets:
             part = Embeddings(embeddings.vectors[start:start + len(t.crops)], embeddings.model_fingerprint)
@@ -332,6 +350,17 @@ class EmbedWorker:
                           len(tracklets))
             return {}
 
+    def _text_image_vectors(self, tracklets: list[ClosedTracklet]) -> dict[str, Embeddings]:
+        """Each tracklet's aggregated image-tower vector of the text-image model ({} without one, or on failure)."""
+        if self.text_image is None or not tracklets:
+            return {}
+        try:
+            return self._embed(tracklets, self.text_image.image)
+        except Exception:
+            log.exception("embedding worker: text-image vectors of %d tracklets cannot be made; stored without them",
+                          len(tracklets))
+            return {}
+
     def _stored_vector(self, tracklet: ClosedTracklet, fingerprint: str) -> Embeddings | None:
         try:
             record = self.store.get_tracklet(tracklet.tracklet_id)
@@ -342,12 +371,12 @@ class EmbedWorker:
         return self.store.vector(tracklet.tracklet_id, fingerprint)
 
     def _finish(self, closed: ClosedTracklet, vector: Embeddings, reused: bool,
-                profile: AttributeProfile | None) -> None:
+                profile: AttributeProfile | None, text_image: Embeddings | None = None) -> None:
         tracklet = closed.to_tracklet(vector)
         if not reused:
-            self.store.upsert_tracklet(tracklet, closed=True, attributes=profile)
-            if profile is not None:
-                self._count(attributes_read=1)
+            self.store.upsert_tracklet(tracklet, closed=True, attributes=profile,
+                                       extra_vectors=() if text_image is None else (text_image,))
+            self._count(attributes_read=int(profile is not None), text_image_read=int(text_image is not None))
         elif self.attributes is not None:
             profile = self.store.attributes(tracklet.tracklet_id)
         version = int(self.gallery.version)

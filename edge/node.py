@@ -79,7 +79,8 @@ class EdgeNode:
         hub: how to reach the hub (`HubLinkSettings`: target, token, TLS, blur_faces, timings); None: no link.
         on_result: called on the worker thread with each closed tracklet's `TrackletResult`.
         **pipeline_options: more `EdgePipeline` keyword arguments (policy, tracklets, uplink, send_unmatched,
-            attributes (an `AttributeRecognizer`: tracklets searchable by description), ...).
+            attributes (an `AttributeRecognizer`: tracklets searchable by description), text_image (a
+            `TextImageEncoder`: its image vectors stored and its text tower used by text jobs), ...).
     """
 
     def __init__(self, workdir: str | Path, edge_id: str, cameras: Sequence[str], *, tracker: FrameTracker,
@@ -113,7 +114,8 @@ class EdgeNode:
                 if uplink is not None and hub.blur_jpeg_quality is None:  # blurred crops: as the uplink encoded them
                     hub = dataclasses.replace(hub, blur_jpeg_quality=uplink.jpeg_quality)
                 self.link = HubLink(hub, edge_id, list(cameras), embedder.fingerprint, self.gallery, self.outbox,
-                                    self.store, camera_stats=self.camera_loads)
+                                    self.store, camera_stats=self.camera_loads,
+                                    text_image=pipeline_options.get("text_image"))
             opened.pop_all()
         self.retention = retention
         self._retention_thread: threading.Thread | None = None

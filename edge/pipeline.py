@@ -46,6 +46,7 @@ from edge.embed_worker import (
     CropEmbedder,
     EmbedWorker,
     Recaller,
+    TextImageReader,
     TrackletResult,
     UplinkSettings,
     WorkerStats,
@@ -170,7 +171,7 @@ class EdgePipeline:
                  embed_queue_size: int = 256, embed_nice: int | None = 10, uplink: UplinkSettings | None = None,
                  clock: Callable[[], float] | None = None,
                  on_result: Callable[[TrackletResult], None] | None = None, send_unmatched: bool = False,
-                 attributes: AttributeReader | None = None) -> None:
+                 attributes: AttributeReader | None = None, text_image: TextImageReader | None = None) -> None:
         if not isinstance(edge_id, str) or not edge_id.strip():
             raise InvalidInputError(f"edge_id: expected a non-empty string, got {edge_id!r}")
         self.edge_id = edge_id
@@ -190,7 +191,7 @@ class EdgePipeline:
             edge_id=edge_id, embedder=embedder, store=store, outbox=outbox, gallery=gallery, policy=policy,
             batch_size=embed_batch_size, max_wait_s=embed_max_wait_s, queue_size=embed_queue_size,
             nice=embed_nice, uplink=uplink, clock=clock, on_result=on_result, send_unmatched=send_unmatched,
-            attributes=attributes,
+            attributes=attributes, text_image=text_image,
         )
 
     def __repr__(self) -> str:

@@ -83,6 +83,23 @@ class RetentionPolicy:
 
 
 @dataclass(frozen=True)
+class TextImageSettings:
+    """A text-image (CLIP-style) model for search by description (issue 15, item 4): the name it was
+    registered under with `crossview models add-text-image` ("" : none, the default) and how much its
+    cosine counts against the attribute score at stage one (`weight`, 0–1). Unlike attributes, a model
+    named here that cannot be opened stops the edge at start: it was asked for explicitly."""
+
+    model: str = ""
+    weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str):
+            raise InvalidInputError(f"text_image.model: expected a registered model name, got {self.model!r}")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, int | float) or not 0 <= self.weight <= 1:
+            raise InvalidInputError(f"text_image.weight: expected a number in [0, 1], got {self.weight!r}")
+
+
+@dataclass(frozen=True)
 class AttributeSettings:
     """Whether the edge reads person attributes (issue 15: search by description) from each tracklet's
     best crops, with which zoo model, `batch_size` crops per inference call. On by default; an edge whose

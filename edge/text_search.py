@@ -8,6 +8,11 @@ generation (`TrackletStore.generation`), so a query parses no JSON and builds no
 hits' profiles are read back. The answer equals `rank_by_description` on every profile parsed from the
 store (tests/edge/test_text_search.py; the full-scan reference of tools/bench_edge.py).
 
+With a text-image model (`TextEncoder`: `models.attributes.text_image.TextImageEncoder`), the index
+also holds each tracklet's image-tower vector (stored by the embedding worker under that model's
+fingerprint) and stage one mixes in the cosine with the query text's vector; a tracklet without one is
+ranked by its attributes alone, and the notes say how many.
+
 Tracklets stored before attributes were read (NULL in the store) are not searched; how many of the
 job's cameras and time range were left out is said in a note. Cameras of the job not on this edge are
 named in a note, not refused: the hub sends one job to every edge, so a camera of another edge is no
@@ -17,6 +22,7 @@ attribute or colour name) is refused with INVALID_ARGUMENT (`edge.uplink.message
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -24,6 +30,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -91,23 +98,28 @@ class TextIndex:
     table: ProfileTable
     vectors: np.ndarray | None
     older: tuple[np.ndarray, np.ndarray, np.ndarray]  # cameras, start_s, end_s of tracklets without attributes
+    # the text-image model's image vectors, like `vectors` ("" / None: no such model, or no vector yet)
+    text_image_fingerprint: str = ""
+    text_image_vectors: np.ndarray | None = None
 
     @staticmethod
-    def build(store: TrackletStore, model_fingerprint: str) -> TextIndex:
-        return TextIndex._from_rows(store, model_fingerprint, None)
+    def build(store: TrackletStore, model_fingerprint: str, text_image_fingerprint: str = "") -> TextIndex:
+        return TextIndex._from_rows(store, model_fingerprint, text_image_fingerprint, None)
 
-    def extended(self, store: TrackletStore, model_fingerprint: str) -> TextIndex:
+    def extended(self, store: TrackletStore, model_fingerprint: str, text_image_fingerprint: str = "") -> TextIndex:
         """This index with the rows the store added since (a new build when the store rewrote rows)."""
-        if store.rewrites != self.rewrites:
-            return TextIndex.build(store, model_fingerprint)
-        return TextIndex._from_rows(store, model_fingerprint, self)
+        if store.rewrites != self.rewrites or text_image_fingerprint != self.text_image_fingerprint:
+            return TextIndex.build(store, model_fingerprint, text_image_fingerprint)
+        return TextIndex._from_rows(store, model_fingerprint, text_image_fingerprint, self)
 
     @staticmethod
-    def _from_rows(store: TrackletStore, model_fingerprint: str, base: TextIndex | None) -> TextIndex:
+    def _from_rows(store: TrackletStore, model_fingerprint: str, text_image_fingerprint: str,
+                   base: TextIndex | None) -> TextIndex:
         generation, rewrites = store.generation, store.rewrites  # read first: a write meanwhile shows next time
-        rows = store.searchable_rows(model_fingerprint, after_rowid=0 if base is None else base.last_rowid)
+        rows = store.searchable_rows(model_fingerprint, after_rowid=0 if base is None else base.last_rowid,
+                                     extra_fingerprint=text_image_fingerprint)
         if base is not None and not rows:
-            return TextIndex(generation, rewrites, base.last_rowid, *_fields(base))
+            return dataclasses.replace(base, generation=generation, rewrites=rewrites)
         dicts, has = [], np.zeros(len(rows), bool)
         for i, r in enumerate(rows):
             if r[5] is None:
@@ -127,36 +139,36 @@ class TextIndex:
         added = TextIndex(generation, rewrites, rows[-1][0] if rows else 0, tuple(r[1] for r in searchable),
                           _column(searchable, 2, object), _column(searchable, 3, np.float64),
                           _column(searchable, 4, np.float64), tuple(r[6] for r in searchable),
-                          tuple(r[5] for r in searchable), table, _vectors(searchable),
-                          (_column(older, 2, object), _column(older, 3, np.float64), _column(older, 4, np.float64)))
+                          tuple(r[5] for r in searchable), table, _vectors(searchable, 7),
+                          (_column(older, 2, object), _column(older, 3, np.float64), _column(older, 4, np.float64)),
+                          text_image_fingerprint, _vectors(searchable, 10))
         return added if base is None else _joined(base, added)
 
 
-def _fields(index: TextIndex) -> tuple:
-    return (index.ids, index.cameras, index.start_s, index.end_s, index.crops, index.profile_json, index.table,
-            index.vectors, index.older)
-
-
-def _vectors(rows: list) -> np.ndarray | None:
-    """The rows' vectors (zeros where a row has none); None when none has one."""
-    known = [r for r in rows if r[7] is not None]
+def _vectors(rows: list, column: int) -> np.ndarray | None:
+    """The rows' vectors from (bytes, dim, dtype) at `column` (zeros where a row has none); None when none has one."""
+    known = [r for r in rows if r[column] is not None]
     if not known:
         return None
-    dim, dtype = int(known[0][8]), np.dtype(known[0][9])
+    dim, dtype = int(known[0][column + 1]), np.dtype(known[0][column + 2])
     vectors = np.zeros((len(rows), dim), np.float32)
     for i, r in enumerate(rows):
-        if r[7] is not None:
-            vectors[i] = np.frombuffer(r[7], dtype)
+        if r[column] is not None:
+            vectors[i] = np.frombuffer(r[column], dtype)
     return vectors
 
 
+def _joined_vectors(base: np.ndarray | None, n_base: int, added: np.ndarray | None, n_added: int
+                    ) -> np.ndarray | None:
+    if base is None and added is None:
+        return None
+    dim = (base if base is not None else added).shape[1]  # type: ignore[union-attr]
+    return np.concatenate([v if v is not None else np.zeros((n, dim), np.float32)
+                           for v, n in ((base, n_base), (added, n_added))])
+
+
 def _joined(base: TextIndex, added: TextIndex) -> TextIndex:
-    if base.vectors is None and added.vectors is None:
-        vectors = None
-    else:
-        dim = (base.vectors if base.vectors is not None else added.vectors).shape[1]  # type: ignore[union-attr]
-        vectors = np.concatenate([v if v is not None else np.zeros((n, dim), np.float32)
-                                  for v, n in ((base.vectors, len(base.ids)), (added.vectors, len(added.ids)))])
+    vectors = _joined_vectors(base.vectors, len(base.ids), added.vectors, len(added.ids))
     table = ProfileTable(*(np.concatenate([a, b]) for a, b in zip(
         (base.table.probabilities, base.table.colour, base.table.confidence),
         (added.table.probabilities, added.table.colour, added.table.confidence), strict=True)))
@@ -164,7 +176,9 @@ def _joined(base: TextIndex, added: TextIndex) -> TextIndex:
                      np.concatenate([base.cameras, added.cameras]), np.concatenate([base.start_s, added.start_s]),
                      np.concatenate([base.end_s, added.end_s]), base.crops + added.crops,
                      base.profile_json + added.profile_json, table, vectors,
-                     tuple(np.concatenate([a, b]) for a, b in zip(base.older, added.older, strict=True)))
+                     tuple(np.concatenate([a, b]) for a, b in zip(base.older, added.older, strict=True)),
+                     added.text_image_fingerprint, _joined_vectors(base.text_image_vectors, len(base.ids),
+                                                                   added.text_image_vectors, len(added.ids)))
 
 
 def _column(rows: list, i: int, dtype: type) -> np.ndarray:
@@ -200,26 +214,65 @@ _CACHE: weakref.WeakKeyDictionary[TrackletStore, TextIndex] = weakref.WeakKeyDic
 _CACHE_LOCK = threading.Lock()
 
 
-def text_index(store: TrackletStore, model_fingerprint: str) -> TextIndex:
+def text_index(store: TrackletStore, model_fingerprint: str, text_image_fingerprint: str = "") -> TextIndex:
     """The store's index for its current generation (extended or rebuilt when the store changed)."""
     with _CACHE_LOCK:
         index = _CACHE.get(store)
         if index is None:
-            index = TextIndex.build(store, model_fingerprint)
-        elif index.generation != store.generation:
-            index = index.extended(store, model_fingerprint)
+            index = TextIndex.build(store, model_fingerprint, text_image_fingerprint)
+        elif index.generation != store.generation or index.text_image_fingerprint != text_image_fingerprint:
+            index = index.extended(store, model_fingerprint, text_image_fingerprint)
         _CACHE[store] = index
         return index
 
 
-def rank_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: str, default_top_k: int = 50
-              ) -> tuple[TextIndex, list[tuple[int, float]], list[str]]:
+@runtime_checkable
+class TextEncoder(Protocol):
+    """`models.attributes.text_image.TextImageEncoder`, as far as text search uses it."""
+
+    fingerprint: str
+    weight: float
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _text_image_cosine(job: TextJob, index: TextIndex, rows: np.ndarray, encoder: TextEncoder | None,
+                       notes: list[str]) -> np.ndarray | None:
+    """The query text's cosine with each of `rows`' text-image vectors (NaN: none stored), or None when
+    there is no text-image model, no vector, or the text tower failed (said in `notes`)."""
+    if encoder is None or not len(rows):
+        return None
+    vectors = index.text_image_vectors
+    if vectors is None:
+        notes.append("no tracklet has a text-image vector yet: ranked by attributes alone")
+        return None
+    try:
+        text = encoder.encode_text([job.query.text])[0]
+    except Exception as exc:  # the attribute ranking still answers; the hub hears why it is alone
+        log.warning("text job %s: the text-image model failed: %s", job.job_id, exc)
+        notes.append(f"the text-image model failed ({type(exc).__name__}); ranked by attributes alone")
+        return None
+    vectors = vectors[rows]
+    cosine = (vectors @ text).astype(np.float64)
+    missing = ~vectors.any(axis=1)
+    cosine[missing] = np.nan
+    if missing.any():
+        notes.append(f"{int(missing.sum())} tracklets have no text-image vector (recorded before the text-image "
+                     "model was on) and were ranked by attributes alone")
+    return cosine
+
+
+def rank_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: str, default_top_k: int = 50,
+              text_image: TextEncoder | None = None) -> tuple[TextIndex, list[tuple[int, float]], list[str]]:
     """(the index, [(index row, text score in [0, 1])] best first, notes); SearchJobError when unanswerable.
 
+    With `text_image` (a text-image model: `TextImageEncoder`), stage one mixes the cosine of the query
+    text's vector and each tracklet's stored image vector into the attribute score
+    (`models.attributes.scoring.combined_similarity`, weighted by `text_image.weight`).
     The text score is the re-ranked similarity scaled by 1 / (1 + weight) into [0, 1] (same order)."""
     if store is None:
         raise SearchJobError(job.job_id, UNAVAILABLE, "this edge keeps no local store")
-    index = text_index(store, model_fingerprint)
+    index = text_index(store, model_fingerprint, "" if text_image is None else text_image.fingerprint)
     notes = []
     if job.camera_ids:
         known = {c[0] for c in store.cameras()}
@@ -241,17 +294,21 @@ def rank_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: s
         table = ProfileTable(table.probabilities[rows], table.colour[rows], table.confidence[rows])
         vectors = None if vectors is None else vectors[rows]
     top_k = min(job.top_k if job.top_k > 0 else default_top_k, MAX_HITS)
-    best, scores = rank_by_description(job.query, table, vectors, top_k=top_k, weight=RERANK_WEIGHT)
+    cosine = _text_image_cosine(job, index, rows, text_image, notes)
+    best, scores = rank_by_description(job.query, table, vectors, top_k=top_k, weight=RERANK_WEIGHT,
+                                       text_image_cosine=cosine,
+                                       text_image_weight=0.5 if text_image is None else text_image.weight)
     scale = 1.0 + RERANK_WEIGHT if vectors is not None else 1.0
     return index, [(int(rows[b]), float(min(max(score / scale, 0.0), 1.0))) for b, score in zip(best, scores,
                                                                                                  strict=True)], notes
 
 
-def find_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: str, default_top_k: int = 50
-              ) -> tuple[list[FootageHit], list[str]]:
+def find_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: str, default_top_k: int = 50,
+              text_image: TextEncoder | None = None) -> tuple[list[FootageHit], list[str]]:
     """The text job's hits with their crops, attributes and text scores, best first, and the notes. A hit
     reads only its crop file (its size from the JPEG header) and its profile JSON: no SQL per hit."""
-    index, ranked, notes = rank_text(job, store, model_fingerprint=model_fingerprint, default_top_k=default_top_k)
+    index, ranked, notes = rank_text(job, store, model_fingerprint=model_fingerprint, default_top_k=default_top_k,
+                                     text_image=text_image)
     assert store is not None
     hits = []
     for row, score in ranked:

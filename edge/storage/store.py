@@ -170,11 +170,13 @@ class TrackletStore(SqliteDatabase):
     # -- tracklets
 
     def upsert_tracklet(self, tracklet: Tracklet, crops: Sequence[CropLike] | None = None, *,
-                        closed: bool = False, attributes: AttributeProfile | None = None) -> TrackletRecord:
+                        closed: bool = False, attributes: AttributeProfile | None = None,
+                        extra_vectors: Sequence[Embeddings] = ()) -> TrackletRecord:
         """Insert or update a tracklet; `crops` (JPEG bytes, BGR images or `Crop`s, best first) replace
         its crop files. With `crops=None` the tracklet's own `crops` are used, or, when it has none,
-        the stored files are kept. A tracklet's `embedding` is stored as with `put_vector`, its
-        `attributes` (None: the stored ones are kept) as with `put_attributes`.
+        the stored files are kept. A tracklet's `embedding` and `extra_vectors` (of other models, e.g. a
+        text-image model's image tower) are stored as with `put_vector`, its `attributes` (None: the
+        stored ones are kept) as with `put_attributes`; all in one transaction.
         """
         if not isinstance(tracklet, Tracklet):
             raise InvalidInputError(f"tracklet: expected a Tracklet, got {type(tracklet).__name__}")
@@ -207,8 +209,9 @@ class TrackletStore(SqliteDatabase):
                         conn.execute("DELETE FROM crops WHERE tracklet = ?", (tid,))
                         conn.executemany("INSERT INTO crops (tracklet, rank, path, bytes) VALUES (?, ?, ?, ?)",
                                          [(tid, rank, rel, size) for rank, (rel, size) in enumerate(written)])
-                    if tracklet.embedding is not None:
-                        self._put_vector_row(tid, tracklet.embedding)
+                    for embedding in (tracklet.embedding, *extra_vectors):
+                        if embedding is not None:
+                            self._put_vector_row(tid, embedding)
                     if profile_json is not None:
                         conn.execute("UPDATE tracklets SET attributes = ? WHERE id = ?", (profile_json, tid))
                     self._refresh_bytes(tid)
@@ -275,17 +278,19 @@ class TrackletStore(SqliteDatabase):
                         "LEFT JOIN crops c ON c.tracklet = t.id AND c.rank = 0 WHERE t.closed = 1 "
                         "ORDER BY t.end_s, t.id")]
 
-    def searchable_rows(self, fingerprint: str, after_rowid: int = 0) -> list[tuple]:
-        """(rowid, id, camera, start_s, end_s, profile JSON or None, best crop's path or None, and the
-        tracklet's vector of model `fingerprint` as (bytes, dim, dtype) or three Nones) of every closed
-        tracklet added after `after_rowid`, in the order they were added (`rewrites` says whether rows
-        before it may have changed)."""
+    def searchable_rows(self, fingerprint: str, after_rowid: int = 0, extra_fingerprint: str = "") -> list[tuple]:
+        """(rowid, id, camera, start_s, end_s, profile JSON or None, best crop's path or None, the
+        tracklet's vector of model `fingerprint` as (bytes, dim, dtype) or three Nones, then its vector of
+        `extra_fingerprint` the same way) of every closed tracklet added after `after_rowid`, in the order
+        they were added (`rewrites` says whether rows before it may have changed)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT t.rowid, t.id, t.camera, t.start_s, t.end_s, t.attributes, c.path, v.data, v.dim, v.dtype "
-                "FROM tracklets t LEFT JOIN crops c ON c.tracklet = t.id AND c.rank = 0 "
+                "SELECT t.rowid, t.id, t.camera, t.start_s, t.end_s, t.attributes, c.path, v.data, v.dim, v.dtype, "
+                "w.data, w.dim, w.dtype FROM tracklets t LEFT JOIN crops c ON c.tracklet = t.id AND c.rank = 0 "
                 "LEFT JOIN vectors v ON v.tracklet = t.id AND v.fingerprint = ? "
-                "WHERE t.closed = 1 AND t.rowid > ? ORDER BY t.rowid", (fingerprint, after_rowid)).fetchall()
+                "LEFT JOIN vectors w ON w.tracklet = t.id AND w.fingerprint = ? "
+                "WHERE t.closed = 1 AND t.rowid > ? ORDER BY t.rowid",
+                (fingerprint, extra_fingerprint, after_rowid)).fetchall()
         return [(*r[:3], float(r[3]), float(r[4]), r[5], None if r[6] is None else self.crops_dir / r[6], *r[7:])
                 for r in rows]
 

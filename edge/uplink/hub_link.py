@@ -47,6 +47,7 @@ import grpc
 from edge.gallery import EdgeGallery
 from edge.privacy import FaceBlurrer
 from edge.storage.store import TrackletStore, UnknownIdError
+from edge.text_search import TextEncoder
 from edge.uplink import messages as wire
 from edge.uplink.hub_channel import (
     CameraLoad,
@@ -86,13 +87,14 @@ class HubLink:
         gallery, outbox, store: the edge's gallery, outbox and (for search jobs and verdicts) store.
         camera_stats: called for each heartbeat; returns per-camera numbers.
         on_verdict: called with each new Verdict after it is recorded (e.g. to raise an alert).
+        text_image: the edge's text-image model (`TextImageEncoder`), used by text jobs; None: attributes alone.
     """
 
     def __init__(self, settings: HubLinkSettings, edge_id: str, cameras: Sequence[str | edge_to_hub_pb2.CameraInfo],
                  model_fingerprint: str, gallery: EdgeGallery, outbox: Outbox, store: TrackletStore | None = None,
                  *, camera_stats: Callable[[], Iterable[CameraLoad]] | None = None,
                  on_verdict: Callable[[hub_to_edge_pb2.Verdict], None] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, text_image: TextEncoder | None = None) -> None:
         if not isinstance(settings, HubLinkSettings):
             raise InvalidInputError(f"settings: expected HubLinkSettings, got {type(settings).__name__}")
         if not isinstance(edge_id, str) or not edge_id.strip() or "\n" in edge_id:
@@ -105,6 +107,7 @@ class HubLink:
         self.edge_id, self.site = edge_id, s_.site
         self.model_fingerprint = model_fingerprint
         self.gallery, self.outbox, self.store = gallery, outbox, store
+        self.text_image = text_image  # the edge's text-image model for text jobs (None: attributes alone)
         self._token = s_.token
         self._cameras = wire.camera_infos(cameras)
         self._tls = tuple(read_pem(x) for x in (s_.root_certificates, s_.private_key, s_.certificate_chain))
@@ -475,7 +478,8 @@ class HubLink:
         limit = min(self.max_message_bytes, self.outbox.max_payload_bytes) - _ENVELOPE_BYTES
         results = wire.answer_search_job(job, self.store, edge_id=self.edge_id,
                                          model_fingerprint=self.model_fingerprint, dim=self.gallery.dim,
-                                         default_top_k=self.search_top_k, max_bytes=limit)
+                                         default_top_k=self.search_top_k, max_bytes=limit,
+                                         text_image=self.text_image)
         for result in results:
             key, payload = wire.search_result_entry(result)
             self.outbox.put(wire.SEARCH_RESULT_KIND, payload, key)

@@ -44,7 +44,7 @@ from edge.gallery import EdgeGallery, GalleryChange, GalleryDeltaError, Identity
 from edge.privacy import FaceBlurrer
 from edge.shortlist import Candidate
 from edge.storage.store import TrackletStore, UnknownIdError
-from edge.text_search import TextJob, find_text
+from edge.text_search import TextEncoder, TextJob, find_text
 from edge.uplink.hub_channel import CameraLoad
 from edge.uplink.outbox import Entry
 from models.attributes.types import AttributeProfile
@@ -250,16 +250,17 @@ def search_error_result(error: SearchJobError, edge_id: str) -> edge_to_hub_pb2.
 
 
 def answer_search_job(job: hub_to_edge_pb2.SearchJob, store: TrackletStore | None, *, edge_id: str,
-                      model_fingerprint: str, dim: int, default_top_k: int = 50, max_bytes: int = 4 * 1024 * 1024
-                      ) -> list[edge_to_hub_pb2.SearchResult]:
-    """The SearchResult batches that answer `job` (`edge.footage_search`), or the one that says why not."""
+                      model_fingerprint: str, dim: int, default_top_k: int = 50, max_bytes: int = 4 * 1024 * 1024,
+                      text_image: TextEncoder | None = None) -> list[edge_to_hub_pb2.SearchResult]:
+    """The SearchResult batches that answer `job` (`edge.footage_search`; a text job `edge.text_search`,
+    with the edge's text-image model when it has one), or the one that says why not."""
     try:
         if store is None:  # said before anything of the job is read
             raise SearchJobError(job.job_id, UNAVAILABLE, "this edge keeps no local store")
         notes: list[str] = []
         if job.HasField("text"):
             hits, notes = find_text(text_job(job), store, model_fingerprint=model_fingerprint,
-                                    default_top_k=default_top_k)
+                                    default_top_k=default_top_k, text_image=text_image)
         else:
             query = search_query(job, model_fingerprint=model_fingerprint, dim=dim)
             hits = find(query, store, model_fingerprint=model_fingerprint, dim=dim, default_top_k=default_top_k)

@@ -11,7 +11,8 @@ The description's log-likelihood is the sum of the logs, each probability clippe
 amount instead of -inf.
 
 `rank_by_description` turns the log-likelihood into a [0, 1] similarity (the geometric mean of the
-constraints' probabilities) and refines it with the cross-modal neighbour re-ranking of
+constraints' probabilities), mixes in a text-image model's cosines when the deployment has one
+(`combined_similarity`), and refines it with the cross-modal neighbour re-ranking of
 `models.rerank.crossmodal` when Re-ID vectors are given.
 """
 
@@ -132,6 +133,33 @@ def description_similarity(query: TextQuery, scores: np.ndarray) -> np.ndarray:
     return np.exp(np.asarray(scores, np.float64) / len(query.constraints))
 
 
+def combined_similarity(attribute_similarity: np.ndarray, cosine: np.ndarray, weight: float) -> np.ndarray:
+    """Stage one with a text-image model: ``(1 - weight) * attribute + weight * c`` per tracklet, `c` the
+    text-image cosine mapped affinely onto [0, 1] by the lowest and highest cosine among the tracklets
+    ranked (0.5 when they are all equal).
+
+    Why the mapping: a CLIP-style model's text-image cosines sit in a narrow band (about 0.15–0.35), so
+    added raw to a [0, 1] attribute score `weight` would mean almost nothing; the affine map keeps their
+    order and the ratios of their gaps. A NaN cosine (a tracklet stored without a text-image vector) takes
+    no part: that tracklet keeps its attribute similarity alone."""
+    attribute_similarity = np.asarray(attribute_similarity, np.float64)
+    cosine = np.asarray(cosine, np.float64)
+    if cosine.shape != attribute_similarity.shape:
+        raise InvalidInputError(f"text_image_cosine: expected shape {attribute_similarity.shape}, got {cosine.shape}")
+    if not (isinstance(weight, int | float) and not isinstance(weight, bool) and 0.0 <= weight <= 1.0):
+        raise InvalidInputError(f"text_image_weight: expected a number in [0, 1], got {weight!r}")
+    known = ~np.isnan(cosine)
+    if np.any(np.isinf(cosine)):
+        raise InvalidInputError("text_image_cosine: expected finite numbers (NaN: no vector)")
+    combined = attribute_similarity.copy()
+    if not known.any():
+        return combined
+    low, high = float(cosine[known].min()), float(cosine[known].max())
+    scaled = np.full(int(known.sum()), 0.5) if high <= low else (cosine[known] - low) / (high - low)
+    combined[known] = (1.0 - weight) * attribute_similarity[known] + weight * scaled
+    return combined
+
+
 def rank_by_description(
     query: TextQuery,
     profiles: Profiles,
@@ -141,10 +169,14 @@ def rank_by_description(
     k: int = 10,
     weight: float = 0.1,
     max_candidates: int = MAX_RERANK_CANDIDATES,
+    text_image_cosine: np.ndarray | None = None,
+    text_image_weight: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `top_k` best profiles for `query`: (indices int64, final scores float64), best first.
 
-    Stage one scores every profile by `description_similarity`. With `image_vectors` (N, D) Re-ID
+    Stage one scores every profile by `description_similarity`, combined with `text_image_cosine` (N,)
+    (the query text's cosine with each tracklet's text-image vector, NaN where it has none) by
+    `combined_similarity` when given. With `image_vectors` (N, D) Re-ID
     vectors (cosine image-image), each candidate g gets ``+ weight * |A ∩ B_g| / |A ∪ B_g|``, A the
     text's k best images and B_g g's k nearest images (itself first) — exactly
     `crossmodal_rerank(sim[None], image_neighbours(cos, k), k, weight)` restricted to the
@@ -167,6 +199,8 @@ def rank_by_description(
     if isinstance(max_candidates, bool) or not isinstance(max_candidates, int | np.integer) or max_candidates < 1:
         raise InvalidInputError(f"max_candidates: expected an integer >= 1, got {max_candidates!r}")
     sim = description_similarity(query, description_scores(query, table))
+    if text_image_cosine is not None:
+        sim = combined_similarity(sim, text_image_cosine, text_image_weight)
     final = sim.copy()
     top_k = min(int(top_k), n)
     if image_vectors is not None and weight > 0:

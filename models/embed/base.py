@@ -34,6 +34,7 @@ from models.embed.registry import EmbedderConfigError, runtimes_for_format
 from models.errors import CrossviewError
 from models.types import Embeddings
 from models.zoo import ModelSpec, get_spec, resolve_model
+from models.zoo.spec import TEXT_IMAGE_TASK
 
 _NORM_EPS = 1e-12
 
@@ -132,10 +133,10 @@ class Embedder(ABC):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _check_format(self) -> None:
-        if self.spec.task != "reid":
+        if self.spec.task not in ("reid", TEXT_IMAGE_TASK):  # a text-image model's image tower embeds crops too
             raise EmbedderConfigError(
                 f"{self.spec.name!r} is a {self.spec.task} model, not a Re-ID model; embedders run "
-                "Re-ID models only"
+                "Re-ID models (and text-image models' image towers) only"
             )
         if self.spec.format in self.formats:
             return

@@ -49,7 +49,10 @@ class OnnxRuntimeEmbedder(Embedder):
         if len(inputs) != 1:
             raise EmbedderConfigError(f"{self.spec.name}: expected a model with one input, got {len(inputs)}")
         self._input_name = inputs[0].name
-        self._output_name = self._session.get_outputs()[0].name
+        outputs = [o.name for o in self._session.get_outputs()]
+        if self.spec.output_name is not None and self.spec.output_name not in outputs:
+            raise EmbedderConfigError(f"{self.spec.name}: expected an output {self.spec.output_name!r}, got {outputs}")
+        self._output_name = self.spec.output_name or outputs[0]
         batch_dim = inputs[0].shape[0]
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         self.device = device

@@ -5,7 +5,9 @@
     >>> path = resolve_model("reid/intel-0288").path   # the file a runtime opens
 
 Besides the built-in models (`manifest.MODELS`), `get_spec` and `resolve_model` know the user's own
-Re-ID models registered with `crossview models add` and a path to an ``.onnx`` file (`models.zoo.user`).
+Re-ID models registered with `crossview models add`, a path to an ``.onnx`` file (`models.zoo.user`), and
+text-image models registered with `crossview models add-text-image` (`models.zoo.text_image`), whose
+spec is their image tower's.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from models.zoo.resolve import (
     sha256_of,
     verify,
 )
-from models.zoo.spec import ModelSpec, RemoteFile
+from models.zoo.spec import TEXT_IMAGE_TASK, ModelSpec, RemoteFile
 from models.zoo.user import (
     USER_MODELS_ENV,
     UserModelError,
     is_onnx_path,
     load_user_model,
+    manifest_task,
     spec_for_path,
     user_model_names,
     user_models_root,
@@ -60,6 +63,15 @@ def builtin_spec(name: str) -> ModelSpec:
         raise ModelNotFoundError(f"unknown built-in model {name!r}{hint}") from None
 
 
+def _user_spec(name: str) -> ModelSpec:
+    """A registered model's spec: a Re-ID model's, or a text-image model's image tower's."""
+    if manifest_task(name) == TEXT_IMAGE_TASK:
+        from models.zoo.text_image import load_text_image_model
+
+        return load_text_image_model(name).image_spec
+    return load_user_model(name).spec
+
+
 def get_spec(name: str) -> ModelSpec:
     """The spec of a built-in model, a registered user model, or an ``.onnx`` file named by path."""
     if name in _BY_NAME:
@@ -68,7 +80,7 @@ def get_spec(name: str) -> ModelSpec:
         return spec_for_path(name)
     users = user_model_names()
     if name in users:
-        return load_user_model(name).spec
+        return _user_spec(name)
     known = [*_BY_NAME, *users]
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known models: {', '.join(sorted(known))}"
@@ -82,7 +94,7 @@ def spec_for_fingerprint(fingerprint: str, task: str = "reid") -> ModelSpec | No
             return spec
     for name in user_model_names():
         try:
-            spec = load_user_model(name).spec
+            spec = _user_spec(name)
         except CrossviewError:
             continue  # a broken manifest is reported when that model is asked for by name
         if spec.task == task and spec.fingerprint == fingerprint:
@@ -104,6 +116,11 @@ class ResolvedModel:
 def resolve_model(name: str, *, allow_download: bool = True, progress: bool = True) -> ResolvedModel:
     """Resolve every file of a model (checksums verified) and return what a runtime opens."""
     spec = get_spec(name)
+    if spec.task == TEXT_IMAGE_TASK:  # every file of both towers checked against its recorded checksum
+        from models.zoo.text_image import load_text_image_model
+
+        load_text_image_model(name).verify()
+        return ResolvedModel(spec, Path(spec.primary), ("user",))
     if name not in _BY_NAME:  # a user model or a file: one ONNX, checked against its recorded checksum
         return ResolvedModel(spec, verify_user_file(spec, spec.alias or name), ("user",))
     resolved = [resolve_file(f, MODELS_ENV, "models", allow_download=allow_download, progress=progress)
@@ -125,7 +142,8 @@ def resolve_sample(name: str, *, allow_download: bool = True, progress: bool = T
 
 
 __all__ = [
-    "DATA_ENV", "MODELS", "MODELS_ENV", "SAMPLES", "USER_MODELS_ENV", "ModelSpec", "RemoteFile", "ResolvedFile",
+    "DATA_ENV", "MODELS", "MODELS_ENV", "SAMPLES", "TEXT_IMAGE_TASK", "USER_MODELS_ENV", "ModelSpec", "RemoteFile",
+    "ResolvedFile",
     "ResolvedModel", "UserModelError", "builtin_names", "builtin_spec", "cache_root", "download", "get_spec",
     "model_names", "resolve_file", "resolve_model", "resolve_sample", "sha256_of", "spec_for_fingerprint",
     "user_model_names", "user_models_root", "verify",

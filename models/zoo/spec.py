@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TEXT_IMAGE_TASK = "text-image"  # a CLIP-style model's image tower (models.zoo.text_image)
+
 
 @dataclass(frozen=True)
 class RemoteFile:
@@ -23,7 +25,7 @@ class ModelSpec:
     """
 
     name: str
-    task: str  # "reid" | "detect" | "attributes"
+    task: str  # "reid" | "detect" | "attributes" | "text-image"
     format: str  # "openvino" | "onnx" | "ultralytics-openvino"
     files: tuple[RemoteFile, ...]
     primary: str  # relpath of the file a runtime opens (xml, onnx, or folder for ultralytics)

@@ -34,6 +34,7 @@ from models.zoo.spec import ModelSpec, RemoteFile
 USER_MODELS_ENV = "CROSSVIEW_USER_MODELS"
 DEFAULT_LIKE = "reid/osnet-x0.25-msmt17"
 PATH_PREFIX = "file/"
+FILES_SUFFIX = ".files"  # a model of several files keeps them in <name>.files/ (models.zoo.text_image)
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}(/[a-z0-9][a-z0-9._-]{0,63})?")
 _MANIFEST_VERSION = 1
 _BUILTIN = {spec.name: spec for spec in MODELS}
@@ -147,17 +148,17 @@ def _check_spec(spec: ModelSpec, where: Path) -> None:
         raise UserModelError(f"{where}: {problems[0]}")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, keys: frozenset[str] = _MANIFEST_KEYS) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserModelError(f"{path}: not a readable JSON manifest ({exc})") from None
     if not isinstance(data, dict):
         raise UserModelError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - _MANIFEST_KEYS)
+    unknown = sorted(set(data) - keys)
     if unknown:
         raise UserModelError(f"{path}: unknown key(s) {', '.join(unknown)}; expected some of "
-                             f"{', '.join(sorted(_MANIFEST_KEYS))}")
+                             f"{', '.join(sorted(keys))}")
     return data
 
 
@@ -191,6 +192,18 @@ def load_user_model(name: str, root: Path | None = None) -> UserModel:
     return UserModel(name, manifest, onnx, like.name, str(data.get("added_at", "")), spec)
 
 
+def manifest_task(name: str, root: Path | None = None) -> str:
+    """The task a registered model's manifest names ("reid" when it names none); "" when `name` has none."""
+    manifest, _ = _paths(check_name(name), root)
+    if not manifest.is_file():
+        return ""
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return "reid"  # reported as unreadable when the model is loaded
+    return str(data.get("task", "reid")) if isinstance(data, dict) else "reid"
+
+
 def user_model_names(root: Path | None = None) -> list[str]:
     """Names of the registered user models (manifests in the user models folder)."""
     base = root or user_models_root()
@@ -198,8 +211,9 @@ def user_model_names(root: Path | None = None) -> list[str]:
         return []
     names = []
     for manifest in sorted(base.rglob("*.json")):
-        name = manifest.relative_to(base).with_suffix("").as_posix()
-        if _NAME.fullmatch(name):
+        relative = manifest.relative_to(base)
+        name = relative.with_suffix("").as_posix()
+        if _NAME.fullmatch(name) and not any(part.endswith(FILES_SUFFIX) for part in relative.parts[:-1]):
             names.append(name)
     return names
 
