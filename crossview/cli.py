@@ -108,13 +108,17 @@ def eval_(
     png: Annotated[Path | None, typer.Option(help="Where to write the CMC curve PNG.")] = None,
     text_labels: Annotated[Path | None, typer.Option(
         "--text-labels", help="Market-1501 attribute labels (.mat): evaluate text search instead.")] = None,
+    text_image_model: Annotated[str | None, typer.Option(
+        "--text-image-model", help="With --text-labels: a registered text-image model to mix in.")] = None,
+    text_image_weight: Annotated[float, typer.Option(
+        "--text-image-weight", help="Its weight against the attribute score (0-1).")] = 0.5,
 ) -> None:
     """Rank-1/5/10, mAP and mINP of a Re-ID model (optionally two-stage) on a dataset."""
     from crossview.eval_command import eval_command
 
     stage2_models = [s.strip() for s in stage2.split(",") if s.strip()] if stage2 else None
     code = eval_command(data, format, model, rerank, stage2_models, shortlist, json_out, png,
-                        text_labels=text_labels)
+                        text_labels=text_labels, text_image=(text_image_model, text_image_weight))
     raise typer.Exit(code)
 
 

@@ -33,6 +33,7 @@ def eval_command(
     cache_dir: Path | None = None,
     progress: bool = True,
     text_labels: Path | None = None,
+    text_image: tuple[str | None, float] = (None, 0.5),
 ) -> int:
     """Evaluate, print a table (or JSON with `json_out`), write the CMC PNG if asked; the exit code.
 
@@ -40,12 +41,14 @@ def eval_command(
     settings (one embedding cache), one table row / JSON object / CMC curve each. With one model the
     JSON is an object, with several a list of objects. `stage2` (one model or an ensemble) turns on
     two-stage ranking with a short list of `shortlist` candidates per query. `text_labels` (Market-1501
-    attribute labels) runs the text search evaluation instead (`text_eval_command`).
+    attribute labels) runs the text search evaluation instead (`text_eval_command`), with `text_image`
+    (a registered text-image model's name or None, its weight) mixed in.
     """
     from models.evaluation import EmbeddingCache, evaluate_many, format_table, plot_cmc, to_json_dict
 
     if text_labels is not None:
-        return text_eval_command(data, format, parse_models(model), Path(text_labels), json_out, progress)
+        return text_eval_command(data, format, parse_models(model), Path(text_labels), json_out, progress,
+                                 text_image=text_image)
     models = parse_models(model)
     if not models:
         print("error: --model: expected at least one model name", file=sys.stderr)
@@ -72,14 +75,15 @@ def eval_command(
 
 
 def text_eval_command(data: Path, format: str, models: list[str], text_labels: Path, json_out: bool,
-                      progress: bool = True) -> int:
+                      progress: bool = True, text_image: tuple[str | None, float] = (None, 0.5)) -> int:
     """`--text-labels`: attribute accuracy and text → image retrieval (issue 15); the first `--model`
     gives the Re-ID vectors of the cross-modal re-ranking."""
     from models.evaluation.text import format_text_table, run_text_evaluation, to_text_json
 
     try:
         result = run_text_evaluation(Path(data), format, text_labels, models[0] if models else None,
-                                     progress=progress)
+                                     progress=progress, text_image_model=text_image[0],
+                                     text_image_weight=text_image[1])
     except CrossviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

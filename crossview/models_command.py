@@ -32,7 +32,14 @@ def _row(name: str, user: bool, download: bool) -> tuple[tuple[str, ...], bool]:
     except CrossviewError as exc:
         where, status, ok = str(exc), "missing", False
     kind = "user" if user else "built-in"
-    return (name, spec.format, f"{spec.total_size / 1e6:.2f} MB", status, kind, where), ok
+    size = spec.total_size
+    if spec.task == "text-image":  # both towers and the tokenizer
+        from models.zoo.text_image import load_text_image_model
+
+        model = load_text_image_model(name)
+        size = sum(f.size for f in (*model.image_spec.files, model.text, *model.tokenizer_files))
+    shown_format = "text-image" if spec.task == "text-image" else spec.format
+    return (name, shown_format, f"{size / 1e6:.2f} MB", status, kind, where), ok
 
 
 def list_models(download: bool = False) -> int:

@@ -37,3 +37,26 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("CROSSVIEW_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random CLIP's towers exported to ONNX, and its tokenizer folder (`crossview_testing.tiny_clip`)."""
+    pytest.importorskip("torch", reason="the tiny CLIP is built and exported with torch")
+    pytest.importorskip("transformers", reason="the tiny CLIP is built from a transformers config")
+    from crossview_testing.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture
+def tiny_clip_model(tiny_clip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The tiny CLIP registered as text-image model ``text/tiny`` in a private user models folder."""
+    from crossview_testing.tiny_clip import IMAGE_SIDE, MAX_LENGTH
+
+    from models.zoo.text_image import add_text_image_model
+
+    monkeypatch.setenv("CROSSVIEW_USER_MODELS", str(tmp_path / "user_models"))
+    add_text_image_model("text/tiny", tiny_clip.image_onnx, tiny_clip.text_onnx, tiny_clip.tokenizer,
+                         input_hw=(IMAGE_SIDE, IMAGE_SIDE), max_length=MAX_LENGTH)
+    return "text/tiny"

@@ -8,7 +8,8 @@ One run gives:
   text query has no image of its own, so query/ gallery/ train/ folders are one gallery) — the
   attribute scores with the cross-modal re-ranking on Re-ID vectors, the attribute scores alone,
   a random ranking (mean of RANDOM_TRIALS seeded shuffles) and an oracle that scores with the
-  true labels (the ceiling of the attribute vocabulary).
+  true labels (the ceiling of the attribute vocabulary); with a text-image model also its cosines
+  mixed into the attribute scores (re-ranked, as an edge ranks) and its cosines alone.
 Score ties are broken by one seeded shuffle of the gallery, the same for every method: the oracle
 ties every identity with the same labels, and index order would favour low identity numbers.
 """
@@ -30,6 +31,7 @@ from models.evaluation.datasets import DatasetError, image_files, market_name
 from models.images import read_bgr
 
 RANDOM_TRIALS = 200
+TEXT_IMAGE_METHOD = "attributes + text-image + re-rank"
 _SEED = 0
 _UPPER_COLOURS = {"upblack": "black", "upwhite": "white", "upred": "red", "uppurple": "purple",
                   "upyellow": "yellow", "upgray": "grey", "upblue": "blue", "upgreen": "green"}
@@ -166,10 +168,21 @@ def _crops(root: Path, labels: Mapping[int, IdentityLabels]) -> list[tuple[Path,
 
 Recognize = Callable[[Sequence[np.ndarray]], list[AttributeProfile]]
 Embed = Callable[[Sequence[np.ndarray]], np.ndarray]
+EncodeText = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TextImageTowers:
+    """A text-image model as the evaluation uses it: its image tower, its text tower, its stage-one weight."""
+
+    embed_images: Embed
+    encode_text: EncodeText
+    weight: float
 
 
 def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: Recognize, embed: Embed | None,
-                  *, progress: bool = True, k: int = 10, weight: float = 0.1) -> TextEvalResult:
+                  *, progress: bool = True, k: int = 10, weight: float = 0.1,
+                  text_image: TextImageTowers | None = None) -> TextEvalResult:
     """Run the whole evaluation on the Market-1501 folder `root` (see the module docstring)."""
     crops = _crops(Path(root), labels)
     images, pids = [], np.array([pid for _, pid in crops])
@@ -196,13 +209,22 @@ def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: R
     n = len(profiles)
     tie_order = np.random.default_rng(_SEED).permutation(n)
 
-    def full_scores(query: TextQuery, image_vectors: np.ndarray | None) -> np.ndarray:
-        idx, final = rank_by_description(query, profiles, image_vectors, top_k=n, k=k, weight=weight)
+    def full_scores(query: TextQuery, image_vectors: np.ndarray | None, cosine: np.ndarray | None = None,
+                    text_image_weight: float = 0.5) -> np.ndarray:
+        idx, final = rank_by_description(query, profiles, image_vectors, top_k=n, k=k, weight=weight,
+                                         text_image_cosine=cosine, text_image_weight=text_image_weight)
         out = np.empty(n)
         out[idx] = final
         return out
 
     methods = {}
+    if text_image is not None:
+        image_side = np.asarray(text_image.embed_images(images), np.float32)
+        cosines = np.asarray(text_image.encode_text([q.text for q in queries]), np.float32) @ image_side.T
+        methods[TEXT_IMAGE_METHOD] = retrieval_metrics(
+            np.stack([full_scores(q, vectors, c, text_image.weight) for q, c in zip(queries, cosines, strict=True)]),
+            text_pids, pids, tie_order)
+        methods["text-image alone"] = retrieval_metrics(cosines.astype(np.float64), text_pids, pids, tie_order)
     if vectors is not None:
         methods["attributes + re-rank"] = retrieval_metrics(
             np.stack([full_scores(q, vectors) for q in queries]), text_pids, pids, tie_order)
@@ -220,7 +242,12 @@ def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: R
 
 
 def to_text_json(result: TextEvalResult) -> dict:
-    main = result.methods.get("attributes + re-rank", result.methods["attributes"])
+    main = result.methods.get(TEXT_IMAGE_METHOD) or result.methods.get("attributes + re-rank",
+                                                                        result.methods["attributes"])
+    extra = {} if TEXT_IMAGE_METHOD not in result.methods else {
+        "text_image_only_rank1": result.methods["text-image alone"]["rank1"],
+        "text_image_only_mAP": result.methods["text-image alone"]["mAP"],
+        "without_text_image_rank1": result.methods.get("attributes + re-rank", result.methods["attributes"])["rank1"]}
     return {
         "dataset": result.dataset, "n_crops": result.n_crops, "n_identities": result.n_identities,
         "text_rank1": main["rank1"], "text_rank5": main["rank5"], "text_mAP": main["mAP"],
@@ -229,25 +256,28 @@ def to_text_json(result: TextEvalResult) -> dict:
         "random_rank1": result.methods["random"]["rank1"], "random_mAP": result.methods["random"]["mAP"],
         "oracle_rank1": result.methods["oracle (true labels)"]["rank1"],
         "oracle_mAP": result.methods["oracle (true labels)"]["mAP"],
-        "attribute_accuracy": result.attribute_accuracy,
+        "attribute_accuracy": result.attribute_accuracy, **extra,
     }
 
 
 def format_text_table(result: TextEvalResult) -> str:
+    width = max(24, *(len(name) + 2 for name in result.methods))
     lines = [f"text → image on {result.dataset}: {result.n_identities} identities, one description each, "
              f"over {result.n_crops} crops (too few for a precise figure)",
-             f"{'method':<24}{'R1':>8}{'R5':>8}{'mAP':>8}"]
+             f"{'method':<{width}}{'R1':>8}{'R5':>8}{'mAP':>8}"]
     for name, m in result.methods.items():
-        lines.append(f"{name:<24}{m['rank1']:>8.3f}{m['rank5']:>8.3f}{m['mAP']:>8.3f}")
+        lines.append(f"{name:<{width}}{m['rank1']:>8.3f}{m['rank5']:>8.3f}{m['mAP']:>8.3f}")
     lines.append(f"accuracy on {result.n_crops} crops (attribute model; colour reader):")
     lines += [f"  {name:<16}{acc:.3f}" for name, acc in result.attribute_accuracy.items()]
     return "\n".join(lines)
 
 
 def run_text_evaluation(data: Path, fmt: str, labels_path: Path, reid_model: str | None = "reid/intel-0288",
-                        *, attribute_model: str = "attributes/intel-0230", progress: bool = True) -> TextEvalResult:
+                        *, attribute_model: str = "attributes/intel-0230", progress: bool = True,
+                        text_image_model: str | None = None, text_image_weight: float = 0.5) -> TextEvalResult:
     """`crossview eval --text-labels`: load the labels and the models, then `evaluate_text`.
-    `reid_model` gives the Re-ID vectors of the cross-modal re-ranking (None: stage one only)."""
+    `reid_model` gives the Re-ID vectors of the cross-modal re-ranking (None: stage one only);
+    `text_image_model` a registered text-image model mixed in with `text_image_weight`."""
     if fmt not in ("market1501", "auto"):
         raise DatasetError(f"--text-labels: expected --format market1501 (the labels are Market-1501's), got {fmt!r}")
     from models.attributes.recognizer import AttributeRecognizer
@@ -262,4 +292,11 @@ def run_text_evaluation(data: Path, fmt: str, labels_path: Path, reid_model: str
         def embed(images: Sequence[np.ndarray]) -> np.ndarray:
             return embedder.embed(images).vectors
 
-    return evaluate_text(Path(data), labels, recognizer.recognize, embed, progress=progress)
+    towers = None
+    if text_image_model:
+        from models.attributes.text_image import TextImageEncoder
+
+        encoder = TextImageEncoder(text_image_model, weight=text_image_weight, num_threads=None)
+        towers = TextImageTowers(lambda images: encoder.image.embed(images).vectors, encoder.encode_text,
+                                 encoder.weight)
+    return evaluate_text(Path(data), labels, recognizer.recognize, embed, progress=progress, text_image=towers)

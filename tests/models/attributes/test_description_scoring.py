@@ -10,6 +10,7 @@ import pytest
 from models.attributes.query import parse_description
 from models.attributes.scoring import (
     ProfileTable,
+    combined_similarity,
     description_scores,
     matched_constraints,
     rank_by_description,
@@ -159,3 +160,50 @@ def test_a_profile_table_scores_like_the_profiles() -> None:
         ProfileTable(np.zeros((2, 8)), np.zeros((2, 2)), np.zeros((2, 2)))
     with pytest.raises(InvalidInputError, match="colour: expected indices in"):
         ProfileTable(np.zeros((1, 8)), np.array([[11, -1]]), np.zeros((1, 2)))
+
+
+def _reference_combined(sim: np.ndarray, cosine: np.ndarray, weight: float) -> np.ndarray:
+    """Plain loop: the known cosines scaled onto [0, 1] by their min and max, mixed in; NaN rows untouched."""
+    known = [c for c in cosine if not math.isnan(c)]
+    low, high = (min(known), max(known)) if known else (0.0, 0.0)
+    out = []
+    for s, c in zip(sim, cosine, strict=True):
+        if math.isnan(c):
+            out.append(s)
+        else:
+            scaled = 0.5 if high <= low else (c - low) / (high - low)
+            out.append((1 - weight) * s + weight * scaled)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.5, 1.0])
+def test_text_image_cosine_is_mixed_into_stage_one_as_the_reference_says(weight: float) -> None:
+    query = parse_description("woman, red top, backpack")
+    profiles = _random_profiles(80, seed=3)
+    vectors = np.random.default_rng(2).normal(size=(80, 16)).astype(np.float32)
+    cosine = np.random.default_rng(4).uniform(0.15, 0.35, 80)
+    cosine[[3, 17, 40]] = np.nan  # stored before the text-image model was on
+    sim = np.exp(np.array([_reference_score(query, p) for p in profiles]) / len(query.constraints))
+    mixed = _reference_combined(sim, cosine, weight)
+    np.testing.assert_allclose(combined_similarity(sim, cosine, weight), mixed, rtol=1e-12)
+    k, rerank_weight = 10, 0.1
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    final = crossmodal_rerank(mixed[None], image_neighbours((unit @ unit.T).astype(np.float32), k), k,
+                              rerank_weight)[0]
+    ref_idx = np.argsort(-final, kind="stable")[:10]
+    idx, score = rank_by_description(query, profiles, vectors, top_k=10, k=k, weight=rerank_weight,
+                                     text_image_cosine=cosine, text_image_weight=weight)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(score, final[ref_idx], rtol=1e-5)
+
+
+def test_text_image_edge_cases() -> None:
+    sim = np.array([0.2, 0.5, 0.9])
+    np.testing.assert_array_equal(combined_similarity(sim, np.full(3, np.nan), 0.5), sim)  # nobody has a vector
+    np.testing.assert_allclose(combined_similarity(sim, np.full(3, 0.3), 1.0), [0.5, 0.5, 0.5])  # all equal
+    # with weight 1 the cosine alone orders: the attribute score's order is overturned
+    assert list(np.argsort(-combined_similarity(sim, np.array([0.3, 0.2, 0.1]), 1.0))) == [0, 1, 2]
+    for cosine, weight, error in ((np.zeros(2), 0.5, "shape"), (np.array([0.1, np.inf, 0.2]), 0.5, "finite"),
+                                  (np.zeros(3), 1.5, "weight"), (np.zeros(3), True, "weight")):
+        with pytest.raises(InvalidInputError, match=error):
+            combined_similarity(sim, cosine, weight)

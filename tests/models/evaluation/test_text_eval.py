@@ -127,3 +127,18 @@ def test_eval_command_on_the_mini_set(data_dir: Path, models_dir: Path, label_fi
                         text_labels=label_file)
     assert code == 2
     assert "expected --format market1501" in capsys.readouterr().err
+
+
+def test_eval_with_a_text_image_model(data_dir: Path, models_dir: Path, label_file: Path, tiny_clip_model: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`--text-image-model` adds its rows; the tiny random CLIP knows nothing, so alone it ranks like chance."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    code = eval_command(data_dir / "market1501_mini", "market1501", "reid/intel-0288", False, None, 10, True, None,
+                        progress=False, text_labels=label_file, text_image=(tiny_clip_model, 0.5))
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"text_image_only_rank1", "text_image_only_mAP", "without_text_image_rank1"} <= set(out)
+    assert out["text_image_only_rank1"] < 0.25 and out["without_text_image_rank1"] > out["text_image_only_rank1"]
+    code = eval_command(data_dir / "market1501_mini", "market1501", "reid/intel-0288", False, None, 10, True, None,
+                        progress=False, text_labels=label_file, text_image=("text/none", 0.5))
+    assert code == 2 and "text/none" in capsys.readouterr().err
