@@ -41,19 +41,18 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory):
-    """A tiny random CLIP's towers exported to ONNX, and its tokenizer folder (`crossview_testing.tiny_clip`)."""
+    """A tiny random CLIP's towers exported to ONNX, and its tokenizer folder (`models.attributes.random_clip`)."""
     pytest.importorskip("torch", reason="the tiny CLIP is built and exported with torch")
     pytest.importorskip("transformers", reason="the tiny CLIP is built from a transformers config")
-    from crossview_testing.tiny_clip import build_tiny_clip
+    from models.attributes.random_clip import build_random_clip
 
-    return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+    return build_random_clip(tmp_path_factory.mktemp("tiny_clip"), "tiny")
 
 
 @pytest.fixture
 def tiny_clip_model(tiny_clip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The tiny CLIP registered as text-image model ``text/tiny`` in a private user models folder."""
-    from crossview_testing.tiny_clip import IMAGE_SIDE, MAX_LENGTH
-
+    from models.attributes.random_clip import IMAGE_SIDE, MAX_LENGTH
     from models.zoo.text_image import add_text_image_model
 
     monkeypatch.setenv("CROSSVIEW_USER_MODELS", str(tmp_path / "user_models"))

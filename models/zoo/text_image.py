@@ -35,7 +35,7 @@ from models.errors import ChecksumMismatchError, ModelNotFoundError, require
 from models.zoo.resolve import sha256_of
 from models.zoo.spec import TEXT_IMAGE_TASK as TASK
 from models.zoo.spec import ModelSpec, RemoteFile
-from models.zoo.user import FILES_SUFFIX, UserModelError, _read_json, check_name, user_models_root
+from models.zoo.user import FILES_SUFFIX, UserModelError, check_name, read_manifest, user_models_root
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -203,7 +203,7 @@ def load_text_image_model(name: str, root: Path | None = None) -> TextImageModel
     manifest, files = _paths(name, root)
     if not manifest.is_file():
         raise ModelNotFoundError(f"unknown text-image model {name!r} (no {manifest})")
-    data = _read_json(manifest, _KEYS)
+    data = read_manifest(manifest, _KEYS)
     missing = sorted({"name", "task", "image", "text", "tokenizer", "input_hw", "mean", "std", "output_dim"}
                      - set(data))
     if missing:

@@ -148,7 +148,7 @@ def _check_spec(spec: ModelSpec, where: Path) -> None:
         raise UserModelError(f"{where}: {problems[0]}")
 
 
-def _read_json(path: Path, keys: frozenset[str] = _MANIFEST_KEYS) -> dict[str, Any]:
+def read_manifest(path: Path, keys: frozenset[str] = _MANIFEST_KEYS) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -178,7 +178,7 @@ def load_user_model(name: str, root: Path | None = None) -> UserModel:
     manifest, _ = _paths(check_name(name), root)
     if not manifest.is_file():
         raise ModelNotFoundError(f"unknown user model {name!r} (no {manifest})")
-    data = _read_json(manifest)
+    data = read_manifest(manifest)
     missing = sorted({"name", "like", "file", "sha256", "size"} - set(data))
     if missing:
         raise UserModelError(f"{manifest}: missing key(s) {', '.join(missing)}")
@@ -240,7 +240,7 @@ def spec_for_path(path: str | Path) -> ModelSpec:
         raise ModelNotFoundError(f"model file {onnx} does not exist")
     onnx = onnx.resolve()
     sibling = onnx.with_suffix(".json")
-    overrides = _read_json(sibling) if sibling.is_file() else {}
+    overrides = read_manifest(sibling) if sibling.is_file() else {}
     like = _like_spec(str(overrides.get("like", DEFAULT_LIKE)), str(sibling if overrides else onnx))
     alias = PATH_PREFIX + re.sub(r"[^A-Za-z0-9._-]+", "_", onnx.stem)
     return _derived_spec(str(onnx), like, onnx, sha256_of(onnx), onnx.stat().st_size, overrides, alias=alias)

@@ -1,5 +1,5 @@
 """Text-image (CLIP-style) models (issue 15, item 4), with a tiny randomly initialised CLIP built from a
-`transformers` config and exported to ONNX here (`crossview_testing.tiny_clip`): registration with every
+`transformers` config and exported to ONNX here (`models.attributes.random_clip`): registration with every
 file's checksum, the zoo and CLI seeing it, both towers through ONNX Runtime agreeing with torch, and
 bad input refused with a clear message."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from crossview_testing.tiny_clip import DIM, IMAGE_SIDE, MAX_LENGTH
 
+from models.attributes.random_clip import DIM, IMAGE_SIDE, MAX_LENGTH
 from models.attributes.text_image import MAX_TEXT_CHARS, TextImageEncoder
 from models.embed import preprocess
 from models.errors import ChecksumMismatchError, InvalidInputError, ModelNotFoundError

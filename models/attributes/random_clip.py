@@ -1,5 +1,13 @@
-"""A tiny randomly initialised CLIP (from a `transformers` config), its towers exported to ONNX and a
-word-level tokenizer folder: the plumbing of text-image search tested without real CLIP weights."""
+"""A randomly initialised CLIP (from a `transformers` config), its towers exported to ONNX and a word-level
+tokenizer folder, for tests and timing benchmarks of text-image search (issue 15, item 4).
+
+No CLIP weights exist on these machines, so the text-image backend is exercised with random ones:
+`tiny` (2 layers, 16-d, 32×32 input) for tests, `b32` (the shape of OpenAI's CLIP ViT-B/32: 12-layer
+512-wide text tower, 12-layer 768-wide vision tower at 224×224 with 32×32 patches, 512-d output) for
+timings that match the real model's cost. Its vectors are noise: this measures plumbing and speed,
+never accuracy. The tokenizer knows the words of the descriptions operators type and crossview's
+template writes; any other word is [UNK] (a real CLIP's BPE gives about as many tokens).
+"""
 
 from __future__ import annotations
 
@@ -10,18 +18,42 @@ from typing import Any
 
 import numpy as np
 
+from models.errors import InvalidInputError, require
+
 WORDS = ("a", "the", "man", "woman", "person", "in", "with", "and", "no", "red", "blue", "black", "white", "green",
-         "jacket", "shirt", "top", "trousers", "jeans", "shorts", "backpack", "bag", "long", "hair", "wearing")
+         "jacket", "shirt", "top", "trousers", "jeans", "shorts", "backpack", "bag", "long", "hair", "wearing",
+         "grey", "yellow", "purple", "pink", "brown", "orange", "hat", "short", "sleeved", "dress", "skirt", "coat")
 SPECIAL = ("[UNK]", "<|startoftext|>", "<|padding|>", "<|endoftext|>")  # eos at 3: not CLIP's legacy id 2
-IMAGE_SIDE, DIM, MAX_LENGTH = 32, 16, 16
+IMAGE_SIDE, DIM, MAX_LENGTH = 32, 16, 16  # the tiny shape's
 
 
 @dataclass(frozen=True)
-class TinyClip:
+class ClipShape:
+    text_width: int
+    text_layers: int
+    text_heads: int
+    vision_width: int
+    vision_layers: int
+    vision_heads: int
+    image_side: int
+    patch: int
+    dim: int
+    max_length: int
+
+
+SHAPES = {
+    "tiny": ClipShape(32, 2, 2, 32, 2, 2, IMAGE_SIDE, 8, DIM, MAX_LENGTH),
+    "b32": ClipShape(512, 12, 8, 768, 12, 12, 224, 32, 512, 77),
+}
+
+
+@dataclass(frozen=True)
+class RandomClip:
     image_onnx: Path
     text_onnx: Path
     tokenizer: Path
     model: Any  # the torch CLIPModel the towers were exported from
+    shape: ClipShape
 
     def image_features(self, batch: np.ndarray) -> np.ndarray:
         """The torch image tower on a preprocessed (N, 3, H, W) batch: (N, D) projections (not normalised)."""
@@ -40,7 +72,7 @@ class TinyClip:
             return self.model.text_projection(pooled).numpy()
 
 
-def _tokenizer(folder: Path) -> None:
+def _tokenizer(folder: Path, max_length: int) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -51,23 +83,28 @@ def _tokenizer(folder: Path) -> None:
         single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", 1), ("<|endoftext|>", 3)])
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", bos_token="<|startoftext|>",
                             eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                            model_max_length=MAX_LENGTH).save_pretrained(str(folder))
+                            model_max_length=max_length).save_pretrained(str(folder))
 
 
-def build_tiny_clip(folder: Path, seed: int = 0) -> TinyClip:
+def build_random_clip(folder: Path, shape: str = "tiny", seed: int = 0) -> RandomClip:
     """Write image.onnx, text.onnx and tokenizer/ under `folder` (dynamic batch and text length)."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel
-
+    torch = require("torch")
+    transformers = require("transformers")
+    if shape not in SHAPES:
+        raise InvalidInputError(f"shape: expected one of {', '.join(SHAPES)}, got {shape!r}")
+    s = SHAPES[shape]
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
-    config = CLIPConfig(
-        text_config={**small, "vocab_size": len(SPECIAL) + len(WORDS), "max_position_embeddings": MAX_LENGTH,
+    config = transformers.CLIPConfig(
+        text_config={"hidden_size": s.text_width, "intermediate_size": 4 * s.text_width,
+                     "num_hidden_layers": s.text_layers, "num_attention_heads": s.text_heads,
+                     "vocab_size": len(SPECIAL) + len(WORDS), "max_position_embeddings": s.max_length,
                      "bos_token_id": 1, "eos_token_id": 3, "pad_token_id": 3},
-        vision_config={**small, "image_size": IMAGE_SIDE, "patch_size": 8}, projection_dim=DIM)
+        vision_config={"hidden_size": s.vision_width, "intermediate_size": 4 * s.vision_width,
+                       "num_hidden_layers": s.vision_layers, "num_attention_heads": s.vision_heads,
+                       "image_size": s.image_side, "patch_size": s.patch}, projection_dim=s.dim)
     config._attn_implementation = "eager"
-    model = CLIPModel(config).eval().requires_grad_(False)
+    model = transformers.CLIPModel(config).eval().requires_grad_(False)
 
     class ImageTower(torch.nn.Module):
         def __init__(self) -> None:
@@ -90,7 +127,7 @@ def build_tiny_clip(folder: Path, seed: int = 0) -> TinyClip:
     ids = torch.tensor([[1, 4, 5, 3, 3], [1, 6, 7, 8, 3]], dtype=torch.int64)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on CLIP's shape checks; parity is tested instead
-        torch.onnx.export(ImageTower(), (torch.zeros(2, 3, IMAGE_SIDE, IMAGE_SIDE),), str(image),
+        torch.onnx.export(ImageTower(), (torch.zeros(2, 3, s.image_side, s.image_side),), str(image),
                           input_names=["pixel_values"], output_names=["image_embeds"],
                           dynamic_axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
                           opset_version=17, dynamo=False)
@@ -99,5 +136,5 @@ def build_tiny_clip(folder: Path, seed: int = 0) -> TinyClip:
                           dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
                                         "attention_mask": {0: "batch", 1: "tokens"}, "text_embeds": {0: "batch"}},
                           opset_version=17, dynamo=False)
-    _tokenizer(folder / "tokenizer")
-    return TinyClip(image, text, folder / "tokenizer", model)
+    _tokenizer(folder / "tokenizer", s.max_length)
+    return RandomClip(image, text, folder / "tokenizer", model, s)
