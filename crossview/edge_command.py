@@ -92,7 +92,7 @@ class PipelineConfig:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     # person attributes for search by description: attributes.enabled=, attributes.model=, attributes.batch_size=
     attributes: AttributeSettings = field(default_factory=AttributeSettings)
-    # a registered text-image model for search by description: text_image.model=NAME, text_image.weight=
+    # a registered text-image model for search by description: text_image.model=NAME, .weight=, .crops=
     text_image: TextImageSettings = field(default_factory=TextImageSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # DEBUG also shows FFmpeg's and OpenCV's own lines
 
@@ -348,8 +348,16 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     hub_options = _hub_options(hub)
     # a file given here is checked against the model before it loads; without one the embedding worker
     # takes the zoo's calibration for the model it really runs
+    if get_spec(cfg.embedder).task != "reid":
+        raise CrossviewError(f"embedder: expected a Re-ID model, got {cfg.embedder!r} ({get_spec(cfg.embedder).task}); "
+                             "a text-image model is named with text_image.model=")
     calibration = (calibration_for(get_spec(cfg.embedder).fingerprint, "cosine_distance",
                                    Path(cfg.calibration).expanduser()) if cfg.calibration else None)
+    text_image = text_image_encoder(cfg.text_image)  # before the heavy models: a wrong name stops the start early
+    attributes = attribute_recognizer(cfg.attributes)
+    if text_image is not None and attributes is None:
+        raise CrossviewError("text_image.model: text search ranks tracklets by their attributes first, and this "
+                             "edge reads none (attributes.enabled=false, or the attribute model is missing)")
     policy = ShortListPolicy(cfg.top_k, cfg.min_p_same, calibration=calibration)
     embedder = create_embedder(cfg.embedder, cfg.embed_runtime, **_runtime_kwargs(cfg))
     tracker = PersonTracker(cfg.detector, tracker=cfg.tracker, conf=cfg.conf, imgsz=cfg.imgsz,
@@ -358,8 +366,7 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     node = EdgeNode(workdir, cfg.edge_id, camera_ids, tracker=tracker, embedder=embedder, gallery=gallery,
                     policy=policy, tracklets=cfg.tracklets, embed_batch_size=cfg.embed_batch_size,
                     uplink=cfg.uplink, retention=cfg.retention, send_unmatched=cfg.send_unmatched,
-                    attributes=attribute_recognizer(cfg.attributes), text_image=text_image_encoder(cfg.text_image),
-                    **hub_options)
+                    attributes=attributes, text_image=text_image, **hub_options)
     # with a hub the gallery comes from it (the "connected to hub" line says how large it is)
     if gallery is None and node.link is None and node.gallery.size == 0 and not cfg.send_unmatched:
         log.info("no gallery (never synced with a hub): nobody will be short-listed; pass gallery_dir=FOLDER to "
@@ -388,7 +395,7 @@ def text_image_encoder(settings: TextImageSettings) -> Any:
         return None
     from models.attributes.text_image import TextImageEncoder
 
-    encoder = TextImageEncoder(settings.model, weight=settings.weight)
+    encoder = TextImageEncoder(settings.model, weight=settings.weight, crops=settings.crops)
     log.info("text-image model %s: text jobs mix its cosine (weight %.2f) into the attribute score",
              encoder.fingerprint, encoder.weight)
     return encoder

@@ -46,6 +46,9 @@ def eval_command(
     """
     from models.evaluation import EmbeddingCache, evaluate_many, format_table, plot_cmc, to_json_dict
 
+    if text_image[0] and text_labels is None:
+        print("error: --text-image-model: expected --text-labels too (it evaluates text search)", file=sys.stderr)
+        return 2
     if text_labels is not None:
         return text_eval_command(data, format, parse_models(model), Path(text_labels), json_out, progress,
                                  text_image=text_image)

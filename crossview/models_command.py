@@ -84,14 +84,22 @@ def register(models_app: typer.Typer) -> None:
         tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Its tokenizer folder (transformers).")],
         input_size: Annotated[int, typer.Option("--input-size", help="The image tower's square input side.")] = 224,
         max_length: Annotated[int, typer.Option("--max-length", help="Text tokens the text tower takes.")] = 77,
+        cosine_range: Annotated[str, typer.Option(
+            "--cosine-range", help="LOW,HIGH: where its text-image cosines fall (unrelated .. close match).")
+                                ] = "0.15,0.35",
         force: Annotated[bool, typer.Option("--force", help="Replace a model of that name.")] = False,
     ) -> None:
         """Register a CLIP-style text-image model (both towers and the tokenizer, copied with their checksums);
         an edge uses it for search by description with text_image.model=NAME."""
         from models.zoo.text_image import add_text_image_model
+        from models.zoo.user import UserModelError
 
+        try:
+            low, high = (float(v) for v in cosine_range.split(","))
+        except ValueError:
+            raise UserModelError(f"--cosine-range: expected LOW,HIGH (e.g. 0.15,0.35), got {cosine_range!r}") from None
         model = add_text_image_model(name, image_onnx, text_onnx, tokenizer, input_hw=(input_size, input_size),
-                                     max_length=max_length, force=force)
+                                     max_length=max_length, cosine_range=(low, high), force=force)
         typer.echo(f"added {model.fingerprint} ({model.image_spec.output_dim}-d, image {input_size}x{input_size}, "
                    f"text up to {model.max_length} tokens) at {model.manifest}")
 

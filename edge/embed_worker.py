@@ -104,9 +104,11 @@ class AttributeReader(Protocol):
 
 @runtime_checkable
 class TextImageReader(Protocol):
-    """`models.attributes.text_image.TextImageEncoder`, as far as the worker uses it: its image tower."""
+    """`models.attributes.text_image.TextImageEncoder`, as far as the worker uses it: its image tower and
+    how many of a tracklet's best crops go through it (an image tower costs many Re-ID models)."""
 
     image: CropEmbedder
+    crops: int
 
 
 @dataclass(frozen=True)
@@ -319,17 +321,19 @@ class EmbedWorker:
                 log.exception("embedding worker: tracklet %s of camera %r failed", t.tracklet_id, t.camera_id)
                 self._count(failed=1)
 
-    def _embed(self, tracklets: list[ClosedTracklet], embedder: CropEmbedder | None = None) -> dict[str, Embeddings]:
-        """One call of `embedder` (default: the Re-ID embedder) for every crop of `tracklets`; each tracklet's
-        quality-weighted vector."""
-        embeddings = (embedder or self.embedder).embed([c.image for t in tracklets for c in t.crops])
+    def _embed(self, tracklets: list[ClosedTracklet], embedder: CropEmbedder | None = None,
+               max_crops: int | None = None) -> dict[str, Embeddings]:
+        """One call of `embedder` (default: the Re-ID embedder) for every crop of `tracklets` (their best
+        `max_crops`; None: all); each tracklet's quality-weighted vector."""
+        embeddings = (embedder or self.embedder).embed([c.image for t in tracklets for c in t.crops[:max_crops]])
         if embedder is None:
             self._count(batches=1, crops_embedded=len(embeddings))
         vectors, start = {}, 0
         for t in tracklets:
-            part = Embeddings(embeddings.vectors[start:start + len(t.crops)], embeddings.model_fingerprint)
-            vectors[t.tracklet_id] = aggregate(part, t.qualities)
-            start += len(t.crops)
+            count = len(t.crops[:max_crops])
+            part = Embeddings(embeddings.vectors[start:start + count], embeddings.model_fingerprint)
+            vectors[t.tracklet_id] = aggregate(part, t.qualities[:count])
+            start += count
         return vectors
 
     def _read_attributes(self, tracklets: list[ClosedTracklet]) -> dict[str, AttributeProfile]:
@@ -355,7 +359,7 @@ class EmbedWorker:
         if self.text_image is None or not tracklets:
             return {}
         try:
-            return self._embed(tracklets, self.text_image.image)
+            return self._embed(tracklets, self.text_image.image, self.text_image.crops)
         except Exception:
             log.exception("embedding worker: text-image vectors of %d tracklets cannot be made; stored without them",
                           len(tracklets))

@@ -85,18 +85,22 @@ class RetentionPolicy:
 @dataclass(frozen=True)
 class TextImageSettings:
     """A text-image (CLIP-style) model for search by description (issue 15, item 4): the name it was
-    registered under with `crossview models add-text-image` ("" : none, the default) and how much its
-    cosine counts against the attribute score at stage one (`weight`, 0–1). Unlike attributes, a model
-    named here that cannot be opened stops the edge at start: it was asked for explicitly."""
+    registered under with `crossview models add-text-image` ("" : none, the default), how much its
+    cosine counts against the attribute score at stage one (`weight`, 0–1), and how many of a tracklet's
+    best crops its image tower embeds (`crops`: a ViT-B/32 tower costs about 20 Re-ID models). Unlike
+    attributes, a model named here that cannot be opened stops the edge at start: it was asked for."""
 
     model: str = ""
     weight: float = 0.5
+    crops: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str):
             raise InvalidInputError(f"text_image.model: expected a registered model name, got {self.model!r}")
         if isinstance(self.weight, bool) or not isinstance(self.weight, int | float) or not 0 <= self.weight <= 1:
             raise InvalidInputError(f"text_image.weight: expected a number in [0, 1], got {self.weight!r}")
+        if isinstance(self.crops, bool) or not isinstance(self.crops, int) or self.crops < 1:
+            raise InvalidInputError(f"text_image.crops: expected an integer >= 1, got {self.crops!r}")
 
 
 @dataclass(frozen=True)

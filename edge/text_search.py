@@ -232,6 +232,7 @@ class TextEncoder(Protocol):
 
     fingerprint: str
     weight: float
+    cosine_range: tuple[float, float]
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -297,7 +298,8 @@ def rank_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: s
     cosine = _text_image_cosine(job, index, rows, text_image, notes)
     best, scores = rank_by_description(job.query, table, vectors, top_k=top_k, weight=RERANK_WEIGHT,
                                        text_image_cosine=cosine,
-                                       text_image_weight=0.5 if text_image is None else text_image.weight)
+                                       **({} if text_image is None else {"text_image_weight": text_image.weight,
+                                                                         "text_image_range": text_image.cosine_range}))
     scale = 1.0 + RERANK_WEIGHT if vectors is not None else 1.0
     return index, [(int(rows[b]), float(min(max(score / scale, 0.0), 1.0))) for b, score in zip(best, scores,
                                                                                                  strict=True)], notes

@@ -62,8 +62,15 @@ def _crops_per_s(embed: Callable[[list[np.ndarray]], Any], crops: list[np.ndarra
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-text-image-") as tmp:  # the b32 towers are 600 MB
-        return _run(args, Path(tmp))
+    before = os.environ.get("CROSSVIEW_USER_MODELS")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-text-image-") as tmp:  # the b32 towers are 600 MB
+            return _run(args, Path(tmp))
+    finally:
+        if before is None:
+            os.environ.pop("CROSSVIEW_USER_MODELS", None)
+        else:
+            os.environ["CROSSVIEW_USER_MODELS"] = before
 
 
 def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -131,7 +138,8 @@ def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         reid_at, image_at = {t: i for i, t in enumerate(reid_ids)}, {t: i for i, t in enumerate(image_ids)}
         cosine = image_vectors[[image_at[r[0]] for r in rows]] @ encoder.encode_text([query.text])[0]
         best, _ = rank_by_description(query, profiles, reid_vectors[[reid_at[r[0]] for r in rows]], top_k=50,
-                                      text_image_cosine=cosine, text_image_weight=encoder.weight)
+                                      text_image_cosine=cosine, text_image_weight=encoder.weight,
+                                      text_image_range=encoder.cosine_range)
         return [rows[b][0] for b in best]
 
     with_ms, with_ids = _median_ms(lambda: answer(encoder), args.repeats)

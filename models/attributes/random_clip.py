@@ -106,35 +106,62 @@ def build_random_clip(folder: Path, shape: str = "tiny", seed: int = 0) -> Rando
     config._attn_implementation = "eager"
     model = transformers.CLIPModel(config).eval().requires_grad_(False)
 
-    class ImageTower(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clip = model
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.clip.visual_projection(self.clip.vision_model(pixel_values=pixel_values).pooler_output)
-
-    class TextTower(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clip = model
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            pooled = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
-            return self.clip.text_projection(pooled)
-
     image, text = folder / "image.onnx", folder / "text.onnx"
-    ids = torch.tensor([[1, 4, 5, 3, 3], [1, 6, 7, 8, 3]], dtype=torch.int64)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on CLIP's shape checks; parity is tested instead
-        torch.onnx.export(ImageTower(), (torch.zeros(2, 3, s.image_side, s.image_side),), str(image),
+        torch.onnx.export(_image_tower(model), (torch.zeros(2, 3, s.image_side, s.image_side),), str(image),
                           input_names=["pixel_values"], output_names=["image_embeds"],
                           dynamic_axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
                           opset_version=17, dynamo=False)
-        torch.onnx.export(TextTower(), (ids, torch.ones_like(ids)), str(text),
-                          input_names=["input_ids", "attention_mask"], output_names=["text_embeds"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
-                                        "attention_mask": {0: "batch", 1: "tokens"}, "text_embeds": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+    export_text_tower(model, text)
     _tokenizer(folder / "tokenizer", s.max_length)
     return RandomClip(image, text, folder / "tokenizer", model, s)
+
+
+def export_text_tower(model: Any, path: Path, *, dynamic: tuple[str, ...] = ("batch", "tokens"),
+                      tokens: int = 5) -> Path:
+    """`model`'s text tower to ONNX at `path`; `dynamic` names the axes left free ("batch", "tokens"),
+    the others fixed at 2 texts of `tokens` tokens (a deployment's fixed-shape export, for tests)."""
+    torch = require("torch")
+    ids = torch.full((2, tokens), 3, dtype=torch.int64)
+    ids[:, 0], ids[0, 1:3], ids[1, 1:4] = 1, torch.tensor([4, 5]), torch.tensor([6, 7, 8])
+    axes = {i: name for i, name in enumerate(("batch", "tokens")) if name in dynamic}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_text_tower(model), (ids, torch.ones_like(ids)), str(path),
+                          input_names=["input_ids", "attention_mask"], output_names=["text_embeds"],
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                        "text_embeds": {0: "batch"} if "batch" in dynamic else {}},
+                          opset_version=17, dynamo=False)
+    return path
+
+
+def _modules() -> tuple[type, type]:
+    torch = require("torch")
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self, clip: Any) -> None:
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, pixel_values: Any) -> Any:
+            return self.clip.visual_projection(self.clip.vision_model(pixel_values=pixel_values).pooler_output)
+
+    class TextTower(torch.nn.Module):
+        def __init__(self, clip: Any) -> None:
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            pooled = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+            return self.clip.text_projection(pooled)
+
+    return ImageTower, TextTower
+
+
+def _image_tower(model: Any) -> Any:
+    return _modules()[0](model)
+
+
+def _text_tower(model: Any) -> Any:
+    return _modules()[1](model)

@@ -34,6 +34,9 @@ _COLOUR_INDEX = {name: i for i, name in enumerate(COLOUR_NAMES)}
 # default cap on the stage-one candidates whose image neighbourhoods are computed (rank_by_description):
 # each costs a cosine row and a top-k over all N images
 MAX_RERANK_CANDIDATES = 100
+# where a CLIP-style model's text-image cosines fall (OpenAI CLIP ViT-B/32 on person crops: ~0.15 unrelated
+# to ~0.35 a close match); a registered model may say otherwise (`--cosine-range`)
+DEFAULT_COSINE_RANGE = (0.15, 0.35)
 
 
 def constraint_probability(constraint: Constraint, profile: AttributeProfile) -> float:
@@ -133,31 +136,42 @@ def description_similarity(query: TextQuery, scores: np.ndarray) -> np.ndarray:
     return np.exp(np.asarray(scores, np.float64) / len(query.constraints))
 
 
-def combined_similarity(attribute_similarity: np.ndarray, cosine: np.ndarray, weight: float) -> np.ndarray:
+def combined_similarity(attribute_similarity: np.ndarray, cosine: np.ndarray, weight: float,
+                        cosine_range: tuple[float, float] = DEFAULT_COSINE_RANGE) -> np.ndarray:
     """Stage one with a text-image model: ``(1 - weight) * attribute + weight * c`` per tracklet, `c` the
-    text-image cosine mapped affinely onto [0, 1] by the lowest and highest cosine among the tracklets
-    ranked (0.5 when they are all equal).
+    text-image cosine mapped onto [0, 1] by the model's `cosine_range` (low → 0, high → 1, clipped).
 
-    Why the mapping: a CLIP-style model's text-image cosines sit in a narrow band (about 0.15–0.35), so
-    added raw to a [0, 1] attribute score `weight` would mean almost nothing; the affine map keeps their
-    order and the ratios of their gaps. A NaN cosine (a tracklet stored without a text-image vector) takes
-    no part: that tracklet keeps its attribute similarity alone."""
+    Why the mapping: a CLIP-style model's text-image cosines sit in a narrow band (about 0.15–0.35 for
+    OpenAI's), so added raw to a [0, 1] attribute score `weight` would mean almost nothing. The range is
+    the model's, fixed (its manifest's `cosine_range`), not the ranked tracklets' own lowest and highest:
+    a tracklet's score then depends on it and the text alone, so scores from different edges and different
+    filters compare (the hub merges edges' hits by score). A NaN cosine (a tracklet stored without a
+    text-image vector) takes no part: that tracklet keeps its attribute similarity alone."""
     attribute_similarity = np.asarray(attribute_similarity, np.float64)
     cosine = np.asarray(cosine, np.float64)
     if cosine.shape != attribute_similarity.shape:
         raise InvalidInputError(f"text_image_cosine: expected shape {attribute_similarity.shape}, got {cosine.shape}")
     if not (isinstance(weight, int | float) and not isinstance(weight, bool) and 0.0 <= weight <= 1.0):
         raise InvalidInputError(f"text_image_weight: expected a number in [0, 1], got {weight!r}")
+    low, high = check_cosine_range(cosine_range)
     known = ~np.isnan(cosine)
     if np.any(np.isinf(cosine)):
         raise InvalidInputError("text_image_cosine: expected finite numbers (NaN: no vector)")
     combined = attribute_similarity.copy()
-    if not known.any():
-        return combined
-    low, high = float(cosine[known].min()), float(cosine[known].max())
-    scaled = np.full(int(known.sum()), 0.5) if high <= low else (cosine[known] - low) / (high - low)
+    scaled = np.clip((cosine[known] - low) / (high - low), 0.0, 1.0)
     combined[known] = (1.0 - weight) * attribute_similarity[known] + weight * scaled
     return combined
+
+
+def check_cosine_range(value: object) -> tuple[float, float]:
+    """A text-image model's (low, high) cosine range: two finite numbers in [-1, 1], low < high."""
+    try:
+        low, high = (float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"cosine_range: expected two numbers (low, high), got {value!r}") from None
+    if not (-1.0 <= low < high <= 1.0):
+        raise InvalidInputError(f"cosine_range: expected -1 <= low < high <= 1, got {value!r}")
+    return low, high
 
 
 def rank_by_description(
@@ -171,6 +185,7 @@ def rank_by_description(
     max_candidates: int = MAX_RERANK_CANDIDATES,
     text_image_cosine: np.ndarray | None = None,
     text_image_weight: float = 0.5,
+    text_image_range: tuple[float, float] = DEFAULT_COSINE_RANGE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `top_k` best profiles for `query`: (indices int64, final scores float64), best first.
 
@@ -200,7 +215,7 @@ def rank_by_description(
         raise InvalidInputError(f"max_candidates: expected an integer >= 1, got {max_candidates!r}")
     sim = description_similarity(query, description_scores(query, table))
     if text_image_cosine is not None:
-        sim = combined_similarity(sim, text_image_cosine, text_image_weight)
+        sim = combined_similarity(sim, text_image_cosine, text_image_weight, text_image_range)
     final = sim.copy()
     top_k = min(int(top_k), n)
     if image_vectors is not None and weight > 0:

@@ -26,18 +26,24 @@ MAX_TEXT_CHARS = 10_000
 
 
 class TextImageEncoder:
-    """The image and text towers of registered text-image model `model` (see the module docstring).
+    """The image and text towers of registered text-image model `model` (see the module docstring), and
+    where its cosines fall (`cosine_range`, from its manifest).
 
     `weight` is how much the text-image cosine counts at stage one against the attribute score (0–1;
-    `models.attributes.scoring.combined_similarity`)."""
+    `models.attributes.scoring.combined_similarity`); `crops` how many of a tracklet's best crops an edge
+    embeds with the image tower (the first, by default: a ViT-B/32 tower costs about 20 Re-ID models,
+    docs/benchmarks.md)."""
 
-    def __init__(self, model: str, *, weight: float = 0.5, num_threads: int | None = 1) -> None:
+    def __init__(self, model: str, *, weight: float = 0.5, crops: int = 1, num_threads: int | None = 1) -> None:
         from models.embed import create_embedder
         from models.zoo.text_image import load_text_image_model, load_tokenizer
 
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
             raise InvalidInputError(f"text_image.weight: expected a number in [0, 1], got {weight!r}")
+        if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
+            raise InvalidInputError(f"text_image.crops: expected an integer >= 1, got {crops!r}")
         self.weight = float(weight)
+        self.crops = crops
         self.model = load_text_image_model(model)
         self.model.verify()
         self.fingerprint = self.model.fingerprint
@@ -52,6 +58,8 @@ class TextImageEncoder:
         self._session = ort.InferenceSession(self.model.text.relpath, sess_options=options,
                                              providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
+        self.cosine_range = self.model.cosine_range
+        self.encode_text(["a person"])  # a tower that cannot run is refused here, not at the first text job
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """(N, D) float32 L2-normalised text vectors; a text longer than the model's `max_length` tokens is
@@ -65,13 +73,17 @@ class TextImageEncoder:
                 raise InvalidInputError(f"texts[{i}]: expected at most {MAX_TEXT_CHARS} characters, got {len(text)}")
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        padding = "max_length" if self.model.pad_to_max_length else True
         with self._tokenizer_lock:
-            tokens = self._tokenizer(list(texts), padding=True, truncation=True, max_length=self.model.max_length,
+            tokens = self._tokenizer(list(texts), padding=padding, truncation=True, max_length=self.model.max_length,
                                      return_tensors="np")
         feeds: dict[str, Any] = {"input_ids": np.asarray(tokens["input_ids"], np.int64)}
         if "attention_mask" in self._inputs:
             feeds["attention_mask"] = np.asarray(tokens["attention_mask"], np.int64)
-        vectors = np.asarray(self._session.run([self.model.text_output], feeds)[0], np.float32)
+        try:
+            vectors = np.asarray(self._session.run([self.model.text_output], feeds)[0], np.float32)
+        except Exception as exc:  # ONNX Runtime's own errors (a shape or type the tower does not take)
+            raise CrossviewError(f"{self.model.name}: the text tower failed: {exc}") from exc
         if vectors.shape != (len(texts), self.dim):
             raise CrossviewError(f"{self.model.name}: the text tower gave shape {vectors.shape}, expected "
                                  f"({len(texts)}, {self.dim})")

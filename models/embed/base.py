@@ -138,6 +138,9 @@ class Embedder(ABC):
                 f"{self.spec.name!r} is a {self.spec.task} model, not a Re-ID model; embedders run "
                 "Re-ID models (and text-image models' image towers) only"
             )
+        if self.spec.task == TEXT_IMAGE_TASK and self.name != "onnxruntime":  # only it reads `output_name`
+            raise EmbedderConfigError(f"{self.spec.name!r} is a text-image model: its image tower runs on "
+                                      f"onnxruntime, not {self.name}")
         if self.spec.format in self.formats:
             return
         able = runtimes_for_format(self.spec.format)

@@ -32,6 +32,7 @@ from models.images import read_bgr
 
 RANDOM_TRIALS = 200
 TEXT_IMAGE_METHOD = "attributes + text-image + re-rank"
+TEXT_IMAGE_STAGE_ONE = "attributes + text-image"  # without Re-ID vectors: nothing to re-rank with
 _SEED = 0
 _UPPER_COLOURS = {"upblack": "black", "upwhite": "white", "upred": "red", "uppurple": "purple",
                   "upyellow": "yellow", "upgray": "grey", "upblue": "blue", "upgreen": "green"}
@@ -178,6 +179,7 @@ class TextImageTowers:
     embed_images: Embed
     encode_text: EncodeText
     weight: float
+    cosine_range: tuple[float, float]
 
 
 def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: Recognize, embed: Embed | None,
@@ -209,10 +211,12 @@ def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: R
     n = len(profiles)
     tie_order = np.random.default_rng(_SEED).permutation(n)
 
-    def full_scores(query: TextQuery, image_vectors: np.ndarray | None, cosine: np.ndarray | None = None,
-                    text_image_weight: float = 0.5) -> np.ndarray:
+    def full_scores(query: TextQuery, image_vectors: np.ndarray | None, cosine: np.ndarray | None = None
+                    ) -> np.ndarray:
+        mixing = {} if text_image is None else {"text_image_weight": text_image.weight,
+                                                "text_image_range": text_image.cosine_range}
         idx, final = rank_by_description(query, profiles, image_vectors, top_k=n, k=k, weight=weight,
-                                         text_image_cosine=cosine, text_image_weight=text_image_weight)
+                                         text_image_cosine=cosine, **mixing)
         out = np.empty(n)
         out[idx] = final
         return out
@@ -221,8 +225,8 @@ def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: R
     if text_image is not None:
         image_side = np.asarray(text_image.embed_images(images), np.float32)
         cosines = np.asarray(text_image.encode_text([q.text for q in queries]), np.float32) @ image_side.T
-        methods[TEXT_IMAGE_METHOD] = retrieval_metrics(
-            np.stack([full_scores(q, vectors, c, text_image.weight) for q, c in zip(queries, cosines, strict=True)]),
+        methods[TEXT_IMAGE_METHOD if vectors is not None else TEXT_IMAGE_STAGE_ONE] = retrieval_metrics(
+            np.stack([full_scores(q, vectors, c) for q, c in zip(queries, cosines, strict=True)]),
             text_pids, pids, tie_order)
         methods["text-image alone"] = retrieval_metrics(cosines.astype(np.float64), text_pids, pids, tie_order)
     if vectors is not None:
@@ -242,9 +246,9 @@ def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: R
 
 
 def to_text_json(result: TextEvalResult) -> dict:
-    main = result.methods.get(TEXT_IMAGE_METHOD) or result.methods.get("attributes + re-rank",
-                                                                        result.methods["attributes"])
-    extra = {} if TEXT_IMAGE_METHOD not in result.methods else {
+    main = (result.methods.get(TEXT_IMAGE_METHOD) or result.methods.get(TEXT_IMAGE_STAGE_ONE)
+            or result.methods.get("attributes + re-rank", result.methods["attributes"]))
+    extra = {} if "text-image alone" not in result.methods else {
         "text_image_only_rank1": result.methods["text-image alone"]["rank1"],
         "text_image_only_mAP": result.methods["text-image alone"]["mAP"],
         "without_text_image_rank1": result.methods.get("attributes + re-rank", result.methods["attributes"])["rank1"]}
@@ -298,5 +302,5 @@ def run_text_evaluation(data: Path, fmt: str, labels_path: Path, reid_model: str
 
         encoder = TextImageEncoder(text_image_model, weight=text_image_weight, num_threads=None)
         towers = TextImageTowers(lambda images: encoder.image.embed(images).vectors, encoder.encode_text,
-                                 encoder.weight)
+                                 encoder.weight, encoder.cosine_range)
     return evaluate_text(Path(data), labels, recognizer.recognize, embed, progress=progress, text_image=towers)

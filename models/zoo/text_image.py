@@ -31,18 +31,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.errors import ChecksumMismatchError, ModelNotFoundError, require
+from models.errors import ChecksumMismatchError, InvalidInputError, ModelNotFoundError, require
 from models.zoo.resolve import sha256_of
 from models.zoo.spec import TEXT_IMAGE_TASK as TASK
 from models.zoo.spec import ModelSpec, RemoteFile
-from models.zoo.user import FILES_SUFFIX, UserModelError, check_name, read_manifest, user_models_root
+from models.zoo.user import (
+    FILES_SUFFIX,
+    UserModelError,
+    check_name,
+    check_spec,
+    manifest_task,
+    read_manifest,
+    user_models_root,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGE_OUTPUT, TEXT_OUTPUT = "image_embeds", "text_embeds"
 _MANIFEST_VERSION = 1
 _KEYS = frozenset({"format_version", "name", "task", "image", "text", "tokenizer", "input_hw", "mean", "std",
-                   "output_dim", "max_length", "image_output", "text_output", "added_at"})
+                   "output_dim", "max_length", "pad_to_max_length", "cosine_range", "image_output", "text_output",
+                   "added_at"})
+DEFAULT_COSINE_RANGE = (0.15, 0.35)  # models.attributes.scoring.DEFAULT_COSINE_RANGE (checked by a test)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class TextImageModel:
     tokenizer_dir: Path
     tokenizer_files: tuple[RemoteFile, ...]
     max_length: int
+    pad_to_max_length: bool  # the text tower takes exactly `max_length` tokens
+    cosine_range: tuple[float, float]
     text_output: str
     added_at: str
 
@@ -107,8 +119,11 @@ def _embedding_output(file: Path, outputs: list[tuple[str, list[int | None]]], p
     return chosen[0][0], int(chosen[0][1][1])
 
 
-def check_towers(image_onnx: Path, text_onnx: Path, input_hw: tuple[int, int]) -> tuple[str, str, int]:
-    """(image output name, text output name, D): the towers' shapes checked against each other."""
+def check_towers(image_onnx: Path, text_onnx: Path, input_hw: tuple[int, int]
+                 ) -> tuple[str, str, int, int | None]:
+    """(image output name, text output name, D, the text tower's fixed token count or None): the towers'
+    shapes checked against each other. A text tower of fixed batch size is refused (texts go through
+    it several at a time); one of fixed length gets every text padded to that length."""
     inputs, outputs = _io(image_onnx)
     if len(inputs) != 1 or len(inputs[0][1]) != 4 or inputs[0][1][1] not in (3, None):
         raise UserModelError(f"{image_onnx}: expected one image input [N, 3, H, W], got {inputs}")
@@ -124,7 +139,17 @@ def check_towers(image_onnx: Path, text_onnx: Path, input_hw: tuple[int, int]) -
     text_output, text_dim = _embedding_output(text_onnx, outputs, TEXT_OUTPUT)
     if text_dim != dim:
         raise UserModelError(f"{text_onnx}: expected {dim}-d text embeddings (as the image tower's), got {text_dim}")
-    return image_output, text_output, dim
+    shapes = {name: shape for name, shape in inputs}
+    lengths = set()
+    for name, shape in shapes.items():
+        if len(shape) != 2 or shape[0] is not None:
+            raise UserModelError(f"{text_onnx}: input {name} expected [N, L] with N dynamic (export it with a "
+                                 f"dynamic batch axis), got {shape}")
+        lengths.add(shape[1])
+    fixed = [length for length in lengths if length is not None]
+    if len(lengths) > 1:
+        raise UserModelError(f"{text_onnx}: expected input_ids and attention_mask of one length, got {shapes}")
+    return image_output, text_output, dim, fixed[0] if fixed else None
 
 
 def load_tokenizer(folder: Path) -> Any:
@@ -136,16 +161,28 @@ def load_tokenizer(folder: Path) -> Any:
         raise UserModelError(f"{folder}: not a tokenizer folder transformers can read offline ({exc})") from None
 
 
+_NOT_TOKENIZER = frozenset({".safetensors", ".bin", ".onnx", ".pt", ".pth", ".msgpack", ".h5", ".ckpt", ".gguf"})
+
+
+def _copy_tokenizer(source: Path, target: Path) -> None:
+    """The tokenizer files of `source` (a model snapshot's weights beside them are left behind)."""
+    shutil.copytree(source, target, ignore=lambda _folder, names: [n for n in names
+                                                                    if Path(n).suffix in _NOT_TOKENIZER])
+
+
 def _file_entry(path: Path, base: Path) -> dict[str, Any]:
     return {"file": path.relative_to(base).as_posix(), "sha256": sha256_of(path), "size": path.stat().st_size}
 
 
 def add_text_image_model(name: str, image_onnx: Path, text_onnx: Path, tokenizer: Path, *,
                          input_hw: tuple[int, int] = (224, 224), mean: tuple[float, float, float] = CLIP_MEAN,
-                         std: tuple[float, float, float] = CLIP_STD, max_length: int = 77, force: bool = False,
+                         std: tuple[float, float, float] = CLIP_STD, max_length: int = 77,
+                         cosine_range: tuple[float, float] = DEFAULT_COSINE_RANGE, force: bool = False,
                          root: Path | None = None) -> TextImageModel:
     """Copy both towers and the tokenizer into the user models folder as `name`, checked first: shapes that
-    agree, a tokenizer that reads offline, a name not taken (unless `force`)."""
+    agree, a tokenizer that reads offline, a name not taken (unless `force`, and never by a Re-ID model).
+    `cosine_range` is where the model's text-image cosines fall (`models.attributes.scoring.combined_similarity`)."""
+    from models.attributes.scoring import check_cosine_range
     from models.zoo.manifest import MODELS
 
     manifest, files = _paths(name, root)
@@ -160,23 +197,32 @@ def add_text_image_model(name: str, image_onnx: Path, text_onnx: Path, tokenizer
         raise UserModelError(f"--input-size: expected two positive integers, got {input_hw!r}")
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise UserModelError(f"--max-length: expected an integer >= 2, got {max_length!r}")
+    try:
+        cosine_range = check_cosine_range(cosine_range)
+    except InvalidInputError as exc:
+        raise UserModelError(f"--cosine-range: {exc}") from None
     if manifest.exists() and not force:
         raise UserModelError(f"model {name!r} already exists ({manifest}); pass --force to replace it")
-    image_output, text_output, dim = check_towers(Path(image_onnx), Path(text_onnx), tuple(input_hw))
+    if manifest.exists() and manifest_task(name, root) != TASK:
+        raise UserModelError(f"model {name!r} is a Re-ID model; remove it first (`crossview models remove {name}`)")
+    image_output, text_output, dim, length = check_towers(Path(image_onnx), Path(text_onnx), tuple(input_hw))
+    if length is not None and length != max_length:
+        raise UserModelError(f"--max-length: the text tower takes exactly {length} tokens, got {max_length}")
     load_tokenizer(Path(tokenizer))
     files.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{files.name}.", dir=files.parent))
     try:
         shutil.copyfile(image_onnx, staging / "image.onnx")
         shutil.copyfile(text_onnx, staging / "text.onnx")
-        shutil.copytree(tokenizer, staging / "tokenizer")
+        _copy_tokenizer(Path(tokenizer), staging / "tokenizer")
         data = {"format_version": _MANIFEST_VERSION, "name": name, "task": TASK,
                 "image": _file_entry(staging / "image.onnx", staging),
                 "text": _file_entry(staging / "text.onnx", staging),
                 "tokenizer": [_file_entry(p, staging) for p in sorted((staging / "tokenizer").rglob("*"))
                               if p.is_file()],
                 "input_hw": list(input_hw), "mean": list(mean), "std": list(std), "output_dim": dim,
-                "max_length": max_length, "image_output": image_output, "text_output": text_output,
+                "max_length": max_length, "pad_to_max_length": length is not None,
+                "cosine_range": list(cosine_range), "image_output": image_output, "text_output": text_output,
                 "added_at": datetime.now(UTC).isoformat(timespec="seconds")}
         if files.exists():
             shutil.rmtree(files)
@@ -203,7 +249,20 @@ def load_text_image_model(name: str, root: Path | None = None) -> TextImageModel
     manifest, files = _paths(name, root)
     if not manifest.is_file():
         raise ModelNotFoundError(f"unknown text-image model {name!r} (no {manifest})")
+    task = manifest_task(name, root)
+    if task != TASK:
+        raise UserModelError(f"{name!r} is a {task} model, not a text-image model (register one with "
+                             "`crossview models add-text-image`)")
     data = read_manifest(manifest, _KEYS)
+    try:
+        return _model_from(name, manifest, files, data)
+    except (TypeError, ValueError, KeyError) as exc:  # a hand-edited manifest: a clear error, not a traceback
+        raise UserModelError(f"{manifest}: unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _model_from(name: str, manifest: Path, files: Path, data: dict[str, Any]) -> TextImageModel:
+    from models.attributes.scoring import check_cosine_range
+
     missing = sorted({"name", "task", "image", "text", "tokenizer", "input_hw", "mean", "std", "output_dim"}
                      - set(data))
     if missing:
@@ -216,16 +275,24 @@ def load_text_image_model(name: str, root: Path | None = None) -> TextImageModel
     if not isinstance(data["tokenizer"], list) or not data["tokenizer"]:
         raise UserModelError(f"{manifest}: tokenizer: expected a list of file entries, got {data['tokenizer']!r}")
     tokenizer = tuple(_remote(entry, files, manifest) for entry in data["tokenizer"])
+    input_hw, mean, std = tuple(int(v) for v in data["input_hw"]), tuple(data["mean"]), tuple(data["std"])
+    # the vectors an image tower stores depend on its preprocessing too: the fingerprint names all of it
+    pair = f"{image.sha256}:{text.sha256}:{list(input_hw)}:{list(mean)}:{list(std)}"
     spec = _PairSpec(
-        name=name, task=TASK, format="onnx", files=(image,), primary=image.relpath,
-        input_hw=tuple(data["input_hw"]), channel_order="RGB", scale=1.0 / 255.0, mean=tuple(data["mean"]),
-        std=tuple(data["std"]), output_dim=int(data["output_dim"]), licence="user model",
-        output_name=str(data.get("image_output", IMAGE_OUTPUT)), notes="text-image model: its image tower",
-        pair_sha256=hashlib.sha256(f"{image.sha256}:{text.sha256}".encode()).hexdigest())
+        name=name, task=TASK, format="onnx", files=(image,), primary=image.relpath, input_hw=input_hw,
+        channel_order="RGB", scale=1.0 / 255.0, mean=mean, std=std, output_dim=int(data["output_dim"]),
+        licence="user model", output_name=str(data.get("image_output", IMAGE_OUTPUT)),
+        notes="text-image model: its image tower", pair_sha256=hashlib.sha256(pair.encode()).hexdigest())
+    check_spec(spec, manifest)
     max_length = data.get("max_length", 77)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise UserModelError(f"{manifest}: max_length: expected an integer >= 2, got {max_length!r}")
+    try:
+        cosine_range = check_cosine_range(data.get("cosine_range", DEFAULT_COSINE_RANGE))
+    except InvalidInputError as exc:
+        raise UserModelError(f"{manifest}: {exc}") from None
     return TextImageModel(name, manifest, spec, text, files / "tokenizer", tokenizer, max_length,
+                          bool(data.get("pad_to_max_length", False)), cosine_range,
                           str(data.get("text_output", TEXT_OUTPUT)), str(data.get("added_at", "")))
 
 

@@ -63,6 +63,8 @@ def check_name(name: str) -> str:
                              f"(e.g. reid/site-v1), got {name!r}")
     if name.startswith(PATH_PREFIX):
         raise UserModelError(f"model name: {PATH_PREFIX!r} is kept for models opened by path, got {name!r}")
+    if any(part.endswith(FILES_SUFFIX) for part in name.split("/")):
+        raise UserModelError(f"model name: {FILES_SUFFIX!r} ends the folders of models' files, got {name!r}")
     return name
 
 
@@ -128,11 +130,11 @@ def _derived_spec(name: str, like: ModelSpec, onnx: Path, sha256: str, size: int
     spec = replace(like, name=name, format="onnx", files=(RemoteFile(str(onnx), sha256, size, None),),
                    primary=str(onnx), precision="FP32", licence="user model",
                    notes=f"user model, preprocessed like {like.name}", alias=alias, **fields)
-    _check_spec(spec, onnx)
+    check_spec(spec, onnx)
     return spec
 
 
-def _check_spec(spec: ModelSpec, where: Path) -> None:
+def check_spec(spec: ModelSpec, where: Path) -> None:
     problems = []
     if not (len(spec.input_hw) == 2 and all(isinstance(v, int) and v > 0 for v in spec.input_hw)):
         problems.append(f"input_hw: expected two positive ints, got {spec.input_hw!r}")
@@ -178,6 +180,8 @@ def load_user_model(name: str, root: Path | None = None) -> UserModel:
     manifest, _ = _paths(check_name(name), root)
     if not manifest.is_file():
         raise ModelNotFoundError(f"unknown user model {name!r} (no {manifest})")
+    if manifest_task(name, root) != "reid":
+        raise UserModelError(f"{name!r} is a {manifest_task(name, root)} model, not a Re-ID model")
     data = read_manifest(manifest)
     missing = sorted({"name", "like", "file", "sha256", "size"} - set(data))
     if missing:
@@ -262,6 +266,9 @@ def add_user_model(name: str, onnx: Path, like: str, *, force: bool = False, roo
     manifest, target = _paths(name, root)
     if manifest.exists() and not force:
         raise UserModelError(f"user model {name!r} already exists ({manifest}); pass --force to replace it")
+    if manifest.exists() and manifest_task(name, root) != like_spec.task:
+        raise UserModelError(f"user model {name!r} is a {manifest_task(name, root)} model; remove it first "
+                             f"(`crossview models remove {name}`)")
     check_onnx_against(onnx, like_spec)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)

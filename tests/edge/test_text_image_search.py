@@ -73,11 +73,13 @@ def _expected(store: TrackletStore, encoder: TextImageEncoder, ids: list[str], t
                        if encoder.fingerprint in store.get_tracklet(t).fingerprints else np.nan for t in ids])
     vectors = np.concatenate([store.vector(t, FP).vectors for t in ids])
     best, _ = rank_by_description(QUERY, [store.attributes(t) for t in ids], vectors, top_k=top_k, weight=0.1,
-                                  text_image_cosine=cosine, text_image_weight=encoder.weight)
+                                  text_image_cosine=cosine, text_image_weight=encoder.weight,
+                                  text_image_range=encoder.cosine_range)
     return [ids[b] for b in best]
 
 
-def test_the_worker_stores_image_tower_vectors_beside_the_reid_vector(tmp_path: Path, encoder) -> None:
+def test_the_worker_stores_image_tower_vectors_beside_the_reid_vector(tmp_path: Path, tiny_clip_model: str) -> None:
+    encoder = TextImageEncoder(tiny_clip_model, crops=2)  # a tracklet's best two of its three crops
     with TrackletStore(tmp_path / "edge.db") as store, Outbox(tmp_path / "outbox.db") as outbox:
         store.add_camera("cam")
         worker = EmbedWorker(edge_id="e", embedder=TinyReid(), store=store, outbox=outbox,
@@ -91,7 +93,7 @@ def test_the_worker_stores_image_tower_vectors_beside_the_reid_vector(tmp_path: 
         assert worker.stats.text_image_read == 4 and worker.stats.embedded == 4
         for t in closed:
             assert set(store.get_tracklet(t.tracklet_id).fingerprints) == {FP, encoder.fingerprint}
-            expected = aggregate(encoder.image.embed([c.image for c in t.crops]), t.qualities).vectors
+            expected = aggregate(encoder.image.embed([c.image for c in t.crops[:2]]), t.qualities[:2]).vectors
             np.testing.assert_allclose(store.vector(t.tracklet_id, encoder.fingerprint).vectors, expected, atol=1e-6)
 
 
@@ -103,7 +105,7 @@ def test_a_failing_image_tower_leaves_tracklets_stored_without_its_vector(tmp_pa
             raise RuntimeError("tower down")
 
     class BrokenModel:
-        image = Broken()
+        image, crops = Broken(), 1
 
     with TrackletStore(tmp_path / "edge.db") as store, Outbox(tmp_path / "outbox.db") as outbox:
         store.add_camera("cam")
@@ -149,7 +151,7 @@ def test_text_jobs_mix_the_text_image_cosine_into_the_attribute_score(tmp_path: 
 
 def test_a_failing_text_tower_answers_by_attributes_with_a_note(tmp_path: Path, encoder) -> None:
     class Failing:
-        fingerprint, weight = encoder.fingerprint, 0.5
+        fingerprint, weight, cosine_range = encoder.fingerprint, 0.5, (0.15, 0.35)
 
         def encode_text(self, texts: Sequence[str]) -> np.ndarray:
             raise RuntimeError("text tower down")
@@ -194,6 +196,9 @@ def test_edge_settings_name_the_model(tmp_path: Path, tiny_clip_model: str) -> N
         text_image_encoder(TextImageSettings(model="text/none"))
     with pytest.raises(InvalidInputError, match="weight"):
         TextImageSettings(model="x", weight=2)
+    with pytest.raises(InvalidInputError, match="crops"):
+        TextImageSettings(model="x", crops=0)
+    assert load_config(ReplayConfig, None, ["text_image.crops=3"]).text_image.crops == 3
 
 
 def test_an_edge_node_hands_the_model_to_its_worker_and_its_hub_link(tmp_path: Path, encoder) -> None:

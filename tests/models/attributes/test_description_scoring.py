@@ -162,17 +162,14 @@ def test_a_profile_table_scores_like_the_profiles() -> None:
         ProfileTable(np.zeros((1, 8)), np.array([[11, -1]]), np.zeros((1, 2)))
 
 
-def _reference_combined(sim: np.ndarray, cosine: np.ndarray, weight: float) -> np.ndarray:
-    """Plain loop: the known cosines scaled onto [0, 1] by their min and max, mixed in; NaN rows untouched."""
-    known = [c for c in cosine if not math.isnan(c)]
-    low, high = (min(known), max(known)) if known else (0.0, 0.0)
+def _reference_combined(sim: np.ndarray, cosine: np.ndarray, weight: float, low: float, high: float) -> np.ndarray:
+    """Plain loop: each known cosine scaled onto [0, 1] by the model's range, clipped, mixed in; NaN untouched."""
     out = []
     for s, c in zip(sim, cosine, strict=True):
         if math.isnan(c):
             out.append(s)
         else:
-            scaled = 0.5 if high <= low else (c - low) / (high - low)
-            out.append((1 - weight) * s + weight * scaled)
+            out.append((1 - weight) * s + weight * min(1.0, max(0.0, (c - low) / (high - low))))
     return np.array(out)
 
 
@@ -181,18 +178,18 @@ def test_text_image_cosine_is_mixed_into_stage_one_as_the_reference_says(weight:
     query = parse_description("woman, red top, backpack")
     profiles = _random_profiles(80, seed=3)
     vectors = np.random.default_rng(2).normal(size=(80, 16)).astype(np.float32)
-    cosine = np.random.default_rng(4).uniform(0.15, 0.35, 80)
+    cosine = np.random.default_rng(4).uniform(0.1, 0.4, 80)  # some outside the range: clipped
     cosine[[3, 17, 40]] = np.nan  # stored before the text-image model was on
     sim = np.exp(np.array([_reference_score(query, p) for p in profiles]) / len(query.constraints))
-    mixed = _reference_combined(sim, cosine, weight)
-    np.testing.assert_allclose(combined_similarity(sim, cosine, weight), mixed, rtol=1e-12)
+    mixed = _reference_combined(sim, cosine, weight, 0.12, 0.33)
+    np.testing.assert_allclose(combined_similarity(sim, cosine, weight, (0.12, 0.33)), mixed, rtol=1e-12)
     k, rerank_weight = 10, 0.1
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     final = crossmodal_rerank(mixed[None], image_neighbours((unit @ unit.T).astype(np.float32), k), k,
                               rerank_weight)[0]
     ref_idx = np.argsort(-final, kind="stable")[:10]
     idx, score = rank_by_description(query, profiles, vectors, top_k=10, k=k, weight=rerank_weight,
-                                     text_image_cosine=cosine, text_image_weight=weight)
+                                     text_image_cosine=cosine, text_image_weight=weight, text_image_range=(0.12, 0.33))
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(score, final[ref_idx], rtol=1e-5)
 
@@ -200,10 +197,16 @@ def test_text_image_cosine_is_mixed_into_stage_one_as_the_reference_says(weight:
 def test_text_image_edge_cases() -> None:
     sim = np.array([0.2, 0.5, 0.9])
     np.testing.assert_array_equal(combined_similarity(sim, np.full(3, np.nan), 0.5), sim)  # nobody has a vector
-    np.testing.assert_allclose(combined_similarity(sim, np.full(3, 0.3), 1.0), [0.5, 0.5, 0.5])  # all equal
+    np.testing.assert_allclose(combined_similarity(sim, np.array([0.25, 0.0, 0.9]), 1.0), [0.5, 0.0, 1.0])
     # with weight 1 the cosine alone orders: the attribute score's order is overturned
     assert list(np.argsort(-combined_similarity(sim, np.array([0.3, 0.2, 0.1]), 1.0))) == [0, 1, 2]
+    # a tracklet's score depends on it and the text alone, not on the others ranked beside it
+    assert combined_similarity(sim[:1], np.array([0.3]), 0.5)[0] == combined_similarity(sim, np.array([0.3, 0.0, 0.9]),
+                                                                                       0.5)[0]
     for cosine, weight, error in ((np.zeros(2), 0.5, "shape"), (np.array([0.1, np.inf, 0.2]), 0.5, "finite"),
                                   (np.zeros(3), 1.5, "weight"), (np.zeros(3), True, "weight")):
         with pytest.raises(InvalidInputError, match=error):
             combined_similarity(sim, cosine, weight)
+    for bad in ((0.3, 0.3), (0.4, 0.2), (-2.0, 0.5), ("a", 1), (0.1,)):
+        with pytest.raises(InvalidInputError, match="cosine_range"):
+            combined_similarity(sim, np.zeros(3), 0.5, bad)  # type: ignore[arg-type]

@@ -144,3 +144,84 @@ def test_cli_adds_lists_and_removes(tiny_clip, tmp_path: Path) -> None:
     assert removed.returncode == 0 and "removed text/cli@" in removed.stdout, removed.stderr
     folder = tmp_path / "um" / "text"
     assert not (folder / "cli.json").exists() and not (folder / "cli.files").exists()
+
+
+def test_fixed_shape_text_towers(tiny_clip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text tower exported with a fixed length gets texts padded to it; one with a fixed batch is refused."""
+    from models.attributes.random_clip import export_text_tower
+
+    monkeypatch.setenv("CROSSVIEW_USER_MODELS", str(tmp_path / "um"))
+    side = (IMAGE_SIDE, IMAGE_SIDE)
+    fixed_length = export_text_tower(tiny_clip.model, tmp_path / "fixed_length.onnx", dynamic=("batch",), tokens=12)
+    with pytest.raises(UserModelError, match="exactly 12 tokens"):
+        add_text_image_model("text/f", tiny_clip.image_onnx, fixed_length, tiny_clip.tokenizer, input_hw=side)
+    add_text_image_model("text/f", tiny_clip.image_onnx, fixed_length, tiny_clip.tokenizer, input_hw=side,
+                         max_length=12)
+    encoder = TextImageEncoder("text/f")
+    texts = ["a man in red jacket", "woman"]
+    tokens = load_tokenizer(encoder.model.tokenizer_dir)(texts, padding=True, return_tensors="np")
+    expected = tiny_clip.text_features(tokens["input_ids"].astype(np.int64), tokens["attention_mask"].astype(np.int64))
+    assert _cosines(encoder.encode_text(texts), expected).min() > 0.9999
+    fixed_batch = export_text_tower(tiny_clip.model, tmp_path / "fixed_batch.onnx", dynamic=("tokens",))
+    with pytest.raises(UserModelError, match="N dynamic"):
+        add_text_image_model("text/b", tiny_clip.image_onnx, fixed_batch, tiny_clip.tokenizer, input_hw=side)
+
+
+def test_cosine_range_and_fingerprint_follow_the_manifest(tiny_clip, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.attributes.scoring import DEFAULT_COSINE_RANGE
+    from models.zoo import text_image as zoo_text_image
+
+    assert zoo_text_image.DEFAULT_COSINE_RANGE == DEFAULT_COSINE_RANGE
+    monkeypatch.setenv("CROSSVIEW_USER_MODELS", str(tmp_path / "um"))
+    args = (tiny_clip.image_onnx, tiny_clip.text_onnx, tiny_clip.tokenizer)
+    first = add_text_image_model("text/r", *args, input_hw=(IMAGE_SIDE, IMAGE_SIDE), cosine_range=(0.1, 0.3))
+    assert first.cosine_range == (0.1, 0.3) and TextImageEncoder("text/r").cosine_range == (0.1, 0.3)
+    with pytest.raises(UserModelError, match="cosine-range"):
+        add_text_image_model("text/r2", *args, input_hw=(IMAGE_SIDE, IMAGE_SIDE), cosine_range=(0.3, 0.1))
+    # other preprocessing makes other vectors: another fingerprint, though the towers are the same files
+    second = add_text_image_model("text/r", *args, input_hw=(IMAGE_SIDE, IMAGE_SIDE), mean=(0.5, 0.5, 0.5),
+                                  force=True)
+    assert second.fingerprint != first.fingerprint
+
+
+def test_names_and_kinds_are_not_mixed_up(tiny_clip, tiny_clip_model: str, tmp_path: Path) -> None:
+    import torch
+
+    from models.embed import create_embedder
+    from models.embed.registry import EmbedderConfigError
+    from models.zoo.user import add_user_model, load_user_model
+
+    reid_onnx = tmp_path / "reid.onnx"
+    torch.onnx.export(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 512)),
+                      (torch.zeros(1, 3, 256, 128),), str(reid_onnx), input_names=["images"], dynamo=False,
+                      dynamic_axes={"images": {0: "batch"}})
+    add_user_model("reid/site", reid_onnx, "reid/osnet-x0.25-msmt17")
+    with pytest.raises(UserModelError, match="'reid/site' is a reid model, not a text-image model"):
+        load_text_image_model("reid/site")
+    with pytest.raises(UserModelError, match="not a Re-ID model"):
+        load_user_model(tiny_clip_model)
+    with pytest.raises(UserModelError, match="is a Re-ID model; remove it first"):
+        add_text_image_model("reid/site", tiny_clip.image_onnx, tiny_clip.text_onnx, tiny_clip.tokenizer,
+                             input_hw=(IMAGE_SIDE, IMAGE_SIDE), force=True)
+    with pytest.raises(UserModelError, match="is a text-image model; remove it first"):
+        add_user_model(tiny_clip_model, reid_onnx, "reid/osnet-x0.25-msmt17", force=True)
+    with pytest.raises(UserModelError, match=r"\.files"):
+        add_user_model("site.files/x", reid_onnx, "reid/osnet-x0.25-msmt17")
+    with pytest.raises(EmbedderConfigError, match="runs on onnxruntime"):
+        create_embedder(tiny_clip_model, "openvino")
+    assert sorted(user_model_names()) == ["reid/site", "text/tiny"]
+
+
+def test_an_edge_refuses_a_text_image_model_without_attributes_before_loading_models(
+        tiny_clip_model: str, tmp_path: Path) -> None:
+    from crossview.config import load_config
+    from crossview.edge_command import ReplayConfig, _open_node
+    from models.errors import CrossviewError
+
+    cfg = load_config(ReplayConfig, None, [f"text_image.model={tiny_clip_model}", "attributes.enabled=false"])
+    with pytest.raises(CrossviewError, match="reads none"):
+        _open_node(cfg, tmp_path, ["cam"])
+    cfg = load_config(ReplayConfig, None, [f"embedder={tiny_clip_model}"])
+    with pytest.raises(CrossviewError, match="expected a Re-ID model"):
+        _open_node(cfg, tmp_path, ["cam"])
