@@ -4,7 +4,8 @@
     python tools/bench_text_image.py --shape tiny --tracklets 2000 --json
 
 No CLIP weights exist here, so the model is `models.attributes.random_clip` at `--shape` (b32: OpenAI's
-ViT-B/32 layout, 151 M parameters), exported to ONNX and registered in a temporary user models folder as a
+ViT-B/32 layout; 126 M parameters here, the real one's 25 M more are its 49,408-token embedding table, a
+lookup that costs nothing), exported to ONNX and registered in a temporary user models folder as a
 deployment registers its own. Cost depends on the shape, not the weights, so the timings are the real
 model's on this machine; its rankings are noise and are not scored. In one run:
 
