@@ -21,7 +21,12 @@ only part of the video; `uplink_bytes` is the size of the short-list payloads in
 Attributes (issue 15): with the attribute model found (`--attributes`, the default), a third path (c)
 "pipeline_attributes" runs in the same chunks: the same pipeline with the attribute recognizer on its
 worker (its own store, outbox and camera id); `fps_ratio_attributes` is (a) over (c) as `fps_ratio` is
-(a) over (b), and `attributes_cost` (b) over (c). The order of the three rotates per chunk.
+(a) over (b), and `attributes_cost` (b) over (c). The order of the paths rotates per chunk.
+
+Text-image model (issue 15, item 4; `--text-image NAME`, a registered one, or `random:b32` / `random:tiny`, a
+random CLIP of that shape built and registered for the run): a fourth path (d) "pipeline_text_image", the
+attribute pipeline with the model's image tower on its worker too (`text_image.crops` = 1, as an edge runs
+it); `fps_ratio_text_image` is (a) over (d) and `text_image_cost` (c) over (d).
 
 Text search (issue 15, `--text-tracklets N`, 0: skip; `--text-only`: skip the video): a store filled with
 N closed tracklets (random attribute profiles, random 256-d vectors, one small crop each), then a text
@@ -124,13 +129,13 @@ def as_camera(frame: Frame, camera_id: str) -> Frame:
 
 
 def make_pipeline(workdir: Path, tracker: PersonTracker, embedder: Any, gallery: MemoryGallery,
-                  min_p_same: float, uplink: UplinkSettings | None = None, attributes: Any = None
-                  ) -> tuple[EdgePipeline, TrackletStore, Outbox]:
+                  min_p_same: float, uplink: UplinkSettings | None = None, attributes: Any = None,
+                  text_image: Any = None) -> tuple[EdgePipeline, TrackletStore, Outbox]:
     store = TrackletStore(workdir / "edge.db")
     outbox = Outbox(workdir / "outbox.db")
     pipeline = EdgePipeline("bench-edge", tracker=tracker, embedder=embedder, store=store, outbox=outbox,
                             gallery=gallery, policy=ShortListPolicy(top_k=5, min_p_same=min_p_same),
-                            uplink=uplink, attributes=attributes)
+                            uplink=uplink, attributes=attributes, text_image=text_image)
     return pipeline, store, outbox
 
 
@@ -174,6 +179,28 @@ def attribute_recognizer(enabled: bool) -> tuple[Any, str]:
     return recognizer, "attributes/intel-0230"
 
 
+def text_image_encoder(name: str | None, tmp: Path) -> Any:
+    """The text-image model to time (a random one built and registered under `tmp` for `random:SHAPE`)."""
+    if not name:
+        return None
+    from models.attributes.text_image import TextImageEncoder
+
+    if name.startswith("random:"):
+        from models.attributes.random_clip import SHAPES, build_random_clip
+        from models.zoo.text_image import add_text_image_model
+
+        shape = name.split(":", 1)[1]
+        os.environ["CROSSVIEW_USER_MODELS"] = str(tmp / "user_models")  # this process only
+        clip = build_random_clip(tmp / "random_clip", shape)
+        side = SHAPES[shape].image_side
+        name = f"text/random-{shape}"
+        add_text_image_model(name, clip.image_onnx, clip.text_onnx, clip.tokenizer, input_hw=(side, side),
+                             max_length=SHAPES[shape].max_length)
+    encoder = TextImageEncoder(name, crops=1)
+    encoder.image.embed([np.zeros((256, 128, 3), np.uint8)])  # warm up
+    return encoder
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     video = find_video(args.video)
     load_start = time.perf_counter()
@@ -181,9 +208,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     embedder = create_embedder("reid/intel-0288", num_threads=1)
     embedder.embed([np.zeros((256, 128, 3), np.uint8)] * 4)  # warm up
     recognizer, attributes_note = attribute_recognizer(args.attributes)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-edge-"))
+    text_image = text_image_encoder(args.text_image, tmp) if recognizer is not None else None
     load_s = time.perf_counter() - load_start
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-edge-"))
     real_ids, real_vectors = harvest_identities(video, args, tracker, embedder, tmp / "harvest")
     gallery = MemoryGallery(embedder.fingerprint, embedder.dim)
     d_ids, d_vectors, distractor_note = distractors(embedder, args.distractors)
@@ -197,6 +225,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if recognizer is not None:
         pipelines["pipeline_attributes"] = make_pipeline(tmp / "pipeline-attributes", tracker, embedder, gallery,
                                                          args.min_p_same, uplink, recognizer)[0]
+    if text_image is not None:
+        pipelines["pipeline_text_image"] = make_pipeline(tmp / "pipeline-text-image", tracker, embedder, gallery,
+                                                         args.min_p_same, uplink, recognizer, text_image)[0]
     tracker.reset("detector")
     warm = VideoFileSource(video, "warm", stride=args.stride, max_frames=10)
     for frame in warm:  # warm every path on frames that are not measured; state reset below
@@ -271,6 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(), "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "attributes": attributes_note, **_attribute_figures(pipelines, frames, decode_s, busy),
+        **_text_image_figures(pipelines, frames, decode_s, busy, text_image),
         "chunks_decode_" + "_".join(paths) + "_s": chunk_times,
     }
 
@@ -291,6 +323,22 @@ def _attribute_figures(pipelines: dict[str, EdgePipeline], frames: int, decode_s
         "attributes_cost": round((decode_s + busy["pipeline"]) / (decode_s + attributes_s), 3),
         "pipeline_attributes_s": round(attributes_s, 2),
         "tracklets_with_attributes": with_attributes, "attribute_tracklets_embedded": stats.embedded,
+    }
+
+
+def _text_image_figures(pipelines: dict[str, EdgePipeline], frames: int, decode_s: float,
+                        busy: dict[str, float], encoder: Any) -> dict[str, Any]:
+    if "pipeline_text_image" not in pipelines:
+        return {}
+    stats = pipelines["pipeline_text_image"].stats.worker
+    pipelines["pipeline_text_image"].worker.store.close()
+    pipelines["pipeline_text_image"].worker.outbox.close()
+    seconds = busy["pipeline_text_image"]
+    return {
+        "text_image": encoder.fingerprint, "pipeline_text_image_fps": round(frames / (decode_s + seconds), 2),
+        "fps_ratio_text_image": round((decode_s + busy["detector"]) / (decode_s + seconds), 3),
+        "text_image_cost": round((decode_s + busy["pipeline_attributes"]) / (decode_s + seconds), 3),
+        "pipeline_text_image_s": round(seconds, 2), "tracklets_with_text_image": stats.text_image_read,
     }
 
 
@@ -405,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uplink-jpeg-quality", type=int, default=UplinkSettings.jpeg_quality)
     parser.add_argument("--attributes", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the pipeline with the attribute model (when it is found)")
+    parser.add_argument("--text-image", default=None,
+                        help="also time a text-image model: a registered name, or random:b32 / random:tiny")
     parser.add_argument("--text-tracklets", type=int, default=10_000, help="stored tracklets for the text query")
     parser.add_argument("--text-only", action="store_true", help="only the text query, not the video")
     parser.add_argument("--text", default="woman, red top, black trousers, backpack", help="the description")
