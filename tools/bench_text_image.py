@@ -171,11 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = run(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:<26}{value}")
+    print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k:<26}{v}" for k, v in result.items()))
     return 0
 
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.errors import ChecksumMismatchError, InvalidInputError, ModelNotFoundError, require
+from models.errors import InvalidInputError, ModelNotFoundError, require
 from models.zoo.resolve import sha256_of
 from models.zoo.spec import TEXT_IMAGE_TASK as TASK
 from models.zoo.spec import ModelSpec, RemoteFile
@@ -43,6 +43,7 @@ from models.zoo.user import (
     manifest_task,
     read_manifest,
     user_models_root,
+    verify_registered,
 )
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -78,15 +79,8 @@ class TextImageModel:
     def verify(self) -> None:
         """Every file present and as registered (ModelNotFoundError / ChecksumMismatchError otherwise)."""
         for file in (self.image_spec.files[0], self.text, *self.tokenizer_files):
-            path = Path(file.relpath)
-            if not path.is_file():
-                raise ModelNotFoundError(f"text-image model {self.name!r}: its file {path} is missing; add it again "
-                                         "with `crossview models add-text-image`")
-            actual = sha256_of(path)
-            if actual != file.sha256:
-                raise ChecksumMismatchError(
-                    f"text-image model {self.name!r}: {path} changed since it was added (sha256 expected "
-                    f"{file.sha256[:12]}…, got {actual[:12]}…); register it again with --force")
+            verify_registered(file, f"text-image model {self.name!r}",
+                              "add it again with `crossview models add-text-image`", "register it again with --force")
 
 
 def _paths(name: str, root: Path | None) -> tuple[Path, Path]:

@@ -222,19 +222,22 @@ def user_model_names(root: Path | None = None) -> list[str]:
     return names
 
 
-def verify_user_file(spec: ModelSpec, name: str) -> Path:
-    """The spec's ONNX file, refused when it is missing or its SHA-256 changed since it was added."""
-    file = spec.files[0]
+def verify_registered(file: RemoteFile, owner: str, missing_hint: str, changed_hint: str) -> Path:
+    """A registered model's file, refused when it is missing or its SHA-256 changed since it was added."""
     path = Path(file.relpath)
     if not path.is_file():
-        raise ModelNotFoundError(f"user model {name!r}: its file {path} is missing; add it again with "
-                                 "`crossview models add`")
+        raise ModelNotFoundError(f"{owner}: its file {path} is missing; {missing_hint}")
     actual = sha256_of(path)
     if actual != file.sha256:
-        raise ChecksumMismatchError(
-            f"user model {name!r}: {path} changed since it was added (sha256 expected {file.sha256[:12]}…, "
-            f"got {actual[:12]}…); register the new file with `crossview models add {name} --onnx FILE --force`")
+        raise ChecksumMismatchError(f"{owner}: {path} changed since it was added (sha256 expected "
+                                    f"{file.sha256[:12]}…, got {actual[:12]}…); {changed_hint}")
     return path
+
+
+def verify_user_file(spec: ModelSpec, name: str) -> Path:
+    """The spec's ONNX file, refused when it is missing or its SHA-256 changed since it was added."""
+    return verify_registered(spec.files[0], f"user model {name!r}", "add it again with `crossview models add`",
+                             f"register the new file with `crossview models add {name} --onnx FILE --force`")
 
 
 def spec_for_path(path: str | Path) -> ModelSpec:
