@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -193,9 +194,12 @@ def test_names_and_kinds_are_not_mixed_up(tiny_clip, tiny_clip_model: str, tmp_p
     from models.zoo.user import add_user_model, load_user_model
 
     reid_onnx = tmp_path / "reid.onnx"
-    torch.onnx.export(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 512)),
-                      (torch.zeros(1, 3, 256, 128),), str(reid_onnx), input_names=["images"], dynamo=False,
-                      dynamic_axes={"images": {0: "batch"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, chosen on purpose
+        torch.onnx.export(torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                              torch.nn.Linear(3, 512)),
+                          (torch.zeros(1, 3, 256, 128),), str(reid_onnx), input_names=["images"], dynamo=False,
+                          dynamic_axes={"images": {0: "batch"}})
     add_user_model("reid/site", reid_onnx, "reid/osnet-x0.25-msmt17")
     with pytest.raises(UserModelError, match="'reid/site' is a reid model, not a text-image model"):
         load_text_image_model("reid/site")
