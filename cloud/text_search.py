@@ -2,9 +2,10 @@
 
 A text search goes out to the edges like a photo search (`cloud.search.SearchService`); each edge
 answers its best tracklets with `text_score` in [0, 1], its stage-one score (the description's
-likelihood under the tracklet's attributes and colours, re-ranked with the cross-modal neighbours,
-`models.attributes.scoring`). Stage two asks the judge, for each hit's crop, "Does the person in the
-photo match this description: ...?" (`models.verify.Judge.score_text`): ``judge_score = 1 - μ``.
+likelihood under the tracklet's attributes and colours, mixed with a text-image model's cosine on an
+edge that has one, re-ranked with the cross-modal neighbours, `models.attributes.scoring`). Stage two
+asks the judge, for each hit's crop, "Does the person in the photo match this description: ...?"
+(`models.verify.Judge.score_text`): ``judge_score = 1 - μ``.
 
 Neither score has a calibration (no labelled description-photo pairs exist to fit one), so text hits
 carry no P(same): `score` fuses the two raw scores exactly as photo search fuses P(same) (a weighted

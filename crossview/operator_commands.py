@@ -97,7 +97,8 @@ def print_search(outcome: dict[str, Any], by_photo: bool) -> bool:
     return True
 
 
-TEXT_NOTE = ("text score: the edge's attribute match (stage one); judge: the judge's 'Yes' to the description "
+TEXT_NOTE = ("text score: the edge's attribute match, mixed with its text-image model's where it has one "
+             "(stage one); judge: the judge's 'Yes' to the description "
              "(stage two); score: both fused. Raw scores 0-1, not calibrated: not a P(same)")
 
 

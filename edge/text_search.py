@@ -98,7 +98,8 @@ class TextIndex:
     table: ProfileTable
     vectors: np.ndarray | None
     older: tuple[np.ndarray, np.ndarray, np.ndarray]  # cameras, start_s, end_s of tracklets without attributes
-    # the text-image model's image vectors, like `vectors` ("" / None: no such model, or no vector yet)
+    # the text-image model's image vectors, like `vectors` but NaN rows where a tracklet has none, so a
+    # query's cosines are NaN there, which `combined_similarity` reads as "no vector" ("" / None: no model)
     text_image_fingerprint: str = ""
     text_image_vectors: np.ndarray | None = None
 
@@ -141,29 +142,30 @@ class TextIndex:
                           _column(searchable, 4, np.float64), tuple(r[6] for r in searchable),
                           tuple(r[5] for r in searchable), table, _vectors(searchable, 7),
                           (_column(older, 2, object), _column(older, 3, np.float64), _column(older, 4, np.float64)),
-                          text_image_fingerprint, _vectors(searchable, 10))
+                          text_image_fingerprint, _vectors(searchable, 10, fill=np.nan))
         return added if base is None else _joined(base, added)
 
 
-def _vectors(rows: list, column: int) -> np.ndarray | None:
-    """The rows' vectors from (bytes, dim, dtype) at `column` (zeros where a row has none); None when none has one."""
+def _vectors(rows: list, column: int, fill: float = 0.0) -> np.ndarray | None:
+    """The rows' vectors from (bytes, dim, dtype) at `column` (`fill` where a row has none); None when none has
+    one."""
     known = [r for r in rows if r[column] is not None]
     if not known:
         return None
     dim, dtype = int(known[0][column + 1]), np.dtype(known[0][column + 2])
-    vectors = np.zeros((len(rows), dim), np.float32)
+    vectors = np.full((len(rows), dim), fill, np.float32)
     for i, r in enumerate(rows):
         if r[column] is not None:
             vectors[i] = np.frombuffer(r[column], dtype)
     return vectors
 
 
-def _joined_vectors(base: np.ndarray | None, n_base: int, added: np.ndarray | None, n_added: int
-                    ) -> np.ndarray | None:
+def _joined_vectors(base: np.ndarray | None, n_base: int, added: np.ndarray | None, n_added: int,
+                    fill: float = 0.0) -> np.ndarray | None:
     if base is None and added is None:
         return None
     dim = (base if base is not None else added).shape[1]  # type: ignore[union-attr]
-    return np.concatenate([v if v is not None else np.zeros((n, dim), np.float32)
+    return np.concatenate([v if v is not None else np.full((n, dim), fill, np.float32)
                            for v, n in ((base, n_base), (added, n_added))])
 
 
@@ -178,7 +180,8 @@ def _joined(base: TextIndex, added: TextIndex) -> TextIndex:
                      base.profile_json + added.profile_json, table, vectors,
                      tuple(np.concatenate([a, b]) for a, b in zip(base.older, added.older, strict=True)),
                      added.text_image_fingerprint, _joined_vectors(base.text_image_vectors, len(base.ids),
-                                                                   added.text_image_vectors, len(added.ids)))
+                                                                   added.text_image_vectors, len(added.ids),
+                                                                   fill=np.nan))
 
 
 def _column(rows: list, i: int, dtype: type) -> np.ndarray:
@@ -253,12 +256,10 @@ def _text_image_cosine(job: TextJob, index: TextIndex, rows: np.ndarray, encoder
         log.warning("text job %s: the text-image model failed: %s", job.job_id, exc)
         notes.append(f"the text-image model failed ({type(exc).__name__}); ranked by attributes alone")
         return None
-    vectors = vectors[rows]
-    cosine = (vectors @ text).astype(np.float64)
-    missing = ~vectors.any(axis=1)
-    cosine[missing] = np.nan
-    if missing.any():
-        notes.append(f"{int(missing.sum())} tracklets have no text-image vector (recorded before the text-image "
+    cosine = (vectors @ text)[rows].astype(np.float64)  # one matrix-vector product; NaN where no vector
+    missing = int(np.count_nonzero(np.isnan(cosine)))
+    if missing:
+        notes.append(f"{missing} tracklets have no text-image vector (recorded before the text-image "
                      "model was on) and were ranked by attributes alone")
     return cosine
 

@@ -41,6 +41,7 @@ from models.zoo.user import (
     check_name,
     check_spec,
     manifest_task,
+    onnx_io,
     read_manifest,
     user_models_root,
     verify_registered,
@@ -88,22 +89,6 @@ def _paths(name: str, root: Path | None) -> tuple[Path, Path]:
     return base.with_name(base.name + ".json"), base.with_name(base.name + FILES_SUFFIX)
 
 
-def _io(file: Path) -> tuple[list[tuple[str, list[int | None]]], list[tuple[str, list[int | None]]]]:
-    """(inputs, outputs) of an ONNX graph as (name, dims) with None for a symbolic dim."""
-    onnx = require("onnx")
-    try:
-        graph = onnx.load(str(file), load_external_data=False).graph
-    except Exception as exc:  # onnx raises DecodeError and friends for a file that is not a model
-        raise UserModelError(f"{file}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    initialisers = {i.name for i in graph.initializer}
-
-    def dims(value: Any) -> list[int | None]:
-        return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
-
-    return ([(i.name, dims(i)) for i in graph.input if i.name not in initialisers],
-            [(o.name, dims(o)) for o in graph.output])
-
-
 def _embedding_output(file: Path, outputs: list[tuple[str, list[int | None]]], preferred: str) -> tuple[str, int]:
     """The output giving (N, D) embeddings: `preferred` when present, else the first 2-D one; its D."""
     chosen = [o for o in outputs if o[0] == preferred] or [o for o in outputs if len(o[1]) == 2]
@@ -118,7 +103,7 @@ def check_towers(image_onnx: Path, text_onnx: Path, input_hw: tuple[int, int]
     """(image output name, text output name, D, the text tower's fixed token count or None): the towers'
     shapes checked against each other. A text tower of fixed batch size is refused (texts go through
     it several at a time); one of fixed length gets every text padded to that length."""
-    inputs, outputs = _io(image_onnx)
+    inputs, outputs = onnx_io(image_onnx)
     if len(inputs) != 1 or len(inputs[0][1]) != 4 or inputs[0][1][1] not in (3, None):
         raise UserModelError(f"{image_onnx}: expected one image input [N, 3, H, W], got {inputs}")
     for got, want in zip(inputs[0][1][2:], input_hw, strict=True):
@@ -126,7 +111,7 @@ def check_towers(image_onnx: Path, text_onnx: Path, input_hw: tuple[int, int]
             raise UserModelError(f"{image_onnx}: input expected [N, 3, {input_hw[0]}, {input_hw[1]}] "
                                  f"(--input-size), got {inputs[0][1]}")
     image_output, dim = _embedding_output(image_onnx, outputs, IMAGE_OUTPUT)
-    inputs, outputs = _io(text_onnx)
+    inputs, outputs = onnx_io(text_onnx)
     names = {name for name, _ in inputs}
     if "input_ids" not in names or not names <= {"input_ids", "attention_mask"}:
         raise UserModelError(f"{text_onnx}: expected inputs input_ids (and attention_mask), got {sorted(names)}")

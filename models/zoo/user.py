@@ -94,28 +94,37 @@ def _shape_error(what: str, expected: Any, got: Any, file: Path, like: str) -> U
     return UserModelError(f"{file}: {what} expected {expected} (like {like}), got {got}")
 
 
-def check_onnx_against(file: Path, like: ModelSpec) -> None:
-    """The ONNX's one input is [N, 3, H, W] at the spec's size and its output [N, D]; symbolic dims pass."""
+Dims = list[int | None]
+
+
+def onnx_io(file: Path) -> tuple[list[tuple[str, Dims]], list[tuple[str, Dims]]]:
+    """(inputs, outputs) of an ONNX graph as (name, dims), None for a symbolic dim; initialisers are no inputs."""
     onnx = require("onnx")
     try:
         graph = onnx.load(str(file), load_external_data=False).graph
     except Exception as exc:  # onnx raises DecodeError and friends for a file that is not a model
         raise UserModelError(f"{file}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
     initialisers = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initialisers]
-    if len(inputs) != 1 or len(graph.output) < 1:
-        raise UserModelError(f"{file}: expected one image input and an output, got {len(inputs)} input(s) "
-                             f"and {len(graph.output)} output(s)")
 
-    def dims(value: Any) -> list[int | None]:
+    def dims(value: Any) -> Dims:
         return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
 
-    got_in = dims(inputs[0])
+    return ([(i.name, dims(i)) for i in graph.input if i.name not in initialisers],
+            [(o.name, dims(o)) for o in graph.output])
+
+
+def check_onnx_against(file: Path, like: ModelSpec) -> None:
+    """The ONNX's one input is [N, 3, H, W] at the spec's size and its output [N, D]; symbolic dims pass."""
+    inputs, outputs = onnx_io(file)
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise UserModelError(f"{file}: expected one image input and an output, got {len(inputs)} input(s) "
+                             f"and {len(outputs)} output(s)")
+    got_in = inputs[0][1]
     want_in = [None, 3, *like.input_hw]
     if len(got_in) != 4 or any(g is not None and w is not None and g != w for g, w in zip(got_in, want_in,
                                                                                         strict=True)):
         raise _shape_error("input shape", f"[N, 3, {like.input_hw[0]}, {like.input_hw[1]}]", got_in, file, like.name)
-    got_out = dims(graph.output[0])
+    got_out = outputs[0][1]
     if len(got_out) < 2 or (got_out[-1] is not None and got_out[-1] != like.output_dim):
         raise _shape_error("output shape", f"[N, {like.output_dim}]", got_out, file, like.name)
 

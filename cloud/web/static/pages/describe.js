@@ -71,7 +71,7 @@ function raw(value) {
 /** The facts of a text hit: both stages' raw scores (the judge's is empty when it cannot read). */
 export function textScoreFacts(hit) {
   return [
-    ["text score", el("span", {title: `stage one: the edge's attribute match. ${RAW_SCORE_HELP}`,
+    ["text score", el("span", {title: `stage one: the edge's attribute match (mixed with its text-image model's, where it has one). ${RAW_SCORE_HELP}`,
       testid: "result-text-score"}, raw(hit.text_score))],
     ["judge", el("span", {title: `stage two: the judge's "Yes" to the description. ${RAW_SCORE_HELP}`,
       testid: "result-judge-score"}, hit.judge_score === null || hit.judge_score === undefined
