@@ -18,7 +18,7 @@ Threads: one connection behind one re-entrant lock held by every public method; 
 Modules: the SQLite plumbing (connection, write transactions, migrations), shared with every store,
 lives in `persist.sqlite`; the crop files (durable writes, the sweep's scan, the folder lock,
 store-id pairing, JPEG encoding) in `edge.storage.crop_files`; the records it returns in
-`edge.storage.records`. Their errors and the records are importable from here too.
+`edge.storage.records`; its tables in `edge.storage.schema`. Their errors and the records are importable from here too.
 
 Layout: crop paths have their own table (one row per file) so orphan checks and byte counts are
 exact; ``tracklets.bytes`` caches each tracklet's crop + vector bytes for retention.
@@ -49,6 +49,7 @@ from edge.storage.crop_files import (
 from edge.storage.crop_files import CropsFolderMismatchError as CropsFolderMismatchError  # re-exported (API)
 from edge.storage.crop_files import StoreLockedError as StoreLockedError  # re-exported (API)
 from edge.storage.records import RetentionReport, Sighting, StoreStats, SweepReport, TrackletRecord
+from edge.storage.schema import STORE_MIGRATIONS
 from models.attributes.types import AttributeProfile
 from models.errors import CrossviewError, InvalidInputError
 from models.types import Embeddings, Tracklet
@@ -64,35 +65,6 @@ class UnknownIdError(CrossviewError, LookupError):
 
 class FingerprintMismatchError(InvalidInputError):
     """Vectors of one model were asked to meet vectors of another; refused, never compared."""
-
-
-_MIGRATIONS: list[list[str]] = [
-    [  # 1
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        "CREATE TABLE cameras (id TEXT PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL, "
-        "added REAL NOT NULL)",
-        "CREATE TABLE tracklets (id TEXT PRIMARY KEY, camera TEXT NOT NULL REFERENCES cameras (id), "
-        "track_id INTEGER NOT NULL, start_s REAL NOT NULL, end_s REAL NOT NULL, "
-        "closed INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL)",
-        "CREATE INDEX tracklets_by_end ON tracklets (end_s, id)",
-        "CREATE INDEX tracklets_by_camera ON tracklets (camera, end_s)",
-        "CREATE TABLE crops (tracklet TEXT NOT NULL REFERENCES tracklets (id) ON DELETE CASCADE, "
-        "rank INTEGER NOT NULL, path TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL, "
-        "PRIMARY KEY (tracklet, rank))",
-        "CREATE TABLE vectors (tracklet TEXT NOT NULL REFERENCES tracklets (id) ON DELETE CASCADE, "
-        "fingerprint TEXT NOT NULL, dim INTEGER NOT NULL, dtype TEXT NOT NULL, data BLOB NOT NULL, "
-        "stored REAL NOT NULL, PRIMARY KEY (tracklet, fingerprint))",
-        "CREATE INDEX vectors_by_fingerprint ON vectors (fingerprint, stored)",
-        "CREATE TABLE sightings (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-        "tracklet TEXT NOT NULL REFERENCES tracklets (id) ON DELETE CASCADE, identity TEXT NOT NULL, "
-        "distance REAL NOT NULL, time REAL NOT NULL, source TEXT NOT NULL)",
-        "CREATE INDEX sightings_by_tracklet ON sightings (tracklet)",
-        "CREATE INDEX sightings_by_identity ON sightings (identity, time)",
-    ],
-    [  # 2 (issue 15): the attribute profile's JSON; NULL for tracklets stored before attributes were read
-        "ALTER TABLE tracklets ADD COLUMN attributes TEXT",
-    ],
-]
 
 
 # ---------------------------------------------------------------- the store
@@ -122,7 +94,7 @@ class TrackletStore(SqliteDatabase):
             unlock_folder(self._lock_fd)
             raise
         try:
-            self._migrate("store", _MIGRATIONS)
+            self._migrate("store", STORE_MIGRATIONS)
             bind_store_id(self._conn, self.crops_dir, self.path)
             self.last_sweep = self.sweep()
         except BaseException:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.storage.store import _MIGRATIONS as STORE_MIGRATIONS
+from edge.storage.schema import STORE_MIGRATIONS
 from edge.storage.store import TrackletStore, UnknownIdError
 from edge.uplink.outbox import _MIGRATIONS as OUTBOX_MIGRATIONS
 from edge.uplink.outbox import Outbox, PayloadTooLargeError
