@@ -7,24 +7,18 @@ no timing assertions.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from crossview_testing.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("CROSSVIEW_DATA", ROOT / "data")) / "cuhk03_labeled" / "val"
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_hub", ROOT / "tools" / "bench_hub.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_hub"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_hub")
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,19 @@ operator, positive and negative cases with a fixed seed: no 5xx, no dropped conn
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from crossview_testing.hub_api import colour_hub_kwargs
+from crossview_testing.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[3]
 pytest.importorskip("schemathesis", reason="schemathesis is not installed (pip install 'crossview[dev]')")
 
 
 def _tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz_rest", ROOT / "tools" / "fuzz_rest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz_rest"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("fuzz_rest")
 
 
 def test_fuzz_rest_no_server_errors(tmp_path: Path) -> None:

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from crossview_testing.tools import load_tool
 
 pytest.importorskip("transformers")
 pytest.importorskip("torch")
 
-BENCH = Path(__file__).resolve().parents[3] / "tools" / "bench_text_image.py"
 
 
 def test_bench_text_image_json_with_the_tiny_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("CROSSVIEW_USER_MODELS", str(tmp_path / "untouched"))  # the tool sets its own; restored
-    spec = importlib.util.spec_from_file_location("bench_text_image", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_tool("bench_text_image")
     assert bench.main(["--json", "--shape", "tiny", "--tracklets", "60", "--crops", "8", "--repeats", "1",
                        "--reid", ""]) == 0
     report = json.loads(capsys.readouterr().out)

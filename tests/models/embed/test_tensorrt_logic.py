@@ -10,6 +10,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from crossview_testing.tools import load_tool
 
 from models.embed import EmbedderConfigError, create_embedder
 from models.embed.tensorrt import (
@@ -140,10 +141,6 @@ def test_without_tensorrt_the_error_names_the_extra(construct):
 
 @tensorrt_missing
 def test_build_tool_fails_with_the_install_message(capsys):
-    spec = importlib.util.spec_from_file_location(
-        "build_trt_engine", Path(__file__).resolve().parents[3] / "tools" / "build_trt_engine.py")
-    assert spec is not None and spec.loader is not None
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("build_trt_engine")
     assert tool.main(["reid/osnet-x0.25-msmt17", "--fp16"]) == 2
     assert "crossview[tensorrt]" in capsys.readouterr().err

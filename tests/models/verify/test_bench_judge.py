@@ -3,22 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from crossview_testing.tools import load_tool
 
 pytest.importorskip("transformers")
 
-BENCH = Path(__file__).resolve().parents[3] / "tools" / "bench_judge.py"
 
 
 def test_bench_judge_json_on_cpu_with_the_tiny_config(capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("bench_judge", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_tool("bench_judge")
     assert bench.main(["--json", "--model-config", "tiny", "--queries", "2", "--candidates", "3",
                        "--batch-size", "2", "--no-reid", "--streams", "3"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -6,7 +6,6 @@ training reads what the judge reads and saves what the judge loads, nothing abou
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from crossview_testing.tools import load_tool
 
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
@@ -228,10 +228,7 @@ def test_the_command_trains_saves_and_prints_json(tmp_path: Path, tiny_folder: P
 
 
 def test_bench_train_judge_runs_on_the_tiny_shape(capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("bench_train_judge", ROOT / "tools" / "bench_train_judge.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_tool("bench_train_judge")
     assert bench.main(["--json", "--model-config", "tiny", "--steps", "2", "--warmup", "1", "--batch-size", "2",
                        "--device", "cpu"]) == 0
     report = json.loads(capsys.readouterr().out)
