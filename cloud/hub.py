@@ -84,8 +84,7 @@ class Hub:
             gallery = Gallery(store, crops, Embedders(embedder_factory), clock=clock, max_delta_bytes=max_delta_bytes)
             if verifier is None:
                 verifier = create_verifier(judge, policy=policy, judge_batching=judge_batching, **(judge_kwargs or {}))
-                if judge_batching:
-                    on_stop.append(verifier.judge.close)  # the batcher's worker thread
+                on_stop.append(verifier.judge.close)  # built here, closed here (a batcher closes its judge too)
             alerts = AlertFeed()
             shortlists = ShortListService(store, gallery, crops, verifier, alerts=alerts, clock=clock, lease_s=lease_s)
             auth = EdgeAuth(store, clock=clock)

@@ -179,8 +179,9 @@ def create_verifier(judge: str = "reid", *, policy: DecisionPolicy | None = None
 
     `judge_batching` (None or empty: off) are `models.verify.batcher.JudgeBatcher`'s keyword arguments
     (e.g. ``{"max_batch_pairs": 64, "max_wait_ms": 3}``): the judge is wrapped in that micro-batcher,
-    so concurrent short lists share judge calls. The batcher is then the verifier's `judge`; its owner
-    closes it (`JudgeBatcher.close`). A bad option is a `JudgeConfigError` naming ``judge_batching``.
+    so concurrent short lists share judge calls. The batcher is then the verifier's `judge` and owns the
+    judge it wraps: closing it closes both (`JudgeBatcher.close`). A bad option is a `JudgeConfigError`
+    naming ``judge_batching``.
     """
     from models.verify import create_judge
 
@@ -199,12 +200,14 @@ def batched_judge(judge: Any, options: Mapping[str, Any]) -> Any:
     from models.verify import JudgeConfigError
     from models.verify.batcher import JudgeBatcher
 
-    valid = [name for name in inspect.signature(JudgeBatcher).parameters if name != "judge"]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise JudgeConfigError(f"judge_batching: unknown option(s) {', '.join(map(str, unknown))}; "
-                               f"valid: {', '.join(valid)}")
+    valid = [name for name in inspect.signature(JudgeBatcher).parameters if name not in ("judge", "owns_judge")]
+    try:  # as create_judge checks a judge's options: by the signature, one line naming the culprit
+        inspect.signature(JudgeBatcher).bind(judge, **options)
+        if "owns_judge" in options:
+            raise TypeError("owns_judge is not an option here (the hub's batcher owns its judge)")
+    except TypeError as exc:
+        raise JudgeConfigError(f"judge_batching: {exc}; valid: {', '.join(valid)}") from None
     try:
-        return JudgeBatcher(judge, **options)
+        return JudgeBatcher(judge, owns_judge=True, **options)
     except JudgeConfigError as exc:
         raise JudgeConfigError(f"judge_batching: {exc}") from None

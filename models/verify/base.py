@@ -131,11 +131,16 @@ class Judge(ABC):
         if not pairs:
             return np.zeros((0,), np.float32)
         if self.swap:
-            both = self._checked(self._score(pairs + [(c, q) for q, c in pairs]), 2 * len(pairs))
+            both = self._checked(self._score_both_orders(pairs), 2 * len(pairs))
             mu = 0.5 * (both[: len(pairs)] + both[len(pairs):])
         else:
             mu = self._checked(self._score(pairs), len(pairs))
         return np.clip(mu, 0.0, 1.0).astype(np.float32)
+
+    def _score_both_orders(self, pairs: list[Pair]) -> np.ndarray:
+        """μ of `pairs`, then of the same pairs swapped (`swap`); a judge that can share work between the
+        two orders (e.g. which image is the gallery's) overrides it."""
+        return self._score(pairs + [(c, q) for q, c in pairs])
 
     def _score_text(self, description: str, images: Sequence[np.ndarray]) -> np.ndarray:
         """μ per (already validated, non-empty) image against the checked description sentence."""

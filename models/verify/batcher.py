@@ -64,10 +64,11 @@ class JudgeBatcher(Judge):
         max_wait_ms: how long the oldest waiting request waits for others to join its batch.
         max_queue_pairs: most pairs waiting (not yet taken by the worker) before submits are refused.
         put_timeout_s: how long a submit waits for room in a full queue before `JudgeBusyError`.
+        owns_judge: close `judge` when the batcher closes (it was built for the batcher alone).
     """
 
     def __init__(self, judge: Judge, *, max_batch_pairs: int = 64, max_wait_ms: float = 5.0,
-                 max_queue_pairs: int = 2048, put_timeout_s: float = 0.0) -> None:
+                 max_queue_pairs: int = 2048, put_timeout_s: float = 0.0, owns_judge: bool = False) -> None:
         super().__init__(swap=False)  # the wrapped judge swaps (both orders then share its batches)
         for option, value in (("max_batch_pairs", max_batch_pairs), ("max_queue_pairs", max_queue_pairs)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -78,6 +79,7 @@ class JudgeBatcher(Judge):
         if not isinstance(judge, Judge):
             raise JudgeConfigError(f"judge: expected a models.verify.Judge, got {type(judge).__name__}")
         self.judge = judge
+        self.owns_judge = bool(owns_judge)
         self.name = judge.name
         self.supports_text = judge.supports_text
         self.text_unsupported_reason = judge.text_unsupported_reason
@@ -103,7 +105,11 @@ class JudgeBatcher(Judge):
         """A future of the (N,) float32 μ of `pairs`; `JudgeBusyError` when the queue stays full for
         `timeout_s` (default `put_timeout_s`), `InvalidInputError` for a bad pair, at once."""
         validate_pairs(pairs)
-        request = _Request([(query, candidate) for query, candidate in pairs], Future())
+        return self._enqueue([(query, candidate) for query, candidate in pairs], timeout_s)
+
+    def _enqueue(self, pairs: list[Pair], timeout_s: float | None = None) -> Future:
+        """`submit` for pairs already validated (`Judge.score_pairs` checked them)."""
+        request = _Request(pairs, Future())
         if not request.pairs:
             request.future.set_result(np.zeros((0,), np.float32))
             return request.future
@@ -128,14 +134,14 @@ class JudgeBatcher(Judge):
         return request.future
 
     def _score(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return self.submit(pairs).result()
+        return self._enqueue(list(pairs)).result()
 
     def _score_text(self, description: str, images: Sequence[np.ndarray]) -> np.ndarray:
         return self.judge.score_text(description, images)  # rare (operator searches): not batched
 
     def close(self) -> None:
         """Stop the worker after the batch in flight; waiting requests fail with `JudgeClosedError`.
-        The wrapped judge is not closed (its owner closes it)."""
+        The wrapped judge is closed too when the batcher owns it (`owns_judge`)."""
         with self._changed:
             self._closed = True
             waiting = list(self._queue)
@@ -147,6 +153,8 @@ class JudgeBatcher(Judge):
                 request.future.set_exception(JudgeClosedError("the judge batcher was closed before scoring"))
         if threading.current_thread() is not self._worker:
             self._worker.join()
+        if self.owns_judge:
+            self.judge.close()
 
     # -- the worker ------------------------------------------------------------------------------
 
@@ -191,7 +199,7 @@ class JudgeBatcher(Judge):
         self.stats.largest_batch_pairs = max(self.stats.largest_batch_pairs, len(pairs))
         try:
             mu = self.judge.score_pairs(pairs)
-        except Exception as exc:  # any judge failure goes to its callers and never kills the worker
+        except BaseException as exc:  # any judge failure goes to its callers (none waits for ever)
             self.stats.failed_batches += 1
             if len(live) == 1:
                 live[0].future.set_exception(exc)
@@ -199,7 +207,7 @@ class JudgeBatcher(Judge):
             for request in live:  # retry alone: only the request that fails by itself fails
                 try:
                     request.future.set_result(self.judge.score_pairs(request.pairs))
-                except Exception as alone_exc:
+                except BaseException as alone_exc:
                     request.future.set_exception(alone_exc)
             return
         start = 0

@@ -37,6 +37,7 @@ transformers 5 already attends within each image).
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ from models.errors import require
 from models.verify.base import JudgeConfigError, JudgeError, Pair, mu_from_yes_no
 from models.verify.image_cache import CacheStats, ImageCache, pair_keys
 from models.verify.prompt import to_model_rgb
-from models.verify.transformers_judge import TransformersJudge
+from models.verify.transformers_judge import TransformersJudge, _forward_parameters
 
 #: candidate images kept by default: 280×140 on Qwen2-VL-2B is 50 tokens × 1536 × 2 bytes = 150 KiB each
 DEFAULT_CACHE_IMAGES = 2048
@@ -81,11 +82,14 @@ class FastTransformersJudge(TransformersJudge):
             raise JudgeConfigError("image_hw: the fast path needs one fixed (height, width); got None")
         self._shared_cache = feature_cache is not None
         self.feature_cache = feature_cache if feature_cache is not None else ImageCache(cache_images)
-        self._model_key = f"{self.model_name}|{self.adapter}|{self.dtype}|{self.device}|{id(self.model)}"
+        # a model loaded by name is named by it; one handed in built has no name to share: a key of its own
+        # (not id(), which a later model can reuse), so a shared cache never serves one model another's features
+        built = "" if isinstance(model, str | Path) else uuid.uuid4().hex
+        self._model_key = f"{self.model_name}|{self.adapter}|{self.dtype}|{self.device}|{built}"
         self._image_processing = _image_processing(self.processor, self.image_hw)
         self._layout = self._prompt_layout()
-        self._cache_arg = next((n for n in ("cache", "past_key_values")
-                                if n in inspect.signature(self.model.forward).parameters), None)
+        self._cache_arg = next((n for n in ("cache", "past_key_values") if n in _forward_parameters(self.model)),
+                               None)
         if share_prefix and self._cache_arg is None:
             raise JudgeConfigError(f"{self.model_name}: its forward takes no KV cache; pass share_prefix=False")
         self.share_prefix = share_prefix
@@ -133,15 +137,24 @@ class FastTransformersJudge(TransformersJudge):
     # -- scoring ---------------------------------------------------------------------------------
 
     def _score(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return self._score_keyed(pairs, both_orders=False)
+
+    def _score_both_orders(self, pairs: list[Pair]) -> np.ndarray:
+        """Features once for both orders, and only the original candidates (the gallery's) cached."""
+        return self._score_keyed(pairs, both_orders=True)
+
+    def _score_keyed(self, pairs: Sequence[Pair], *, both_orders: bool) -> np.ndarray:
         torch = self._torch
+        keys = pair_keys(pairs)  # hashing needs no model: outside the lock
         try:
             with self._lock, torch.inference_mode():
-                keys = pair_keys(pairs)
                 features = self._features_of(pairs, keys)
+                if both_orders:
+                    keys = keys + [(candidate, query) for query, candidate in keys]
                 if self.share_prefix:
                     return self._score_on_shared_prefixes(keys, features)
                 parts = []
-                for start in range(0, len(pairs), self.batch_size):
+                for start in range(0, len(keys), self.batch_size):
                     rows = keys[start:start + self.batch_size]
                     parts.append(self._score_rows([features[q] for q, _ in rows], [features[c] for _, c in rows]))
             return np.concatenate(parts)
@@ -159,8 +172,9 @@ class FastTransformersJudge(TransformersJudge):
         row_of_query = {query: row for row, query in enumerate(queries)}
         chunks = [self._prefix_kv([features[q] for q in queries[start:start + self.batch_size]])
                   for start in range(0, len(queries), self.batch_size)]
-        prefix_kv = [tuple(torch.cat([chunk[layer][part] for chunk in chunks]) for part in (0, 1))
-                     for layer in range(len(chunks[0]))]
+        prefix_kv = chunks[0] if len(chunks) == 1 else [  # one chunk (the usual case): no copy
+            tuple(torch.cat([chunk[layer][part] for chunk in chunks]) for part in (0, 1))
+            for layer in range(len(chunks[0]))]
         parts = []
         for start in range(0, len(pair_keys), self.batch_size):
             rows = pair_keys[start:start + self.batch_size]
@@ -189,8 +203,8 @@ class FastTransformersJudge(TransformersJudge):
             chunk = missing[start:start + self.batch_size]
             for key, encoded in zip(chunk, self._encode([images[key] for key in chunk]), strict=True):
                 features[key] = encoded
-                if key in candidates:
-                    self.feature_cache.put(self._cache_key(key), encoded)
+                if key in candidates:  # a copy: a slice would keep its whole chunk's storage alive in the cache
+                    self.feature_cache.put(self._cache_key(key), encoded.clone())
         return features
 
     def _cache_key(self, content_key: str) -> tuple[str, str, tuple[int, int]]:
@@ -203,7 +217,7 @@ class FastTransformersJudge(TransformersJudge):
         pixels = pixel_values_of(rgb, self._image_processing)
         output = self.model.get_image_features(pixels.values.to(self.dtype), pixels.grid_thw)
         per_image = getattr(output, "pooler_output", output)  # transformers 5: a ModelOutput; 4.x: the split tuple
-        self.feature_cache.stats.images_encoded += len(images)
+        self.feature_cache.count_encoded(len(images))
         return list(per_image)
 
     def _row_embeds(self, count: int, query_features: list[Any] | None, candidate_features: list[Any] | None,

@@ -81,6 +81,11 @@ class ImageCache:
                 self._entries.popitem(last=False)
                 self.stats.evictions += 1
 
+    def count_encoded(self, images: int) -> None:
+        """Count images encoded because they were not cached (under the lock: judges may share a cache)."""
+        with self._lock:
+            self.stats.images_encoded += images
+
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._entries

@@ -85,8 +85,8 @@ def test_without_batching_the_judge_is_used_directly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("options", "match"), [
     pytest.param({"max_batch_pairs": 0}, "judge_batching: max_batch_pairs: expected a positive int", id="zero"),
     pytest.param({"max_wait_ms": "soon"}, "judge_batching: max_wait_ms: expected a number", id="not-a-number"),
-    pytest.param({"max_wait": 3}, r"judge_batching: unknown option\(s\) max_wait; valid: max_batch_pairs",
-                 id="unknown-key"),
+    pytest.param({"max_wait": 3}, "judge_batching: got an unexpected keyword argument 'max_wait'; "
+                                  "valid: max_batch_pairs", id="unknown-key"),
 ])
 def test_a_bad_batching_option_is_one_line_naming_the_key(tmp_path: Path, options: dict, match: str) -> None:
     with pytest.raises(JudgeConfigError, match=match) as caught:
