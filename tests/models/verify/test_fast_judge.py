@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 from models.errors import InvalidInputError  # noqa: E402
 from models.verify import JudgeConfigError, JudgeError  # noqa: E402
 from models.verify.fast_judge import FastTransformersJudge, pixel_values_of  # noqa: E402
-from models.verify.image_cache import ImageCache  # noqa: E402
+from models.verify.image_cache import ImageCache, pair_keys  # noqa: E402
 from models.verify.prompt import to_model_rgb  # noqa: E402
 from models.verify.random_qwen2vl import build_offline_processor, build_random_qwen2vl  # noqa: E402
 from models.verify.transformers_judge import TransformersJudge  # noqa: E402
@@ -109,6 +109,19 @@ def test_a_cache_hit_skips_the_vision_tower_and_gives_the_same_mu(plain: Transfo
     copy = [c.copy() for c in gallery]  # equal content, other arrays: the same entries
     np.testing.assert_allclose(judge.score_shortlist(crops[0], copy), first, atol=1e-6, rtol=0)
     assert judge.cache_stats.images_encoded == 8 and judge.cache_stats.hits == 10
+
+
+def test_with_swap_only_the_candidates_are_cached_and_each_image_is_encoded_once(
+        plain: TransformersJudge, tiny: tuple[Any, Any], crops: list[np.ndarray]) -> None:
+    model, processor = tiny
+    judge = fast_judge(tiny, swap=True)
+    reference = TransformersJudge(model, processor=processor, image_hw=SMALL_HW, swap=True)
+    gallery = crops[2:6]
+    np.testing.assert_allclose(judge.score_shortlist(crops[0], gallery), reference.score_shortlist(crops[0], gallery),
+                               atol=TOLERANCE, rtol=0)
+    assert len(judge.feature_cache) == 4 and judge.cache_stats.images_encoded == 5  # the query: encoded, not kept
+    cached = [judge.feature_cache.get(judge._cache_key(key)) for _, key in pair_keys([(crops[0], c) for c in gallery])]
+    assert all(f is not None and f.untyped_storage().nbytes() == f.numel() * f.element_size() for f in cached)
 
 
 @pytest.mark.parametrize("share_prefix", [True, False], ids=["shared-prefix", "whole-prompt"])
