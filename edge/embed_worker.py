@@ -162,7 +162,8 @@ class EmbedWorker:
                  attributes: AttributeReader | None = None, text_image: TextImageReader | None = None) -> None:
         if attributes is not None and not isinstance(attributes, AttributeReader):
             raise InvalidInputError(f"attributes: expected an attribute recognizer, got {type(attributes).__name__}")
-        if text_image is not None and not isinstance(getattr(text_image, "image", None), CropEmbedder):
+        if text_image is not None and not (isinstance(text_image, TextImageReader)
+                                           and isinstance(text_image.image, CropEmbedder)):
             raise InvalidInputError(f"text_image: expected a text-image model, got {type(text_image).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"embed_batch_size: expected an integer >= 1, got {batch_size!r}")

@@ -102,14 +102,17 @@ class TextIndex:
     # query's cosines are NaN there, which `combined_similarity` reads as "no vector" ("" / None: no model)
     text_image_fingerprint: str = ""
     text_image_vectors: np.ndarray | None = None
+    model_fingerprint: str = ""  # whose vectors `vectors` are
 
     @staticmethod
     def build(store: TrackletStore, model_fingerprint: str, text_image_fingerprint: str = "") -> TextIndex:
         return TextIndex._from_rows(store, model_fingerprint, text_image_fingerprint, None)
 
     def extended(self, store: TrackletStore, model_fingerprint: str, text_image_fingerprint: str = "") -> TextIndex:
-        """This index with the rows the store added since (a new build when the store rewrote rows)."""
-        if store.rewrites != self.rewrites or text_image_fingerprint != self.text_image_fingerprint:
+        """This index with the rows the store added since; a new build when the store rewrote rows (also
+        while this runs) or other models are asked for."""
+        if store.rewrites != self.rewrites or (model_fingerprint, text_image_fingerprint) != (
+                self.model_fingerprint, self.text_image_fingerprint):
             return TextIndex.build(store, model_fingerprint, text_image_fingerprint)
         return TextIndex._from_rows(store, model_fingerprint, text_image_fingerprint, self)
 
@@ -117,6 +120,8 @@ class TextIndex:
     def _from_rows(store: TrackletStore, model_fingerprint: str, text_image_fingerprint: str,
                    base: TextIndex | None) -> TextIndex:
         generation, rewrites = store.generation, store.rewrites  # read first: a write meanwhile shows next time
+        if base is not None and rewrites != base.rewrites:  # rows under the base changed: only a build is true
+            base = None
         rows = store.searchable_rows(model_fingerprint, after_rowid=0 if base is None else base.last_rowid,
                                      extra_fingerprint=text_image_fingerprint)
         if base is not None and not rows:
@@ -142,7 +147,7 @@ class TextIndex:
                           _column(searchable, 4, np.float64), tuple(r[6] for r in searchable),
                           tuple(r[5] for r in searchable), table, _vectors(searchable, 7),
                           (_column(older, 2, object), _column(older, 3, np.float64), _column(older, 4, np.float64)),
-                          text_image_fingerprint, _vectors(searchable, 10, fill=np.nan))
+                          text_image_fingerprint, _vectors(searchable, 10, fill=np.nan), model_fingerprint)
         return added if base is None else _joined(base, added)
 
 
@@ -181,7 +186,7 @@ def _joined(base: TextIndex, added: TextIndex) -> TextIndex:
                      tuple(np.concatenate([a, b]) for a, b in zip(base.older, added.older, strict=True)),
                      added.text_image_fingerprint, _joined_vectors(base.text_image_vectors, len(base.ids),
                                                                    added.text_image_vectors, len(added.ids),
-                                                                   fill=np.nan))
+                                                                   fill=np.nan), added.model_fingerprint)
 
 
 def _column(rows: list, i: int, dtype: type) -> np.ndarray:
@@ -223,7 +228,8 @@ def text_index(store: TrackletStore, model_fingerprint: str, text_image_fingerpr
         index = _CACHE.get(store)
         if index is None:
             index = TextIndex.build(store, model_fingerprint, text_image_fingerprint)
-        elif index.generation != store.generation or index.text_image_fingerprint != text_image_fingerprint:
+        elif (index.generation != store.generation or index.model_fingerprint != model_fingerprint
+              or index.text_image_fingerprint != text_image_fingerprint):
             index = index.extended(store, model_fingerprint, text_image_fingerprint)
         _CACHE[store] = index
         return index
@@ -257,6 +263,9 @@ def _text_image_cosine(job: TextJob, index: TextIndex, rows: np.ndarray, encoder
         notes.append(f"the text-image model failed ({type(exc).__name__}); ranked by attributes alone")
         return None
     cosine = (vectors @ text)[rows].astype(np.float64)  # one matrix-vector product; NaN where no vector
+    low, high = encoder.cosine_range
+    notes.append(f"stage one: attributes mixed with text-image model {encoder.fingerprint} (weight "
+                 f"{encoder.weight:g}, its cosines {low:g}..{high:g} read as 0..1)")
     missing = int(np.count_nonzero(np.isnan(cosine)))
     if missing:
         notes.append(f"{missing} tracklets have no text-image vector (recorded before the text-image "
@@ -297,10 +306,9 @@ def rank_text(job: TextJob, store: TrackletStore | None, *, model_fingerprint: s
         vectors = None if vectors is None else vectors[rows]
     top_k = min(job.top_k if job.top_k > 0 else default_top_k, MAX_HITS)
     cosine = _text_image_cosine(job, index, rows, text_image, notes)
-    best, scores = rank_by_description(job.query, table, vectors, top_k=top_k, weight=RERANK_WEIGHT,
-                                       text_image_cosine=cosine,
-                                       **({} if text_image is None else {"text_image_weight": text_image.weight,
-                                                                         "text_image_range": text_image.cosine_range}))
+    mixing = {} if cosine is None else {"text_image_cosine": cosine, "text_image_weight": text_image.weight,
+                                        "text_image_range": text_image.cosine_range}
+    best, scores = rank_by_description(job.query, table, vectors, top_k=top_k, weight=RERANK_WEIGHT, **mixing)
     scale = 1.0 + RERANK_WEIGHT if vectors is not None else 1.0
     return index, [(int(rows[b]), float(min(max(score / scale, 0.0), 1.0))) for b, score in zip(best, scores,
                                                                                                  strict=True)], notes

@@ -385,7 +385,8 @@ class TrackletStore(SqliteDatabase):
                 paths = [r[0] for r in conn.execute("SELECT path FROM crops WHERE tracklet IN "
                                                     "(SELECT id FROM temp.doomed)")]
                 removed = conn.execute("DELETE FROM tracklets WHERE id IN (SELECT id FROM temp.doomed)").rowcount
-                self._changed()
+                if removed:  # a pass that removes nothing leaves readers' caches (the text index) valid
+                    self._changed()
                 conn.execute("DELETE FROM temp.doomed")
             self._unlink(paths)
         remaining = int(total - freed)

@@ -27,6 +27,7 @@ import numpy as np
 from models.attributes.types import ATTRIBUTE_NAMES, COLOUR_NAMES, AttributeProfile, Constraint, TextQuery
 from models.errors import InvalidInputError
 from models.rerank._common import stable_topk
+from models.zoo.spec import DEFAULT_COSINE_RANGE, check_cosine_range
 
 PROBABILITY_FLOOR = 1e-3
 _ATTRIBUTE_INDEX = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
@@ -34,9 +35,6 @@ _COLOUR_INDEX = {name: i for i, name in enumerate(COLOUR_NAMES)}
 # default cap on the stage-one candidates whose image neighbourhoods are computed (rank_by_description):
 # each costs a cosine row and a top-k over all N images
 MAX_RERANK_CANDIDATES = 100
-# where a CLIP-style model's text-image cosines fall (OpenAI CLIP ViT-B/32 on person crops: ~0.15 unrelated
-# to ~0.35 a close match); a registered model may say otherwise (`--cosine-range`)
-DEFAULT_COSINE_RANGE = (0.15, 0.35)
 
 
 def constraint_probability(constraint: Constraint, profile: AttributeProfile) -> float:
@@ -161,17 +159,6 @@ def combined_similarity(attribute_similarity: np.ndarray, cosine: np.ndarray, we
     scaled = np.clip((cosine[known] - low) / (high - low), 0.0, 1.0)
     combined[known] = (1.0 - weight) * attribute_similarity[known] + weight * scaled
     return combined
-
-
-def check_cosine_range(value: object) -> tuple[float, float]:
-    """A text-image model's (low, high) cosine range: two finite numbers in [-1, 1], low < high."""
-    try:
-        low, high = (float(v) for v in value)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"cosine_range: expected two numbers (low, high), got {value!r}") from None
-    if not (-1.0 <= low < high <= 1.0):
-        raise InvalidInputError(f"cosine_range: expected -1 <= low < high <= 1, got {value!r}")
-    return low, high
 
 
 def rank_by_description(

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.evaluation.datasets import DatasetError, cuhk03_name, image_files, market_name
+from models.images import read_bgr
 
 FORMATS = ("market1501", "cuhk03", "crops")
 _CUHK03_FIRST_CAMERA_VIEWS = 5  # views 00–04: camera A
@@ -91,15 +92,20 @@ class TrainingSet:
 
 def read_crop_rgb(path: Path) -> np.ndarray:
     """HxWx3 uint8 RGB pixels of an image file; TrainingDataError naming the file if unreadable."""
-    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if pixels is None or pixels.size == 0:
-        raise TrainingDataError(f"cannot read image {path} (missing, empty or not an image)")
-    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(read_bgr(path, TrainingDataError), cv2.COLOR_BGR2RGB)
+
+
+def _readable(path: Path) -> bool:
+    try:
+        read_bgr(path, TrainingDataError)
+    except TrainingDataError:
+        return False
+    return True
 
 
 def _check_readable(paths: list[Path], folder: Path, progress: bool) -> None:
     bad = [p for p in tqdm(paths, desc="check images", unit="img", disable=not progress, leave=False)
-           if cv2.imread(str(p), cv2.IMREAD_COLOR) is None]
+           if not _readable(p)]
     if bad:
         names = ", ".join(p.relative_to(folder).as_posix() if p.is_relative_to(folder) else str(p)
                           for p in bad[:_MAX_NAMED_BAD])

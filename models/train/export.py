@@ -35,8 +35,10 @@ def _point_onnx2torch_at_the_exporter() -> None:
     import onnx2torch.utils.common as onnx2torch_common
 
     if not hasattr(onnx2torch_common.symbolic_helper, "GLOBALS"):
-        from torch.onnx._internal.torchscript_exporter import symbolic_helper
-
+        try:  # a private torch module: another torch release may move it, and then there is nothing to fix
+            from torch.onnx._internal.torchscript_exporter import symbolic_helper
+        except ImportError:
+            return
         onnx2torch_common.symbolic_helper = symbolic_helper
 
 

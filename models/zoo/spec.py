@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.errors import InvalidInputError
+
 TEXT_IMAGE_TASK = "text-image"  # a CLIP-style model's image tower (models.zoo.text_image)
+# where a CLIP-style model's text-image cosines fall (OpenAI CLIP ViT-B/32 on person crops: ~0.15 unrelated
+# to ~0.35 a close match); a registered model may say otherwise (`--cosine-range`)
+DEFAULT_COSINE_RANGE = (0.15, 0.35)
 
 
 @dataclass(frozen=True)
@@ -60,3 +65,14 @@ class ModelSpec:
     @property
     def total_size(self) -> int:
         return sum(f.size for f in self.files)
+
+
+def check_cosine_range(value: object) -> tuple[float, float]:
+    """A text-image model's (low, high) cosine range: two finite numbers in [-1, 1], low < high."""
+    try:
+        low, high = (float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"cosine_range: expected two numbers (low, high), got {value!r}") from None
+    if not (-1.0 <= low < high <= 1.0):
+        raise InvalidInputError(f"cosine_range: expected -1 <= low < high <= 1, got {value!r}")
+    return low, high

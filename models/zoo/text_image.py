@@ -33,8 +33,8 @@ from typing import Any
 
 from models.errors import InvalidInputError, ModelNotFoundError, require
 from models.zoo.resolve import sha256_of
+from models.zoo.spec import DEFAULT_COSINE_RANGE, ModelSpec, RemoteFile, check_cosine_range
 from models.zoo.spec import TEXT_IMAGE_TASK as TASK
-from models.zoo.spec import ModelSpec, RemoteFile
 from models.zoo.user import (
     FILES_SUFFIX,
     UserModelError,
@@ -54,7 +54,6 @@ _MANIFEST_VERSION = 1
 _KEYS = frozenset({"format_version", "name", "task", "image", "text", "tokenizer", "input_hw", "mean", "std",
                    "output_dim", "max_length", "pad_to_max_length", "cosine_range", "image_output", "text_output",
                    "added_at"})
-DEFAULT_COSINE_RANGE = (0.15, 0.35)  # models.attributes.scoring.DEFAULT_COSINE_RANGE (checked by a test)
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,6 @@ def add_text_image_model(name: str, image_onnx: Path, text_onnx: Path, tokenizer
     """Copy both towers and the tokenizer into the user models folder as `name`, checked first: shapes that
     agree, a tokenizer that reads offline, a name not taken (unless `force`, and never by a Re-ID model).
     `cosine_range` is where the model's text-image cosines fall (`models.attributes.scoring.combined_similarity`)."""
-    from models.attributes.scoring import check_cosine_range
     from models.zoo.manifest import MODELS
 
     manifest, files = _paths(name, root)
@@ -240,7 +238,6 @@ def load_text_image_model(name: str, root: Path | None = None) -> TextImageModel
 
 
 def _model_from(name: str, manifest: Path, files: Path, data: dict[str, Any]) -> TextImageModel:
-    from models.attributes.scoring import check_cosine_range
 
     missing = sorted({"name", "task", "image", "text", "tokenizer", "input_hw", "mean", "std", "output_dim"}
                      - set(data))

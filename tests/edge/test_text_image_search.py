@@ -130,7 +130,9 @@ def test_text_jobs_mix_the_text_image_cosine_into_the_attribute_score(tmp_path: 
         ids = [f"t{i:02d}" for i in range(12)]
         hits, notes = find_text(TextJob("j", QUERY, top_k=12), store, model_fingerprint=FP, text_image=encoder)
         assert [h.tracklet_id for h in hits] == _expected(store, encoder, ids, 12)
-        assert notes == ["1 tracklets have no text-image vector (recorded before the text-image model was on) and "
+        assert notes == [f"stage one: attributes mixed with text-image model {encoder.fingerprint} (weight 0.5, "
+                         "its cosines 0.15..0.35 read as 0..1)",
+                         "1 tracklets have no text-image vector (recorded before the text-image model was on) and "
                          "were ranked by attributes alone"]
         # new tracklets are appended to the cached index with their image vectors, as a rebuild would hold them
         builds: list[int] = []

@@ -232,3 +232,35 @@ def test_a_hit_whose_crop_is_gone_is_left_out(store: TrackletStore) -> None:
     store.crop_paths("red-woman")[0].unlink()  # behind the store's back: no generation change
     hits, _ = find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)
     assert [h.tracklet_id for h in hits] == ["red-man", "blue-woman", "grey-woman"]
+
+
+def test_a_rewrite_while_the_index_catches_up_gives_a_build_not_a_stale_index(
+        store: TrackletStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another thread rewrites rows between `extended`'s check and its read of the store: the result must
+    be what a build gives, or the cached index would keep the old rows for ever."""
+    find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)
+    _add(store, "late", "gate", 50.0, profile(male=0.1, upper="red"), 7)  # an append: the next query extends
+    real = text_search.TextIndex._from_rows
+
+    def rewrite_first(*args: object) -> text_search.TextIndex:
+        store.put_attributes("old-1", profile(male=0.0, upper="red", lower="black", confidence=1.0))
+        monkeypatch.setattr(text_search.TextIndex, "_from_rows", staticmethod(real))
+        return real(*args)
+
+    monkeypatch.setattr(text_search.TextIndex, "_from_rows", staticmethod(rewrite_first))
+    cached = text_search.text_index(store, FP)
+    fresh = text_search.TextIndex.build(store, FP)
+    assert cached.ids == fresh.ids and "old-1" in cached.ids and cached.profile_json == fresh.profile_json
+
+
+def test_a_retention_pass_that_removes_nothing_keeps_the_index(store: TrackletStore,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)
+    builds = []
+    real_build = text_search.TextIndex.build
+    monkeypatch.setattr(text_search.TextIndex, "build", lambda *a: builds.append(1) or real_build(*a))
+    assert store.apply_retention(max_age_s=1e9, now=100.0).tracklets_removed == 0
+    find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)
+    assert builds == []
+    store.apply_retention(max_age_s=0.0, now=1e6)  # removes everything: the index is rebuilt
+    assert find_text(TextJob("j", WOMAN_RED_TOP), store, model_fingerprint=FP)[0] == [] and builds == [1]

@@ -170,10 +170,6 @@ def test_fixed_shape_text_towers(tiny_clip, tmp_path: Path, monkeypatch: pytest.
 
 def test_cosine_range_and_fingerprint_follow_the_manifest(tiny_clip, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from models.attributes.scoring import DEFAULT_COSINE_RANGE
-    from models.zoo import text_image as zoo_text_image
-
-    assert zoo_text_image.DEFAULT_COSINE_RANGE == DEFAULT_COSINE_RANGE
     monkeypatch.setenv("CROSSVIEW_USER_MODELS", str(tmp_path / "um"))
     args = (tiny_clip.image_onnx, tiny_clip.text_onnx, tiny_clip.tokenizer)
     first = add_text_image_model("text/r", *args, input_hw=(IMAGE_SIDE, IMAGE_SIDE), cosine_range=(0.1, 0.3))
