@@ -87,7 +87,7 @@ class TextImageSettings:
     """A text-image (CLIP-style) model for search by description (issue 15, item 4): the name it was
     registered under with `crossview models add-text-image` ("" : none, the default), how much its
     cosine counts against the attribute score at stage one (`weight`, 0–1), and how many of a tracklet's
-    best crops its image tower embeds (`crops`: a ViT-B/32 tower costs about 20 Re-ID models). Unlike
+    best crops its image tower embeds (`crops`: a ViT-B/32 tower costs about 25 Re-ID models). Unlike
     attributes, a model named here that cannot be opened stops the edge at start: it was asked for."""
 
     model: str = ""

@@ -31,7 +31,7 @@ class TextImageEncoder:
 
     `weight` is how much the text-image cosine counts at stage one against the attribute score (0–1;
     `models.attributes.scoring.combined_similarity`); `crops` how many of a tracklet's best crops an edge
-    embeds with the image tower (the first, by default: a ViT-B/32 tower costs about 20 Re-ID models,
+    embeds with the image tower (the first, by default: a ViT-B/32 tower costs about 25 Re-ID models,
     docs/benchmarks.md)."""
 
     def __init__(self, model: str, *, weight: float = 0.5, crops: int = 1, num_threads: int | None = 1) -> None:
