@@ -21,6 +21,17 @@ import httpx
 from models.errors import CrossviewError
 
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
+# The hub closes a keep-alive connection idle 5 s (cloud.api.server.KEEP_ALIVE_S), httpx's own default
+# expiry. With both at 5 s, a request sent on a pooled connection just as the hub closes it reads
+# "connection reset by peer"; a client that stops reusing a connection well before that never does.
+KEEPALIVE_EXPIRY_S = 2.0
+
+
+def http_client(base_url: str, *, timeout_s: float, **kwargs: Any) -> httpx.Client:
+    """An httpx client for the hub's REST API that never reuses a connection the hub may be closing."""
+    return httpx.Client(base_url=base_url, timeout=timeout_s, **kwargs,
+                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                                            keepalive_expiry=KEEPALIVE_EXPIRY_S))
 
 
 class HubApiError(CrossviewError):
@@ -38,7 +49,7 @@ class HubClient:
         if not base_url.startswith(("http://", "https://")):
             raise HubApiError(f"hub URL: expected http(s)://HOST:PORT, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self._http = http_client(self.base_url, timeout_s=timeout_s)
         self.token = token
 
     def close(self) -> None:

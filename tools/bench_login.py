@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "tests"))  # crossview_testing (after the root: its `models` is the package)
 
-import httpx  # noqa: E402
 from crossview_testing.hub_api import HubApi, colour_hub_kwargs, start_hub_api  # noqa: E402
+
+from crossview.api_client import http_client  # noqa: E402
 
 
 def _timed(api: HubApi, n: int) -> list[float]:
@@ -51,7 +52,7 @@ def main() -> None:
         stop, lock, outcomes = threading.Event(), threading.Lock(), {}
 
         def guess(i: int) -> None:
-            with httpx.Client(base_url=api.url, timeout=120) as client:
+            with http_client(api.url, timeout_s=120) as client:
                 while not stop.is_set():
                     status = client.post("/api/login", json={"username": f"user-{i}", "password": "guess"}).status_code
                     with lock:

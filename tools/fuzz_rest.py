@@ -37,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cloud.running import RunningHub
+from crossview.api_client import http_client
 
 SKIP = re.compile(r"^(POST /api/logout|GET /api/alerts/stream|\w+ .*/password|\w+ /api/operators/\{username\}.*)$")
 USERNAME, PASSWORD = "fuzz", "fuzzing operator password"
@@ -122,7 +123,7 @@ def run_fuzz(data_dir: Path, *, max_examples: int = 25, seed: int = 12,
     kwargs.setdefault("data_dir", data_dir)
     report = FuzzReport()
     with RunningHub(operators={USERNAME: PASSWORD}, **kwargs) as running:
-        with httpx.Client(base_url=running.api_url, timeout=60) as client:
+        with http_client(running.api_url, timeout_s=60) as client:
             token = client.post("/api/login", json={"username": USERNAME, "password": PASSWORD}
                                 ).raise_for_status().json()["token"]
             client.post("/api/identities", headers={"authorization": f"Bearer {token}"},

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from crossview.api_client import http_client
 from crossview.config import ConfigError, load_config
 from crossview.hub_command import HubConfig, create_hub
 from protos.crossview.v1 import edge_to_hub_pb2, session_pb2, session_pb2_grpc
@@ -131,7 +131,7 @@ async def _watch_until_end(port: int, proc: subprocess.Popen[str]) -> list[int]:
 
 def _check_api(url: str, user: str, password: str) -> None:
     assert url.startswith("http://127.0.0.1:"), url
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with http_client(url, timeout_s=30) as client:
         assert client.get("/api/health").json()["status"] == "ok"
         assert client.get("/api/identities").status_code == 401
         token = client.post("/api/login", json={"username": user, "password": password}).json()["token"]

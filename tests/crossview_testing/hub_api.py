@@ -27,6 +27,7 @@ from crossview_testing.colour_model import FP, JUDGE_CALIBRATION, ColourEmbedder
 from cloud.running import RunningHub
 from cloud.sessions import SessionLimits
 from cloud.verification import DecisionPolicy, JudgeVerifier
+from crossview.api_client import http_client
 from models.verify.reid_judge import ReidJudge
 
 USERNAME, PASSWORD = "admin", "correct horse battery staple"
@@ -60,7 +61,7 @@ class HubApi:
 
 def login(url: str, username: str, password: str, *, timeout_s: float = 60.0) -> tuple[httpx.Client, str]:
     """A client logged in at `url` (cookie and Authorization header) and its session token."""
-    client = httpx.Client(base_url=url, timeout=timeout_s)
+    client = http_client(url, timeout_s=timeout_s)
     reply = client.post("/api/login", json={"username": username, "password": password})
     if reply.status_code != 200:
         client.close()

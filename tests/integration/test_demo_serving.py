@@ -18,8 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from crossview.api_client import http_client
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "demo-serving-secret"
@@ -71,7 +72,7 @@ def test_the_demo_serves_searches_that_find_the_man_on_camera_b(models_dir: Path
         assert processes_mentioning(str(tmp_path / "edge-a")) and processes_mentioning(str(tmp_path / "edge-b"))
 
         # as a browser on the UI's page would: its POSTs name the page's origin (the hub's CSRF check)
-        with httpx.Client(base_url=url.group(1), timeout=120, headers={"Origin": url.group(1).rstrip("/")}) as client:
+        with http_client(url.group(1), timeout_s=120, headers={"Origin": url.group(1).rstrip("/")}) as client:
             assert client.post("/api/login", json={"username": "admin", "password": PASSWORD}).status_code == 200
             (man,) = [i for i in client.get("/api/identities").json() if i["display_name"] == "person from cam-a"]
             photo = client.get(man["crop_urls"][0])

@@ -12,6 +12,7 @@ from crossview_testing.hub_api import HubApi, start_hub_api
 from cloud.hub import Hub
 from cloud.operators import OperatorAuth, OperatorAuthError, hash_password, verify_password
 from cloud.store import HubStore
+from crossview.api_client import http_client
 
 PROTECTED = [("GET", "/api/me"), ("GET", "/api/identities"), ("GET", "/api/identities/x"),
              ("GET", "/api/sightings"), ("GET", "/api/alerts"), ("GET", "/api/alerts/stream"), ("GET", "/api/edges"),
@@ -27,7 +28,7 @@ class Clock:
 
 
 def test_health_needs_no_login_and_everything_else_does(api: HubApi) -> None:
-    with httpx.Client(base_url=api.url, timeout=30) as anonymous:
+    with http_client(api.url, timeout_s=30) as anonymous:
         assert anonymous.get("/api/health").json() == {"status": "ok", "hub_id": api.running.hub.hub_id}
         for method, path in PROTECTED:
             reply = anonymous.request(method, path)
@@ -37,7 +38,7 @@ def test_health_needs_no_login_and_everything_else_does(api: HubApi) -> None:
 
 
 def test_login_cookie_bearer_and_logout(api: HubApi) -> None:
-    with httpx.Client(base_url=api.url, timeout=30) as browser:
+    with http_client(api.url, timeout_s=30) as browser:
         wrong = browser.post("/api/login", json={"username": api.username, "password": "nope"})
         assert (wrong.status_code, wrong.json()) == (401, {"detail": "wrong username or password"})
         unknown = browser.post("/api/login", json={"username": "mallory", "password": "nope"})

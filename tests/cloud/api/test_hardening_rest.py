@@ -31,6 +31,7 @@ from PIL import Image
 
 from cloud.api.deps import SESSION_COOKIE
 from cloud.api.uploads import MAX_PHOTO_PIXELS, image_size
+from crossview.api_client import http_client
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -142,7 +143,7 @@ def test_an_unexpected_exception_is_one_log_line_and_a_500_with_a_request_id(
 # --- 9: CSRF ---------------------------------------------------------------------------------------
 
 def _cookie_client(api: HubApi, **headers: str) -> httpx.Client:
-    return httpx.Client(base_url=api.url, cookies={SESSION_COOKIE: api.token}, headers=headers, timeout=30)
+    return http_client(api.url, timeout_s=30, cookies={SESSION_COOKIE: api.token}, headers=headers)
 
 
 @pytest.mark.parametrize(("headers", "refused"), [
