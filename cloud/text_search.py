@@ -33,9 +33,11 @@ from protos import codec
 log = logging.getLogger(__name__)
 
 SCORE_KIND = "raw match score in [0, 1] (not calibrated, not a P(same))"
-UNCALIBRATED_NOTE = ("text search: scores are raw match scores in [0, 1] (stage one: the edges' attribute score; "
-                     "stage two: 1 - the judge's 'No' probability); no calibration exists for descriptions, so "
-                     "they are not P(same)")
+# the one explanation of a text search's scores, in every answer's notes (the CLI and the UI show them)
+UNCALIBRATED_NOTE = ("text search: raw match scores in [0, 1], not a P(same) (no calibration exists for descriptions). "
+                     "text score: the edge's attribute match, mixed with its text-image model's where it has one "
+                     "(stage one); judge: 1 - the judge's 'No' probability for the description (stage two); "
+                     "score: both fused")
 
 
 # how a structured filter reads in the sentence the judge is asked about: attribute -> (true, false)

@@ -21,14 +21,15 @@ import httpx
 from models.errors import CrossviewError
 
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
-# The hub closes a keep-alive connection idle 5 s (cloud.api.server.KEEP_ALIVE_S), httpx's own default
-# expiry. With both at 5 s, a request sent on a pooled connection just as the hub closes it reads
-# "connection reset by peer"; a client that stops reusing a connection well before that never does.
+# A request sent on a pooled connection just as the hub closes it for idleness reads "connection reset by
+# peer". The hub closes one idle 8 s (cloud.api.server.KEEP_ALIVE_S, above httpx's default of 5 s); this
+# client stops reusing one after 2 s, so that a slow, loaded process never comes near the hub's close.
 KEEPALIVE_EXPIRY_S = 2.0
 
 
 def http_client(base_url: str, *, timeout_s: float, **kwargs: Any) -> httpx.Client:
-    """An httpx client for the hub's REST API that never reuses a connection the hub may be closing."""
+    """An httpx client for the hub's REST API that never reuses a connection the hub may be closing
+    (httpx's default pool sizes; `kwargs` go to httpx.Client)."""
     return httpx.Client(base_url=base_url, timeout=timeout_s, **kwargs,
                         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20,
                                             keepalive_expiry=KEEPALIVE_EXPIRY_S))

@@ -17,6 +17,7 @@ from crossview.models_command import register as register_models_commands
 from crossview.operator_commands import register as register_operator_commands
 from crossview.train_command import train_app
 from models.errors import CrossviewError
+from models.zoo.spec import DEFAULT_TEXT_IMAGE_WEIGHT
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Find the same person across cameras.")
 models_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
@@ -111,7 +112,7 @@ def eval_(
     text_image_model: Annotated[str | None, typer.Option(
         "--text-image-model", help="With --text-labels: a registered text-image model to mix in.")] = None,
     text_image_weight: Annotated[float, typer.Option(
-        "--text-image-weight", help="Its weight against the attribute score (0-1).")] = 0.5,
+        "--text-image-weight", help="Its weight against the attribute score (0-1).")] = DEFAULT_TEXT_IMAGE_WEIGHT,
 ) -> None:
     """Rank-1/5/10, mAP and mINP of a Re-ID model (optionally two-stage) on a dataset."""
     from crossview.eval_command import eval_command

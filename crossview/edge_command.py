@@ -348,16 +348,17 @@ def _open_node(cfg: ReplayConfig | EdgeConfig, workdir: Path, camera_ids: list[s
     hub_options = _hub_options(hub)
     # a file given here is checked against the model before it loads; without one the embedding worker
     # takes the zoo's calibration for the model it really runs
-    if get_spec(cfg.embedder).task != "reid":
-        raise CrossviewError(f"embedder: expected a Re-ID model, got {cfg.embedder!r} ({get_spec(cfg.embedder).task}); "
+    spec = get_spec(cfg.embedder)
+    if spec.task != "reid":
+        raise CrossviewError(f"embedder: expected a Re-ID model, got {cfg.embedder!r} ({spec.task}); "
                              "a text-image model is named with text_image.model=")
-    calibration = (calibration_for(get_spec(cfg.embedder).fingerprint, "cosine_distance",
-                                   Path(cfg.calibration).expanduser()) if cfg.calibration else None)
-    text_image = text_image_encoder(cfg.text_image)  # before the heavy models: a wrong name stops the start early
+    calibration = (calibration_for(spec.fingerprint, "cosine_distance", Path(cfg.calibration).expanduser())
+                   if cfg.calibration else None)
     attributes = attribute_recognizer(cfg.attributes)
-    if text_image is not None and attributes is None:
+    if cfg.text_image.model and attributes is None:  # said before the text-image model loads
         raise CrossviewError("text_image.model: text search ranks tracklets by their attributes first, and this "
                              "edge reads none (attributes.enabled=false, or the attribute model is missing)")
+    text_image = text_image_encoder(cfg.text_image)
     policy = ShortListPolicy(cfg.top_k, cfg.min_p_same, calibration=calibration)
     embedder = create_embedder(cfg.embedder, cfg.embed_runtime, **_runtime_kwargs(cfg))
     tracker = PersonTracker(cfg.detector, tracker=cfg.tracker, conf=cfg.conf, imgsz=cfg.imgsz,

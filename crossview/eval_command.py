@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from models.errors import CrossviewError
+from models.zoo.spec import DEFAULT_TEXT_IMAGE_WEIGHT
 
 
 def parse_models(text: str | None) -> list[str]:
@@ -33,7 +34,7 @@ def eval_command(
     cache_dir: Path | None = None,
     progress: bool = True,
     text_labels: Path | None = None,
-    text_image: tuple[str | None, float] = (None, 0.5),
+    text_image: tuple[str | None, float] = (None, DEFAULT_TEXT_IMAGE_WEIGHT),
 ) -> int:
     """Evaluate, print a table (or JSON with `json_out`), write the CMC PNG if asked; the exit code.
 
@@ -78,7 +79,8 @@ def eval_command(
 
 
 def text_eval_command(data: Path, format: str, models: list[str], text_labels: Path, json_out: bool,
-                      progress: bool = True, text_image: tuple[str | None, float] = (None, 0.5)) -> int:
+                      progress: bool = True,
+                      text_image: tuple[str | None, float] = (None, DEFAULT_TEXT_IMAGE_WEIGHT)) -> int:
     """`--text-labels`: attribute accuracy and text → image retrieval (issue 15); the first `--model`
     gives the Re-ID vectors of the cross-modal re-ranking."""
     from models.evaluation.text import format_text_table, run_text_evaluation, to_text_json

@@ -16,7 +16,8 @@ from typing import Annotated
 
 import typer
 
-from models.errors import CrossviewError
+from models.errors import CrossviewError, InvalidInputError
+from models.zoo.spec import DEFAULT_COSINE_RANGE, DEFAULT_TEXT_MAX_LENGTH
 
 
 def _row(name: str, user: bool, download: bool) -> tuple[tuple[str, ...], bool]:
@@ -83,23 +84,26 @@ def register(models_app: typer.Typer) -> None:
         text_onnx: Annotated[Path, typer.Option("--text-onnx", help="The text tower (ONNX, input_ids in).")],
         tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Its tokenizer folder (transformers).")],
         input_size: Annotated[int, typer.Option("--input-size", help="The image tower's square input side.")] = 224,
-        max_length: Annotated[int, typer.Option("--max-length", help="Text tokens the text tower takes.")] = 77,
+        max_length: Annotated[int, typer.Option("--max-length", help="Text tokens the text tower takes.")
+                              ] = DEFAULT_TEXT_MAX_LENGTH,
         cosine_range: Annotated[str, typer.Option(
-            "--cosine-range", help="LOW,HIGH: where its text-image cosines fall (unrelated .. close match).")
-                                ] = "0.15,0.35",
+            "--cosine-range", help="LOW,HIGH: the text-image cosines that score 0 (unrelated) and 1 (a close "
+            "match), linear between, clipped outside; `crossview eval --text-image-model` prints where this "
+            "model's cosines fall.")] = ",".join(str(v) for v in DEFAULT_COSINE_RANGE),
         force: Annotated[bool, typer.Option("--force", help="Replace a model of that name.")] = False,
     ) -> None:
         """Register a CLIP-style text-image model (both towers and the tokenizer, copied with their checksums);
         an edge uses it for search by description with text_image.model=NAME."""
+        from models.zoo.spec import check_cosine_range
         from models.zoo.text_image import add_text_image_model
         from models.zoo.user import UserModelError
 
         try:
-            low, high = (float(v) for v in cosine_range.split(","))
-        except ValueError:
-            raise UserModelError(f"--cosine-range: expected LOW,HIGH (e.g. 0.15,0.35), got {cosine_range!r}") from None
+            low_high = check_cosine_range(cosine_range.split(","))
+        except InvalidInputError as exc:
+            raise UserModelError(f"--cosine-range: {exc} (write LOW,HIGH, e.g. 0.15,0.35)") from None
         model = add_text_image_model(name, image_onnx, text_onnx, tokenizer, input_hw=(input_size, input_size),
-                                     max_length=max_length, cosine_range=(low, high), force=force)
+                                     max_length=max_length, cosine_range=low_high, force=force)
         typer.echo(f"added {model.fingerprint} ({model.image_spec.output_dim}-d, image {input_size}x{input_size}, "
                    f"text up to {model.max_length} tokens) at {model.manifest}")
 
@@ -108,12 +112,15 @@ def register(models_app: typer.Typer) -> None:
         """Delete a user model (its files and manifest); built-in models cannot be removed."""
         from models.zoo import TEXT_IMAGE_TASK, model_names
         from models.zoo.text_image import remove_text_image_model
-        from models.zoo.user import UserModelError, manifest_task, remove_user_model
+        from models.zoo.user import UserModelError, manifest_task, remove_unreadable_model, remove_user_model
 
         if name in model_names():
             raise UserModelError(f"{name!r} is a built-in model; only user models can be removed")
-        if manifest_task(name) == TEXT_IMAGE_TASK:
-            typer.echo(f"removed {remove_text_image_model(name).fingerprint}")
+        remove = remove_text_image_model if manifest_task(name) == TEXT_IMAGE_TASK else remove_user_model
+        try:
+            removed = remove(name)
+        except UserModelError as exc:  # a manifest that cannot be read: what it left goes all the same
+            remove_unreadable_model(name)
+            typer.echo(f"removed {name} ({exc})")
             return
-        model = remove_user_model(name)
-        typer.echo(f"removed {model.spec.fingerprint}")
+        typer.echo(f"removed {removed.fingerprint}")

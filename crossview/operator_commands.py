@@ -97,11 +97,6 @@ def print_search(outcome: dict[str, Any], by_photo: bool) -> bool:
     return True
 
 
-TEXT_NOTE = ("text score: the edge's attribute match, mixed with its text-image model's where it has one "
-             "(stage one); judge: the judge's 'Yes' to the description "
-             "(stage two); score: both fused. Raw scores 0-1, not calibrated: not a P(same)")
-
-
 def _matched(hit: dict[str, Any]) -> str:
     """Constraints that hold under the hit's attributes (p >= 0.5), then the ones that do not, marked '!'."""
     matched = hit.get("matched") or []
@@ -133,9 +128,8 @@ def print_text_search(outcome: dict[str, Any]) -> bool:
     failed = outcome.get("edges_failed") or {}
     typer.echo(f"{len(rows)} hit(s) from {len(outcome.get('edges_answered') or [])} of {len(asked)} edge(s)"
                + (f"; failed: {', '.join(f'{e} ({m})' for e, m in failed.items())}" if failed else ""))
-    for note in outcome.get("notes") or []:
+    for note in outcome.get("notes") or []:  # the hub's notes include what the scores mean
         typer.echo(f"note: {note}")
-    typer.echo(TEXT_NOTE)
     return True
 
 

@@ -151,7 +151,8 @@ class EmbedWorker:
     `send_unmatched` also sends tracklets without candidates (an empty short list) to the hub.
     `attributes` (an `AttributeRecognizer`, used only from the worker thread) reads each tracklet's
     attributes from the crops it embeds; None: tracklets are stored without attributes. `text_image` (a
-    `TextImageEncoder`) stores each tracklet's image-tower vector too, under that model's fingerprint.
+    `TextImageEncoder`; needs `attributes`) stores the image-tower vector of each tracklet whose attributes
+    were read (the others are never searched by text), under that model's fingerprint.
     """
 
     def __init__(self, *, edge_id: str, embedder: CropEmbedder, store: TrackletStore, outbox: Outbox,
@@ -165,6 +166,9 @@ class EmbedWorker:
         if text_image is not None and not (isinstance(text_image, TextImageReader)
                                            and isinstance(text_image.image, CropEmbedder)):
             raise InvalidInputError(f"text_image: expected a text-image model, got {type(text_image).__name__}")
+        if text_image is not None and attributes is None:
+            raise InvalidInputError("text_image: text search ranks tracklets by their attributes first; a worker "
+                                    "that reads no attributes would store image-tower vectors nothing searches")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"embed_batch_size: expected an integer >= 1, got {batch_size!r}")
         if not (max_wait_s >= 0 and math.isfinite(max_wait_s)):
@@ -308,7 +312,7 @@ class EmbedWorker:
                                       t.tracklet_id, t.camera_id)
         embedded = [t for t in todo if t.tracklet_id in vectors]
         profiles = self._read_attributes(embedded)
-        text_image = self._text_image_vectors(embedded)
+        text_image = self._text_image_vectors([t for t in embedded if t.tracklet_id in profiles])  # searchable ones
         for t in batch:
             reused = stored.get(t.tracklet_id)
             vector = reused if reused is not None else vectors.get(t.tracklet_id)

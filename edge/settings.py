@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass
 
 from models.errors import InvalidInputError
+from models.zoo.spec import DEFAULT_TEXT_IMAGE_WEIGHT, check_text_image_weight
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,13 @@ class TextImageSettings:
     attributes, a model named here that cannot be opened stops the edge at start: it was asked for."""
 
     model: str = ""
-    weight: float = 0.5
+    weight: float = DEFAULT_TEXT_IMAGE_WEIGHT
     crops: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str):
             raise InvalidInputError(f"text_image.model: expected a registered model name, got {self.model!r}")
-        if isinstance(self.weight, bool) or not isinstance(self.weight, int | float) or not 0 <= self.weight <= 1:
-            raise InvalidInputError(f"text_image.weight: expected a number in [0, 1], got {self.weight!r}")
+        check_text_image_weight(self.weight)
         if isinstance(self.crops, bool) or not isinstance(self.crops, int) or self.crops < 1:
             raise InvalidInputError(f"text_image.crops: expected an integer >= 1, got {self.crops!r}")
 

@@ -10,8 +10,8 @@ store (tests/edge/test_text_search.py; the full-scan reference of tools/bench_ed
 
 With a text-image model (`TextEncoder`: `models.attributes.text_image.TextImageEncoder`), the index
 also holds each tracklet's image-tower vector (stored by the embedding worker under that model's
-fingerprint) and stage one mixes in the cosine with the query text's vector; a tracklet without one is
-ranked by its attributes alone, and the notes say how many.
+fingerprint) and stage one mixes in the cosine with the query text's vector; a tracklet without one
+takes the neutral text-image score, and the notes say how many.
 
 Tracklets stored before attributes were read (NULL in the store) are not searched; how many of the
 job's cameras and time range were left out is said in a note. Cameras of the job not on this edge are
@@ -99,7 +99,7 @@ class TextIndex:
     vectors: np.ndarray | None
     older: tuple[np.ndarray, np.ndarray, np.ndarray]  # cameras, start_s, end_s of tracklets without attributes
     # the text-image model's image vectors, like `vectors` but NaN rows where a tracklet has none, so a
-    # query's cosines are NaN there, which `combined_similarity` reads as "no vector" ("" / None: no model)
+    # query's cosines are NaN there, which `combined_similarity` reads as neutral ("" / None: no model)
     text_image_fingerprint: str = ""
     text_image_vectors: np.ndarray | None = None
     model_fingerprint: str = ""  # whose vectors `vectors` are
@@ -248,28 +248,32 @@ class TextEncoder(Protocol):
 
 def _text_image_cosine(job: TextJob, index: TextIndex, rows: np.ndarray, encoder: TextEncoder | None,
                        notes: list[str]) -> np.ndarray | None:
-    """The query text's cosine with each of `rows`' text-image vectors (NaN: none stored), or None when
-    there is no text-image model, no vector, or the text tower failed (said in `notes`)."""
-    if encoder is None or not len(rows):
+    """The query text's cosine with each of `rows`' text-image vectors, NaN where none is stored (and for
+    every row when the text tower failed: said in `notes`); None when the edge has no text-image model.
+    A NaN takes the neutral text-image score (`combined_similarity`), so an edge with a model puts every
+    score on one scale."""
+    if encoder is None:
         return None
+    cosine = np.full(len(rows), np.nan)
     vectors = index.text_image_vectors
-    if vectors is None:
-        notes.append("no tracklet has a text-image vector yet: ranked by attributes alone")
-        return None
+    low, high = encoder.cosine_range
+    notes.append(f"stage one: attributes mixed with text-image model {encoder.fingerprint} (weight "
+                 f"{encoder.weight:g}, its cosines {low:g}..{high:g} read as 0..1, no vector as 0.5)")
+    if vectors is None or not len(rows):
+        if len(rows):
+            notes.append("no tracklet has a text-image vector yet: its part of every score is 0.5")
+        return cosine
     try:
         text = encoder.encode_text([job.query.text])[0]
     except Exception as exc:  # the attribute ranking still answers; the hub hears why it is alone
         log.warning("text job %s: the text-image model failed: %s", job.job_id, exc)
-        notes.append(f"the text-image model failed ({type(exc).__name__}); ranked by attributes alone")
-        return None
+        notes.append(f"the text-image model failed ({type(exc).__name__}): its part of every score is 0.5")
+        return cosine
     cosine = (vectors @ text)[rows].astype(np.float64)  # one matrix-vector product; NaN where no vector
-    low, high = encoder.cosine_range
-    notes.append(f"stage one: attributes mixed with text-image model {encoder.fingerprint} (weight "
-                 f"{encoder.weight:g}, its cosines {low:g}..{high:g} read as 0..1)")
     missing = int(np.count_nonzero(np.isnan(cosine)))
     if missing:
-        notes.append(f"{missing} tracklets have no text-image vector (recorded before the text-image "
-                     "model was on) and were ranked by attributes alone")
+        notes.append(f"{missing} tracklets have no text-image vector (recorded before the model was on, or "
+                     "its image tower failed on them)")
     return cosine
 
 

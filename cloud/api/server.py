@@ -29,7 +29,9 @@ from models.errors import CrossviewError
 log = logging.getLogger(__name__)
 _accept_log = RateLimitedLog(log, interval_s=10.0)
 HEADER_TIMEOUT_S = 10.0  # from connecting (or the previous response) to a whole request header
-KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this
+# an idle keep-alive connection is closed after this: longer than httpx's default reuse (5 s), so its
+# clients never send on a connection the hub is closing; shorter than HEADER_TIMEOUT_S, which would close it
+KEEP_ALIVE_S = 8
 BACKLOG = 1024
 
 

@@ -27,7 +27,12 @@ import numpy as np
 from models.attributes.types import ATTRIBUTE_NAMES, COLOUR_NAMES, AttributeProfile, Constraint, TextQuery
 from models.errors import InvalidInputError
 from models.rerank._common import stable_topk
-from models.zoo.spec import DEFAULT_COSINE_RANGE, check_cosine_range
+from models.zoo.spec import (
+    DEFAULT_COSINE_RANGE,
+    DEFAULT_TEXT_IMAGE_WEIGHT,
+    check_cosine_range,
+    check_text_image_weight,
+)
 
 PROBABILITY_FLOOR = 1e-3
 _ATTRIBUTE_INDEX = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
@@ -35,6 +40,7 @@ _COLOUR_INDEX = {name: i for i, name in enumerate(COLOUR_NAMES)}
 # default cap on the stage-one candidates whose image neighbourhoods are computed (rank_by_description):
 # each costs a cosine row and a top-k over all N images
 MAX_RERANK_CANDIDATES = 100
+NEUTRAL_TEXT_IMAGE = 0.5  # the mapped text-image score of a tracklet without a vector
 
 
 def constraint_probability(constraint: Constraint, profile: AttributeProfile) -> float:
@@ -144,21 +150,19 @@ def combined_similarity(attribute_similarity: np.ndarray, cosine: np.ndarray, we
     the model's, fixed (its manifest's `cosine_range`), not the ranked tracklets' own lowest and highest:
     a tracklet's score then depends on it and the text alone, so scores from different edges and different
     filters compare (the hub merges edges' hits by score). A NaN cosine (a tracklet stored without a
-    text-image vector) takes no part: that tracklet keeps its attribute similarity alone."""
+    text-image vector) counts as `c` = 0.5, neutral, as an unread colour is: it neither matches nor
+    contradicts, so such tracklets neither crowd the top nor sink below the ones that have a vector."""
     attribute_similarity = np.asarray(attribute_similarity, np.float64)
     cosine = np.asarray(cosine, np.float64)
     if cosine.shape != attribute_similarity.shape:
         raise InvalidInputError(f"text_image_cosine: expected shape {attribute_similarity.shape}, got {cosine.shape}")
-    if not (isinstance(weight, int | float) and not isinstance(weight, bool) and 0.0 <= weight <= 1.0):
-        raise InvalidInputError(f"text_image_weight: expected a number in [0, 1], got {weight!r}")
+    weight = check_text_image_weight(weight, "text_image_weight")
     low, high = check_cosine_range(cosine_range)
-    known = ~np.isnan(cosine)
     if np.any(np.isinf(cosine)):
         raise InvalidInputError("text_image_cosine: expected finite numbers (NaN: no vector)")
-    combined = attribute_similarity.copy()
-    scaled = np.clip((cosine[known] - low) / (high - low), 0.0, 1.0)
-    combined[known] = (1.0 - weight) * attribute_similarity[known] + weight * scaled
-    return combined
+    scaled = np.clip((cosine - low) / (high - low), 0.0, 1.0)
+    scaled[np.isnan(cosine)] = NEUTRAL_TEXT_IMAGE
+    return (1.0 - weight) * attribute_similarity + weight * scaled
 
 
 def rank_by_description(
@@ -171,7 +175,7 @@ def rank_by_description(
     weight: float = 0.1,
     max_candidates: int = MAX_RERANK_CANDIDATES,
     text_image_cosine: np.ndarray | None = None,
-    text_image_weight: float = 0.5,
+    text_image_weight: float = DEFAULT_TEXT_IMAGE_WEIGHT,
     text_image_range: tuple[float, float] = DEFAULT_COSINE_RANGE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The `top_k` best profiles for `query`: (indices int64, final scores float64), best first.

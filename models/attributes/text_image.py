@@ -21,6 +21,7 @@ import numpy as np
 
 from models.embed.base import l2_normalise
 from models.errors import CrossviewError, InvalidInputError, require
+from models.zoo.spec import DEFAULT_TEXT_IMAGE_WEIGHT, check_text_image_weight
 
 MAX_TEXT_CHARS = 10_000
 
@@ -34,18 +35,16 @@ class TextImageEncoder:
     embeds with the image tower (the first, by default: a ViT-B/32 tower costs about 25 Re-ID models,
     docs/benchmarks.md)."""
 
-    def __init__(self, model: str, *, weight: float = 0.5, crops: int = 1, num_threads: int | None = 1) -> None:
+    def __init__(self, model: str, *, weight: float = DEFAULT_TEXT_IMAGE_WEIGHT, crops: int = 1,
+                 num_threads: int | None = 1) -> None:
         from models.embed import create_embedder
         from models.zoo.text_image import load_text_image_model, load_tokenizer
 
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
-            raise InvalidInputError(f"text_image.weight: expected a number in [0, 1], got {weight!r}")
+        self.weight = check_text_image_weight(weight)
         if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
             raise InvalidInputError(f"text_image.crops: expected an integer >= 1, got {crops!r}")
-        self.weight = float(weight)
         self.crops = crops
-        self.model = load_text_image_model(model)
-        self.model.verify()
+        self.model = load_text_image_model(model)  # create_embedder below checks every file's checksum
         self.fingerprint = self.model.fingerprint
         self.dim = self.model.image_spec.output_dim
         self.image = create_embedder(model, "onnxruntime", num_threads=num_threads)
@@ -55,8 +54,11 @@ class TextImageEncoder:
         options = ort.SessionOptions()
         if num_threads is not None:
             options.intra_op_num_threads = int(num_threads)
-        self._session = ort.InferenceSession(self.model.text.relpath, sess_options=options,
-                                             providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(self.model.text.relpath, sess_options=options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime's own load errors
+            raise CrossviewError(f"{self.model.name}: cannot open the text tower: {exc}") from exc
         self._inputs = {i.name for i in self._session.get_inputs()}
         self.cosine_range = self.model.cosine_range
         self.encode_text(["a person"])  # a tower that cannot run is refused here, not at the first text job
@@ -87,6 +89,8 @@ class TextImageEncoder:
         if vectors.shape != (len(texts), self.dim):
             raise CrossviewError(f"{self.model.name}: the text tower gave shape {vectors.shape}, expected "
                                  f"({len(texts)}, {self.dim})")
+        if not np.all(np.isfinite(vectors)):
+            raise CrossviewError(f"{self.model.name}: the text tower gave NaN or infinite numbers")
         return l2_normalise(vectors)
 
     def __repr__(self) -> str:

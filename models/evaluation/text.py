@@ -24,11 +24,12 @@ import numpy as np
 from tqdm import tqdm
 
 from models.attributes.query import parse_description
-from models.attributes.scoring import description_scores, rank_by_description
+from models.attributes.scoring import ProfileTable, description_scores, rank_by_description
 from models.attributes.types import ATTRIBUTE_NAMES, AttributeProfile, ColourReading, TextQuery
 from models.errors import require
 from models.evaluation.datasets import DatasetError, image_files, market_name
 from models.images import read_bgr
+from models.zoo.spec import DEFAULT_TEXT_IMAGE_WEIGHT
 
 RANDOM_TRIALS = 200
 TEXT_IMAGE_METHOD = "attributes + text-image + re-rank"
@@ -148,6 +149,9 @@ class TextEvalResult:
     attribute_accuracy: dict[str, float]  # attribute or "upper_colour" / "lower_colour" → accuracy
     descriptions: dict[int, str] = field(default_factory=dict)
     ignored_words: int = 0
+    # with a text-image model: percentiles of its text-image cosines, description vs crops of the same
+    # identity ("same_p5", "same_p50", "same_p95") and of the others ("other_…"): where to set --cosine-range
+    text_image_cosines: dict[str, float] = field(default_factory=dict)
 
 
 def _crops(root: Path, labels: Mapping[int, IdentityLabels]) -> list[tuple[Path, int]]:
@@ -210,18 +214,19 @@ def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: R
     text_pids = np.array(identities)
     n = len(profiles)
     tie_order = np.random.default_rng(_SEED).permutation(n)
+    table = ProfileTable.from_profiles(profiles)  # once: every query and method ranks the same profiles
 
     def full_scores(query: TextQuery, image_vectors: np.ndarray | None, cosine: np.ndarray | None = None
                     ) -> np.ndarray:
         mixing = {} if text_image is None else {"text_image_weight": text_image.weight,
                                                 "text_image_range": text_image.cosine_range}
-        idx, final = rank_by_description(query, profiles, image_vectors, top_k=n, k=k, weight=weight,
+        idx, final = rank_by_description(query, table, image_vectors, top_k=n, k=k, weight=weight,
                                          text_image_cosine=cosine, **mixing)
         out = np.empty(n)
         out[idx] = final
         return out
 
-    methods = {}
+    methods, cosine_bands = {}, {}
     if text_image is not None:
         image_side = np.asarray(text_image.embed_images(images), np.float32)
         cosines = np.asarray(text_image.encode_text([q.text for q in queries]), np.float32) @ image_side.T
@@ -229,6 +234,9 @@ def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: R
             np.stack([full_scores(q, vectors, c) for q, c in zip(queries, cosines, strict=True)]),
             text_pids, pids, tie_order)
         methods["text-image alone"] = retrieval_metrics(cosines.astype(np.float64), text_pids, pids, tie_order)
+        same = text_pids[:, None] == pids[None, :]
+        for side, values in (("same", cosines[same]), ("other", cosines[~same])):
+            cosine_bands.update({f"{side}_p{q}": float(np.percentile(values, q)) for q in (5, 50, 95)})
     if vectors is not None:
         methods["attributes + re-rank"] = retrieval_metrics(
             np.stack([full_scores(q, vectors) for q in queries]), text_pids, pids, tie_order)
@@ -237,12 +245,12 @@ def evaluate_text(root: Path, labels: Mapping[int, IdentityLabels], recognize: R
     rng = np.random.default_rng(_SEED + 1)
     trials = [retrieval_metrics(rng.random((len(queries), n)), text_pids, pids) for _ in range(RANDOM_TRIALS)]
     methods["random"] = {key: float(np.mean([t[key] for t in trials])) for key in trials[0]}
-    oracle = [oracle_profile(t) for t in truth]
+    oracle = ProfileTable.from_profiles([oracle_profile(t) for t in truth])
     methods["oracle (true labels)"] = retrieval_metrics(
         np.stack([description_scores(q, oracle) for q in queries]), text_pids, pids, tie_order)
     return TextEvalResult(dataset=Path(root).name, n_crops=n, n_identities=len(identities), methods=methods,
                           attribute_accuracy=accuracy, descriptions=descriptions,
-                          ignored_words=sum(len(q.ignored) for q in queries))
+                          ignored_words=sum(len(q.ignored) for q in queries), text_image_cosines=cosine_bands)
 
 
 def to_text_json(result: TextEvalResult) -> dict:
@@ -261,6 +269,7 @@ def to_text_json(result: TextEvalResult) -> dict:
         "oracle_rank1": result.methods["oracle (true labels)"]["rank1"],
         "oracle_mAP": result.methods["oracle (true labels)"]["mAP"],
         "attribute_accuracy": result.attribute_accuracy, **extra,
+        **({"text_image_cosines": result.text_image_cosines} if result.text_image_cosines else {}),
     }
 
 
@@ -271,6 +280,13 @@ def format_text_table(result: TextEvalResult) -> str:
              f"{'method':<{width}}{'R1':>8}{'R5':>8}{'mAP':>8}"]
     for name, m in result.methods.items():
         lines.append(f"{name:<{width}}{m['rank1']:>8.3f}{m['rank5']:>8.3f}{m['mAP']:>8.3f}")
+    bands = result.text_image_cosines
+    if bands:
+        lines.append("text-image cosines, p5 / p50 / p95: same identity "
+                     f"{bands['same_p5']:.3f} / {bands['same_p50']:.3f} / {bands['same_p95']:.3f}, others "
+                     f"{bands['other_p5']:.3f} / {bands['other_p50']:.3f} / {bands['other_p95']:.3f} "
+                     f"(--cosine-range {bands['other_p50']:.2f},{bands['same_p95']:.2f} would read the others' "
+                     "median as 0 and the same identity's p95 as 1)")
     lines.append(f"accuracy on {result.n_crops} crops (attribute model; colour reader):")
     lines += [f"  {name:<16}{acc:.3f}" for name, acc in result.attribute_accuracy.items()]
     return "\n".join(lines)
@@ -278,7 +294,8 @@ def format_text_table(result: TextEvalResult) -> str:
 
 def run_text_evaluation(data: Path, fmt: str, labels_path: Path, reid_model: str | None = "reid/intel-0288",
                         *, attribute_model: str = "attributes/intel-0230", progress: bool = True,
-                        text_image_model: str | None = None, text_image_weight: float = 0.5) -> TextEvalResult:
+                        text_image_model: str | None = None,
+                        text_image_weight: float = DEFAULT_TEXT_IMAGE_WEIGHT) -> TextEvalResult:
     """`crossview eval --text-labels`: load the labels and the models, then `evaluate_text`.
     `reid_model` gives the Re-ID vectors of the cross-modal re-ranking (None: stage one only);
     `text_image_model` a registered text-image model mixed in with `text_image_weight`."""

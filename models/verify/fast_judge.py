@@ -148,6 +148,7 @@ class FastTransformersJudge(TransformersJudge):
         keys = pair_keys(pairs)  # hashing needs no model: outside the lock
         try:
             with self._lock, torch.inference_mode():
+                self._check_open()
                 features = self._features_of(pairs, keys)
                 if both_orders:
                     keys = keys + [(candidate, query) for query, candidate in keys]
@@ -161,8 +162,10 @@ class FastTransformersJudge(TransformersJudge):
         except torch.OutOfMemoryError as exc:
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()  # give the failed batch's blocks back before the next request
-            raise JudgeError(f"{self.model_name} ran out of device memory scoring {len(pairs)} pairs "
-                             f"(batch_size {self.batch_size}); lower batch_size or cache_images") from exc
+            rows = len(pairs) * (2 if both_orders else 1)
+            raise JudgeError(f"{self.model_name} ran out of device memory scoring {rows} rows ({len(pairs)} pairs"
+                             f"{', both orders' if both_orders else ''}; batch_size {self.batch_size}); lower "
+                             "batch_size or cache_images") from exc
 
     def _score_on_shared_prefixes(self, pair_keys: list[tuple[str, str]], features: dict[str, Any]) -> np.ndarray:
         """The prompt up to the candidate image runs once per distinct query (batched over queries); each
@@ -273,10 +276,10 @@ class FastTransformersJudge(TransformersJudge):
             raise JudgeError(f"{self.model_name} produced NaN or infinite logits")
         return mu_from_yes_no(yes_no[:, 0], yes_no[:, 1])
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if not self._shared_cache:
             self.feature_cache.clear()
-        super().close()
+        super()._release()
 
     def __repr__(self) -> str:
         return super().__repr__().replace("TransformersJudge(", "FastTransformersJudge(", 1)[:-1] + (

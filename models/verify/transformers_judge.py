@@ -196,9 +196,11 @@ class TransformersJudge(Judge):
         return np.concatenate(parts)
 
     def _score_text(self, description: str, images: Sequence[np.ndarray]) -> np.ndarray:
-        if self._text_prompt[0] != description:
-            self._text_prompt = (description, self._render_prompt(text_prompt_parts(description)))
-        prompt = self._text_prompt[1]
+        cached = self._text_prompt  # read once: another thread may cache another description meanwhile
+        if cached[0] != description:
+            cached = (description, self._render_prompt(text_prompt_parts(description)))
+            self._text_prompt = cached
+        prompt = cached[1]
         parts = [self._score_batch([[image] for image in images[start:start + self.batch_size]], prompt)
                  for start in range(0, len(images), self.batch_size)]
         return np.concatenate(parts)
@@ -224,6 +226,7 @@ class TransformersJudge(Judge):
         left_padded = mask is None or bool(mask[:, -1].all())
         kwargs = {self._keep_arg: 1} if left_padded and self._keep_arg else {}
         with self._lock, torch.inference_mode():
+            self._check_open()
             logits = self.model(**inputs, use_cache=False, **kwargs).logits
         if left_padded:
             last = logits[:, -1, :]
@@ -242,9 +245,19 @@ class TransformersJudge(Judge):
         return pil.fromarray(to_model_rgb(image, self.image_hw))
 
     def close(self) -> None:
+        with self._lock:  # after a forward pass in progress, never during one
+            self._release()
+
+    def _release(self) -> None:
+        """Drop the model (and what subclasses hold on the device); the caller holds the model lock."""
         self.model = None
         if self.device.startswith("cuda"):
             self._torch.cuda.empty_cache()
+
+    def _check_open(self) -> None:
+        """Under the model lock, before a forward pass."""
+        if self.model is None:
+            raise JudgeError(f"{self.model_name}: the judge is closed")
 
     def __repr__(self) -> str:
         return (f"TransformersJudge(model={self.model_name!r}, device={self.device!r}, dtype={self.dtype}, "

@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from models.errors import InvalidInputError
 
 TEXT_IMAGE_TASK = "text-image"  # a CLIP-style model's image tower (models.zoo.text_image)
-# where a CLIP-style model's text-image cosines fall (OpenAI CLIP ViT-B/32 on person crops: ~0.15 unrelated
-# to ~0.35 a close match); a registered model may say otherwise (`--cosine-range`)
+# A text-image model's cosine range (low, high): a cosine at `low` or under gives a text-image score of 0,
+# one at `high` or over a score of 1, linear between. The default is OpenAI CLIP ViT-B/32's usual band on
+# photos (~0.15 unrelated, ~0.35 a close match), not measured on person crops here; a registered model may
+# say otherwise (`--cosine-range`; `crossview eval --text-image-model` prints where its cosines fall).
 DEFAULT_COSINE_RANGE = (0.15, 0.35)
+DEFAULT_TEXT_MAX_LENGTH = 77  # CLIP's text tower: 77 tokens
+# how much a text-image model's mapped cosine counts at stage one against the attribute score (0-1)
+DEFAULT_TEXT_IMAGE_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,13 @@ class ModelSpec:
     @property
     def total_size(self) -> int:
         return sum(f.size for f in self.files)
+
+
+def check_text_image_weight(value: object, what: str = "text_image.weight") -> float:
+    """A text-image model's stage-one weight: a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise InvalidInputError(f"{what}: expected a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 def check_cosine_range(value: object) -> tuple[float, float]:

@@ -33,7 +33,13 @@ from typing import Any
 
 from models.errors import InvalidInputError, ModelNotFoundError, require
 from models.zoo.resolve import sha256_of
-from models.zoo.spec import DEFAULT_COSINE_RANGE, ModelSpec, RemoteFile, check_cosine_range
+from models.zoo.spec import (
+    DEFAULT_COSINE_RANGE,
+    DEFAULT_TEXT_MAX_LENGTH,
+    ModelSpec,
+    RemoteFile,
+    check_cosine_range,
+)
 from models.zoo.spec import TEXT_IMAGE_TASK as TASK
 from models.zoo.user import (
     FILES_SUFFIX,
@@ -154,7 +160,7 @@ def _file_entry(path: Path, base: Path) -> dict[str, Any]:
 
 def add_text_image_model(name: str, image_onnx: Path, text_onnx: Path, tokenizer: Path, *,
                          input_hw: tuple[int, int] = (224, 224), mean: tuple[float, float, float] = CLIP_MEAN,
-                         std: tuple[float, float, float] = CLIP_STD, max_length: int = 77,
+                         std: tuple[float, float, float] = CLIP_STD, max_length: int = DEFAULT_TEXT_MAX_LENGTH,
                          cosine_range: tuple[float, float] = DEFAULT_COSINE_RANGE, force: bool = False,
                          root: Path | None = None) -> TextImageModel:
     """Copy both towers and the tokenizer into the user models folder as `name`, checked first: shapes that
@@ -260,7 +266,7 @@ def _model_from(name: str, manifest: Path, files: Path, data: dict[str, Any]) ->
         licence="user model", output_name=str(data.get("image_output", IMAGE_OUTPUT)),
         notes="text-image model: its image tower", pair_sha256=hashlib.sha256(pair.encode()).hexdigest())
     check_spec(spec, manifest)
-    max_length = data.get("max_length", 77)
+    max_length = data.get("max_length", DEFAULT_TEXT_MAX_LENGTH)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise UserModelError(f"{manifest}: max_length: expected an integer >= 2, got {max_length!r}")
     try:

@@ -84,6 +84,10 @@ class UserModel:
     added_at: str
     spec: ModelSpec
 
+    @property
+    def fingerprint(self) -> str:
+        return self.spec.fingerprint
+
 
 def _paths(name: str, root: Path | None = None) -> tuple[Path, Path]:
     base = (root or user_models_root()) / name
@@ -104,6 +108,9 @@ def onnx_io(file: Path) -> tuple[list[tuple[str, Dims]], list[tuple[str, Dims]]]
         graph = onnx.load(str(file), load_external_data=False).graph
     except Exception as exc:  # onnx raises DecodeError and friends for a file that is not a model
         raise UserModelError(f"{file}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    if any(i.data_location == onnx.TensorProto.EXTERNAL for i in graph.initializer):
+        raise UserModelError(f"{file}: its weights are in a separate file (ONNX external data), which is not "
+                             "copied or checksummed; save it as one file: onnx.save(onnx.load(path), one_file)")
     initialisers = {i.name for i in graph.initializer}
 
     def dims(value: Any) -> Dims:
@@ -300,6 +307,17 @@ def add_user_model(name: str, onnx: Path, like: str, *, force: bool = False, roo
     tmp_manifest.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp_manifest, manifest)
     return load_user_model(name, root)
+
+
+def remove_unreadable_model(name: str, root: Path | None = None) -> None:
+    """Delete what a registered model whose manifest cannot be read left behind: the manifest, a Re-ID
+    model's ONNX file and a text-image model's files folder (its manifest no longer says which it was)."""
+    manifest, onnx = _paths(check_name(name), root)
+    if not manifest.is_file():
+        raise ModelNotFoundError(f"no user model named {name!r}")
+    manifest.unlink()
+    onnx.unlink(missing_ok=True)
+    shutil.rmtree(manifest.with_name(manifest.name[: -len(".json")] + FILES_SUFFIX), ignore_errors=True)
 
 
 def remove_user_model(name: str, root: Path | None = None) -> UserModel:

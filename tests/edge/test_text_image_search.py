@@ -31,6 +31,8 @@ from models.types import Crop, Embeddings, Tracklet
 
 FP, DIM = "reid-test@1", 8
 QUERY = parse_description("woman in a red jacket with a backpack")
+MIXED = ("stage one: attributes mixed with text-image model {} (weight 0.5, its cosines 0.15..0.35 read as 0..1, "
+         "no vector as 0.5)")
 
 
 class TinyReid:
@@ -78,12 +80,20 @@ def _expected(store: TrackletStore, encoder: TextImageEncoder, ids: list[str], t
     return [ids[b] for b in best]
 
 
-def test_the_worker_stores_image_tower_vectors_beside_the_reid_vector(tmp_path: Path, tiny_clip_model: str) -> None:
+@pytest.fixture(scope="module")
+def recognizer(models_dir: Path):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from models.attributes.recognizer import AttributeRecognizer
+    return AttributeRecognizer("attributes/intel-0230")
+
+
+def test_the_worker_stores_image_tower_vectors_beside_the_reid_vector(tmp_path: Path, tiny_clip_model: str,
+                                                                      recognizer) -> None:
     encoder = TextImageEncoder(tiny_clip_model, crops=2)  # a tracklet's best two of its three crops
     with TrackletStore(tmp_path / "edge.db") as store, Outbox(tmp_path / "outbox.db") as outbox:
         store.add_camera("cam")
         worker = EmbedWorker(edge_id="e", embedder=TinyReid(), store=store, outbox=outbox,
-                             gallery=MemoryGallery(FP, DIM, rerank=False), text_image=encoder)
+                             gallery=MemoryGallery(FP, DIM, rerank=False), attributes=recognizer, text_image=encoder)
         closed = [ClosedTracklet(f"w{i}", "cam", i, 1.0, 2.0, 5, tuple(Crop(c, "cam", 1.0, quality=0.2 + 0.3 * k)
                                                                        for k, c in enumerate(_crops(i))))
                   for i in range(4)]
@@ -97,7 +107,8 @@ def test_the_worker_stores_image_tower_vectors_beside_the_reid_vector(tmp_path: 
             np.testing.assert_allclose(store.vector(t.tracklet_id, encoder.fingerprint).vectors, expected, atol=1e-6)
 
 
-def test_a_failing_image_tower_leaves_tracklets_stored_without_its_vector(tmp_path: Path) -> None:
+def test_a_failing_image_tower_leaves_tracklets_stored_without_its_vector(tmp_path: Path, tiny_clip_model: str,
+                                                                          recognizer) -> None:
     class Broken:
         fingerprint, dim = "text/broken@0", 16
 
@@ -107,18 +118,31 @@ def test_a_failing_image_tower_leaves_tracklets_stored_without_its_vector(tmp_pa
     class BrokenModel:
         image, crops = Broken(), 1
 
+    class NoAttributes:  # the attribute model fails: the tracklet is never searched by text
+        def recognize(self, crops_bgr: Sequence[np.ndarray]) -> list:
+            raise RuntimeError("attribute model down")
+
+    tracklet = ClosedTracklet("w0", "cam", 0, 1.0, 2.0, 5, tuple(Crop(c, "cam", 1.0, quality=0.5) for c in _crops(0)))
+    for folder, attributes, text_image in (("broken", recognizer, BrokenModel()),
+                                           ("no-attributes", NoAttributes(), TextImageEncoder(tiny_clip_model))):
+        with (TrackletStore(tmp_path / folder / "edge.db") as store,
+              Outbox(tmp_path / folder / "outbox.db") as outbox):
+            store.add_camera("cam")
+            worker = EmbedWorker(edge_id="e", embedder=TinyReid(), store=store, outbox=outbox,
+                                 gallery=MemoryGallery(FP, DIM, rerank=False), attributes=attributes,
+                                 text_image=text_image)
+            worker.submit(tracklet)
+            assert worker.drain(60) and worker.close(30)
+            assert worker.stats.embedded == 1 and worker.stats.text_image_read == 0, folder
+            assert store.get_tracklet("w0").fingerprints == (FP,)
     with TrackletStore(tmp_path / "edge.db") as store, Outbox(tmp_path / "outbox.db") as outbox:
-        store.add_camera("cam")
-        worker = EmbedWorker(edge_id="e", embedder=TinyReid(), store=store, outbox=outbox,
-                             gallery=MemoryGallery(FP, DIM, rerank=False), text_image=BrokenModel())
-        worker.submit(ClosedTracklet("w0", "cam", 0, 1.0, 2.0, 5, tuple(Crop(c, "cam", 1.0, quality=0.5)
-                                                                        for c in _crops(0))))
-        assert worker.drain(60) and worker.close(30)
-        assert worker.stats.embedded == 1 and worker.stats.text_image_read == 0
-        assert store.get_tracklet("w0").fingerprints == (FP,)
-    with pytest.raises(InvalidInputError, match="text-image model"):
-        EmbedWorker(edge_id="e", embedder=TinyReid(), store=store, outbox=outbox,
-                    gallery=MemoryGallery(FP, DIM, rerank=False), text_image=object())  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="text-image model"):
+            EmbedWorker(edge_id="e", embedder=TinyReid(), store=store, outbox=outbox,
+                        gallery=MemoryGallery(FP, DIM, rerank=False), attributes=recognizer,
+                        text_image=object())  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="ranks tracklets by their attributes first"):
+            EmbedWorker(edge_id="e", embedder=TinyReid(), store=store, outbox=outbox,
+                        gallery=MemoryGallery(FP, DIM, rerank=False), text_image=TextImageEncoder(tiny_clip_model))
 
 
 def test_text_jobs_mix_the_text_image_cosine_into_the_attribute_score(tmp_path: Path, encoder,
@@ -130,10 +154,9 @@ def test_text_jobs_mix_the_text_image_cosine_into_the_attribute_score(tmp_path: 
         ids = [f"t{i:02d}" for i in range(12)]
         hits, notes = find_text(TextJob("j", QUERY, top_k=12), store, model_fingerprint=FP, text_image=encoder)
         assert [h.tracklet_id for h in hits] == _expected(store, encoder, ids, 12)
-        assert notes == [f"stage one: attributes mixed with text-image model {encoder.fingerprint} (weight 0.5, "
-                         "its cosines 0.15..0.35 read as 0..1)",
-                         "1 tracklets have no text-image vector (recorded before the text-image model was on) and "
-                         "were ranked by attributes alone"]
+        assert notes == [MIXED.format(encoder.fingerprint),
+                         "1 tracklets have no text-image vector (recorded before the model was on, or its image "
+                         "tower failed on them)"]
         # new tracklets are appended to the cached index with their image vectors, as a rebuild would hold them
         builds: list[int] = []
         real_build = text_search.TextIndex.build
@@ -163,14 +186,19 @@ def test_a_failing_text_tower_answers_by_attributes_with_a_note(tmp_path: Path, 
         for i in range(6):
             _add(store, encoder, i)
         hits, notes = find_text(TextJob("j", QUERY), store, model_fingerprint=FP, text_image=Failing())
-        alone, _ = find_text(TextJob("j", QUERY), store, model_fingerprint=FP)
-        assert [h.tracklet_id for h in hits] == [h.tracklet_id for h in alone]
-        assert notes == ["the text-image model failed (RuntimeError); ranked by attributes alone"]
+        ids = [f"t{i:02d}" for i in range(6)]
+        best, _ = rank_by_description(QUERY, [store.attributes(t) for t in ids],
+                                      np.concatenate([store.vector(t, FP).vectors for t in ids]), top_k=6,
+                                      weight=0.1, text_image_cosine=np.full(6, np.nan))  # every vector neutral
+        assert [h.tracklet_id for h in hits] == [ids[b] for b in best]
+        assert notes == [MIXED.format(encoder.fingerprint),
+                         "the text-image model failed (RuntimeError): its part of every score is 0.5"]
     with TrackletStore(tmp_path / "plain.db") as plain:  # nothing stored with a text-image vector yet
         plain.add_camera("cam")
         _add(plain, None, 0)
         hits, notes = find_text(TextJob("j", QUERY), plain, model_fingerprint=FP, text_image=encoder)
-        assert len(hits) == 1 and notes == ["no tracklet has a text-image vector yet: ranked by attributes alone"]
+        assert len(hits) == 1 and notes == [MIXED.format(encoder.fingerprint),
+                                            "no tracklet has a text-image vector yet: its part of every score is 0.5"]
 
 
 def test_the_edge_wire_answers_with_the_text_image_model(tmp_path: Path, encoder) -> None:
@@ -203,7 +231,7 @@ def test_edge_settings_name_the_model(tmp_path: Path, tiny_clip_model: str) -> N
     assert load_config(ReplayConfig, None, ["text_image.crops=3"]).text_image.crops == 3
 
 
-def test_an_edge_node_hands_the_model_to_its_worker_and_its_hub_link(tmp_path: Path, encoder) -> None:
+def test_an_edge_node_hands_the_model_to_its_worker_and_its_hub_link(tmp_path: Path, encoder, recognizer) -> None:
     from crossview_testing.edge_fakes import BlobTracker, ColourEmbedder, write_video
 
     from edge.node import EdgeNode
@@ -211,6 +239,7 @@ def test_an_edge_node_hands_the_model_to_its_worker_and_its_hub_link(tmp_path: P
     from edge.uplink.settings import HubLinkSettings
 
     options = {"tracker": BlobTracker(), "embedder": ColourEmbedder(), "embed_nice": None, "text_image": encoder,
+               "attributes": recognizer,
                "tracklets": TrackletSettings(close_after_s=0.5, min_quality=0.0)}
     with EdgeNode(tmp_path / "linked", "edge-n", ["cam"], hub=HubLinkSettings("127.0.0.1:9", "token"),
                   **options) as node:  # never started: only the wiring is looked at

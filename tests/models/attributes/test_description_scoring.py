@@ -163,13 +163,11 @@ def test_a_profile_table_scores_like_the_profiles() -> None:
 
 
 def _reference_combined(sim: np.ndarray, cosine: np.ndarray, weight: float, low: float, high: float) -> np.ndarray:
-    """Plain loop: each known cosine scaled onto [0, 1] by the model's range, clipped, mixed in; NaN untouched."""
+    """Plain loop: each known cosine scaled onto [0, 1] by the model's range, clipped, mixed in; NaN as 0.5."""
     out = []
     for s, c in zip(sim, cosine, strict=True):
-        if math.isnan(c):
-            out.append(s)
-        else:
-            out.append((1 - weight) * s + weight * min(1.0, max(0.0, (c - low) / (high - low))))
+        mapped = 0.5 if math.isnan(c) else min(1.0, max(0.0, (c - low) / (high - low)))
+        out.append((1 - weight) * s + weight * mapped)
     return np.array(out)
 
 
@@ -196,7 +194,9 @@ def test_text_image_cosine_is_mixed_into_stage_one_as_the_reference_says(weight:
 
 def test_text_image_edge_cases() -> None:
     sim = np.array([0.2, 0.5, 0.9])
-    np.testing.assert_array_equal(combined_similarity(sim, np.full(3, np.nan), 0.5), sim)  # nobody has a vector
+    np.testing.assert_allclose(combined_similarity(sim, np.full(3, np.nan), 0.5), 0.5 * sim + 0.25)  # no vectors
+    # a tracklet without a vector sits between the same attributes with the worst and with the best cosine
+    assert list(combined_similarity(np.full(3, 0.8), np.array([0.15, np.nan, 0.35]), 0.5)) == [0.4, 0.65, 0.9]
     np.testing.assert_allclose(combined_similarity(sim, np.array([0.25, 0.0, 0.9]), 1.0), [0.5, 0.0, 1.0])
     # with weight 1 the cosine alone orders: the attribute score's order is overturned
     assert list(np.argsort(-combined_similarity(sim, np.array([0.3, 0.2, 0.1]), 1.0))) == [0, 1, 2]

@@ -214,14 +214,17 @@ def test_names_and_kinds_are_not_mixed_up(tiny_clip, tiny_clip_model: str, tmp_p
 
 
 def test_an_edge_refuses_a_text_image_model_without_attributes_before_loading_models(
-        tiny_clip_model: str, tmp_path: Path) -> None:
+        tiny_clip_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crossview import edge_command
     from crossview.config import load_config
     from crossview.edge_command import ReplayConfig, _open_node
     from models.errors import CrossviewError
 
     cfg = load_config(ReplayConfig, None, [f"text_image.model={tiny_clip_model}", "attributes.enabled=false"])
-    with pytest.raises(CrossviewError, match="reads none"):
-        _open_node(cfg, tmp_path, ["cam"])
+    with monkeypatch.context() as patch:
+        patch.setattr(edge_command, "text_image_encoder", lambda settings: pytest.fail("the model was loaded"))
+        with pytest.raises(CrossviewError, match="reads none"):
+            _open_node(cfg, tmp_path, ["cam"])
     cfg = load_config(ReplayConfig, None, [f"embedder={tiny_clip_model}"])
     with pytest.raises(CrossviewError, match="expected a Re-ID model"):
         _open_node(cfg, tmp_path, ["cam"])

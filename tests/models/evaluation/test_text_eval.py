@@ -139,6 +139,10 @@ def test_eval_with_a_text_image_model(data_dir: Path, models_dir: Path, label_fi
     out = json.loads(capsys.readouterr().out)
     assert {"text_image_only_rank1", "text_image_only_mAP", "without_text_image_rank1"} <= set(out)
     assert out["text_image_only_rank1"] < 0.25 and out["without_text_image_rank1"] > out["text_image_only_rank1"]
+    bands = out["text_image_cosines"]  # where the model's cosines fall, to set its --cosine-range
+    assert set(bands) == {f"{side}_p{q}" for side in ("same", "other") for q in (5, 50, 95)}
+    assert all(-1 <= bands[f"{side}_p5"] <= bands[f"{side}_p50"] <= bands[f"{side}_p95"] <= 1
+               for side in ("same", "other"))
     code = eval_command(data_dir / "market1501_mini", "market1501", "reid/intel-0288", False, None, 10, True, None,
                         progress=False, text_labels=label_file, text_image=("text/none", 0.5))
     assert code == 2 and "text/none" in capsys.readouterr().err

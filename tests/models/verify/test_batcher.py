@@ -35,6 +35,10 @@ class FakeJudge(Judge):
         self.calls: list[int] = []
         self.entered = threading.Event()
         self.gate = gate
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
 
     def _score(self, pairs: Sequence[Pair]) -> np.ndarray:
         self.entered.set()
@@ -143,6 +147,14 @@ def test_closing_fails_the_waiting_requests_and_later_submits() -> None:
     assert first.result().shape == (1,)  # the batch in flight still finished
     with pytest.raises(JudgeClosedError):
         batcher.submit([(crop(2), crop(3))])
+
+
+def test_a_batcher_closes_the_judge_it_owns_and_only_that() -> None:
+    for owns in (False, True):
+        judge = FakeJudge()
+        with JudgeBatcher(judge, owns_judge=owns) as batcher:
+            batcher.score_pairs([(crop(1), crop(2))])
+        assert judge.closed == int(owns)
 
 
 def test_bad_input_is_the_callers_error_at_once_and_empty_is_empty() -> None:

@@ -193,7 +193,7 @@ def test_running_out_of_device_memory_is_a_judge_error_and_the_next_call_works(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(judge.model, "forward", out_of_memory)
-        with pytest.raises(JudgeError, match="ran out of device memory scoring 3 pairs"):
+        with pytest.raises(JudgeError, match=r"ran out of device memory scoring 3 rows \(3 pairs;"):
             judge.score_shortlist(crops[0], crops[1:4])
     np.testing.assert_allclose(judge.score_shortlist(crops[0], crops[1:4]),
                                plain.score_shortlist(crops[0], crops[1:4]), atol=TOLERANCE, rtol=0)

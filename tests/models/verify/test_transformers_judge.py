@@ -7,6 +7,7 @@ generated position for the "Yes"/"No" ids, and that batching, padding and swappi
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ torch = pytest.importorskip("torch")
 
 from models.errors import InvalidInputError  # noqa: E402
 from models.verify import JudgeConfigError, create_judge  # noqa: E402
+from models.verify.base import JudgeError  # noqa: E402
 from models.verify.random_qwen2vl import build_offline_processor, build_random_qwen2vl  # noqa: E402
 from models.verify.transformers_judge import TransformersJudge  # noqa: E402
 
@@ -160,3 +162,18 @@ def test_missing_folder_processor_or_cuda_is_a_clear_error(tmp_path: Path) -> No
 def test_bad_images_are_refused(judge: TransformersJudge) -> None:
     with pytest.raises(InvalidInputError, match="pair 0 candidate"):
         judge.score_pairs([(np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10), np.uint8))])
+
+
+def test_a_closed_judge_says_so_and_close_waits_for_a_call_in_progress(tiny_folder: Path,
+                                                                        crops: list[np.ndarray]) -> None:
+    judge = create_judge("transformers", model=str(tiny_folder), image_hw=SMALL_HW, batch_size=8)
+    with judge._lock:  # a forward pass in progress holds the model lock: close waits for it
+        closer = threading.Thread(target=judge.close)
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive() and judge.model is not None
+    closer.join()
+    assert judge.model is None
+    for call in (lambda: judge.score_pairs(pairs_of(crops)[:1]), lambda: judge.score_text("a man", crops[:1])):
+        with pytest.raises(JudgeError, match="the judge is closed"):
+            call()

@@ -73,7 +73,7 @@ export function textScoreFacts(hit) {
   return [
     ["text score", el("span", {title: `stage one: the edge's attribute match (mixed with its text-image model's, where it has one). ${RAW_SCORE_HELP}`,
       testid: "result-text-score"}, raw(hit.text_score))],
-    ["judge", el("span", {title: `stage two: the judge's "Yes" to the description. ${RAW_SCORE_HELP}`,
+    ["judge", el("span", {title: `stage two: 1 - the judge's "No" probability for the description. ${RAW_SCORE_HELP}`,
       testid: "result-judge-score"}, hit.judge_score === null || hit.judge_score === undefined
       ? "not judged" : raw(hit.judge_score))],
   ];
