@@ -201,14 +201,13 @@ def text_image_encoder(name: str | None, tmp: Path) -> Any:
     return encoder
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     video = find_video(args.video)
     load_start = time.perf_counter()
     tracker = PersonTracker()
     embedder = create_embedder("reid/intel-0288", num_threads=1)
     embedder.embed([np.zeros((256, 128, 3), np.uint8)] * 4)  # warm up
     recognizer, attributes_note = attribute_recognizer(args.attributes)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-edge-"))
     text_image = text_image_encoder(args.text_image, tmp) if recognizer is not None else None
     load_s = time.perf_counter() - load_start
 
@@ -352,7 +351,7 @@ def _named(entries: list[Any]) -> list[str]:
     return names
 
 
-def bench_text(args: argparse.Namespace) -> dict[str, Any]:
+def bench_text(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """A text job over `args.text_tracklets` stored tracklets: the cached path and a full-scan reference."""
     import json as jsonlib
     import statistics as stats
@@ -370,8 +369,7 @@ def bench_text(args: argparse.Namespace) -> dict[str, Any]:
 
     n, fp, dim = args.text_tracklets, "bench-reid@1", 256
     rng = np.random.default_rng(0)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-edge-text-"))
-    store = TrackletStore(tmp / "edge.db")
+    store = TrackletStore(tmp / "text" / "edge.db")
     store._conn.execute("PRAGMA synchronous=OFF")  # filling only: one fsync per row would take minutes
     for camera in ("cam-0", "cam-1", "cam-2"):
         store.add_camera(camera)
@@ -461,9 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-top-k", type=int, default=50)
     parser.add_argument("--text-repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    result = {} if args.text_only else run(args)
-    if args.text_tracklets > 0:
-        result.update(bench_text(args))
+    if args.text_image and not args.attributes:
+        parser.error("--text-image needs the attribute model (text search ranks by attributes first)")
+    with tempfile.TemporaryDirectory(prefix="bench-edge-") as scratch:  # a random b32 CLIP alone is 600 MB
+        result = {} if args.text_only else run(args, Path(scratch))
+        if args.text_tracklets > 0:
+            result.update(bench_text(args, Path(scratch)))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -35,10 +35,14 @@ def _point_onnx2torch_at_the_exporter() -> None:
     import onnx2torch.utils.common as onnx2torch_common
 
     if not hasattr(onnx2torch_common.symbolic_helper, "GLOBALS"):
-        try:  # a private torch module: another torch release may move it, and then there is nothing to fix
+        try:  # a private torch module: another torch release may move it
             from torch.onnx._internal.torchscript_exporter import symbolic_helper
-        except ImportError:
-            return
+        except ImportError as exc:
+            import torch
+
+            raise ExportError(f"onnx2torch cannot read the ONNX exporter's opset under torch {torch.__version__} "
+                              f"(torch.onnx.symbolic_helper lacks GLOBALS and {exc.name} is gone); import onnx2torch "
+                              "before transformers or peft, or use a torch release it supports") from exc
         onnx2torch_common.symbolic_helper = symbolic_helper
 
 

@@ -108,6 +108,13 @@ def test_registration_refuses_what_cannot_work(tiny_clip, tmp_path: Path, monkey
     not_onnx.write_bytes(b"not a model")
     with pytest.raises(UserModelError, match="not a readable ONNX"):
         add_text_image_model("text/x", not_onnx, tiny_clip.text_onnx, tiny_clip.tokenizer, input_hw=side)
+    import onnx  # a tower whose weights sit in a separate file: only the .onnx would be copied and checksummed
+    external = tmp_path / "external" / "text.onnx"
+    external.parent.mkdir()
+    onnx.save(onnx.load(str(tiny_clip.text_onnx)), str(external), save_as_external_data=True, size_threshold=0,
+              location="text.onnx_data")
+    with pytest.raises(UserModelError, match="external data"):
+        add_text_image_model("text/x", tiny_clip.image_onnx, external, tiny_clip.tokenizer, input_hw=side)
     add_text_image_model("text/x", *args, input_hw=side)
     with pytest.raises(UserModelError, match="already exists"):
         add_text_image_model("text/x", *args, input_hw=side)
@@ -144,6 +151,17 @@ def test_cli_adds_lists_and_removes(tiny_clip, tmp_path: Path) -> None:
     removed = run("remove", "text/cli")
     assert removed.returncode == 0 and "removed text/cli@" in removed.stdout, removed.stderr
     folder = tmp_path / "um" / "text"
+    assert not (folder / "cli.json").exists() and not (folder / "cli.files").exists()
+    bad_range = run("add-text-image", "text/cli", "--image-onnx", str(tiny_clip.image_onnx), "--text-onnx",
+                    str(tiny_clip.text_onnx), "--tokenizer", str(tiny_clip.tokenizer), "--input-size",
+                    str(IMAGE_SIDE), "--max-length", str(MAX_LENGTH), "--cosine-range", "0.4,0.2")
+    assert bad_range.returncode != 0 and "--cosine-range" in bad_range.stderr and "low < high" in bad_range.stderr
+    assert not (folder / "cli.json").exists()
+    # a manifest that can no longer be read is removed all the same, with the files beside it
+    (folder / "cli.json").write_text("{not json")
+    (folder / "cli.files").mkdir()
+    removed = run("remove", "text/cli")
+    assert removed.returncode == 0 and "removed text/cli (" in removed.stdout, removed.stderr
     assert not (folder / "cli.json").exists() and not (folder / "cli.files").exists()
 
 
