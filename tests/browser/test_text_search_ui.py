@@ -145,7 +145,7 @@ def test_search_by_description_shows_what_matched_and_the_colours_read(
     assert top.get_by_test_id("result-p-same").count() == 0  # no P(same) for a description
     assert 'Ignored (not searched): "sunglasses"' in page.get_by_test_id("search-ignored").inner_text()
     notes = page.get_by_test_id("search-note").all_inner_texts()
-    assert f"edge-text: {NOTE}" in notes and any("not P(same)" in n for n in notes)
+    assert f"edge-text: {NOTE}" in notes and any("not a P(same)" in n for n in notes)
     screenshot(page, "search-by-description")
     # a description that names nothing the parser knows: the API's one line, no results replaced
     page.get_by_test_id("describe-text").fill("sunglasses")
