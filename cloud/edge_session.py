@@ -55,6 +55,7 @@ from cloud import wire
 from cloud.edge_session_types import Admission, Send, SessionAbort, SessionLimits, SessionServices
 from cloud.handshake import HelloInput, fatal, handshake
 from cloud.log_limits import RateLimitedLog
+from cloud.waits import wait_event
 from models.errors import InvalidInputError
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
 
@@ -209,9 +210,7 @@ class EdgeSession:
         """Queue an ack or error; when the edge stops reading, end the session instead of growing."""
         while len(self._immediate) >= self.limits.send_queue_size and self._closing is None:
             self._space.clear()
-            try:
-                await asyncio.wait_for(self._space.wait(), self.limits.send_stall_s)
-            except TimeoutError:
+            if not await wait_event(self._space, self.limits.send_stall_s):
                 self.close(SessionAbort(
                     "resource_exhausted", f"edge {self.edge_id} did not read {len(self._immediate)} pending "
                     f"replies for {self.limits.send_stall_s:g} s; reconnect and retry later",
@@ -269,8 +268,7 @@ class EdgeSession:
             self._wake.clear()
             timeout = max(0.0, min(next_heartbeat, next_poll, self._last_heard + limits.silence_timeout_s)
                           - self._loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_event(self._wake, timeout)
 
     # ------------------------------------------------------------------ reading
     async def _read_loop(self, requests: AsyncIterator[bytes]) -> None:

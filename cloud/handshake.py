@@ -26,6 +26,7 @@ from cloud import wire
 from cloud.auth import AuthError
 from cloud.edge_session_types import Send, SessionAbort, SessionLimits, SessionServices
 from cloud.log_limits import RateLimitedLog
+from cloud.waits import within
 from models.errors import InvalidInputError
 from protos.crossview.v1 import common_pb2, edge_to_hub_pb2, session_pb2
 
@@ -76,7 +77,7 @@ async def handshake(requests: AsyncIterator[bytes], send: Send, *, services: Ses
                     token_edge_id: str | None, peer: str = "") -> HelloInput:
     """Read and check Hello; raises SessionAbort when the stream must end."""
     try:
-        raw = await asyncio.wait_for(anext(requests), limits.hello_timeout_s)
+        raw = await within(anext(requests), limits.hello_timeout_s)
     except StopAsyncIteration:
         raise SessionAbort("cancelled", "the edge closed the stream before Hello") from None
     except TimeoutError:

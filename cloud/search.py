@@ -50,6 +50,7 @@ from cloud.sessions import SessionManager
 from cloud.store import HubStore, SearchJobRecord, SightingRecord, StoreError
 from cloud.text_search import finite_or_none, judge_descriptions, matched_view
 from cloud.verification import PairJudge
+from cloud.waits import wait_event
 from cloud.wire import AckStatus, SearchHitInput, SearchResultInput
 from models.attributes.types import AttributeProfile, Constraint, TextQuery
 from models.calibration import Calibration, calibration_for, fuse_p_same
@@ -334,8 +335,7 @@ class SearchService:
             left = end - asyncio.get_running_loop().time()
             if left <= 0:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(job.finished.wait(), min(left, self.poll_s))
+            await wait_event(job.finished, min(left, self.poll_s))
             try:
                 stored = await asyncio.to_thread(self.store.search_results_after, job_id, after_id)
             except StoreError as exc:

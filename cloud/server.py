@@ -26,6 +26,7 @@ from grpc_health.v1.health import aio as health_aio
 from cloud.auth import AuthError, EdgeAuth, bearer_token
 from cloud.handshake import refuse
 from cloud.sessions import SessionAbort, SessionManager
+from cloud.waits import within
 from protos.crossview.v1 import session_pb2
 
 SERVICE_NAME = "crossview.v1.EdgeHub"
@@ -79,7 +80,7 @@ class EdgeHubServicer:
                 # a client that is writing its Hello while the status arrives sees its write fail as
                 # INTERNAL instead of reading UNAUTHENTICATED: let that one write land first (discarded)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(anext(aiter(requests)), _DRAIN_S)
+                    await within(anext(aiter(requests)), _DRAIN_S)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, refused.message)
         try:
             await self.sessions.serve(edge_id, requests, context.write, context.peer())

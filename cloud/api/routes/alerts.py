@@ -24,6 +24,7 @@ from cloud.api.schemas import Alert
 from cloud.api.views import Names, alert_view
 from cloud.operators import OperatorAuthError
 from cloud.store import HubStore
+from cloud.waits import wait_event
 
 router = APIRouter(prefix="/api", tags=["alerts"], dependencies=[Depends(require_operator)])
 POLL_S = 0.5
@@ -90,8 +91,7 @@ async def _events(request: Request, after_id: int) -> AsyncIterator[str]:
             if loop.time() - last_sent >= state.keep_alive_s:
                 yield ": keep-alive\n\n"
                 last_sent = loop.time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), state.poll_s)
+            await wait_event(wake, state.poll_s)
     finally:
         unsubscribe()
 
